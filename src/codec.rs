@@ -1,0 +1,210 @@
+//! Codecs: timely `Event<T, C>` <-> payload bytes.
+//!
+//! A codec is a type parameter, not a runtime value, because the two codecs put
+//! different bounds on `T` and `C`: bincode needs serde, abomonation needs
+//! `Abomonation`. [`Bincode`] is the default and is safe on any input.
+//! [`Abomonation`] (cargo feature `abomonation`) copies containers as raw
+//! memory: it is fast, and it is only for data written by a trusted build of
+//! the same program, because abomonation reinterprets the bytes in place.
+
+use bincode::Options;
+use serde::{de::DeserializeOwned, Serialize};
+use timely::dataflow::operators::capture::Event;
+
+use crate::error::FrameError;
+use crate::frame::CodecId;
+
+/// Encodes and decodes timely events.
+pub trait EventCodec<T, C>: 'static {
+    /// The id written into each frame header.
+    const ID: CodecId;
+    /// Appends the encoding of `event` to `out`.
+    fn encode(event: &Event<T, C>, out: &mut Vec<u8>) -> Result<(), FrameError>;
+    /// Decodes one event from exactly `payload`.
+    fn decode(payload: &[u8]) -> Result<Event<T, C>, FrameError>;
+}
+
+/// bincode 1.x options shared by encoder and decoder: fixed-width integers
+/// (as `bincode::serialize`), no trailing bytes, and a read limit so a hostile
+/// length prefix cannot make the decoder allocate more than the payload holds.
+fn bincode_options(limit: u64) -> impl Options {
+    bincode::DefaultOptions::new().with_fixint_encoding().with_limit(limit)
+}
+
+/// serde + bincode 1.x: the safe default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Bincode;
+
+impl<T, C> EventCodec<T, C> for Bincode
+where
+    T: Serialize + DeserializeOwned + Ord + 'static,
+    C: Serialize + DeserializeOwned + 'static,
+{
+    const ID: CodecId = CodecId::Bincode;
+
+    fn encode(event: &Event<T, C>, out: &mut Vec<u8>) -> Result<(), FrameError> {
+        bincode_options(u64::MAX)
+            .serialize_into(out, event)
+            .map_err(|e| FrameError::Decode(format!("bincode encode: {e}")))
+    }
+
+    fn decode(payload: &[u8]) -> Result<Event<T, C>, FrameError> {
+        decode_bincode(payload)
+    }
+}
+
+/// Decodes any serde value from exactly `payload` with the crate's bincode options.
+pub fn decode_bincode<V: DeserializeOwned>(payload: &[u8]) -> Result<V, FrameError> {
+    bincode_options(payload.len() as u64)
+        .deserialize(payload)
+        .map_err(|e| FrameError::Decode(e.to_string()))
+}
+
+/// Encodes any serde value with the crate's bincode options.
+pub fn encode_bincode<V: Serialize>(value: &V, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    bincode_options(u64::MAX)
+        .serialize_into(out, value)
+        .map_err(|e| FrameError::Decode(format!("bincode encode: {e}")))
+}
+
+#[cfg(feature = "abomonation")]
+pub use self::abomonation_codec::Abomonation;
+
+#[cfg(feature = "abomonation")]
+mod abomonation_codec {
+    use super::*;
+    use timely::progress::Stamp;
+
+    /// abomonation for containers, bincode for the (small) stamps and progress.
+    ///
+    /// **Trusted data only**: the checksum rules out accidental corruption, but
+    /// a crafted record can still describe memory that abomonation will trust.
+    ///
+    /// Payload: tag byte 0 + bincode `Vec<(T, i64)>` for progress; tag byte 1,
+    /// stamp length (u32 LE), bincode stamp, zero padding to a multiple of 8,
+    /// then the abomonated container, for messages.
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct Abomonation;
+
+    impl<T, C> EventCodec<T, C> for Abomonation
+    where
+        T: Serialize + DeserializeOwned + Ord + 'static,
+        C: abomonation::Abomonation + Clone + 'static,
+    {
+        const ID: CodecId = CodecId::Abomonation;
+
+        fn encode(event: &Event<T, C>, out: &mut Vec<u8>) -> Result<(), FrameError> {
+            match event {
+                Event::Progress(updates) => {
+                    out.push(0);
+                    encode_bincode(updates, out)
+                }
+                Event::Messages(stamp, container) => {
+                    out.push(1);
+                    let len_at = out.len();
+                    out.extend_from_slice(&[0; 4]);
+                    let stamp_at = out.len();
+                    encode_bincode(stamp, out)?;
+                    let stamp_len = (out.len() - stamp_at) as u32;
+                    out[len_at..len_at + 4].copy_from_slice(&stamp_len.to_le_bytes());
+                    while (out.len() - crate::frame::HEADER_LEN) % 8 != 0 {
+                        out.push(0);
+                    }
+                    // SAFETY: encoding only reads `container`.
+                    unsafe { abomonation::encode(container, out) }
+                        .map_err(|e| FrameError::Decode(format!("abomonation encode: {e}")))
+                }
+            }
+        }
+
+        fn decode(payload: &[u8]) -> Result<Event<T, C>, FrameError> {
+            let (&tag, rest) = payload
+                .split_first()
+                .ok_or_else(|| FrameError::Decode("empty payload".into()))?;
+            match tag {
+                0 => Ok(Event::Progress(decode_bincode(rest)?)),
+                1 => {
+                    if rest.len() < 4 {
+                        return Err(FrameError::Decode("truncated stamp length".into()));
+                    }
+                    let stamp_len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                    let stamp_bytes = rest
+                        .get(4..4 + stamp_len)
+                        .ok_or_else(|| FrameError::Decode("truncated stamp".into()))?;
+                    let stamp: Stamp<T> = decode_bincode(stamp_bytes)?;
+                    let body_at = (1 + 4 + stamp_len).div_ceil(8) * 8;
+                    let body = payload
+                        .get(body_at..)
+                        .ok_or_else(|| FrameError::Decode("truncated container".into()))?;
+                    // abomonation reads the bytes in place: copy them into a
+                    // buffer aligned for any primitive before decoding.
+                    let mut aligned = vec![0u64; body.len().div_ceil(8)];
+                    // SAFETY: u64 has no invalid bit patterns and the byte view
+                    // covers exactly the allocation.
+                    let bytes = unsafe {
+                        std::slice::from_raw_parts_mut(aligned.as_mut_ptr() as *mut u8, aligned.len() * 8)
+                    };
+                    bytes[..body.len()].copy_from_slice(body);
+                    let bytes = &mut bytes[..body.len()];
+                    // SAFETY: length and checksum were verified by the frame
+                    // layer; the content is trusted (see the type's docs).
+                    match unsafe { abomonation::decode::<C>(bytes) } {
+                        Some((container, remaining)) if remaining.is_empty() => {
+                            Ok(Event::Messages(stamp, container.clone()))
+                        }
+                        Some(_) => Err(FrameError::Decode("trailing bytes after container".into())),
+                        None => Err(FrameError::Decode("abomonation decode failed".into())),
+                    }
+                }
+                other => Err(FrameError::Decode(format!("unknown event tag {other}"))),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use timely::progress::Stamp;
+
+    type E = Event<u64, Vec<u64>>;
+
+    fn events() -> Vec<E> {
+        vec![
+            Event::Progress(vec![(0, 1), (5, -1)]),
+            Event::Messages(Stamp::from_elem(3), (0..100).collect()),
+            Event::Messages(Stamp::new(), vec![]),
+        ]
+    }
+
+    #[test]
+    fn bincode_round_trip() {
+        for event in events() {
+            let mut out = Vec::new();
+            <Bincode as EventCodec<u64, Vec<u64>>>::encode(&event, &mut out).unwrap();
+            let back: E = <Bincode as EventCodec<u64, Vec<u64>>>::decode(&out).unwrap();
+            assert_eq!(back, event);
+        }
+    }
+
+    #[test]
+    fn bincode_rejects_huge_length_prefix() {
+        // Messages variant, empty stamp, then a vector claiming 2^60 elements.
+        let mut bytes = 1u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+        bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(<Bincode as EventCodec<u64, Vec<u64>>>::decode(&bytes).is_err());
+    }
+
+    #[cfg(feature = "abomonation")]
+    #[test]
+    fn abomonation_round_trip() {
+        for event in events() {
+            let mut out = vec![0u8; crate::frame::HEADER_LEN];
+            <Abomonation as EventCodec<u64, Vec<u64>>>::encode(&event, &mut out).unwrap();
+            let payload = &out[crate::frame::HEADER_LEN..];
+            let back: E = <Abomonation as EventCodec<u64, Vec<u64>>>::decode(payload).unwrap();
+            assert_eq!(back, event);
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! `EventConsumer`: timely's `EventIterator` over one log partition.
+//!
+//! Replay is only correct if timely sees exactly the captured sequence of
+//! events: progress records are deltas, so a skipped, repeated or foreign
+//! record silently computes a wrong frontier. The consumer therefore checks
+//! every record before timely sees it: the stream header (codec and types),
+//! the session, and the sequence number. Exact duplicates (a retried write)
+//! are dropped; anything else that breaks the sequence stops the replay with
+//! an error naming topic, partition, offset and reason.
+//!
+//! `EventIterator::next` cannot return an error, so an error is recorded in
+//! the [`ReplayHandle`] and then ends the worker with a panic carrying the
+//! same message. The consumer also follows the stream's frontier: once it is
+//! empty the stream is complete and the consumer stops polling; if no record
+//! arrives for the idle timeout before that, the stream is reported
+//! incomplete instead of waiting forever.
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use timely::container::Accountable;
+use timely::dataflow::operators::capture::event::{Event, EventIterator};
+use timely::progress::frontier::MutableAntichain;
+use timely::progress::Timestamp;
+
+use crate::codec::{Bincode, EventCodec};
+use crate::error::{Error, FrameError, PartitionId, Result};
+use crate::frame::{self, FrameKind};
+use crate::log::PartitionReader;
+use crate::stream::StreamHeader;
+
+/// Events handed to timely per activation before yielding, so a long
+/// backlog is not buffered whole inside the dataflow.
+const EVENTS_PER_ACTIVATION: usize = 256;
+
+/// Totals of one replay.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayStats {
+    /// Data records replayed.
+    pub records: u64,
+    /// Log records read (including headers and skipped duplicates).
+    pub frames: u64,
+    /// Bytes of log records read.
+    pub bytes: u64,
+    /// Duplicate records skipped.
+    pub duplicates: u64,
+}
+
+#[derive(Default)]
+struct ReplayShared {
+    records: AtomicU64,
+    frames: AtomicU64,
+    bytes: AtomicU64,
+    duplicates: AtomicU64,
+    complete: AtomicBool,
+    error: Mutex<Option<String>>,
+}
+
+/// A view of a running replay, shareable across threads.
+#[derive(Clone, Default)]
+pub struct ReplayHandle {
+    shared: Arc<ReplayShared>,
+}
+
+impl ReplayHandle {
+    /// Totals so far.
+    pub fn stats(&self) -> ReplayStats {
+        ReplayStats {
+            records: self.shared.records.load(Ordering::Relaxed),
+            frames: self.shared.frames.load(Ordering::Relaxed),
+            bytes: self.shared.bytes.load(Ordering::Relaxed),
+            duplicates: self.shared.duplicates.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the replayed stream's frontier became empty.
+    pub fn is_complete(&self) -> bool {
+        self.shared.complete.load(Ordering::Acquire)
+    }
+
+    /// The error that stopped the replay, if any.
+    pub fn error(&self) -> Option<String> {
+        self.shared.error.lock().map(|e| e.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+}
+
+/// Where the consumer is in the stream protocol.
+struct Protocol<T> {
+    id: PartitionId,
+    header: Option<StreamHeader>,
+    next_seq: u64,
+    frontier: MutableAntichain<T>,
+    chunks: Vec<u8>,
+    chunk_count: u32,
+    chunk_next: u32,
+    last_offset: Option<u64>,
+}
+
+/// What one record amounts to.
+enum Step<T, C> {
+    Deliver(Event<T, C>),
+    Skip,
+}
+
+impl<T: Timestamp> Protocol<T> {
+    fn protocol_error(&self, offset: u64, reason: impl Into<String>) -> Error {
+        Error::Protocol { at: self.id.clone(), offset, reason: reason.into() }
+    }
+
+    fn frame_error(&self, offset: u64, source: FrameError) -> Error {
+        Error::Frame { at: self.id.clone(), offset, source }
+    }
+
+    fn accept<C, K: EventCodec<T, C>>(
+        &mut self,
+        offset: u64,
+        payload: &[u8],
+        first_available: Option<u64>,
+        duplicates: &AtomicU64,
+    ) -> Result<Step<T, C>> {
+        self.last_offset = Some(offset);
+        let frame = frame::decode_frame(payload).map_err(|e| self.frame_error(offset, e))?;
+        let fh = frame.header;
+        let Some(header) = &self.header else {
+            if fh.kind != FrameKind::StreamHeader {
+                let start = first_available.map(|o| format!(" (first available offset {o})")).unwrap_or_default();
+                return Err(self.protocol_error(
+                    offset,
+                    format!("stream start missing: first record is not a stream header{start}; its start may have been deleted by retention"),
+                ));
+            }
+            let header = StreamHeader::from_payload(frame.payload).map_err(|e| self.frame_error(offset, e))?;
+            header.check_compatible::<T, C>(K::ID).map_err(|reason| self.protocol_error(offset, reason))?;
+            self.header = Some(header);
+            self.next_seq = 1;
+            return Ok(Step::Skip);
+        };
+        if fh.session != header.session {
+            return Err(self.protocol_error(
+                offset,
+                format!(
+                    "record of session {:016x} inside session {:016x}, which has not completed (its capture was interrupted or re-run)",
+                    fh.session, header.session
+                ),
+            ));
+        }
+        if fh.seq < self.next_seq {
+            duplicates.fetch_add(1, Ordering::Relaxed);
+            return Ok(Step::Skip);
+        }
+        if fh.seq > self.next_seq {
+            return Err(self.protocol_error(
+                offset,
+                format!("gap: expected sequence number {} but found {}; records were lost", self.next_seq, fh.seq),
+            ));
+        }
+        self.next_seq += 1;
+        if fh.codec != K::ID {
+            let err = FrameError::CodecMismatch { expected: K::ID.name(), found: fh.codec.name() };
+            return Err(self.frame_error(offset, err));
+        }
+        let event = match fh.kind {
+            FrameKind::Event => K::decode(frame.payload).map_err(|e| self.frame_error(offset, e))?,
+            FrameKind::EventChunk => match self.accept_chunk(frame.payload).map_err(|e| self.frame_error(offset, e))? {
+                Some(bytes) => K::decode(&bytes).map_err(|e| self.frame_error(offset, e))?,
+                None => return Ok(Step::Skip),
+            },
+            FrameKind::StreamHeader => {
+                return Err(self.protocol_error(offset, "second stream header inside a session"));
+            }
+        };
+        if let Event::Progress(updates) = &event {
+            self.frontier.update_iter(updates.iter().cloned());
+        }
+        Ok(Step::Deliver(event))
+    }
+
+    /// Adds a chunk; returns the whole encoded event after its last chunk.
+    fn accept_chunk(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, FrameError> {
+        if payload.len() < 8 {
+            return Err(FrameError::Chunk("chunk shorter than its 8-byte header".into()));
+        }
+        let index = u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]);
+        let count = u32::from_le_bytes([payload[4], payload[5], payload[6], payload[7]]);
+        if index != self.chunk_next || (index > 0 && count != self.chunk_count) || count == 0 || index >= count {
+            return Err(FrameError::Chunk(format!(
+                "chunk {index} of {count} where chunk {} of {} was expected",
+                self.chunk_next, self.chunk_count
+            )));
+        }
+        if index == 0 {
+            self.chunks.clear();
+            self.chunk_count = count;
+        }
+        self.chunks.extend_from_slice(&payload[8..]);
+        self.chunk_next = index + 1;
+        if self.chunk_next == count {
+            self.chunk_next = 0;
+            Ok(Some(std::mem::take(&mut self.chunks)))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Replays one log partition as a timely event stream.
+pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K = Bincode> {
+    reader: R,
+    protocol: Protocol<T>,
+    handle: ReplayHandle,
+    idle_timeout: Option<Duration>,
+    last_activity: Instant,
+    served: usize,
+    done: bool,
+    first_available: Option<Option<u64>>,
+    _types: PhantomData<(C, K)>,
+}
+
+impl<T: Timestamp, C, R: PartitionReader> EventConsumer<T, C, R, Bincode>
+where
+    Bincode: EventCodec<T, C>,
+{
+    /// A bincode consumer of the stream `reader` is positioned at.
+    pub fn new(reader: R) -> Self {
+        Self::with_codec(reader)
+    }
+}
+
+impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, C, R, K> {
+    /// A consumer using codec `K`.
+    pub fn with_codec(reader: R) -> Self {
+        let id = reader.partition().clone();
+        EventConsumer {
+            reader,
+            protocol: Protocol {
+                id,
+                header: None,
+                next_seq: 0,
+                frontier: MutableAntichain::from_elem(T::minimum()),
+                chunks: Vec::new(),
+                chunk_count: 0,
+                chunk_next: 0,
+                last_offset: None,
+            },
+            handle: ReplayHandle::default(),
+            idle_timeout: None,
+            last_activity: Instant::now(),
+            served: 0,
+            done: false,
+            first_available: None,
+            _types: PhantomData,
+        }
+    }
+
+    /// Fails the replay if no record arrives for `timeout` before the stream
+    /// completes. Without it, the consumer waits for a live stream forever.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// A handle to watch this replay after the consumer moved into a dataflow.
+    pub fn handle(&self) -> ReplayHandle {
+        self.handle.clone()
+    }
+
+    /// The stream header, once read.
+    pub fn stream_header(&self) -> Option<&StreamHeader> {
+        self.protocol.header.as_ref()
+    }
+
+    fn fail(&mut self, error: Error) -> ! {
+        self.done = true;
+        let message = format!("replay failed: {error}");
+        if let Ok(mut slot) = self.handle.shared.error.lock() {
+            slot.get_or_insert(message.clone());
+        }
+        panic!("{message}");
+    }
+
+    fn check_idle(&mut self) {
+        if let Some(timeout) = self.idle_timeout {
+            let idle = self.last_activity.elapsed();
+            if idle >= timeout {
+                let frontier = format!("{:?}", self.protocol.frontier.frontier().to_vec());
+                let last_offset = match self.protocol.last_offset {
+                    Some(offset) => offset.to_string(),
+                    None => "none (partition empty)".to_string(),
+                };
+                let at = self.protocol.id.clone();
+                self.fail(Error::Incomplete { at, last_offset, frontier, idle_secs: idle.as_secs() });
+            }
+        }
+    }
+}
+
+impl<T, C, R, K> EventIterator<T, C> for EventConsumer<T, C, R, K>
+where
+    T: Timestamp,
+    C: Accountable + Clone,
+    R: PartitionReader,
+    K: EventCodec<T, C>,
+{
+    fn next(&mut self) -> Option<Cow<'_, Event<T, C>>> {
+        if self.done {
+            return None;
+        }
+        if self.served >= EVENTS_PER_ACTIVATION {
+            self.served = 0;
+            return None;
+        }
+        if self.protocol.header.is_none() && self.first_available.is_none() {
+            self.first_available = Some(self.reader.first_available_offset().ok().flatten());
+        }
+        let first_available = self.first_available.flatten();
+        loop {
+            let step = match self.reader.poll(Duration::ZERO) {
+                Err(error) => self.fail(error),
+                Ok(None) => {
+                    self.served = 0;
+                    self.check_idle();
+                    return None;
+                }
+                Ok(Some(record)) => {
+                    let shared = &self.handle.shared;
+                    shared.frames.fetch_add(1, Ordering::Relaxed);
+                    shared.bytes.fetch_add(record.payload.len() as u64, Ordering::Relaxed);
+                    self.protocol.accept::<C, K>(record.offset, record.payload, first_available, &shared.duplicates)
+                }
+            };
+            self.last_activity = Instant::now();
+            match step {
+                Err(error) => self.fail(error),
+                Ok(Step::Skip) => continue,
+                Ok(Step::Deliver(event)) => {
+                    if let Event::Messages(_, container) = &event {
+                        let records = container.record_count().max(0) as u64;
+                        self.handle.shared.records.fetch_add(records, Ordering::Relaxed);
+                    }
+                    if self.protocol.frontier.is_empty() {
+                        self.done = true;
+                        self.handle.shared.complete.store(true, Ordering::Release);
+                    }
+                    self.served += 1;
+                    return Some(Cow::Owned(event));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The Kafka backend (arrives with the Kafka issue).

@@ -1,0 +1,122 @@
+//! The partition log: what capture and replay need from storage, and no more.
+//!
+//! A *topic* has a fixed number of *partitions*; each partition is an
+//! append-only sequence of opaque records addressed by a dense offset. That is
+//! Kafka's model, and it is small enough that an embedded file log
+//! ([`file`]) and Kafka itself ([`kafka`]) implement it the same way, so
+//! [`crate::EventProducer`] and [`crate::EventConsumer`] never know which one
+//! they are talking to.
+//!
+//! Writers batch: `append` may only buffer, `flush` returns once everything
+//! appended is durable (file) or acknowledged (Kafka), or fails. Readers poll
+//! with a timeout and return `Ok(None)` when nothing new arrived in time; they
+//! never block forever.
+
+pub mod file;
+pub mod kafka;
+
+use std::time::Duration;
+
+use crate::error::{PartitionId, Result};
+use crate::frame::CodecId;
+
+/// One record read from a partition. The payload borrows the reader's buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a> {
+    /// Offset of the record in its partition.
+    pub offset: u64,
+    /// The record's bytes.
+    pub payload: &'a [u8],
+}
+
+/// Appends records to one partition.
+pub trait PartitionWriter: Send {
+    /// The partition written.
+    fn partition(&self) -> &PartitionId;
+    /// Appends a record; it may stay buffered until [`PartitionWriter::flush`].
+    fn append(&mut self, record: &[u8]) -> Result<()>;
+    /// Makes every appended record durable or acknowledged, or fails.
+    fn flush(&mut self) -> Result<()>;
+    /// Makes appended records visible to readers soon, without waiting for
+    /// durability. Called whenever the captured stream's frontier advances.
+    fn publish(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// The largest record this partition accepts; larger events are chunked.
+    fn max_record_bytes(&self) -> usize {
+        usize::MAX
+    }
+}
+
+/// Reads one partition in offset order.
+pub trait PartitionReader: Send {
+    /// The partition read.
+    fn partition(&self) -> &PartitionId;
+    /// The next record, waiting at most `timeout`; `Ok(None)` if none arrived.
+    fn poll(&mut self, timeout: Duration) -> Result<Option<Record<'_>>>;
+    /// Offset of the first record still stored in the partition, if known.
+    ///
+    /// Lets replay tell "the stream's start was deleted by retention" apart
+    /// from "this is not a stream".
+    fn first_available_offset(&mut self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+}
+
+/// Metadata about a topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Number of partitions.
+    pub partitions: u32,
+    /// Whether any partition holds a record.
+    pub has_data: bool,
+}
+
+/// A log backend: topics, and writers and readers for their partitions.
+pub trait LogBackend: Send + Sync {
+    /// Short name for messages ("file", "kafka").
+    fn name(&self) -> &'static str;
+    /// Describes `topic`, or `Ok(None)` if it does not exist.
+    fn topic_info(&self, topic: &str) -> Result<Option<TopicInfo>>;
+    /// Creates `topic` with `partitions` partitions.
+    ///
+    /// An existing topic is kept when it is empty and has enough partitions;
+    /// with `overwrite` an existing topic's data is deleted first. `codec` is
+    /// recorded where the backend keeps topic metadata. Without it,
+    /// a topic holding data is [`crate::Error::TopicNotEmpty`].
+    fn create_topic(&self, topic: &str, partitions: u32, codec: CodecId, overwrite: bool) -> Result<()>;
+    /// Opens the writer of one partition.
+    fn writer(&self, topic: &str, partition: u32) -> Result<Box<dyn PartitionWriter>>;
+    /// Opens a reader of one partition starting at `offset` (0 = the beginning).
+    fn reader(&self, topic: &str, partition: u32, offset: u64) -> Result<Box<dyn PartitionReader>>;
+}
+
+impl PartitionWriter for Box<dyn PartitionWriter> {
+    fn partition(&self) -> &PartitionId {
+        (**self).partition()
+    }
+    fn append(&mut self, record: &[u8]) -> Result<()> {
+        (**self).append(record)
+    }
+    fn flush(&mut self) -> Result<()> {
+        (**self).flush()
+    }
+    fn publish(&mut self) -> Result<()> {
+        (**self).publish()
+    }
+    fn max_record_bytes(&self) -> usize {
+        (**self).max_record_bytes()
+    }
+}
+
+impl PartitionReader for Box<dyn PartitionReader> {
+    fn partition(&self) -> &PartitionId {
+        (**self).partition()
+    }
+    fn poll(&mut self, timeout: Duration) -> Result<Option<Record<'_>>> {
+        (**self).poll(timeout)
+    }
+    fn first_available_offset(&mut self) -> Result<Option<u64>> {
+        (**self).first_available_offset()
+    }
+}

@@ -1,0 +1,271 @@
+//! `EventProducer`: timely's `EventPusher` onto one log partition.
+//!
+//! `capture_into` hands the producer every event of a stream: data batches and
+//! progress deltas. The producer frames each one (see [`crate::frame`]),
+//! appends it to its partition, and follows the stream's frontier from the
+//! progress deltas, so it knows when the stream is complete (the frontier is
+//! empty) and flushes then, without anyone having to call it.
+//!
+//! `EventPusher::push` cannot return an error, so a write failure is recorded
+//! in the producer's [`CaptureHandle`] and then ends the worker with a panic
+//! whose message names topic, partition and cause: a capture never loses data
+//! silently.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use timely::container::Accountable;
+use timely::dataflow::operators::capture::event::{Event, EventPusher};
+use timely::progress::frontier::MutableAntichain;
+use timely::progress::Timestamp;
+
+use crate::codec::{Bincode, EventCodec};
+use crate::error::{Error, PartitionId, Result};
+use crate::frame::{self, FrameHeader, FrameKind, HEADER_LEN};
+use crate::log::PartitionWriter;
+use crate::stream::StreamHeader;
+
+/// Totals of one capture.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// Data records captured (sum of container record counts).
+    pub records: u64,
+    /// Log records (frames) written, stream header included.
+    pub frames: u64,
+    /// Encoded bytes written.
+    pub bytes: u64,
+}
+
+#[derive(Default)]
+struct CaptureShared {
+    records: AtomicU64,
+    frames: AtomicU64,
+    bytes: AtomicU64,
+    complete: AtomicBool,
+    error: Mutex<Option<String>>,
+}
+
+/// A view of a running capture, shareable across threads: counters for
+/// progress bars, completion, and the first error.
+#[derive(Clone, Default)]
+pub struct CaptureHandle {
+    shared: Arc<CaptureShared>,
+}
+
+impl CaptureHandle {
+    /// Totals so far.
+    pub fn stats(&self) -> CaptureStats {
+        CaptureStats {
+            records: self.shared.records.load(Ordering::Relaxed),
+            frames: self.shared.frames.load(Ordering::Relaxed),
+            bytes: self.shared.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the stream's frontier became empty and everything was flushed.
+    pub fn is_complete(&self) -> bool {
+        self.shared.complete.load(Ordering::Acquire)
+    }
+
+    /// The first error, if any.
+    pub fn error(&self) -> Option<String> {
+        self.shared.error.lock().map(|e| e.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// `Ok(stats)` if the capture completed, the error if it failed, and an
+    /// error saying so if it is still incomplete.
+    pub fn outcome(&self) -> Result<CaptureStats> {
+        if let Some(error) = self.error() {
+            return Err(Error::Config(error));
+        }
+        if !self.is_complete() {
+            return Err(Error::Config("capture incomplete: the stream's frontier never became empty".into()));
+        }
+        Ok(self.stats())
+    }
+}
+
+/// Captures one timely stream into one log partition.
+///
+/// Build it with [`EventProducer::new`] (bincode) or
+/// [`EventProducer::with_codec`], then pass it to `capture_into`.
+pub struct EventProducer<T, C, W: PartitionWriter = Box<dyn PartitionWriter>, K = Bincode> {
+    writer: W,
+    id: PartitionId,
+    session: u64,
+    next_seq: u64,
+    buffer: Vec<u8>,
+    max_record: usize,
+    frontier: MutableAntichain<T>,
+    handle: CaptureHandle,
+    failed: bool,
+    finished: bool,
+    _types: PhantomData<(C, K)>,
+}
+
+impl<T, C, W> EventProducer<T, C, W, Bincode>
+where
+    T: Timestamp,
+    C: Accountable + 'static,
+    W: PartitionWriter,
+    Bincode: EventCodec<T, C>,
+{
+    /// A bincode producer writing capture worker `worker` of `peers` to `writer`.
+    ///
+    /// Writes the stream header immediately, so a bad partition fails here.
+    pub fn new(writer: W, worker: u32, peers: u32) -> Result<Self> {
+        Self::with_codec(writer, worker, peers)
+    }
+}
+
+impl<T, C, W, K> EventProducer<T, C, W, K>
+where
+    T: Timestamp,
+    C: Accountable + 'static,
+    W: PartitionWriter,
+    K: EventCodec<T, C>,
+{
+    /// A producer using codec `K`.
+    pub fn with_codec(mut writer: W, worker: u32, peers: u32) -> Result<Self> {
+        let id = writer.partition().clone();
+        let header = StreamHeader::new::<T, C>(K::ID, worker, peers);
+        let frame = header.to_frame().map_err(|e| Error::Write { at: id.clone(), reason: e.to_string() })?;
+        writer.append(&frame)?;
+        let handle = CaptureHandle::default();
+        handle.shared.frames.store(1, Ordering::Relaxed);
+        handle.shared.bytes.store(frame.len() as u64, Ordering::Relaxed);
+        let max_record = writer.max_record_bytes().max(HEADER_LEN + 64);
+        Ok(EventProducer {
+            writer,
+            id,
+            session: header.session,
+            next_seq: 1,
+            buffer: Vec::with_capacity(1 << 16),
+            max_record,
+            frontier: MutableAntichain::from_elem(T::minimum()),
+            handle,
+            failed: false,
+            finished: false,
+            _types: PhantomData,
+        })
+    }
+
+    /// A handle to watch this capture after the producer moved into a dataflow.
+    pub fn handle(&self) -> CaptureHandle {
+        self.handle.clone()
+    }
+
+    /// The capture session id written in the stream header.
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    /// Flushes everything and returns the totals.
+    pub fn finish(mut self) -> Result<CaptureStats> {
+        self.finished = true;
+        self.writer.flush()?;
+        Ok(self.handle.stats())
+    }
+
+    fn try_push(&mut self, event: &Event<T, C>) -> Result<()> {
+        frame::begin_frame(&mut self.buffer);
+        K::encode(event, &mut self.buffer).map_err(|e| self.write_error(e.to_string()))?;
+        if self.buffer.len() <= self.max_record {
+            self.append_frame(FrameKind::Event)?;
+        } else {
+            self.append_chunks()?;
+        }
+        if let Event::Messages(_, container) = event {
+            let records = container.record_count().max(0) as u64;
+            self.handle.shared.records.fetch_add(records, Ordering::Relaxed);
+        }
+        if let Event::Progress(updates) = event {
+            let changed = self.frontier.update_iter(updates.iter().cloned()).next().is_some();
+            if self.frontier.is_empty() {
+                self.writer.flush()?;
+                self.handle.shared.complete.store(true, Ordering::Release);
+            } else if changed {
+                self.writer.publish()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Frames `self.buffer` (header space + payload) and appends it.
+    fn append_frame(&mut self, kind: FrameKind) -> Result<()> {
+        let header = FrameHeader { codec: K::ID, kind, session: self.session, seq: self.next_seq };
+        frame::finish_frame(&mut self.buffer, header).map_err(|e| self.write_error(e.to_string()))?;
+        self.writer.append(&self.buffer)?;
+        self.next_seq += 1;
+        self.handle.shared.frames.fetch_add(1, Ordering::Relaxed);
+        self.handle.shared.bytes.fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Splits an encoded event too large for one record into chunk frames.
+    ///
+    /// Chunk payload: `[index: u32 LE][count: u32 LE][bytes]`; the chunks of
+    /// one event take consecutive sequence numbers.
+    fn append_chunks(&mut self) -> Result<()> {
+        let encoded = std::mem::take(&mut self.buffer);
+        let body = &encoded[HEADER_LEN..];
+        let per_chunk = self.max_record - HEADER_LEN - 8;
+        let count = body.len().div_ceil(per_chunk);
+        let count32 = u32::try_from(count).map_err(|_| self.write_error("event too large to chunk".into()))?;
+        for (index, piece) in body.chunks(per_chunk).enumerate() {
+            let mut buffer = Vec::with_capacity(HEADER_LEN + 8 + piece.len());
+            frame::begin_frame(&mut buffer);
+            buffer.extend_from_slice(&(index as u32).to_le_bytes());
+            buffer.extend_from_slice(&count32.to_le_bytes());
+            buffer.extend_from_slice(piece);
+            self.buffer = buffer;
+            self.append_frame(FrameKind::EventChunk)?;
+        }
+        self.buffer = encoded;
+        Ok(())
+    }
+
+    fn write_error(&self, reason: String) -> Error {
+        Error::Write { at: self.id.clone(), reason }
+    }
+}
+
+impl<T, C, W, K> EventPusher<T, C> for EventProducer<T, C, W, K>
+where
+    T: Timestamp,
+    C: Accountable + 'static,
+    W: PartitionWriter,
+    K: EventCodec<T, C>,
+{
+    fn push(&mut self, event: Event<T, C>) {
+        if self.failed {
+            return;
+        }
+        if let Err(error) = self.try_push(&event) {
+            self.failed = true;
+            let message = format!("capture failed: {error}");
+            if let Ok(mut slot) = self.handle.shared.error.lock() {
+                slot.get_or_insert(message.clone());
+            }
+            panic!("{message}");
+        }
+    }
+}
+
+impl<T, C, W: PartitionWriter, K> Drop for EventProducer<T, C, W, K> {
+    fn drop(&mut self) {
+        if self.finished || self.failed {
+            return;
+        }
+        if let Err(error) = self.writer.flush() {
+            let message = format!("capture failed on final flush: {error}");
+            if let Ok(mut slot) = self.handle.shared.error.lock() {
+                slot.get_or_insert(message.clone());
+            }
+            if !std::thread::panicking() {
+                panic!("{message}");
+            }
+        }
+    }
+}
