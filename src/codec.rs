@@ -55,16 +55,12 @@ where
 
 /// Decodes any serde value from exactly `payload` with the crate's bincode options.
 pub fn decode_bincode<V: DeserializeOwned>(payload: &[u8]) -> Result<V, FrameError> {
-    bincode_options(payload.len() as u64)
-        .deserialize(payload)
-        .map_err(|e| FrameError::Decode(e.to_string()))
+    bincode_options(payload.len() as u64).deserialize(payload).map_err(|e| FrameError::Decode(e.to_string()))
 }
 
 /// Encodes any serde value with the crate's bincode options.
 pub fn encode_bincode<V: Serialize>(value: &V, out: &mut Vec<u8>) -> Result<(), FrameError> {
-    bincode_options(u64::MAX)
-        .serialize_into(out, value)
-        .map_err(|e| FrameError::Decode(format!("bincode encode: {e}")))
+    bincode_options(u64::MAX).serialize_into(out, value).map_err(|e| FrameError::Decode(format!("bincode encode: {e}")))
 }
 
 #[cfg(feature = "abomonation")]
@@ -118,9 +114,7 @@ mod abomonation_codec {
         }
 
         fn decode(payload: &[u8]) -> Result<Event<T, C>, FrameError> {
-            let (&tag, rest) = payload
-                .split_first()
-                .ok_or_else(|| FrameError::Decode("empty payload".into()))?;
+            let (&tag, rest) = payload.split_first().ok_or_else(|| FrameError::Decode("empty payload".into()))?;
             match tag {
                 0 => Ok(Event::Progress(decode_bincode(rest)?)),
                 1 => {
@@ -128,22 +122,19 @@ mod abomonation_codec {
                         return Err(FrameError::Decode("truncated stamp length".into()));
                     }
                     let stamp_len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-                    let stamp_bytes = rest
-                        .get(4..4 + stamp_len)
-                        .ok_or_else(|| FrameError::Decode("truncated stamp".into()))?;
+                    let stamp_bytes =
+                        rest.get(4..4 + stamp_len).ok_or_else(|| FrameError::Decode("truncated stamp".into()))?;
                     let stamp: Stamp<T> = decode_bincode(stamp_bytes)?;
                     let body_at = (1 + 4 + stamp_len).div_ceil(8) * 8;
-                    let body = payload
-                        .get(body_at..)
-                        .ok_or_else(|| FrameError::Decode("truncated container".into()))?;
+                    let body =
+                        payload.get(body_at..).ok_or_else(|| FrameError::Decode("truncated container".into()))?;
                     // abomonation reads the bytes in place: copy them into a
                     // buffer aligned for any primitive before decoding.
                     let mut aligned = vec![0u64; body.len().div_ceil(8)];
                     // SAFETY: u64 has no invalid bit patterns and the byte view
                     // covers exactly the allocation.
-                    let bytes = unsafe {
-                        std::slice::from_raw_parts_mut(aligned.as_mut_ptr() as *mut u8, aligned.len() * 8)
-                    };
+                    let bytes =
+                        unsafe { std::slice::from_raw_parts_mut(aligned.as_mut_ptr() as *mut u8, aligned.len() * 8) };
                     bytes[..body.len()].copy_from_slice(body);
                     let bytes = &mut bytes[..body.len()];
                     // SAFETY: length and checksum were verified by the frame

@@ -139,7 +139,9 @@ pub enum Error {
         reason: String,
     },
     /// The stream went idle before its frontier became empty.
-    #[error("{at}: stream incomplete: no new record for {idle_secs}s after offset {last_offset}, frontier still {frontier}")]
+    #[error(
+        "{at}: stream incomplete: no new record for {idle_secs}s after offset {last_offset}, frontier still {frontier}"
+    )]
     Incomplete {
         /// Partition of the stream.
         at: PartitionId,

@@ -122,10 +122,8 @@ pub fn begin_frame(out: &mut Vec<u8>) {
 /// Fails only when the payload exceeds `u32::MAX` bytes.
 pub fn finish_frame(out: &mut [u8], header: FrameHeader) -> Result<(), FrameError> {
     let payload_len = out.len() - HEADER_LEN;
-    let len = u32::try_from(payload_len).map_err(|_| FrameError::LengthMismatch {
-        declared: u32::MAX as usize,
-        actual: payload_len,
-    })?;
+    let len = u32::try_from(payload_len)
+        .map_err(|_| FrameError::LengthMismatch { declared: u32::MAX as usize, actual: payload_len })?;
     out[0..2].copy_from_slice(&MAGIC);
     out[2] = FORMAT_VERSION;
     out[3] = header.codec as u8;

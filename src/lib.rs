@@ -57,3 +57,4 @@ pub use error::{Error, FrameError, PartitionId, Result};
 pub use frame::CodecId;
 pub use producer::{CaptureHandle, CaptureStats, EventProducer};
 pub use stream::{StreamHeader, StreamLayout};
+pub mod cli;

@@ -67,10 +67,7 @@ impl StreamHeader {
     pub fn check_compatible<T, C>(&self, codec: CodecId) -> Result<(), String> {
         if self.codec != codec as u8 {
             let found = CodecId::from_byte(self.codec).map(CodecId::name).unwrap_or("unknown");
-            return Err(format!(
-                "stream was captured with codec '{found}' but replay expects '{}'",
-                codec.name()
-            ));
+            return Err(format!("stream was captured with codec '{found}' but replay expects '{}'", codec.name()));
         }
         let (time, container) = (std::any::type_name::<T>(), std::any::type_name::<C>());
         if self.time_type != time || self.container_type != container {

@@ -68,11 +68,9 @@ impl FileLog {
         for (key, value) in properties {
             match key.as_str() {
                 "segment.bytes" => {
-                    self.segment_bytes = value
-                        .parse()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| Error::Config(format!("segment.bytes: expected a positive integer, got '{value}'")))?
+                    self.segment_bytes = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        Error::Config(format!("segment.bytes: expected a positive integer, got '{value}'"))
+                    })?
                 }
                 "sync" => {
                     self.sync = value
@@ -227,7 +225,11 @@ impl FileLog {
     fn require_partition(&self, topic: &str, partition: u32) -> Result<()> {
         let metadata = self.read_metadata(topic)?.ok_or_else(|| Error::MissingTopic(topic.to_string()))?;
         if partition >= metadata.partitions {
-            return Err(Error::TooFewPartitions { topic: topic.to_string(), actual: metadata.partitions, wanted: partition + 1 });
+            return Err(Error::TooFewPartitions {
+                topic: topic.to_string(),
+                actual: metadata.partitions,
+                wanted: partition + 1,
+            });
         }
         Ok(())
     }
@@ -281,12 +283,8 @@ fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 
 fn lock_partition(dir: &Path, id: PartitionId) -> Result<File> {
     let path = dir.join(LOCK_FILE);
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
+    let lock =
+        OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
     match lock.try_lock() {
         Ok(()) => Ok(lock),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(id, path)),
@@ -301,7 +299,7 @@ enum Parsed {
     /// Not enough bytes yet.
     Partial,
     /// Complete but its checksum fails.
-    BadChecksum { stored: u32, computed: u32 },
+    BadChecksum { stored: u32, computed: u32, record_len: usize },
     /// The length field is impossible.
     BadLength(usize),
 }
@@ -320,7 +318,7 @@ fn parse_record(bytes: &[u8]) -> Parsed {
     let stored = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
     let computed = crc32c::crc32c(&bytes[RECORD_HEADER..RECORD_HEADER + len]);
     if stored != computed {
-        return Parsed::BadChecksum { stored, computed };
+        return Parsed::BadChecksum { stored, computed, record_len: RECORD_HEADER + len };
     }
     Parsed::Record { payload_len: len }
 }
@@ -345,12 +343,8 @@ impl FileWriter {
         let existing = segments(&dir)?;
         let (base, path) = existing.last().cloned().unwrap_or_else(|| (0, dir.join(segment_name(0))));
         let (records, valid_len) = recover_segment(&path)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let file =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
         // Drop a torn tail left by a writer that died mid-append.
         file.set_len(valid_len).map_err(|e| Error::io(&path, e))?;
         let mut file = file;
@@ -376,12 +370,8 @@ impl FileWriter {
     fn roll(&mut self) -> Result<()> {
         self.flush()?;
         let path = self.dir.join(segment_name(self.next_offset));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let file =
+            OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
         self.segment = BufWriter::with_capacity(1 << 20, file);
         self.segment_path = path;
         self.segment_len = 0;
@@ -544,12 +534,13 @@ impl FileReader {
                 Parsed::BadLength(len) => {
                     return Err(self.corrupt(format!("record length {len} exceeds {MAX_RECORD_BYTES}")));
                 }
-                Parsed::BadChecksum { stored, computed } => {
+                Parsed::BadChecksum { stored, computed, record_len } => {
                     // A bad last record is a torn tail unless data follows it.
-                    if self.fill()? > 0 || self.more_follows()? {
-                        return Err(self.corrupt(format!(
-                            "checksum mismatch (stored {stored:08x}, computed {computed:08x})"
-                        )));
+                    let follows_in_buffer = self.end > self.start + record_len;
+                    if follows_in_buffer || self.fill()? > 0 || self.more_follows()? {
+                        return Err(
+                            self.corrupt(format!("checksum mismatch (stored {stored:08x}, computed {computed:08x})"))
+                        );
                     }
                     return Ok(None);
                 }

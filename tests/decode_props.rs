@@ -1,0 +1,62 @@
+//! Decoders never panic: random bytes and mutated valid frames give a value
+//! or a typed error.
+
+use proptest::prelude::*;
+use timely::dataflow::operators::capture::event::Event;
+use timely::progress::Stamp;
+use timely_kafka::frame::{self, CodecId, FrameHeader, FrameKind};
+use timely_kafka::{Bincode, EventCodec, StreamHeader};
+
+fn valid_frame(values: Vec<u64>, time: u64) -> Vec<u8> {
+    let event: Event<u64, Vec<u64>> = Event::Messages(Stamp::from_elem(time), values);
+    let mut buffer = Vec::new();
+    frame::begin_frame(&mut buffer);
+    <Bincode as EventCodec<u64, Vec<u64>>>::encode(&event, &mut buffer).unwrap();
+    let header = FrameHeader { codec: CodecId::Bincode, kind: FrameKind::Event, session: 1, seq: 1 };
+    frame::finish_frame(&mut buffer, header).unwrap();
+    buffer
+}
+
+fn decode_everything(bytes: &[u8]) {
+    if let Ok(frame) = frame::decode_frame(bytes) {
+        let _ = <Bincode as EventCodec<u64, Vec<u64>>>::decode(frame.payload);
+        let _ = StreamHeader::from_payload(frame.payload);
+    }
+    // The payload decoders must also survive bytes that skipped the frame checks.
+    let _ = <Bincode as EventCodec<u64, Vec<u64>>>::decode(bytes);
+    let _ = <Bincode as EventCodec<u64, Vec<String>>>::decode(bytes);
+    let _ = <Bincode as EventCodec<(u64, u32), Vec<(u64, String)>>>::decode(bytes);
+    let _ = StreamHeader::from_payload(bytes);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        decode_everything(&bytes);
+    }
+
+    #[test]
+    fn mutated_frames_are_rejected_or_decoded(
+        values in proptest::collection::vec(any::<u64>(), 0..64),
+        time in any::<u64>(),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+    ) {
+        let mut bytes = valid_frame(values, time);
+        for (at, mask) in flips {
+            let len = bytes.len();
+            bytes[at % len] ^= mask.max(1);
+        }
+        decode_everything(&bytes);
+        prop_assert!(frame::decode_frame(&bytes).is_err(), "a mutated frame passed its checksum");
+    }
+
+    #[test]
+    fn truncated_frames_are_rejected(values in proptest::collection::vec(any::<u64>(), 0..64), cut in any::<usize>()) {
+        let bytes = valid_frame(values, 3);
+        let cut = cut % bytes.len();
+        decode_everything(&bytes[..cut]);
+        prop_assert!(frame::decode_frame(&bytes[..cut]).is_err());
+    }
+}
