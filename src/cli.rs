@@ -32,6 +32,9 @@ pub struct LogArgs {
     /// Kafka; segment.bytes and sync for the file log.
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
+    /// Replication factor of topics created on Kafka (default: the broker's).
+    #[arg(long)]
+    pub replication_factor: Option<i32>,
     /// Use the original kafkaesque layout: one topic NAME-i per stream.
     #[arg(long)]
     pub topic_per_worker: bool,
@@ -76,7 +79,10 @@ impl LogArgs {
     /// Opens the selected backend.
     pub fn open(&self) -> Result<Arc<dyn LogBackend>> {
         match &self.brokers {
-            Some(brokers) => Ok(Arc::new(crate::log::kafka::KafkaLog::new(brokers, &self.properties)?)),
+            Some(brokers) => Ok(Arc::new(
+                crate::log::kafka::KafkaLog::new(brokers, &self.properties)?
+                    .with_replication_factor(self.replication_factor),
+            )),
             None => Ok(Arc::new(FileLog::new(&self.data_dir).with_properties(&self.properties)?)),
         }
     }

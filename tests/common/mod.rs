@@ -2,10 +2,12 @@
 //! replay with any number of workers, and fingerprints of what was seen.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use timely::dataflow::operators::capture::Replay;
-use timely::dataflow::operators::{Capture, Inspect, Probe, ToStream};
+use timely::dataflow::operators::{Capture, Input, Inspect, Probe, ToStream};
+use timely::dataflow::InputHandle;
 use timely_kafka::log::LogBackend;
 use timely_kafka::{CodecId, EventConsumer, EventProducer};
 
@@ -103,4 +105,97 @@ pub fn replay(log: Arc<dyn LogBackend>, topic: &str, workers: usize) -> Fingerpr
     })
     .unwrap();
     guards.join().into_iter().map(|r| r.unwrap()).fold(Fingerprint::default(), Fingerprint::merge)
+}
+
+const TIMES: u64 = 100;
+const WORKERS: usize = 3;
+
+/// Records at times 0..100 from three workers: worker w sends `t * 10 + w`
+/// `(t % 7) + 1` times at time t.
+fn per_time_counts() -> BTreeMap<u64, u64> {
+    (0..TIMES).map(|t| (t, WORKERS as u64 * ((t % 7) + 1))).collect()
+}
+
+/// Captures records at 100 times from three workers, replays them with two,
+/// and checks per-time counts, that no record arrives behind the replayed
+/// frontier, and that the frontier passes every time.
+pub fn many_timestamps(log: Arc<dyn LogBackend>, topic: &'static str) {
+    log.create_topic(topic, WORKERS as u32, CodecId::Bincode, false).unwrap();
+
+    let capture_log = log.clone();
+    timely::execute(timely::Config::process(WORKERS), move |worker| {
+        let (index, peers) = (worker.index() as u32, worker.peers() as u32);
+        let producer = EventProducer::new(capture_log.writer(topic, index).unwrap(), index, peers).unwrap();
+        let mut input = InputHandle::new();
+        worker
+            .dataflow::<u64, _, _>(|scope| scope.input_from(&mut input).container::<Vec<u64>>().capture_into(producer));
+        for t in 0..TIMES {
+            for _ in 0..(t % 7) + 1 {
+                input.send(t * 10 + index as u64);
+            }
+            input.advance_to(t + 1);
+            worker.step();
+        }
+        input.close();
+        while worker.step() {}
+    })
+    .unwrap()
+    .join()
+    .into_iter()
+    .for_each(|r| r.unwrap());
+
+    // Replay with two workers and watch times close as the frontier passes them.
+    let results = timely::execute(timely::Config::process(2), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let consumers: Vec<EventConsumer<u64, Vec<u64>>> =
+            timely_kafka::StreamLayout::assigned(WORKERS as u32, index, peers)
+                .map(|p| {
+                    EventConsumer::new(log.reader(topic, p, 0).unwrap())
+                        .idle_timeout(std::time::Duration::from_secs(20))
+                })
+                .collect();
+        let state = std::rc::Rc::new(std::cell::RefCell::new((BTreeMap::<u64, u64>::new(), Vec::<u64>::new(), 0u64)));
+        let watch = state.clone();
+        let probe = worker.dataflow::<u64, _, _>(|scope| {
+            consumers
+                .replay_into(scope)
+                .inspect_core(move |event| {
+                    let (counts, frontier, late) = &mut *watch.borrow_mut();
+                    match event {
+                        Ok((stamp, data)) => {
+                            let t = *stamp.as_singleton().unwrap();
+                            if !frontier.iter().any(|f| f <= &t) {
+                                *late += 1; // a record behind the frontier
+                            }
+                            for x in data.iter() {
+                                assert_eq!(x / 10, t, "record {x} at the wrong time {t}");
+                            }
+                            *counts.entry(t).or_default() += data.len() as u64;
+                        }
+                        Err(new_frontier) => *frontier = new_frontier.to_vec(),
+                    }
+                })
+                .probe()
+                .0
+        });
+        state.borrow_mut().1 = vec![0];
+        while !probe.done() {
+            worker.step();
+        }
+        let (counts, frontier, late) = state.borrow().clone();
+        (counts, frontier, late)
+    })
+    .unwrap()
+    .join();
+
+    let mut counts = BTreeMap::<u64, u64>::new();
+    for result in results {
+        let (worker_counts, frontier, late) = result.unwrap();
+        assert_eq!(late, 0, "records arrived after the frontier passed their time");
+        assert!(frontier.is_empty(), "the replayed frontier did not pass every time: {frontier:?}");
+        for (t, n) in worker_counts {
+            *counts.entry(t).or_default() += n;
+        }
+    }
+    assert_eq!(counts, per_time_counts());
 }

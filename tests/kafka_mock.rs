@@ -1,0 +1,51 @@
+//! Capture and replay over the Kafka protocol, against librdkafka's mock
+//! cluster (real TCP on 127.0.0.1, in process; nothing to install).
+//!
+//! The mock keeps only the newest 5 MiB of each partition, so these runs stay
+//! well below that; large runs are in `tests/kafka_broker.rs` against tansu.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{capture, replay, Fingerprint};
+use rdkafka::mocking::MockCluster;
+use timely_kafka::log::kafka::KafkaLog;
+use timely_kafka::log::LogBackend;
+
+fn mock_log(
+    topic: &str,
+    partitions: i32,
+) -> (MockCluster<'static, rdkafka::producer::DefaultProducerContext>, Arc<dyn LogBackend>) {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(topic, partitions, 1).unwrap();
+    let log = KafkaLog::new(&cluster.bootstrap_servers(), &[]).unwrap();
+    (cluster, Arc::new(log))
+}
+
+fn round_trip(send: usize, recv: usize, count: u64) {
+    let (_cluster, log) = mock_log("t", send as i32);
+    capture(log.clone(), "t", send, count);
+    assert_eq!(replay(log, "t", recv), Fingerprint::expected(send as u64, count));
+}
+
+#[test]
+fn kafka_one_to_one() {
+    round_trip(1, 1, 100_000);
+}
+
+#[test]
+fn kafka_five_to_three() {
+    round_trip(5, 3, 20_000);
+}
+
+#[test]
+fn kafka_three_to_five() {
+    round_trip(3, 5, 20_000);
+}
+
+#[test]
+fn kafka_many_timestamps() {
+    let (_cluster, log) = mock_log("times", 3);
+    common::many_timestamps(log, "times");
+}
