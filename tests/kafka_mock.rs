@@ -7,6 +7,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{capture, replay, Fingerprint};
 use rdkafka::mocking::MockCluster;
@@ -48,4 +49,32 @@ fn kafka_three_to_five() {
 fn kafka_many_timestamps() {
     let (_cluster, log) = mock_log("times", 3);
     common::many_timestamps(log, "times");
+}
+
+/// An event larger than Kafka's message limit travels as chunk records and
+/// comes back whole.
+#[test]
+fn five_megabyte_event_is_chunked_and_reassembled() {
+    use timely::dataflow::operators::capture::event::{Event, EventIterator, EventPusher};
+    use timely::progress::Stamp;
+    use timely_kafka::{EventConsumer, EventProducer};
+
+    let (_cluster, log) = mock_log("big", 1);
+    let big: Vec<u64> = (0..625_000).collect(); // 5 MB
+    let mut producer = EventProducer::<u64, Vec<u64>>::new(log.writer("big", 0).unwrap(), 0, 1).unwrap();
+    producer.push(Event::Messages(Stamp::from_elem(0), big.clone()));
+    producer.push(Event::Progress(vec![(0, -1)]));
+    let stats = producer.finish().unwrap();
+    assert!(stats.frames > 6, "expected the event in several chunk records, got {} frames", stats.frames);
+
+    let mut consumer =
+        EventConsumer::<u64, Vec<u64>>::new(log.reader("big", 0, 0).unwrap()).idle_timeout(Duration::from_secs(20));
+    let handle = consumer.handle();
+    let mut events = Vec::new();
+    while !handle.is_complete() {
+        if let Some(event) = consumer.next() {
+            events.push(event.into_owned());
+        }
+    }
+    assert_eq!(events, vec![Event::Messages(Stamp::from_elem(0), big), Event::Progress(vec![(0, -1)])]);
 }
