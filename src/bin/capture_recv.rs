@@ -75,7 +75,18 @@ fn stream_count(args: &Args, log: &dyn LogBackend) -> Result<u32> {
     match args.log.layout() {
         StreamLayout::Partitioned => {
             let info = log.topic_info(&args.topic)?.ok_or_else(|| Error::MissingTopic(args.topic.clone()))?;
-            let streams = args.streams.unwrap_or(info.partitions);
+            // The capture may have used fewer workers than the topic has
+            // partitions: its stream header says how many streams it wrote.
+            let captured = || -> Result<u32> {
+                let wait = Duration::from_secs(args.idle_timeout.min(10));
+                let header =
+                    timely_kafka::stream::read_first_header(log, StreamLayout::Partitioned, &args.topic, wait)?;
+                Ok(header.map(|h| h.peers.clamp(1, info.partitions)).unwrap_or(info.partitions))
+            };
+            let streams = match args.streams {
+                Some(streams) => streams,
+                None => captured()?,
+            };
             if streams > info.partitions {
                 return Err(Error::TooFewPartitions {
                     topic: args.topic.clone(),

@@ -313,9 +313,9 @@ impl LogBackend for KafkaLog {
             None => self.create(topic, partitions),
             Some(info) if info.has_data && !overwrite => Err(Error::TopicNotEmpty(topic.to_string())),
             Some(info) if !info.has_data && info.partitions >= partitions => Ok(()),
-            Some(info) if overwrite => {
+            Some(_) if overwrite => {
                 self.delete_topic(topic)?;
-                self.create(topic, partitions.max(info.partitions))
+                self.create(topic, partitions)
             }
             Some(info) => {
                 Err(Error::TooFewPartitions { topic: topic.to_string(), actual: info.partitions, wanted: partitions })

@@ -1,0 +1,78 @@
+//! Large round trips against an independent Kafka-API broker (tansu, started
+//! by `scripts/broker.sh start`; `.ci/run` does this). Skipped unless
+//! `KAFKA_BROKERS` is set.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use timely_kafka::log::kafka::KafkaLog;
+use timely_kafka::log::LogBackend;
+
+fn brokers() -> Option<String> {
+    let brokers = std::env::var("KAFKA_BROKERS").ok().filter(|b| !b.is_empty());
+    if brokers.is_none() {
+        eprintln!("skipped: KAFKA_BROKERS is not set (run scripts/broker.sh start, then KAFKA_BROKERS=127.0.0.1:9092)");
+    }
+    brokers
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn run(program: &str, args: &[&str], brokers: &str) -> Output {
+    let path = match program {
+        "capture_send" => env!("CARGO_BIN_EXE_capture_send"),
+        _ => env!("CARGO_BIN_EXE_capture_recv"),
+    };
+    let output = Command::new(path).args(args).env("KAFKA_BROKERS", brokers).output().unwrap();
+    assert!(output.status.success(), "{program} failed: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn field(output: &Output, key: &str) -> u64 {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    last.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {last:?}"))
+        .parse::<f64>()
+        .unwrap() as u64
+}
+
+#[test]
+fn cli_round_trip_five_to_three_on_a_real_broker() {
+    let Some(brokers) = brokers() else { return };
+    let topic = unique("numbat");
+    let count = 1_000_000u64;
+    let send = run("capture_send", &[&topic, &count.to_string(), "-w5"], &brokers);
+    assert_eq!(field(&send, "records"), 5 * count);
+    let recv = run("capture_recv", &[&topic, "-w3", "--idle-timeout", "10"], &brokers);
+    assert_eq!(field(&recv, "records"), 5 * count);
+    assert_eq!(field(&recv, "sum"), 5 * (count * (count - 1) / 2));
+    assert_eq!(field(&recv, "bytes"), field(&send, "bytes"));
+    // Re-running needs --overwrite, which deletes and recreates the topic.
+    let again = Command::new(env!("CARGO_BIN_EXE_capture_send"))
+        .args([&topic, "10", "-w5"])
+        .env("KAFKA_BROKERS", &brokers)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    run("capture_send", &[&topic, "10", "-w2", "--overwrite"], &brokers);
+    let recv = run("capture_recv", &[&topic], &brokers);
+    assert_eq!((field(&recv, "records"), field(&recv, "sum")), (20, 90));
+}
+
+#[test]
+fn library_round_trips_on_a_real_broker() {
+    let Some(brokers) = brokers() else { return };
+    let log: Arc<dyn LogBackend> = Arc::new(KafkaLog::new(&brokers, &[]).unwrap());
+    let topic = unique("three-five");
+    common::capture(log.clone(), &topic, 3, 200_000);
+    assert_eq!(common::replay(log.clone(), &topic, 5), common::Fingerprint::expected(3, 200_000));
+    let topic: &'static str = Box::leak(unique("times").into_boxed_str());
+    common::many_timestamps(log, topic);
+}
