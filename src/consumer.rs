@@ -29,7 +29,8 @@ use timely::progress::Timestamp;
 use crate::codec::{Bincode, EventCodec};
 use crate::error::{Error, FrameError, PartitionId, Result};
 use crate::frame::{self, FrameKind};
-use crate::log::PartitionReader;
+use crate::log::{LogBackend, PartitionReader};
+use crate::session::choose_session;
 use crate::stream::StreamHeader;
 
 /// Events handed to timely per activation before yielding, so a long
@@ -97,6 +98,8 @@ struct Protocol<T> {
     chunk_count: u32,
     chunk_next: u32,
     last_offset: Option<u64>,
+    /// When set, records of every other session are skipped.
+    only_session: Option<u64>,
 }
 
 /// What one record amounts to.
@@ -124,6 +127,9 @@ impl<T: Timestamp> Protocol<T> {
         self.last_offset = Some(offset);
         let frame = frame::decode_frame(payload).map_err(|e| self.frame_error(offset, e))?;
         let fh = frame.header;
+        if self.only_session.is_some_and(|session| session != fh.session) {
+            return Ok(Step::Skip);
+        }
         let Some(header) = &self.header else {
             if fh.kind != FrameKind::StreamHeader {
                 let start = first_available.map(|o| format!(" (first available offset {o})")).unwrap_or_default();
@@ -216,6 +222,7 @@ pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K 
     served: usize,
     done: bool,
     first_available: Option<Option<u64>>,
+    note: Option<String>,
     _types: PhantomData<(C, K)>,
 }
 
@@ -226,6 +233,21 @@ where
     /// A bincode consumer of the stream `reader` is positioned at.
     pub fn new(reader: R) -> Self {
         Self::with_codec(reader)
+    }
+}
+
+impl<T: Timestamp, C, K: EventCodec<T, C>> EventConsumer<T, C, Box<dyn PartitionReader>, K> {
+    /// Opens a consumer of `topic`/`partition` positioned at the session it
+    /// should replay: the newest complete one (see [`crate::session`]).
+    /// Records of other sessions are skipped. `timeout` bounds each read
+    /// made while choosing.
+    pub fn open(log: &dyn LogBackend, topic: &str, partition: u32, timeout: Duration) -> Result<Self> {
+        let choice = choose_session(log, topic, partition, timeout)?;
+        let offset = choice.as_ref().map_or(0, |c| c.start_offset);
+        let mut consumer = Self::with_codec(log.reader(topic, partition, offset)?);
+        consumer.protocol.only_session = choice.as_ref().map(|c| c.session);
+        consumer.note = choice.and_then(|c| c.note);
+        Ok(consumer)
     }
 }
 
@@ -244,6 +266,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
                 chunk_count: 0,
                 chunk_next: 0,
                 last_offset: None,
+                only_session: None,
             },
             handle: ReplayHandle::default(),
             idle_timeout: None,
@@ -251,6 +274,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
             served: 0,
             done: false,
             first_available: None,
+            note: None,
             _types: PhantomData,
         }
     }
@@ -265,6 +289,12 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
     /// A handle to watch this replay after the consumer moved into a dataflow.
     pub fn handle(&self) -> ReplayHandle {
         self.handle.clone()
+    }
+
+    /// What the session choice of [`EventConsumer::open`] wants a user to
+    /// know (older sessions skipped, newest session incomplete), if anything.
+    pub fn session_note(&self) -> Option<&str> {
+        self.note.as_deref()
     }
 
     /// The stream header, once read.

@@ -11,7 +11,8 @@
 //!      2    1 format version (1)
 //!      3    1 codec id (0 none, 1 bincode, 2 abomonation)
 //!      4    1 kind (1 stream header, 2 event, 3 event chunk)
-//!      5    3 reserved, zero
+//!      5    1 flags: bit 0 = final event (the stream's frontier is empty after it)
+//!      6    2 reserved, zero
 //!      8    8 session id (u64 LE): which capture run wrote the record
 //!     16    8 sequence number (u64 LE): position in the session, header = 0
 //!     24    4 payload length (u32 LE)
@@ -97,7 +98,13 @@ pub struct FrameHeader {
     pub session: u64,
     /// Sequence number within the session (stream header = 0).
     pub seq: u64,
+    /// Set on the event after which the stream's frontier is empty, so the
+    /// end of a complete session can be recognised from headers alone.
+    pub is_final: bool,
 }
+
+/// Flag bit: the final event of a session.
+const FLAG_FINAL: u8 = 1;
 
 /// A verified frame: its header and a view of its payload.
 #[derive(Clone, Copy, Debug)]
@@ -128,7 +135,8 @@ pub fn finish_frame(out: &mut [u8], header: FrameHeader) -> Result<(), FrameErro
     out[2] = FORMAT_VERSION;
     out[3] = header.codec as u8;
     out[4] = header.kind as u8;
-    out[5..8].fill(0);
+    out[5] = if header.is_final { FLAG_FINAL } else { 0 };
+    out[6..8].fill(0);
     out[8..16].copy_from_slice(&header.session.to_le_bytes());
     out[16..24].copy_from_slice(&header.seq.to_le_bytes());
     out[24..28].copy_from_slice(&len.to_le_bytes());
@@ -173,6 +181,7 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Frame<'_>, FrameError> {
         kind: FrameKind::from_byte(bytes[4])?,
         session: u64_at(bytes, 8),
         seq: u64_at(bytes, 16),
+        is_final: bytes[5] & FLAG_FINAL != 0,
     };
     Ok(Frame { header, payload: &bytes[HEADER_LEN..] })
 }
@@ -198,7 +207,7 @@ mod tests {
     use super::*;
 
     fn header() -> FrameHeader {
-        FrameHeader { codec: CodecId::Bincode, kind: FrameKind::Event, session: 7, seq: 42 }
+        FrameHeader { codec: CodecId::Bincode, kind: FrameKind::Event, session: 7, seq: 42, is_final: true }
     }
 
     #[test]

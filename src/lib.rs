@@ -49,6 +49,7 @@ pub mod error;
 pub mod frame;
 pub mod log;
 pub mod producer;
+pub mod session;
 pub mod stream;
 
 pub use codec::{Bincode, EventCodec};

@@ -101,6 +101,7 @@ pub struct EventProducer<T, C, W: PartitionWriter = Box<dyn PartitionWriter>, K 
     handle: CaptureHandle,
     failed: bool,
     finished: bool,
+    final_written: bool,
     _types: PhantomData<(C, K)>,
 }
 
@@ -147,6 +148,7 @@ where
             handle,
             failed: false,
             finished: false,
+            final_written: false,
             _types: PhantomData,
         })
     }
@@ -169,32 +171,35 @@ where
     }
 
     fn try_push(&mut self, event: &Event<T, C>) -> Result<()> {
+        let mut frontier_changed = false;
+        if let Event::Progress(updates) = event {
+            frontier_changed = self.frontier.update_iter(updates.iter().cloned()).next().is_some();
+        }
+        let is_final = self.frontier.is_empty() && !self.final_written;
         frame::begin_frame(&mut self.buffer);
         K::encode(event, &mut self.buffer).map_err(|e| self.write_error(e.to_string()))?;
         if self.buffer.len() <= self.max_record {
-            self.append_frame(FrameKind::Event)?;
+            self.append_frame(FrameKind::Event, is_final)?;
         } else {
-            self.append_chunks()?;
+            self.append_chunks(is_final)?;
         }
         if let Event::Messages(_, container) = event {
             let records = container.record_count().max(0) as u64;
             self.handle.shared.records.fetch_add(records, Ordering::Relaxed);
         }
-        if let Event::Progress(updates) = event {
-            let changed = self.frontier.update_iter(updates.iter().cloned()).next().is_some();
-            if self.frontier.is_empty() {
-                self.writer.flush()?;
-                self.handle.shared.complete.store(true, Ordering::Release);
-            } else if changed {
-                self.writer.publish()?;
-            }
+        if is_final {
+            self.final_written = true;
+            self.writer.flush()?;
+            self.handle.shared.complete.store(true, Ordering::Release);
+        } else if frontier_changed {
+            self.writer.publish()?;
         }
         Ok(())
     }
 
     /// Frames `self.buffer` (header space + payload) and appends it.
-    fn append_frame(&mut self, kind: FrameKind) -> Result<()> {
-        let header = FrameHeader { codec: K::ID, kind, session: self.session, seq: self.next_seq };
+    fn append_frame(&mut self, kind: FrameKind, is_final: bool) -> Result<()> {
+        let header = FrameHeader { codec: K::ID, kind, session: self.session, seq: self.next_seq, is_final };
         frame::finish_frame(&mut self.buffer, header).map_err(|e| self.write_error(e.to_string()))?;
         self.writer.append(&self.buffer)?;
         self.next_seq += 1;
@@ -207,7 +212,7 @@ where
     ///
     /// Chunk payload: `[index: u32 LE][count: u32 LE][bytes]`; the chunks of
     /// one event take consecutive sequence numbers.
-    fn append_chunks(&mut self) -> Result<()> {
+    fn append_chunks(&mut self, is_final: bool) -> Result<()> {
         let encoded = std::mem::take(&mut self.buffer);
         let body = &encoded[HEADER_LEN..];
         let per_chunk = self.max_record - HEADER_LEN - 8;
@@ -220,7 +225,7 @@ where
             buffer.extend_from_slice(&count32.to_le_bytes());
             buffer.extend_from_slice(piece);
             self.buffer = buffer;
-            self.append_frame(FrameKind::EventChunk)?;
+            self.append_frame(FrameKind::EventChunk, is_final && index + 1 == count)?;
         }
         self.buffer = encoded;
         Ok(())

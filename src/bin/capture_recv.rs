@@ -123,13 +123,18 @@ where
 {
     let (topic, layout) = (args.topic.clone(), args.log.layout());
     let idle_timeout = Duration::from_secs(args.idle_timeout);
+    let open_timeout = idle_timeout.min(Duration::from_secs(10));
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let mut consumers = Vec::new();
         for stream in StreamLayout::assigned(streams, index, peers) {
             let (name, partition) = layout.locate(&topic, stream);
-            let reader = log.reader(&name, partition, 0).unwrap_or_else(|e| panic!("{e}"));
-            let consumer = EventConsumer::<u64, Vec<u64>, _, K>::with_codec(reader).idle_timeout(idle_timeout);
+            let consumer = EventConsumer::<u64, Vec<u64>, _, K>::open(log.as_ref(), &name, partition, open_timeout)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .idle_timeout(idle_timeout);
+            if let Some(note) = consumer.session_note() {
+                eprintln!("{PROGRAM}: topic '{name}' partition {partition}: {note}");
+            }
             let handle = consumer.handle();
             totals.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(move || {
                 let stats = handle.stats();

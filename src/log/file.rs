@@ -600,4 +600,11 @@ impl PartitionReader for FileReader {
     fn first_available_offset(&mut self) -> Result<Option<u64>> {
         Ok(segments(&self.dir)?.first().map(|(base, _)| *base).or(Some(0)))
     }
+
+    fn end_offset(&mut self) -> Result<u64> {
+        match segments(&self.dir)?.last() {
+            Some((base, path)) => Ok(base + recover_segment(path)?.0),
+            None => Ok(0),
+        }
+    }
 }

@@ -549,4 +549,12 @@ impl PartitionReader for KafkaReader {
             .map_err(|e| Error::Kafka(format!("{}: watermarks: {e}", self.id)))?;
         Ok(Some(low.max(0) as u64))
     }
+
+    fn end_offset(&mut self) -> Result<u64> {
+        let (_, high) = self
+            .consumer
+            .fetch_watermarks(&self.id.topic, self.id.partition as i32, self.timeout)
+            .map_err(|e| Error::Kafka(format!("{}: watermarks: {e}", self.id)))?;
+        Ok(high.max(0) as u64)
+    }
 }

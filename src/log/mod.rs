@@ -61,6 +61,9 @@ pub trait PartitionReader: Send {
     fn first_available_offset(&mut self) -> Result<Option<u64>> {
         Ok(None)
     }
+    /// The offset the next appended record will get: one past the last
+    /// record stored now.
+    fn end_offset(&mut self) -> Result<u64>;
 }
 
 /// Metadata about a topic.
@@ -118,5 +121,8 @@ impl PartitionReader for Box<dyn PartitionReader> {
     }
     fn first_available_offset(&mut self) -> Result<Option<u64>> {
         (**self).first_available_offset()
+    }
+    fn end_offset(&mut self) -> Result<u64> {
+        (**self).end_offset()
     }
 }

@@ -1,0 +1,129 @@
+//! Choosing which capture session of a partition to replay.
+//!
+//! A partition can hold more than one capture session: a capture that was
+//! restarted after a crash appends a new session after the torn remains of
+//! the old one. Replaying across a session boundary would feed timely two
+//! unrelated progress histories, so replay picks exactly one session: by
+//! default the newest *complete* one (the one whose final event — flagged in
+//! its frame header — is present), and says so when it had a choice.
+//!
+//! The common case costs two record reads: the last record of the partition
+//! is the final event of session S with sequence number N, and the record N
+//! offsets earlier is S's header. Anything else falls back to a scan of frame
+//! headers from the start of the partition.
+
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::frame::{self, FrameKind};
+use crate::log::LogBackend;
+
+/// The session replay will follow in one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionChoice {
+    /// Session id.
+    pub session: u64,
+    /// Offset of the session's stream header: replay starts here.
+    pub start_offset: u64,
+    /// Whether the session's final event was seen when choosing.
+    pub complete: bool,
+    /// What a user should know about the choice (other sessions skipped,
+    /// newest session incomplete...), if anything.
+    pub note: Option<String>,
+}
+
+/// What a header scan saw of one session.
+#[derive(Clone, Debug)]
+struct SeenSession {
+    session: u64,
+    start_offset: u64,
+    complete: bool,
+}
+
+/// Chooses the session to replay in `topic`/`partition`, reading what is
+/// stored now. `Ok(None)`: the partition is empty or holds no stream header
+/// (replay then starts at offset 0 and reports what it finds there).
+pub fn choose_session(log: &dyn LogBackend, topic: &str, partition: u32, timeout: Duration) -> Result<Option<SessionChoice>> {
+    let mut reader = log.reader(topic, partition, 0)?;
+    let end = reader.end_offset()?;
+    if end == 0 {
+        return Ok(None);
+    }
+    if let Some(choice) = fast_path(log, topic, partition, end, timeout) {
+        return Ok(Some(choice));
+    }
+    let sessions = scan(log, topic, partition, end, timeout)?;
+    let Some(newest) = sessions.last().cloned() else { return Ok(None) };
+    let older = sessions.len() - 1;
+    if newest.complete {
+        let note = (older > 0).then(|| {
+            format!("replaying the newest of {} sessions, {:016x} at offset {}", sessions.len(), newest.session, newest.start_offset)
+        });
+        return Ok(Some(SessionChoice { session: newest.session, start_offset: newest.start_offset, complete: true, note }));
+    }
+    match sessions.iter().rev().find(|s| s.complete) {
+        Some(complete) => Ok(Some(SessionChoice {
+            session: complete.session,
+            start_offset: complete.start_offset,
+            complete: true,
+            note: Some(format!(
+                "newest session {:016x} at offset {} is incomplete; replaying the newest complete session {:016x} at offset {}",
+                newest.session, newest.start_offset, complete.session, complete.start_offset
+            )),
+        })),
+        None => Ok(Some(SessionChoice {
+            session: newest.session,
+            start_offset: newest.start_offset,
+            complete: false,
+            note: (older > 0).then(|| {
+                format!(
+                    "no complete session; following the newest, {:016x} at offset {}",
+                    newest.session, newest.start_offset
+                )
+            }),
+        })),
+    }
+}
+
+/// The last record is a final event and its session's header sits where its
+/// sequence number says: that session is complete and the newest.
+fn fast_path(log: &dyn LogBackend, topic: &str, partition: u32, end: u64, timeout: Duration) -> Option<SessionChoice> {
+    let mut last = log.reader(topic, partition, end - 1).ok()?;
+    let record = last.poll(timeout).ok()??;
+    let header = frame::decode_frame(record.payload).ok()?.header;
+    if !header.is_final || record.offset != end - 1 {
+        return None;
+    }
+    let start = (end - 1).checked_sub(header.seq)?;
+    let mut first = log.reader(topic, partition, start).ok()?;
+    let record = first.poll(timeout).ok()??;
+    let first_header = frame::decode_frame(record.payload).ok()?.header;
+    if record.offset != start || first_header.kind != FrameKind::StreamHeader || first_header.session != header.session {
+        return None;
+    }
+    let note = (start > 0).then(|| format!("replaying session {:016x} from offset {start}; earlier records belong to older sessions", header.session));
+    Some(SessionChoice { session: header.session, start_offset: start, complete: true, note })
+}
+
+/// Reads frame headers from offset 0 up to `end`.
+fn scan(log: &dyn LogBackend, topic: &str, partition: u32, end: u64, timeout: Duration) -> Result<Vec<SeenSession>> {
+    let mut reader = log.reader(topic, partition, 0)?;
+    let mut sessions: Vec<SeenSession> = Vec::new();
+    while let Some(record) = reader.poll(timeout)? {
+        let offset = record.offset;
+        if let Ok(frame) = frame::decode_frame(record.payload) {
+            let header = frame.header;
+            if header.kind == FrameKind::StreamHeader {
+                sessions.push(SeenSession { session: header.session, start_offset: offset, complete: false });
+            } else if header.is_final {
+                if let Some(seen) = sessions.iter_mut().rev().find(|s| s.session == header.session) {
+                    seen.complete = true;
+                }
+            }
+        }
+        if offset + 1 >= end {
+            break;
+        }
+    }
+    Ok(sessions)
+}
