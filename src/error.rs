@@ -35,7 +35,7 @@ pub enum FrameError {
     #[error("frame is {0} bytes, shorter than the {1}-byte header")]
     TooShort(usize, usize),
     /// The magic bytes do not match: not a timely-kafka record.
-    #[error("not a timely-kafka frame (magic {0:02x?})")]
+    #[error("not a timely-kafka frame (starts {0:02x?}, not \"TK\"): written by another program?")]
     BadMagic([u8; 2]),
     /// A format version this build does not understand.
     #[error("unsupported frame format version {0}")]

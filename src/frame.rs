@@ -156,12 +156,13 @@ pub fn encode_frame(header: FrameHeader, payload: &[u8]) -> Result<Vec<u8>, Fram
 
 /// Verifies and splits a record into header and payload.
 pub fn decode_frame(bytes: &[u8]) -> Result<Frame<'_>, FrameError> {
+    if let [first, second, ..] = *bytes {
+        if [first, second] != MAGIC {
+            return Err(FrameError::BadMagic([first, second]));
+        }
+    }
     if bytes.len() < HEADER_LEN {
         return Err(FrameError::TooShort(bytes.len(), HEADER_LEN));
-    }
-    let magic = [bytes[0], bytes[1]];
-    if magic != MAGIC {
-        return Err(FrameError::BadMagic(magic));
     }
     if bytes[2] != FORMAT_VERSION {
         return Err(FrameError::UnsupportedVersion(bytes[2]));

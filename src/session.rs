@@ -43,7 +43,12 @@ struct SeenSession {
 /// Chooses the session to replay in `topic`/`partition`, reading what is
 /// stored now. `Ok(None)`: the partition is empty or holds no stream header
 /// (replay then starts at offset 0 and reports what it finds there).
-pub fn choose_session(log: &dyn LogBackend, topic: &str, partition: u32, timeout: Duration) -> Result<Option<SessionChoice>> {
+pub fn choose_session(
+    log: &dyn LogBackend,
+    topic: &str,
+    partition: u32,
+    timeout: Duration,
+) -> Result<Option<SessionChoice>> {
     let mut reader = log.reader(topic, partition, 0)?;
     let end = reader.end_offset()?;
     if end == 0 {
@@ -57,9 +62,19 @@ pub fn choose_session(log: &dyn LogBackend, topic: &str, partition: u32, timeout
     let older = sessions.len() - 1;
     if newest.complete {
         let note = (older > 0).then(|| {
-            format!("replaying the newest of {} sessions, {:016x} at offset {}", sessions.len(), newest.session, newest.start_offset)
+            format!(
+                "replaying the newest of {} sessions, {:016x} at offset {}",
+                sessions.len(),
+                newest.session,
+                newest.start_offset
+            )
         });
-        return Ok(Some(SessionChoice { session: newest.session, start_offset: newest.start_offset, complete: true, note }));
+        return Ok(Some(SessionChoice {
+            session: newest.session,
+            start_offset: newest.start_offset,
+            complete: true,
+            note,
+        }));
     }
     match sessions.iter().rev().find(|s| s.complete) {
         Some(complete) => Ok(Some(SessionChoice {
@@ -98,10 +113,16 @@ fn fast_path(log: &dyn LogBackend, topic: &str, partition: u32, end: u64, timeou
     let mut first = log.reader(topic, partition, start).ok()?;
     let record = first.poll(timeout).ok()??;
     let first_header = frame::decode_frame(record.payload).ok()?.header;
-    if record.offset != start || first_header.kind != FrameKind::StreamHeader || first_header.session != header.session {
+    if record.offset != start || first_header.kind != FrameKind::StreamHeader || first_header.session != header.session
+    {
         return None;
     }
-    let note = (start > 0).then(|| format!("replaying session {:016x} from offset {start}; earlier records belong to older sessions", header.session));
+    let note = (start > 0).then(|| {
+        format!(
+            "replaying session {:016x} from offset {start}; earlier records belong to older sessions",
+            header.session
+        )
+    });
     Some(SessionChoice { session: header.session, start_offset: start, complete: true, note })
 }
 

@@ -54,7 +54,13 @@ impl StreamHeader {
     pub fn to_frame(&self) -> Result<Vec<u8>, FrameError> {
         let mut payload = Vec::new();
         encode_bincode(self, &mut payload)?;
-        let header = FrameHeader { codec: CodecId::None, kind: FrameKind::StreamHeader, session: self.session, seq: 0, is_final: false };
+        let header = FrameHeader {
+            codec: CodecId::None,
+            kind: FrameKind::StreamHeader,
+            session: self.session,
+            seq: 0,
+            is_final: false,
+        };
         frame::encode_frame(header, &payload)
     }
 

@@ -514,7 +514,9 @@ impl PartitionReader for KafkaReader {
                     return Ok(Some(Record { offset, payload: &self.buffer }));
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => return Ok(None),
-                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange))) => {
+                Some(Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset,
+                ))) => {
                     let first = self
                         .consumer
                         .fetch_watermarks(&self.id.topic, self.id.partition as i32, self.timeout)
@@ -523,7 +525,9 @@ impl PartitionReader for KafkaReader {
                     return Err(Error::Protocol {
                         at: self.id.clone(),
                         offset: 0,
-                        reason: format!("requested offset is no longer stored (deleted by retention?); {first}"),
+                        reason: format!(
+                            "stream start is gone: the requested offset is no longer stored (deleted by retention?); {first}"
+                        ),
                     });
                 }
                 Some(Err(KafkaError::MessageConsumption(

@@ -9,6 +9,7 @@ use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::{Capture, Input, Inspect, Probe, ToStream};
 use timely::dataflow::InputHandle;
 use timely_kafka::log::LogBackend;
+use timely_kafka::log::{PartitionReader, PartitionWriter};
 use timely_kafka::{CodecId, EventConsumer, EventProducer};
 
 /// A fingerprint of a multiset of u64 records: count, sum, and a sum of
@@ -198,4 +199,96 @@ pub fn many_timestamps(log: Arc<dyn LogBackend>, topic: &'static str) {
         }
     }
     assert_eq!(counts, per_time_counts());
+}
+
+/// Starts capturing in the background: each worker sends `rounds` batches of
+/// `batch` records (values `round * batch + i`), sleeping `pause` between
+/// rounds so faults can be injected mid-capture. Returns the capture handles
+/// (one per worker, filled as workers start) and the running computation.
+pub fn capture_slowly(
+    log: Arc<dyn LogBackend>,
+    topic: &str,
+    workers: usize,
+    rounds: u64,
+    batch: u64,
+    pause: std::time::Duration,
+) -> (Arc<std::sync::Mutex<Vec<timely_kafka::CaptureHandle>>>, timely::communication::initialize::WorkerGuards<()>) {
+    log.create_topic(topic, workers as u32, CodecId::Bincode, false).unwrap();
+    let topic = topic.to_string();
+    let handles = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let registry = handles.clone();
+    let guards = timely::execute(config(workers), move |worker| {
+        let (index, peers) = (worker.index() as u32, worker.peers() as u32);
+        let producer = EventProducer::new(log.writer(&topic, index).unwrap(), index, peers).unwrap();
+        registry.lock().unwrap().push(producer.handle());
+        let mut input = InputHandle::new();
+        worker
+            .dataflow::<u64, _, _>(|scope| scope.input_from(&mut input).container::<Vec<u64>>().capture_into(producer));
+        for round in 0..rounds {
+            for i in 0..batch {
+                input.send(round * batch + i);
+            }
+            input.advance_to(round + 1);
+            worker.step();
+            std::thread::sleep(pause);
+        }
+        input.close();
+        while worker.step() {}
+    })
+    .unwrap();
+    (handles, guards)
+}
+
+/// The fingerprint `capture_slowly` produces.
+pub fn expected_slowly(workers: u64, rounds: u64, batch: u64) -> Fingerprint {
+    let mut fp = Fingerprint::default();
+    for _ in 0..workers {
+        for value in 0..rounds * batch {
+            fp.add(value);
+        }
+    }
+    fp
+}
+
+/// Copies every record of `from` partition 0 to `to` partition 0 through a
+/// plain writer, letting `edit` drop (empty result) or repeat records.
+pub fn copy_records(log: &dyn LogBackend, from: &str, to: &str, mut edit: impl FnMut(u64, &[u8]) -> Vec<Vec<u8>>) {
+    log.create_topic(to, 1, CodecId::Bincode, false).unwrap();
+    let mut reader = log.reader(from, 0, 0).unwrap();
+    let end = reader.end_offset().unwrap();
+    let mut writer = log.writer(to, 0).unwrap();
+    while let Some(record) = reader.poll(std::time::Duration::from_secs(10)).unwrap() {
+        let offset = record.offset;
+        for copy in edit(offset, record.payload) {
+            writer.append(&copy).unwrap();
+        }
+        if offset + 1 >= end {
+            break;
+        }
+    }
+    writer.flush().unwrap();
+}
+
+/// Replays partition 0 of `topic` outside timely; returns the fingerprint
+/// and the replay's error message, if it failed.
+pub fn replay_partition(log: &dyn LogBackend, topic: &str) -> (Fingerprint, timely_kafka::ReplayStats, Option<String>) {
+    use timely::dataflow::operators::capture::event::{Event, EventIterator};
+    let opened = EventConsumer::<u64, Vec<u64>>::open(log, topic, 0, std::time::Duration::from_secs(10));
+    let mut consumer = match opened {
+        Ok(consumer) => consumer.idle_timeout(std::time::Duration::from_secs(3)),
+        Err(error) => return (Fingerprint::default(), Default::default(), Some(error.to_string())),
+    };
+    let handle = consumer.handle();
+    let mut fp = Fingerprint::default();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        while !handle.is_complete() {
+            if let Some(event) = consumer.next() {
+                if let Event::Messages(_, data) = event.into_owned() {
+                    data.into_iter().for_each(|x| fp.add(x));
+                }
+            }
+        }
+    }));
+    let error = result.err().map(|_| handle.error().unwrap_or_else(|| "panicked".into()));
+    (fp, handle.stats(), error)
 }
