@@ -103,7 +103,7 @@ mod abomonation_codec {
                     encode_bincode(stamp, out)?;
                     let stamp_len = (out.len() - stamp_at) as u32;
                     out[len_at..len_at + 4].copy_from_slice(&stamp_len.to_le_bytes());
-                    while (out.len() - crate::frame::HEADER_LEN) % 8 != 0 {
+                    while !(out.len() - crate::frame::HEADER_LEN).is_multiple_of(8) {
                         out.push(0);
                     }
                     // SAFETY: encoding only reads `container`.
@@ -140,7 +140,7 @@ mod abomonation_codec {
                     // SAFETY: length and checksum were verified by the frame
                     // layer; the content is trusted (see the type's docs).
                     match unsafe { abomonation::decode::<C>(bytes) } {
-                        Some((container, remaining)) if remaining.is_empty() => {
+                        Some((container, [])) => {
                             Ok(Event::Messages(stamp, container.clone()))
                         }
                         Some(_) => Err(FrameError::Decode("trailing bytes after container".into())),
