@@ -140,9 +140,7 @@ mod abomonation_codec {
                     // SAFETY: length and checksum were verified by the frame
                     // layer; the content is trusted (see the type's docs).
                     match unsafe { abomonation::decode::<C>(bytes) } {
-                        Some((container, [])) => {
-                            Ok(Event::Messages(stamp, container.clone()))
-                        }
+                        Some((container, [])) => Ok(Event::Messages(stamp, container.clone())),
                         Some(_) => Err(FrameError::Decode("trailing bytes after container".into())),
                         None => Err(FrameError::Decode("abomonation decode failed".into())),
                     }

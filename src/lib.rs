@@ -50,6 +50,8 @@ pub mod frame;
 pub mod log;
 pub mod producer;
 pub mod session;
+pub mod sink;
+pub mod source;
 pub mod stream;
 
 pub use codec::{Bincode, EventCodec};

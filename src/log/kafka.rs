@@ -53,7 +53,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const RECORD_OVERHEAD: usize = 1024;
 
 /// Properties our clients set unless the user overrides them.
-const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+pub(crate) const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.idempotence", "true"),
     ("acks", "all"),
     ("linger.ms", "5"),
@@ -76,7 +76,7 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("allow.auto.create.topics", "false"),
 ];
 /// Properties only one kind of client understands (librdkafka warns about the others).
-const PRODUCER_ONLY: &[&str] = &[
+pub(crate) const PRODUCER_ONLY: &[&str] = &[
     "enable.idempotence",
     "acks",
     "linger.ms",
@@ -92,7 +92,7 @@ const PRODUCER_ONLY: &[&str] = &[
     "request.required.acks",
     "transactional.id",
 ];
-const CONSUMER_ONLY: &[&str] = &[
+pub(crate) const CONSUMER_ONLY: &[&str] = &[
     "group.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
@@ -165,7 +165,7 @@ impl KafkaLog {
         self
     }
 
-    fn config(&self, defaults: &[(&str, &str)], skip: &[&str]) -> ClientConfig {
+    pub(crate) fn config(&self, defaults: &[(&str, &str)], skip: &[&str]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
         for (key, value) in defaults {
