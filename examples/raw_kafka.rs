@@ -59,7 +59,7 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.auto.offset.store", "false"),
     ("enable.partition.eof", "true"),
     ("auto.offset.reset", "error"),
-    ("fetch.wait.max.ms", "10"),
+    ("fetch.wait.max.ms", "5"),
     ("fetch.min.bytes", "1"),
     ("fetch.max.bytes", "52428800"),
     ("max.partition.fetch.bytes", "10485760"),

@@ -223,6 +223,7 @@ pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K 
     done: bool,
     first_available: Option<Option<u64>>,
     note: Option<String>,
+    empty_polls: u32,
     _types: PhantomData<(C, K)>,
 }
 
@@ -242,9 +243,8 @@ impl<T: Timestamp, C, K: EventCodec<T, C>> EventConsumer<T, C, Box<dyn Partition
     /// Records of other sessions are skipped. `timeout` bounds each read
     /// made while choosing.
     pub fn open(log: &dyn LogBackend, topic: &str, partition: u32, timeout: Duration) -> Result<Self> {
-        let choice = choose_session(log, topic, partition, timeout)?;
-        let offset = choice.as_ref().map_or(0, |c| c.start_offset);
-        let mut consumer = Self::with_codec(log.reader(topic, partition, offset)?);
+        let (choice, reader) = choose_session(log, topic, partition, timeout)?;
+        let mut consumer = Self::with_codec(reader);
         consumer.protocol.only_session = choice.as_ref().map(|c| c.session);
         consumer.note = choice.and_then(|c| c.note);
         Ok(consumer)
@@ -275,6 +275,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
             done: false,
             first_available: None,
             note: None,
+            empty_polls: 0,
             _types: PhantomData,
         }
     }
@@ -347,10 +348,19 @@ where
         }
         let first_available = self.first_available.flatten();
         loop {
-            let step = match self.reader.poll(Duration::ZERO) {
+            // Poll without waiting while records flow; once the partition has
+            // been found empty, wait up to a millisecond so an idle replay
+            // does not spin a core away from the workers that have data.
+            let wait = if self.empty_polls > 1 { Duration::from_millis(1) } else { Duration::ZERO };
+            let step = match self.reader.poll(wait) {
                 Err(error) => self.fail(error),
                 Ok(None) => {
                     self.served = 0;
+                    if self.empty_polls == 0 {
+                        // The first empty poll after records: the stream went quiet now.
+                        self.last_activity = Instant::now();
+                    }
+                    self.empty_polls = self.empty_polls.saturating_add(1);
                     self.check_idle();
                     return None;
                 }
@@ -361,7 +371,7 @@ where
                     self.protocol.accept::<C, K>(record.offset, record.payload, first_available, &shared.duplicates)
                 }
             };
-            self.last_activity = Instant::now();
+            self.empty_polls = 0;
             match step {
                 Err(error) => self.fail(error),
                 Ok(Step::Skip) => continue,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::frame::{self, FrameKind};
-use crate::log::LogBackend;
+use crate::log::{LogBackend, PartitionReader};
 
 /// The session replay will follow in one partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,23 +41,30 @@ struct SeenSession {
 }
 
 /// Chooses the session to replay in `topic`/`partition`, reading what is
-/// stored now. `Ok(None)`: the partition is empty or holds no stream header
-/// (replay then starts at offset 0 and reports what it finds there).
+/// stored now, and returns a reader positioned at its start. `None`: the
+/// partition is empty or holds no stream header (replay then starts at
+/// offset 0 and reports what it finds there).
 pub fn choose_session(
     log: &dyn LogBackend,
     topic: &str,
     partition: u32,
     timeout: Duration,
-) -> Result<Option<SessionChoice>> {
+) -> Result<(Option<SessionChoice>, Box<dyn PartitionReader>)> {
     let mut reader = log.reader(topic, partition, 0)?;
+    let choice = choose(reader.as_mut(), timeout)?;
+    reader.seek(choice.as_ref().map_or(0, |c| c.start_offset))?;
+    Ok((choice, reader))
+}
+
+fn choose(reader: &mut dyn PartitionReader, timeout: Duration) -> Result<Option<SessionChoice>> {
     let end = reader.end_offset()?;
     if end == 0 {
         return Ok(None);
     }
-    if let Some(choice) = fast_path(log, topic, partition, end, timeout) {
+    if let Some(choice) = fast_path(reader, end, timeout) {
         return Ok(Some(choice));
     }
-    let sessions = scan(log, topic, partition, end, timeout)?;
+    let sessions = scan(reader, end, timeout)?;
     let Some(newest) = sessions.last().cloned() else { return Ok(None) };
     let older = sessions.len() - 1;
     if newest.complete {
@@ -102,16 +109,20 @@ pub fn choose_session(
 
 /// The last record is a final event and its session's header sits where its
 /// sequence number says: that session is complete and the newest.
-fn fast_path(log: &dyn LogBackend, topic: &str, partition: u32, end: u64, timeout: Duration) -> Option<SessionChoice> {
-    let mut last = log.reader(topic, partition, end - 1).ok()?;
-    let record = last.poll(timeout).ok()??;
+fn fast_path(reader: &mut dyn PartitionReader, end: u64, timeout: Duration) -> Option<SessionChoice> {
+    reader.seek(end - 1).ok()?;
+    let record = reader.poll(timeout).ok()??;
     let header = frame::decode_frame(record.payload).ok()?.header;
     if !header.is_final || record.offset != end - 1 {
         return None;
     }
     let start = (end - 1).checked_sub(header.seq)?;
-    let mut first = log.reader(topic, partition, start).ok()?;
-    let record = first.poll(timeout).ok()??;
+    if start == 0 {
+        // The common case; the consumer checks the header it starts at.
+        return Some(SessionChoice { session: header.session, start_offset: 0, complete: true, note: None });
+    }
+    reader.seek(start).ok()?;
+    let record = reader.poll(timeout).ok()??;
     let first_header = frame::decode_frame(record.payload).ok()?.header;
     if record.offset != start || first_header.kind != FrameKind::StreamHeader || first_header.session != header.session
     {
@@ -127,8 +138,8 @@ fn fast_path(log: &dyn LogBackend, topic: &str, partition: u32, end: u64, timeou
 }
 
 /// Reads frame headers from offset 0 up to `end`.
-fn scan(log: &dyn LogBackend, topic: &str, partition: u32, end: u64, timeout: Duration) -> Result<Vec<SeenSession>> {
-    let mut reader = log.reader(topic, partition, 0)?;
+fn scan(reader: &mut dyn PartitionReader, end: u64, timeout: Duration) -> Result<Vec<SeenSession>> {
+    reader.seek(0)?;
     let mut sessions: Vec<SeenSession> = Vec::new();
     while let Some(record) = reader.poll(timeout)? {
         let offset = record.offset;

@@ -126,21 +126,34 @@ where
     let open_timeout = idle_timeout.min(Duration::from_secs(10));
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
-        let mut consumers = Vec::new();
-        for stream in StreamLayout::assigned(streams, index, peers) {
-            let (name, partition) = layout.locate(&topic, stream);
-            let consumer = EventConsumer::<u64, Vec<u64>, _, K>::open(log.as_ref(), &name, partition, open_timeout)
-                .unwrap_or_else(|e| panic!("{e}"))
-                .idle_timeout(idle_timeout);
-            if let Some(note) = consumer.session_note() {
-                eprintln!("{PROGRAM}: topic '{name}' partition {partition}: {note}");
-            }
+        // Open this worker's streams in parallel: choosing each one's session
+        // costs broker round trips that need not wait for one another.
+        let assigned: Vec<u32> = StreamLayout::assigned(streams, index, peers).collect();
+        let consumers: Vec<EventConsumer<u64, Vec<u64>, _, K>> = std::thread::scope(|scope| {
+            let opening: Vec<_> = assigned
+                .iter()
+                .map(|&stream| {
+                    let (name, partition) = layout.locate(&topic, stream);
+                    let log = log.as_ref();
+                    scope.spawn(move || {
+                        let consumer = EventConsumer::<u64, Vec<u64>, _, K>::open(log, &name, partition, open_timeout)
+                            .unwrap_or_else(|e| panic!("{e}"))
+                            .idle_timeout(idle_timeout);
+                        if let Some(note) = consumer.session_note() {
+                            eprintln!("{PROGRAM}: topic '{name}' partition {partition}: {note}");
+                        }
+                        consumer
+                    })
+                })
+                .collect();
+            opening.into_iter().map(|handle| handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        });
+        for consumer in &consumers {
             let handle = consumer.handle();
             totals.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(move || {
                 let stats = handle.stats();
                 (stats.records, stats.bytes)
             }));
-            consumers.push(consumer);
         }
         let handles: Vec<_> = consumers.iter().map(|c| c.handle()).collect();
         let seen = std::rc::Rc::new(std::cell::Cell::new((0u64, 0u64)));

@@ -473,7 +473,12 @@ impl FileReader {
             .find(|(base, _)| *base <= offset)
             .cloned()
             .unwrap_or_else(|| existing.first().cloned().unwrap_or((0, dir.join(segment_name(0)))));
-        let segment = open_segment(&path)?;
+        let mut segment = open_segment(&path)?;
+        // Hop over record headers to the requested offset instead of reading
+        // the payloads before it. A corrupt length only misplaces the start,
+        // and the checksum of the first record read then reports it.
+        let (position, records) = hop_records(&segment, &path, offset.saturating_sub(base))?;
+        segment.seek(SeekFrom::Start(position)).map_err(|e| Error::io(&path, e))?;
         Ok(FileReader {
             id,
             dir,
@@ -482,7 +487,7 @@ impl FileReader {
             buffer: vec![0; 1 << 20],
             start: 0,
             end: 0,
-            next_offset: base,
+            next_offset: base + records,
             skip_until: offset,
         })
     }
@@ -571,6 +576,27 @@ impl FileReader {
     }
 }
 
+/// Walks record headers from the start of a segment, reading 8 bytes per
+/// record, for at most `limit` records or until the data ends. Returns the
+/// byte position reached and the number of whole records passed.
+fn hop_records(file: &File, path: &Path, limit: u64) -> Result<(u64, u64)> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let (mut position, mut records) = (0u64, 0u64);
+    let mut header = [0u8; RECORD_HEADER];
+    while records < limit && position + RECORD_HEADER as u64 <= len {
+        file.read_exact_at(&mut header, position).map_err(|e| Error::io(path, e))?;
+        let next = position
+            + (RECORD_HEADER + u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize) as u64;
+        if next > len {
+            break;
+        }
+        position = next;
+        records += 1;
+    }
+    Ok((position, records))
+}
+
 fn open_segment(path: &Path) -> Result<File> {
     File::open(path).map_err(|e| Error::io(path, e))
 }
@@ -603,8 +629,16 @@ impl PartitionReader for FileReader {
 
     fn end_offset(&mut self) -> Result<u64> {
         match segments(&self.dir)?.last() {
-            Some((base, path)) => Ok(base + recover_segment(path)?.0),
+            Some((base, path)) => {
+                let file = open_segment(path)?;
+                Ok(base + hop_records(&file, path, u64::MAX)?.1)
+            }
             None => Ok(0),
         }
+    }
+
+    fn seek(&mut self, offset: u64) -> Result<()> {
+        *self = FileReader::open(self.dir.clone(), self.id.clone(), offset)?;
+        Ok(())
     }
 }

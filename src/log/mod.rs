@@ -64,6 +64,8 @@ pub trait PartitionReader: Send {
     /// The offset the next appended record will get: one past the last
     /// record stored now.
     fn end_offset(&mut self) -> Result<u64>;
+    /// Moves the reader so the next record polled is the one at `offset`.
+    fn seek(&mut self, offset: u64) -> Result<()>;
 }
 
 /// Metadata about a topic.
@@ -124,5 +126,8 @@ impl PartitionReader for Box<dyn PartitionReader> {
     }
     fn end_offset(&mut self) -> Result<u64> {
         (**self).end_offset()
+    }
+    fn seek(&mut self, offset: u64) -> Result<()> {
+        (**self).seek(offset)
     }
 }
