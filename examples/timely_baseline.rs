@@ -29,7 +29,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use timely::dataflow::operators::capture::{Capture, EventReader, EventWriter, Replay};
-use timely::dataflow::operators::{Inspect, Probe, ToStream};
+use timely::dataflow::operators::{Inspect, Probe};
 
 const PROGRAM: &str = "timely_baseline";
 const USAGE: &str = "usage: timely_baseline send DIR COUNT [-w N]\n       timely_baseline recv DIR STREAMS [-w M]";
@@ -141,7 +141,7 @@ fn send(dir: &Path, count: u64, workers: usize) {
         let report = Rc::new(Cell::new(None));
         let writer = Counted { inner: BufWriter::with_capacity(1 << 20, file), bytes: 0, report: report.clone() };
         worker.dataflow::<u64, _, _>(|scope| {
-            (0..count).to_stream(scope).container::<Vec<u64>>().capture_into(EventWriter::new(writer))
+            timely_kafka::numbers::numbers(scope, count).capture_into(EventWriter::new(writer))
         });
         // The capture operator, and with it the writer, is dropped once the dataflow completes.
         while worker.step() {}

@@ -48,6 +48,7 @@ pub mod consumer;
 pub mod error;
 pub mod frame;
 pub mod log;
+pub mod numbers;
 pub mod producer;
 pub mod session;
 pub mod sink;

@@ -141,6 +141,8 @@ impl SourceConfig {
 struct Rebalances {
     assigned: Vec<u32>,
     revoked: Vec<u32>,
+    /// An assignment, possibly empty, has been received.
+    settled: bool,
 }
 
 struct GroupContext {
@@ -154,9 +156,12 @@ impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Ok(mut changes) = self.changes.lock() else { return };
         match rebalance {
-            Rebalance::Assign(list) => changes
-                .assigned
-                .extend(list.elements().iter().filter(|e| e.topic() == self.topic).map(|e| e.partition() as u32)),
+            Rebalance::Assign(list) => {
+                changes.settled = true;
+                changes
+                    .assigned
+                    .extend(list.elements().iter().filter(|e| e.topic() == self.topic).map(|e| e.partition() as u32))
+            }
             Rebalance::Revoke(list) => changes
                 .revoked
                 .extend(list.elements().iter().filter(|e| e.topic() == self.topic).map(|e| e.partition() as u32)),
@@ -217,8 +222,17 @@ impl Reader {
         if list.count() == 0 {
             return;
         }
-        if let Err(error) = self.consumer.commit(&list, mode) {
+        let sync = matches!(mode, CommitMode::Sync);
+        let mut attempts = 0;
+        while let Err(error) = self.consumer.commit(&list, mode) {
+            attempts += 1;
+            // A rebalance in progress refuses commits for a moment: serve it and retry.
+            if sync && attempts < 50 {
+                let _ = self.consumer.poll(Duration::from_millis(100));
+                continue;
+            }
             eprintln!("timely-kafka: commit of topic '{}' offsets failed: {error}", self.topic);
+            break;
         }
     }
 }
@@ -331,7 +345,9 @@ where
                 }
             }
             let finished = config.stop.load(Ordering::Relaxed)
-                || (config.end != SourceEnd::Live && ever_assigned && partitions.values().all(|p| p.done));
+                || (config.end != SourceEnd::Live && ever_assigned && partitions.values().all(|p| p.done))
+                // Explicitly assigned nothing: this worker will never read anything.
+                || (!reader.group && ever_assigned && partitions.is_empty());
             if finished {
                 capability = None;
                 activator.activate();
@@ -410,6 +426,7 @@ fn open_reader(
         consumer.assign(&list).unwrap_or_else(|e| panic!("kafka source: assign '{topic}': {e}"));
         if let Ok(mut changes) = changes.lock() {
             changes.assigned.extend(mine);
+            changes.settled = true;
         }
     }
     Reader {
@@ -432,7 +449,11 @@ fn apply_rebalances(
     ever_assigned: &mut bool,
 ) {
     let (assigned, revoked) = match changes.lock() {
-        Ok(mut changes) => (std::mem::take(&mut changes.assigned), std::mem::take(&mut changes.revoked)),
+        Ok(mut changes) => {
+            // An empty assignment counts: a worker with no partitions is done.
+            *ever_assigned |= changes.settled;
+            (std::mem::take(&mut changes.assigned), std::mem::take(&mut changes.revoked))
+        }
         Err(_) => return,
     };
     for partition in revoked {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use timely::dataflow::operators::{Capture, ToStream};
+use timely::dataflow::operators::Capture;
 use timely_kafka::cli::{self, LogArgs, Progress, TimelyArgs, Totals};
 use timely_kafka::log::LogBackend;
 use timely_kafka::{Bincode, EventCodec, EventProducer, Result};
@@ -96,8 +96,7 @@ where
             let stats = watched.stats();
             (stats.records, stats.bytes)
         }));
-        worker
-            .dataflow::<u64, _, _>(|scope| (0..count).to_stream(scope).container::<Vec<u64>>().capture_into(producer));
+        worker.dataflow::<u64, _, _>(|scope| timely_kafka::numbers::numbers(scope, count).capture_into(producer));
         while worker.step() {}
         handle.outcome().map(|stats| (stats.records, stats.bytes))
     })

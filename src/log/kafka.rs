@@ -370,6 +370,10 @@ pub struct KafkaWriter {
     producer: BaseProducer<DeliveryContext>,
     deliveries: Arc<Deliveries>,
     sent: u64,
+    /// The partition's end offset when this writer started: with one writer
+    /// per partition, every flush can check that the partition grew by
+    /// exactly the records this writer sent.
+    start_offset: i64,
     timeout: Duration,
     max_record: usize,
 }
@@ -378,15 +382,21 @@ impl KafkaWriter {
     fn new(log: &KafkaLog, topic: &str, partition: u32) -> Result<Self> {
         let deliveries = Arc::new(Deliveries::default());
         let context = DeliveryContext { deliveries: deliveries.clone() };
-        let producer = log
+        let producer: BaseProducer<DeliveryContext> = log
             .producer_config()
             .create_with_context(context)
             .map_err(|e| Error::Kafka(format!("cannot create producer: {e}")))?;
+        let id = PartitionId::new(topic, partition);
+        let (_, start_offset) = producer
+            .client()
+            .fetch_watermarks(topic, partition as i32, log.timeout)
+            .map_err(|e| Error::Write { at: id.clone(), reason: format!("cannot read the end offset: {e}") })?;
         Ok(KafkaWriter {
-            id: PartitionId::new(topic, partition),
+            id,
             producer,
             deliveries,
             sent: 0,
+            start_offset,
             timeout: log.timeout,
             max_record: log.max_record(),
         })
@@ -398,6 +408,28 @@ impl KafkaWriter {
             Some(reason) => Err(Error::Write { at: self.id.clone(), reason }),
             None => Ok(()),
         }
+    }
+
+    /// Acknowledgements alone are not proof: a broker that acknowledges a
+    /// retried batch as a duplicate it never stored, or a second writer on
+    /// the partition, would otherwise lose or interleave records silently.
+    fn check_partition_growth(&self) -> Result<()> {
+        let (_, end) =
+            self.producer.client().fetch_watermarks(&self.id.topic, self.id.partition as i32, self.timeout).map_err(
+                |e| Error::Write { at: self.id.clone(), reason: format!("cannot confirm the end offset: {e}") },
+            )?;
+        let grown = end - self.start_offset;
+        if grown != self.sent as i64 {
+            return Err(Error::Write {
+                at: self.id.clone(),
+                reason: format!(
+                    "the broker acknowledged {} records but the partition grew by {grown} (offsets {}..{end}): \
+                     records were lost, or another writer shares the partition",
+                    self.sent, self.start_offset
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn unacknowledged(&self) -> u64 {
@@ -460,7 +492,7 @@ impl PartitionWriter for KafkaWriter {
                 ),
             });
         }
-        Ok(())
+        self.check_partition_growth()
     }
 
     fn publish(&mut self) -> Result<()> {

@@ -30,7 +30,7 @@ pub struct Record<'a> {
 }
 
 /// Appends records to one partition.
-pub trait PartitionWriter: Send {
+pub trait PartitionWriter: Send + Sync {
     /// The partition written.
     fn partition(&self) -> &PartitionId;
     /// Appends a record; it may stay buffered until [`PartitionWriter::flush`].
@@ -49,7 +49,7 @@ pub trait PartitionWriter: Send {
 }
 
 /// Reads one partition in offset order.
-pub trait PartitionReader: Send {
+pub trait PartitionReader: Send + Sync {
     /// The partition read.
     fn partition(&self) -> &PartitionId;
     /// The next record, waiting at most `timeout`; `Ok(None)` if none arrived.

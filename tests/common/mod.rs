@@ -65,13 +65,17 @@ fn config(workers: usize) -> timely::Config {
 pub fn capture(log: Arc<dyn LogBackend>, topic: &str, workers: usize, count: u64) {
     log.create_topic(topic, workers as u32, CodecId::Bincode, false).unwrap();
     let topic = topic.to_string();
+    let failed = PeerFailure::default();
     let guards = timely::execute(config(workers), move |worker| {
+        let _failure = failed.flag_on_panic();
         let (index, peers) = (worker.index() as u32, worker.peers() as u32);
         let producer = EventProducer::new(log.writer(&topic, index).unwrap(), index, peers).unwrap();
         let handle = producer.handle();
         worker
             .dataflow::<u64, _, _>(|scope| (0..count).to_stream(scope).container::<Vec<u64>>().capture_into(producer));
-        while worker.step() {}
+        while worker.step() {
+            failed.check();
+        }
         handle.outcome().unwrap();
     })
     .unwrap();
@@ -84,6 +88,7 @@ pub fn capture(log: Arc<dyn LogBackend>, topic: &str, workers: usize, count: u64
 pub fn replay(log: Arc<dyn LogBackend>, topic: &str, workers: usize) -> Fingerprint {
     let partitions = log.topic_info(topic).unwrap().unwrap().partitions;
     let topic = topic.to_string();
+    let failed = PeerFailure::default();
     let guards = timely::execute(config(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let consumers: Vec<EventConsumer<u64, Vec<u64>>> =
@@ -93,6 +98,8 @@ pub fn replay(log: Arc<dyn LogBackend>, topic: &str, workers: usize) -> Fingerpr
                         .idle_timeout(std::time::Duration::from_secs(20))
                 })
                 .collect();
+        let handles: Vec<_> = consumers.iter().map(|c| c.handle()).collect();
+        let _failure = failed.flag_on_panic();
         let seen = std::rc::Rc::new(std::cell::RefCell::new(Fingerprint::default()));
         let sink = seen.clone();
         let probe = worker.dataflow::<u64, _, _>(|scope| {
@@ -100,12 +107,20 @@ pub fn replay(log: Arc<dyn LogBackend>, topic: &str, workers: usize) -> Fingerpr
         });
         while !probe.done() {
             worker.step();
+            failed.check();
+        }
+        for handle in handles {
+            assert_eq!(handle.error(), None);
         }
         let fp = *seen.borrow();
         fp
     })
     .unwrap();
-    guards.join().into_iter().map(|r| r.unwrap()).fold(Fingerprint::default(), Fingerprint::merge)
+    let results = guards.join();
+    if let Some(error) = results.iter().find_map(|r| r.as_ref().err()) {
+        panic!("replay failed: {error}");
+    }
+    results.into_iter().map(|r| r.unwrap()).fold(Fingerprint::default(), Fingerprint::merge)
 }
 
 const TIMES: u64 = 100;
@@ -124,7 +139,9 @@ pub fn many_timestamps(log: Arc<dyn LogBackend>, topic: &'static str) {
     log.create_topic(topic, WORKERS as u32, CodecId::Bincode, false).unwrap();
 
     let capture_log = log.clone();
+    let failed = PeerFailure::default();
     timely::execute(timely::Config::process(WORKERS), move |worker| {
+        let _failure = failed.flag_on_panic();
         let (index, peers) = (worker.index() as u32, worker.peers() as u32);
         let producer = EventProducer::new(capture_log.writer(topic, index).unwrap(), index, peers).unwrap();
         let mut input = InputHandle::new();
@@ -138,7 +155,9 @@ pub fn many_timestamps(log: Arc<dyn LogBackend>, topic: &'static str) {
             worker.step();
         }
         input.close();
-        while worker.step() {}
+        while worker.step() {
+            failed.check();
+        }
     })
     .unwrap()
     .join()
@@ -217,7 +236,9 @@ pub fn capture_slowly(
     let topic = topic.to_string();
     let handles = Arc::new(std::sync::Mutex::new(Vec::new()));
     let registry = handles.clone();
+    let failed = PeerFailure::default();
     let guards = timely::execute(config(workers), move |worker| {
+        let _failure = failed.flag_on_panic();
         let (index, peers) = (worker.index() as u32, worker.peers() as u32);
         let producer = EventProducer::new(log.writer(&topic, index).unwrap(), index, peers).unwrap();
         registry.lock().unwrap().push(producer.handle());
@@ -233,7 +254,9 @@ pub fn capture_slowly(
             std::thread::sleep(pause);
         }
         input.close();
-        while worker.step() {}
+        while worker.step() {
+            failed.check();
+        }
     })
     .unwrap();
     (handles, guards)
@@ -291,4 +314,66 @@ pub fn replay_partition(log: &dyn LogBackend, topic: &str) -> (Fingerprint, time
     }));
     let error = result.err().map(|_| handle.error().unwrap_or_else(|| "panicked".into()));
     (fp, handle.stats(), error)
+}
+
+/// How long any one test may run before the whole test binary is stopped.
+pub const TEST_BOUND: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// A watchdog for one test: unless dropped within `limit`, it names the
+/// test and exits the process, so a hang is a quick red line in CI rather
+/// than a CI timeout. (Timely workers of a computation whose peer panicked
+/// can spin forever; a test cannot kill them, only the process can end.)
+pub struct Deadline {
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+pub fn deadline(limit: std::time::Duration) -> Deadline {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = Arc::new(AtomicBool::new(false));
+    let watched = done.clone();
+    let name = std::thread::current().name().unwrap_or("test").to_string();
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if watched.load(Ordering::Relaxed) {
+                return;
+            }
+        }
+        eprintln!("error: test '{name}' did not finish within {limit:?}; stopping the test binary");
+        std::process::exit(101);
+    });
+    Deadline { done }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Timely workers whose peer panicked wait for it forever; this flag lets
+/// the survivors notice and stop, so the test reports the first failure.
+#[derive(Clone, Default)]
+pub struct PeerFailure(Arc<std::sync::atomic::AtomicBool>);
+
+pub struct PanicFlag(PeerFailure);
+
+impl PeerFailure {
+    pub fn flag_on_panic(&self) -> PanicFlag {
+        PanicFlag(self.clone())
+    }
+    pub fn check(&self) {
+        if self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            panic!("a peer worker failed");
+        }
+    }
+}
+
+impl Drop for PanicFlag {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0 .0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
