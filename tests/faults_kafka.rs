@@ -182,15 +182,17 @@ fn foreign_records_are_refused() {
 }
 
 #[test]
-fn a_second_writer_on_the_partition_fails_the_flush() {
+fn a_second_writer_interleaving_on_the_partition_fails_the_flush() {
     let _deadline = common::deadline(common::TEST_BOUND);
     let (_cluster, log) = cluster(1, "shared", 1, &[]);
     let mut first = log.writer("shared", 0).unwrap();
     let mut second = log.writer("shared", 0).unwrap();
     first.append(b"one").unwrap();
-    first.flush().expect("the partition grew by exactly the one record sent");
+    first.flush().expect("offset 0: exactly the one record sent");
     second.append(b"two").unwrap();
-    let error = second.flush().expect_err("the partition grew by two records, not one").to_string();
+    second.flush().expect("offset 1: this writer cannot know it is not alone yet");
+    first.append(b"three").unwrap();
+    let error = first.flush().expect_err("offsets 0 and 2 are not contiguous").to_string();
     assert!(error.contains("topic 'shared' partition 0"), "{error}");
-    assert!(error.contains("acknowledged 1 records but the partition grew by 2"), "{error}");
+    assert!(error.contains("acknowledged 2 records at offsets spanning 0..=2"), "{error}");
 }

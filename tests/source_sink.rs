@@ -174,7 +174,12 @@ fn group_member(
     assigned: Arc<Mutex<Vec<u32>>>,
 ) -> Fingerprint {
     let results = timely::execute(timely::Config::thread(), move |worker| {
-        let mut config = SourceConfig::new(KafkaLog::new(&brokers, &[]).unwrap()).group(group).end(end.clone());
+        // Short group timeouts: librdkafka's defaults (45 s session) make the
+        // mock coordinator's rebalances take most of a minute.
+        let properties =
+            [("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500")].map(|(k, v)| (k.into(), v.into()));
+        let log = KafkaLog::new(&brokers, &properties).unwrap();
+        let mut config = SourceConfig::new(log).group(group).end(end.clone());
         config.idle_timeout = Duration::from_millis(200);
         config.assigned = assigned.clone();
         let stop = config.stop.clone();

@@ -30,7 +30,7 @@
 //! | `auto.offset.reset` | `error` | never silently skip deleted data |
 //! | `allow.auto.create.topics` | `false` | topics are created deliberately |
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -106,6 +106,10 @@ pub(crate) const CONSUMER_ONLY: &[&str] = &[
     "queued.min.messages",
     "isolation.level",
     "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "partition.assignment.strategy",
+    "group.instance.id",
 ];
 
 /// The Kafka backend: a broker list plus client properties.
@@ -333,10 +337,26 @@ impl LogBackend for KafkaLog {
 }
 
 /// Delivery bookkeeping shared with librdkafka's callback.
-#[derive(Default)]
 struct Deliveries {
     acked: AtomicU64,
+    /// Acknowledgements that carried an offset (a batch acknowledged as a
+    /// duplicate of an earlier send carries none), and their range.
+    with_offset: AtomicU64,
+    min_offset: AtomicI64,
+    max_offset: AtomicI64,
     first_error: Mutex<Option<String>>,
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        Deliveries {
+            acked: AtomicU64::new(0),
+            with_offset: AtomicU64::new(0),
+            min_offset: AtomicI64::new(i64::MAX),
+            max_offset: AtomicI64::new(-1),
+            first_error: Mutex::new(None),
+        }
+    }
 }
 
 struct DeliveryContext {
@@ -350,8 +370,14 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => {
-                self.deliveries.acked.fetch_add(1, Ordering::Relaxed);
+            Ok(message) => {
+                let deliveries = &self.deliveries;
+                if message.offset() >= 0 {
+                    deliveries.with_offset.fetch_add(1, Ordering::Relaxed);
+                    deliveries.min_offset.fetch_min(message.offset(), Ordering::Relaxed);
+                    deliveries.max_offset.fetch_max(message.offset(), Ordering::Relaxed);
+                }
+                deliveries.acked.fetch_add(1, Ordering::Relaxed);
             }
             Err((error, message)) => {
                 let reason =
@@ -370,10 +396,6 @@ pub struct KafkaWriter {
     producer: BaseProducer<DeliveryContext>,
     deliveries: Arc<Deliveries>,
     sent: u64,
-    /// The partition's end offset when this writer started: with one writer
-    /// per partition, every flush can check that the partition grew by
-    /// exactly the records this writer sent.
-    start_offset: i64,
     timeout: Duration,
     max_record: usize,
 }
@@ -382,21 +404,15 @@ impl KafkaWriter {
     fn new(log: &KafkaLog, topic: &str, partition: u32) -> Result<Self> {
         let deliveries = Arc::new(Deliveries::default());
         let context = DeliveryContext { deliveries: deliveries.clone() };
-        let producer: BaseProducer<DeliveryContext> = log
+        let producer = log
             .producer_config()
             .create_with_context(context)
             .map_err(|e| Error::Kafka(format!("cannot create producer: {e}")))?;
-        let id = PartitionId::new(topic, partition);
-        let (_, start_offset) = producer
-            .client()
-            .fetch_watermarks(topic, partition as i32, log.timeout)
-            .map_err(|e| Error::Write { at: id.clone(), reason: format!("cannot read the end offset: {e}") })?;
         Ok(KafkaWriter {
-            id,
+            id: PartitionId::new(topic, partition),
             producer,
             deliveries,
             sent: 0,
-            start_offset,
             timeout: log.timeout,
             max_record: log.max_record(),
         })
@@ -410,26 +426,49 @@ impl KafkaWriter {
         }
     }
 
-    /// Acknowledgements alone are not proof: a broker that acknowledges a
-    /// retried batch as a duplicate it never stored, or a second writer on
-    /// the partition, would otherwise lose or interleave records silently.
-    fn check_partition_growth(&self) -> Result<()> {
-        let (_, end) =
-            self.producer.client().fetch_watermarks(&self.id.topic, self.id.partition as i32, self.timeout).map_err(
-                |e| Error::Write { at: self.id.clone(), reason: format!("cannot confirm the end offset: {e}") },
-            )?;
-        let grown = end - self.start_offset;
-        if grown != self.sent as i64 {
-            return Err(Error::Write {
-                at: self.id.clone(),
-                reason: format!(
-                    "the broker acknowledged {} records but the partition grew by {grown} (offsets {}..{end}): \
-                     records were lost, or another writer shares the partition",
-                    self.sent, self.start_offset
-                ),
-            });
+    /// Acknowledgements alone are not proof. This writer is its partition's
+    /// only writer, so its records hold a contiguous range of offsets: the
+    /// acknowledged offsets must span exactly the records sent. A batch
+    /// acknowledged as a duplicate carries no offset; if such batches sit at
+    /// the edge of the range, the partition's end offset decides. This turns
+    /// two silent failures into errors: a broker acknowledging a retried batch
+    /// it never stored (librdkafka's mock cluster checks idempotent sequence
+    /// numbers only for transactional producers), and a second writer
+    /// interleaving records into the partition.
+    fn check_offsets(&self) -> Result<()> {
+        let deliveries = &self.deliveries;
+        let with_offset = deliveries.with_offset.load(Ordering::Relaxed);
+        if with_offset == 0 {
+            return Ok(());
         }
-        Ok(())
+        let (min, max) = (deliveries.min_offset.load(Ordering::Relaxed), deliveries.max_offset.load(Ordering::Relaxed));
+        let span = (max - min + 1) as u64;
+        let sent = self.sent;
+        let complete = match span.cmp(&sent) {
+            std::cmp::Ordering::Equal => true,
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Less => {
+                let (_, end) = self
+                    .producer
+                    .client()
+                    .fetch_watermarks(&self.id.topic, self.id.partition as i32, self.timeout)
+                    .map_err(|e| Error::Write {
+                        at: self.id.clone(),
+                        reason: format!("cannot read the end offset: {e}"),
+                    })?;
+                (end - min) as u64 == sent
+            }
+        };
+        if complete {
+            return Ok(());
+        }
+        Err(Error::Write {
+            at: self.id.clone(),
+            reason: format!(
+                "the broker acknowledged {sent} records at offsets spanning {min}..={max} ({with_offset} with an \
+                 offset): records were lost, or another writer shares the partition"
+            ),
+        })
     }
 
     fn unacknowledged(&self) -> u64 {
@@ -492,7 +531,7 @@ impl PartitionWriter for KafkaWriter {
                 ),
             });
         }
-        self.check_partition_growth()
+        self.check_offsets()
     }
 
     fn publish(&mut self) -> Result<()> {

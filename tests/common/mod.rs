@@ -317,7 +317,7 @@ pub fn replay_partition(log: &dyn LogBackend, topic: &str) -> (Fingerprint, time
 }
 
 /// How long any one test may run before the whole test binary is stopped.
-pub const TEST_BOUND: std::time::Duration = std::time::Duration::from_secs(180);
+pub const TEST_BOUND: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A watchdog for one test: unless dropped within `limit`, it names the
 /// test and exits the process, so a hang is a quick red line in CI rather
