@@ -32,6 +32,9 @@ pub struct SessionChoice {
     pub note: Option<String>,
 }
 
+/// How long the fast path waits for records beyond the reported end.
+const FOLLOW_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// What a header scan saw of one session.
 #[derive(Clone, Debug)]
 struct SeenSession {
@@ -109,14 +112,22 @@ fn choose(reader: &mut dyn PartitionReader, timeout: Duration) -> Result<Option<
 
 /// The last record is a final event and its session's header sits where its
 /// sequence number says: that session is complete and the newest.
+///
+/// Reads on past `end - 1` to the partition's real end: some brokers (tansu)
+/// report an end offset short of the last record, and stopping there would
+/// cost a scan of the whole partition.
 fn fast_path(reader: &mut dyn PartitionReader, end: u64, timeout: Duration) -> Option<SessionChoice> {
     reader.seek(end - 1).ok()?;
     let record = reader.poll(timeout).ok()??;
-    let header = frame::decode_frame(record.payload).ok()?.header;
-    if !header.is_final || record.offset != end - 1 {
+    let mut last = (record.offset, frame::decode_frame(record.payload).ok()?.header);
+    while let Some(record) = reader.poll(FOLLOW_TIMEOUT).ok()? {
+        last = (record.offset, frame::decode_frame(record.payload).ok()?.header);
+    }
+    let (last_offset, header) = last;
+    if !header.is_final || last_offset < end - 1 {
         return None;
     }
-    let start = (end - 1).checked_sub(header.seq)?;
+    let start = last_offset.checked_sub(header.seq)?;
     if start == 0 {
         // The common case; the consumer checks the header it starts at.
         return Some(SessionChoice { session: header.session, start_offset: 0, complete: true, note: None });
