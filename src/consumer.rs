@@ -349,9 +349,10 @@ where
         let first_available = self.first_available.flatten();
         loop {
             // Poll without waiting while records flow; once the partition has
-            // been found empty, wait up to a millisecond so an idle replay
-            // does not spin a core away from the workers that have data.
-            let wait = if self.empty_polls > 1 { Duration::from_millis(1) } else { Duration::ZERO };
+            // been found empty, wait up to two milliseconds (a record arriving
+            // ends the wait) so a replay that outruns its broker does not spin
+            // the cores away from the client threads fetching its data.
+            let wait = if self.empty_polls > 0 { Duration::from_millis(2) } else { Duration::ZERO };
             let step = match self.reader.poll(wait) {
                 Err(error) => self.fail(error),
                 Ok(None) => {
