@@ -32,8 +32,9 @@ pub struct SessionChoice {
     pub note: Option<String>,
 }
 
-/// How long the fast path waits for records beyond the reported end.
-const FOLLOW_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long the fast path waits for records beyond the reported end (a
+/// Kafka reader returns at the end-of-partition event, a file reader at once).
+const FOLLOW_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// What a header scan saw of one session.
 #[derive(Clone, Debug)]
@@ -120,7 +121,7 @@ fn fast_path(reader: &mut dyn PartitionReader, end: u64, timeout: Duration) -> O
     reader.seek(end - 1).ok()?;
     let record = reader.poll(timeout).ok()??;
     let mut last = (record.offset, frame::decode_frame(record.payload).ok()?.header);
-    while let Some(record) = reader.poll(FOLLOW_TIMEOUT).ok()? {
+    while let Some(record) = reader.poll_stored(FOLLOW_TIMEOUT).ok()? {
         last = (record.offset, frame::decode_frame(record.payload).ok()?.header);
     }
     let (last_offset, header) = last;

@@ -611,6 +611,10 @@ impl PartitionReader for FileReader {
         &self.id
     }
 
+    fn poll_stored(&mut self, _timeout: Duration) -> Result<Option<Record<'_>>> {
+        self.poll(Duration::ZERO)
+    }
+
     fn poll(&mut self, timeout: Duration) -> Result<Option<Record<'_>>> {
         let deadline = Instant::now() + timeout;
         let mut backoff = Duration::from_micros(200);

@@ -54,6 +54,13 @@ pub trait PartitionReader: Send + Sync {
     fn partition(&self) -> &PartitionId;
     /// The next record, waiting at most `timeout`; `Ok(None)` if none arrived.
     fn poll(&mut self, timeout: Duration) -> Result<Option<Record<'_>>>;
+    /// The next record already stored, waiting at most `timeout` for it to
+    /// reach this reader; `Ok(None)` at the end of what is stored, without
+    /// waiting for new appends (a file reader answers at once; a Kafka
+    /// reader at the end-of-partition event).
+    fn poll_stored(&mut self, timeout: Duration) -> Result<Option<Record<'_>>> {
+        self.poll(timeout)
+    }
     /// Offset of the first record still stored in the partition, if known.
     ///
     /// Lets replay tell "the stream's start was deleted by retention" apart
@@ -120,6 +127,9 @@ impl PartitionReader for Box<dyn PartitionReader> {
     }
     fn poll(&mut self, timeout: Duration) -> Result<Option<Record<'_>>> {
         (**self).poll(timeout)
+    }
+    fn poll_stored(&mut self, timeout: Duration) -> Result<Option<Record<'_>>> {
+        (**self).poll_stored(timeout)
     }
     fn first_available_offset(&mut self) -> Result<Option<u64>> {
         (**self).first_available_offset()
