@@ -114,14 +114,15 @@ fn choose(reader: &mut dyn PartitionReader, timeout: Duration) -> Result<Option<
 /// The last record is a final event and its session's header sits where its
 /// sequence number says: that session is complete and the newest.
 ///
-/// Reads on past `end - 1` to the partition's real end: some brokers (tansu)
-/// report an end offset short of the last record, and stopping there would
-/// cost a scan of the whole partition.
+/// If the record at `end - 1` is not a final event, reads on to the
+/// partition's real end: some brokers (tansu) report an end offset short of
+/// the last record, and stopping there would cost a scan of the partition.
 fn fast_path(reader: &mut dyn PartitionReader, end: u64, timeout: Duration) -> Option<SessionChoice> {
     reader.seek(end - 1).ok()?;
     let record = reader.poll(timeout).ok()??;
     let mut last = (record.offset, frame::decode_frame(record.payload).ok()?.header);
-    while let Some(record) = reader.poll_stored(FOLLOW_TIMEOUT).ok()? {
+    while !last.1.is_final {
+        let Some(record) = reader.poll_stored(FOLLOW_TIMEOUT).ok()? else { break };
         last = (record.offset, frame::decode_frame(record.payload).ok()?.header);
     }
     let (last_offset, header) = last;
