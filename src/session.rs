@@ -172,3 +172,52 @@ fn scan(reader: &mut dyn PartitionReader, end: u64, timeout: Duration) -> Result
     }
     Ok(sessions)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::file::FileLog;
+    use crate::log::Record;
+    use crate::{CodecId, EventProducer};
+    use timely::dataflow::operators::{Capture, ToStream};
+
+    /// A reader whose end offset falls short of the last record, as tansu's does.
+    struct ShortEnd(Box<dyn PartitionReader>, u64);
+
+    impl PartitionReader for ShortEnd {
+        fn partition(&self) -> &crate::PartitionId {
+            self.0.partition()
+        }
+        fn poll(&mut self, timeout: Duration) -> Result<Option<Record<'_>>> {
+            self.0.poll(timeout)
+        }
+        fn poll_stored(&mut self, timeout: Duration) -> Result<Option<Record<'_>>> {
+            self.0.poll_stored(timeout)
+        }
+        fn end_offset(&mut self) -> Result<u64> {
+            Ok(self.0.end_offset()? - self.1)
+        }
+        fn seek(&mut self, offset: u64) -> Result<()> {
+            self.0.seek(offset)
+        }
+    }
+
+    #[test]
+    fn an_end_offset_reported_short_still_finds_the_final_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = FileLog::new(dir.path());
+        log.create_topic("t", 1, CodecId::Bincode, false).unwrap();
+        let producer = EventProducer::<u64, Vec<u64>>::new(log.writer("t", 0).unwrap(), 0, 1).unwrap();
+        timely::execute_directly(move |worker| {
+            worker.dataflow::<u64, _, _>(|scope| {
+                (0..10_000u64).to_stream(scope).container::<Vec<u64>>().capture_into(producer);
+            });
+        });
+        let reader = ShortEnd(log.reader("t", 0, 0).unwrap(), 5);
+        let mut reader: Box<dyn PartitionReader> = Box::new(reader);
+        let end = reader.end_offset().unwrap();
+        assert!(end >= 5, "a stream of several records: end {end}");
+        let choice = fast_path(reader.as_mut(), end, Duration::from_secs(1));
+        assert_eq!(choice.map(|c| (c.start_offset, c.complete)), Some((0, true)));
+    }
+}
