@@ -60,3 +60,13 @@ proptest! {
         prop_assert!(frame::decode_frame(&bytes[..cut]).is_err());
     }
 }
+
+/// Found by `cargo fuzz`: a progress update whose timestamp claims 0x000a_0400_0000_00a3
+/// coordinates. timely's `Stamp` reserves the claimed length up front; the
+/// reservation is fallible, so the decoder must return an error, not abort.
+#[test]
+fn huge_claimed_length_is_an_error() {
+    let bytes = [0x01, 0, 0, 0, 0, 0, 0xa3, 0, 0, 0, 0x04, 0, 0, 0x0a];
+    assert!(<Bincode as EventCodec<u64, Vec<u64>>>::decode(&bytes).is_err());
+    decode_everything(&bytes);
+}
