@@ -133,10 +133,10 @@ fn parse_temperature(payload: Option<&[u8]>) -> Option<f64> {
     (words.next().is_none() && temperature.is_finite()).then_some(temperature)
 }
 
-/// The partition count of `topic`; fails if it does not exist.
-fn partition_count(kafka: &KafkaLog, topic: &str) -> u32 {
+/// Fails unless `topic` exists.
+fn require_topic(kafka: &KafkaLog, topic: &str) {
     match kafka.topic_info(topic) {
-        Ok(Some(info)) => info.partitions,
+        Ok(Some(_)) => {}
         Ok(None) => cli::fail(PROGRAM, format!("topic '{topic}' does not exist")),
         Err(error) => cli::fail(PROGRAM, error),
     }
@@ -184,7 +184,7 @@ fn main() {
         cli::fail(PROGRAM, "-w must be at least 1");
     }
     let kafka = KafkaLog::new(&args.brokers, &[]).unwrap_or_else(|e| cli::fail(PROGRAM, e));
-    let partitions = partition_count(&kafka, &args.topic);
+    require_topic(&kafka, &args.topic);
     let config = if args.workers > 1 { timely::Config::process(args.workers) } else { timely::Config::thread() };
     // Records this process has read (all workers), for --idle-exit.
     let seen = Arc::new(AtomicU64::new(0));
@@ -194,13 +194,9 @@ fn main() {
         if let Some(group) = &args.group {
             config = config.group(group);
         }
+        // Without a group, worker j reads the partitions p with p % peers == j;
+        // one with none finishes at once.
         let (stop, assigned) = (config.stop.clone(), config.assigned.clone());
-        // Without a group, worker j reads the partitions p with p % peers == j. A
-        // worker with none would hold the frontier at its start forever: stop
-        // its source at once.
-        if args.group.is_none() && worker.index() >= partitions as usize {
-            stop.store(true, Ordering::Relaxed);
-        }
         let counts = Rc::new(RefCell::new(Counts::default()));
         let (reader, seen_by_source) = (counts.clone(), seen.clone());
         let bucket = time::event_time_bucket(args.interval_ms);

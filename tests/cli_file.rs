@@ -45,7 +45,7 @@ fn sum_of(workers: u64, count: u64) -> u64 {
 
 #[test]
 fn five_workers_send_three_receive() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let dir = tempfile::tempdir().unwrap();
     let send = run("capture_send", &["numbat", "100000", "-w5"], dir.path());
     assert_ok(&send);
@@ -62,7 +62,7 @@ fn five_workers_send_three_receive() {
 
 #[test]
 fn kafkaesque_topic_per_worker_layout() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let dir = tempfile::tempdir().unwrap();
     assert_ok(&run("capture_send", &["old", "1000", "-w3", "--topic-per-worker"], dir.path()));
     assert!(dir.path().join("old-2").exists());
@@ -74,7 +74,7 @@ fn kafkaesque_topic_per_worker_layout() {
 
 #[test]
 fn capture_into_a_topic_with_data_needs_overwrite() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let dir = tempfile::tempdir().unwrap();
     assert_ok(&run("capture_send", &["t", "10", "-w2"], dir.path()));
     let again = run("capture_send", &["t", "10", "-w2"], dir.path());
@@ -87,7 +87,7 @@ fn capture_into_a_topic_with_data_needs_overwrite() {
 
 #[test]
 fn count_zero_is_an_empty_but_complete_stream() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let dir = tempfile::tempdir().unwrap();
     assert_ok(&run("capture_send", &["empty", "0", "-w2"], dir.path()));
     let recv = run("capture_recv", &["empty", "-w2"], dir.path());
@@ -97,7 +97,7 @@ fn count_zero_is_an_empty_but_complete_stream() {
 
 #[test]
 fn corrupt_segment_is_one_clear_line_with_the_offset() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let dir = tempfile::tempdir().unwrap();
     assert_ok(&run("capture_send", &["c", "100000", "-w1"], dir.path()));
     let segment = dir.path().join("c/0/00000000000000000000.log");
@@ -111,7 +111,7 @@ fn corrupt_segment_is_one_clear_line_with_the_offset() {
 
 #[test]
 fn incomplete_stream_fails_after_the_idle_timeout() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let dir = tempfile::tempdir().unwrap();
     assert_ok(&run("capture_send", &["cut", "1000", "-w1"], dir.path()));
     // Drop the final record (the progress that empties the frontier), as if
@@ -134,7 +134,7 @@ fn incomplete_stream_fails_after_the_idle_timeout() {
 
 #[test]
 fn bad_input_is_one_clear_line() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let dir = tempfile::tempdir().unwrap();
     assert_one_line_error(&run("capture_recv", &["nope"], dir.path()), "capture_recv", "topic 'nope' does not exist");
     assert_one_line_error(&run("capture_send", &["t", "5", "-w0"], dir.path()), "capture_send", "at least 1");

@@ -20,7 +20,7 @@ fn file_log() -> (tempfile::TempDir, Arc<dyn LogBackend>) {
 
 #[test]
 fn killed_capture_is_reported_incomplete_then_overwritten() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let dir = tempfile::tempdir().unwrap();
     let send = env!("CARGO_BIN_EXE_capture_send");
     let recv = env!("CARGO_BIN_EXE_capture_recv");
@@ -61,7 +61,7 @@ fn killed_capture_is_reported_incomplete_then_overwritten() {
 
 #[test]
 fn duplicates_are_skipped_and_a_gap_is_an_error() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let (_dir, log) = file_log();
     common::capture(log.clone(), "src", 1, 30_000);
     copy_records(log.as_ref(), "src", "dup", |offset, record| {
@@ -90,7 +90,7 @@ fn without_final(log: &dyn LogBackend, from: &str, to: &str) {
 
 #[test]
 fn replay_picks_the_newest_complete_session() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let (_dir, log) = file_log();
     common::capture(log.clone(), "a", 1, 1000); // complete: values 0..1000
     common::capture(log.clone(), "b", 1, 10); // will be made incomplete
@@ -128,7 +128,7 @@ fn replay_picks_the_newest_complete_session() {
 
 #[test]
 fn wrong_value_type_is_refused_before_decoding() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let (_dir, log) = file_log();
     common::capture(log.clone(), "typed", 1, 100);
     use timely::dataflow::operators::capture::event::EventIterator;
@@ -144,7 +144,7 @@ fn wrong_value_type_is_refused_before_decoding() {
 
 #[test]
 fn foreign_records_give_one_clear_line() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let dir = tempfile::tempdir().unwrap();
     let log = FileLog::new(dir.path());
     log.create_topic("plain", 1, timely_kafka::CodecId::Bincode, false).unwrap();

@@ -50,7 +50,7 @@ fn survives_with(brokers: i32, properties: &[(&str, &str)], fault: impl FnOnce(&
 
 #[test]
 fn broker_down_for_seconds_mid_capture() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     survives(1, |cluster| {
         cluster.broker_down(1).unwrap();
         std::thread::sleep(Duration::from_secs(3));
@@ -60,7 +60,7 @@ fn broker_down_for_seconds_mid_capture() {
 
 #[test]
 fn transient_produce_errors() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     // One request in flight: the mock checks idempotent sequence numbers only
     // for transactional producers (rdkafka_mock.c), so with several requests
     // in flight it appends batches that follow a timed-out one, and librdkafka
@@ -84,7 +84,7 @@ fn transient_produce_errors() {
 
 #[test]
 fn leader_moves_mid_capture() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     survives(3, |cluster| {
         cluster.partition_leader("t", 0, Some(2)).unwrap();
         std::thread::sleep(Duration::from_millis(500));
@@ -94,7 +94,7 @@ fn leader_moves_mid_capture() {
 
 #[test]
 fn slow_broker_round_trips() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     survives(1, |cluster| {
         cluster.broker_round_trip_time(1, Duration::from_millis(300)).unwrap();
     });
@@ -102,7 +102,7 @@ fn slow_broker_round_trips() {
 
 #[test]
 fn broker_down_past_the_delivery_timeout_fails_loudly_in_bounded_time() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let (cluster, log) = cluster(1, "t", 1, &[("message.timeout.ms", "2000"), ("timeout.ms", "5000")]);
     let started = Instant::now();
     let (handles, guards) = capture_slowly(log, "t", 1, ROUNDS, BATCH, PAUSE);
@@ -117,7 +117,7 @@ fn broker_down_past_the_delivery_timeout_fails_loudly_in_bounded_time() {
 
 #[test]
 fn duplicates_are_skipped_and_gaps_are_errors() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let (_cluster, log) = cluster(1, "src", 1, &[]);
     common::capture(log.clone(), "src", 1, 50_000);
     // The mock cannot create topics through the admin API: pre-create them.
@@ -159,7 +159,7 @@ fn duplicates_are_skipped_and_gaps_are_errors() {
 
 #[test]
 fn stream_start_deleted_by_retention_is_reported() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     // 1.5 million u64 = 12 MB: the mock keeps only the newest 5 MiB.
     let (_cluster, log) = cluster(1, "long", 1, &[]);
     common::capture(log.clone(), "long", 1, 1_500_000);
@@ -171,7 +171,7 @@ fn stream_start_deleted_by_retention_is_reported() {
 
 #[test]
 fn foreign_records_are_refused() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let (_cluster, log) = cluster(1, "foreign", 1, &[]);
     let mut writer = log.writer("foreign", 0).unwrap();
     writer.append(b"temperature=21.5").unwrap();
@@ -183,7 +183,7 @@ fn foreign_records_are_refused() {
 
 #[test]
 fn a_second_writer_interleaving_on_the_partition_fails_the_flush() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let (_cluster, log) = cluster(1, "shared", 1, &[]);
     let mut first = log.writer("shared", 0).unwrap();
     let mut second = log.writer("shared", 0).unwrap();

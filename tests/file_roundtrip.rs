@@ -17,31 +17,31 @@ fn round_trip(send: usize, recv: usize, count: u64) {
 
 #[test]
 fn one_to_one() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     round_trip(1, 1, 100_000);
 }
 
 #[test]
 fn five_to_three() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     round_trip(5, 3, 50_000);
 }
 
 #[test]
 fn three_to_five() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     round_trip(3, 5, 50_000);
 }
 
 #[test]
 fn four_to_one() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     round_trip(4, 1, 50_000);
 }
 
 #[test]
 fn small_segments_roll_and_replay() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn LogBackend> = Arc::new(FileLog::new(dir.path()).segment_bytes(4096));
     capture(log.clone(), "t", 2, 20_000);
@@ -52,7 +52,7 @@ fn small_segments_roll_and_replay() {
 
 #[test]
 fn many_timestamps_replay_with_the_same_times_and_frontiers() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let dir = tempfile::tempdir().unwrap();
     common::many_timestamps(Arc::new(FileLog::new(dir.path())), "times");
 }

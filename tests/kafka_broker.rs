@@ -45,7 +45,7 @@ fn field(output: &Output, key: &str) -> u64 {
 
 #[test]
 fn cli_round_trip_five_to_three_on_a_real_broker() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let Some(brokers) = brokers() else { return };
     let topic = unique("numbat");
     let count = 1_000_000u64;
@@ -69,7 +69,7 @@ fn cli_round_trip_five_to_three_on_a_real_broker() {
 
 #[test]
 fn library_round_trips_on_a_real_broker() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let Some(brokers) = brokers() else { return };
     let log: Arc<dyn LogBackend> = Arc::new(KafkaLog::new(&brokers, &[]).unwrap());
     let topic = unique("three-five");

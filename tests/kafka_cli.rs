@@ -73,7 +73,7 @@ fn one_line_error(output: &Output, needle: &str) {
 
 #[test]
 fn send_and_receive_processes_meet_on_mock_broker() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let broker = MockBroker::start(&["numbat:5"]);
     let send = ok(bin("capture_send").args(["numbat", "20000", "-w5", "--brokers", &broker.address]).output().unwrap());
     assert_eq!(field(&send, "records"), 100_000);
@@ -89,7 +89,7 @@ fn send_and_receive_processes_meet_on_mock_broker() {
 
 #[test]
 fn topic_per_worker_layout_over_kafka() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let broker = MockBroker::start(&["old-0:1", "old-1:1"]);
     ok(bin("capture_send")
         .args(["old", "1000", "-w2", "--topic-per-worker", "--brokers", &broker.address])
@@ -104,7 +104,7 @@ fn topic_per_worker_layout_over_kafka() {
 
 #[test]
 fn kafka_errors_are_bounded_and_one_line() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let broker = MockBroker::start(&["few:2", "empty:1"]);
     let missing = bin("capture_recv").args(["nope", "--brokers", &broker.address]).output().unwrap();
     one_line_error(&missing, "topic 'nope' does not exist");

@@ -32,25 +32,25 @@ fn round_trip(send: usize, recv: usize, count: u64) {
 
 #[test]
 fn kafka_one_to_one() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     round_trip(1, 1, 100_000);
 }
 
 #[test]
 fn kafka_five_to_three() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     round_trip(5, 3, 20_000);
 }
 
 #[test]
 fn kafka_three_to_five() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     round_trip(3, 5, 20_000);
 }
 
 #[test]
 fn kafka_many_timestamps() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let (_cluster, log) = mock_log("times", 3);
     common::many_timestamps(log, "times");
 }
@@ -59,7 +59,7 @@ fn kafka_many_timestamps() {
 /// comes back whole.
 #[test]
 fn five_megabyte_event_is_chunked_and_reassembled() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     use timely::dataflow::operators::capture::event::{Event, EventIterator, EventPusher};
     use timely::progress::Stamp;
     use timely_kafka::{EventConsumer, EventProducer};

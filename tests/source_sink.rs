@@ -81,7 +81,7 @@ fn expected(count: u64) -> Fingerprint {
 
 #[test]
 fn four_partitions_two_workers_every_record_once() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let (_cluster, brokers) = cluster(&[("in", 4)]);
     produce(&brokers, "in", 4, 10_000, 1_000_000);
     assert_eq!(read_all(&brokers, "in", 2), expected(10_000));
@@ -91,7 +91,7 @@ fn four_partitions_two_workers_every_record_once() {
 
 #[test]
 fn event_time_frontier_never_passes_a_delivered_record() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let (_cluster, brokers) = cluster(&[("temps", 3)]);
     produce(&brokers, "temps", 3, 6_000, 1_000_000);
     let results = timely::execute(timely::Config::process(2), move |worker| {
@@ -141,7 +141,7 @@ fn event_time_frontier_never_passes_a_delivered_record() {
 
 #[test]
 fn sink_then_source_round_trip() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let (_cluster, brokers) = cluster(&[("out", 4)]);
     let sink_brokers = brokers.clone();
     timely::execute(timely::Config::process(2), move |worker| {
@@ -210,7 +210,7 @@ fn group_member(
 
 #[test]
 fn consumer_group_of_three_shares_three_partitions() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let (_cluster, brokers) = cluster(&[("shared", 3)]);
     let total = Arc::new(AtomicU64::new(0));
     let assignments: Vec<Arc<Mutex<Vec<u32>>>> = (0..3).map(|_| Default::default()).collect();
@@ -244,7 +244,7 @@ fn consumer_group_of_three_shares_three_partitions() {
 
 #[test]
 fn restarted_group_job_neither_loses_nor_repeats_output() {
-    let _deadline = common::deadline(common::TEST_BOUND);
+    let _deadline = common::deadline();
     let (_cluster, brokers) = cluster(&[("jobs", 2)]);
     produce(&brokers, "jobs", 2, 10_000, 0);
     let first = group_member(

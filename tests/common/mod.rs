@@ -319,7 +319,7 @@ pub fn replay_partition(log: &dyn LogBackend, topic: &str) -> (Fingerprint, time
 /// How long any one test may run before the whole test binary is stopped.
 pub const TEST_BOUND: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// A watchdog for one test: unless dropped within `limit`, it names the
+/// A watchdog for one test: unless dropped within [`TEST_BOUND`], it names the
 /// test and exits the process, so a hang is a quick red line in CI rather
 /// than a CI timeout. (Timely workers of a computation whose peer panicked
 /// can spin forever; a test cannot kill them, only the process can end.)
@@ -327,7 +327,8 @@ pub struct Deadline {
     done: Arc<std::sync::atomic::AtomicBool>,
 }
 
-pub fn deadline(limit: std::time::Duration) -> Deadline {
+pub fn deadline() -> Deadline {
+    let limit = TEST_BOUND;
     use std::sync::atomic::{AtomicBool, Ordering};
     let done = Arc::new(AtomicBool::new(false));
     let watched = done.clone();
