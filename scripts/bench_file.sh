@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark the file backend against plain sequential I/O and against timely's
-# own EventWriter/EventReader (examples/timely_baseline.rs).
+# own EventWriter/EventReader (benches/timely_baseline.rs).
 #
 #   scripts/bench_file.sh
 #
@@ -24,11 +24,11 @@ BENCH_DIR="${BENCH_DIR:-target/bench}"
 TOPIC=bench
 EXPECTED=$((COUNT * SEND_WORKERS))
 
-cargo build --release --bins --examples
+cargo build --release --bins
 
 SEND=target/release/capture_send
 RECV=target/release/capture_recv
-BASELINE=target/release/examples/timely_baseline
+BASELINE="$(scripts/bench_target.sh timely_baseline)"
 
 mkdir -p "$BENCH_DIR"
 WORK="$(mktemp -d "$BENCH_DIR/run.XXXXXX")"

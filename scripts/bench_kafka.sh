@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Kafka benchmark: capture_send / capture_recv against plain librdkafka
-# (examples/raw_kafka.rs) with the same client settings, the same number of
+# (benches/raw_kafka.rs) with the same client settings, the same number of
 # Kafka records and the same record size.
 #
 #   scripts/bench_kafka.sh [KEY=VALUE ...]      (or set them in the environment)
@@ -63,14 +63,14 @@ fi
 
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 BIN="$TARGET_DIR/release"
-RAW="$BIN/examples/raw_kafka"
 WORK="$TARGET_DIR/bench-kafka"
 mkdir -p "$WORK"
 
 if [[ "${BUILD:-1}" != 0 ]]; then
-  echo "bench_kafka.sh: building release binaries and examples/raw_kafka" >&2
-  cargo build --release --quiet --bins --example raw_kafka
+  echo "bench_kafka.sh: building release binaries and benches/raw_kafka" >&2
+  cargo build --release --quiet --bins
 fi
+RAW="$(BUILD="${BUILD:-1}" scripts/bench_target.sh raw_kafka)"
 
 # Topic names (fresh per run).
 cap_topic() { echo "bench-cap-$1"; }

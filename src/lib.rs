@@ -6,7 +6,7 @@
 //! both travel, so the replayed stream behaves exactly like the original.
 //!
 //! The log is either Apache Kafka ([`log::kafka`]) or an embedded, Kafka-like
-//! directory of segment files ([`log::file`]); both implement the small
+//! directory of segment files ([`log::file`](mod@crate::log::file)); both implement the small
 //! [`log::LogBackend`] abstraction.
 //!
 //! ```
@@ -41,24 +41,38 @@
 //! }).unwrap().join();
 //! assert_eq!(sums[0].as_ref().unwrap(), &90);
 //! ```
+//!
+//! # Layers
+//!
+//! Data flows one way, and each layer knows only the ones below it:
+//!
+//! ```text
+//! dataflow -> capture_into -> EventProducer -> frame -> log -> (disk | Kafka)
+//!          -> log -> frame checks -> EventConsumer -> replay_into -> dataflow
+//! ```
+//!
+//! - [`capture`]: the stream protocol (frames, codecs, stream headers,
+//!   sessions) and the timely adapters [`EventProducer`] and [`EventConsumer`].
+//! - [`log`]: the partition-log traits and their two backends.
+//! - [`connect`]: plain Kafka records in and out of timely (not captured streams).
+//! - [`cli`]: what the binaries share.
 #![warn(missing_docs)]
 
-pub mod codec;
-pub mod consumer;
-pub mod error;
-pub mod frame;
-pub mod log;
-pub mod numbers;
-pub mod producer;
-pub mod session;
-pub mod sink;
-pub mod source;
-pub mod stream;
-
-pub use codec::{Bincode, EventCodec};
-pub use consumer::{EventConsumer, ReplayHandle, ReplayStats};
-pub use error::{Error, FrameError, PartitionId, Result};
-pub use frame::CodecId;
-pub use producer::{CaptureHandle, CaptureStats, EventProducer};
-pub use stream::{StreamHeader, StreamLayout};
+pub mod capture;
 pub mod cli;
+pub mod codec_id;
+pub mod connect;
+pub mod error;
+pub mod log;
+
+// The paths of earlier releases, where every module sat at the crate root.
+pub use capture::{codec, consumer, frame, producer, session, stream};
+pub use cli::numbers;
+pub use connect::{sink, source};
+
+pub use capture::codec::{Bincode, EventCodec};
+pub use capture::consumer::{EventConsumer, ReplayHandle, ReplayStats};
+pub use capture::producer::{CaptureHandle, CaptureStats, EventProducer};
+pub use capture::stream::{StreamHeader, StreamLayout};
+pub use codec_id::CodecId;
+pub use error::{Error, FrameError, PartitionId, Result};

@@ -1,9 +1,13 @@
 //! The partition log: what capture and replay need from storage, and no more.
 //!
+//! This layer knows nothing of timely or of frames: records are opaque bytes.
+//! [`crate::capture`] builds on it; it uses only [`crate::error`] and
+//! [`crate::codec_id`].
+//!
 //! A *topic* has a fixed number of *partitions*; each partition is an
 //! append-only sequence of opaque records addressed by a dense offset. That is
 //! Kafka's model, and it is small enough that an embedded file log
-//! ([`file`]) and Kafka itself ([`kafka`]) implement it the same way, so
+//! ([`file`](mod@file)) and Kafka itself ([`kafka`]) implement it the same way, so
 //! [`crate::EventProducer`] and [`crate::EventConsumer`] never know which one
 //! they are talking to.
 //!
@@ -17,8 +21,8 @@ pub mod kafka;
 
 use std::time::Duration;
 
+use crate::codec_id::CodecId;
 use crate::error::{PartitionId, Result};
-use crate::frame::CodecId;
 
 /// One record read from a partition. The payload borrows the reader's buffer.
 #[derive(Clone, Copy, Debug)]

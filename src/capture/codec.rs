@@ -3,7 +3,7 @@
 //! A codec is a type parameter, not a runtime value, because the two codecs put
 //! different bounds on `T` and `C`: bincode needs serde, abomonation needs
 //! `Abomonation`. [`Bincode`] is the default and is safe on any input.
-//! [`Abomonation`] (cargo feature `abomonation`) copies containers as raw
+//! `Abomonation` (cargo feature `abomonation`) copies containers as raw
 //! memory: it is fast, and it is only for data written by a trusted build of
 //! the same program, because abomonation reinterprets the bytes in place.
 
@@ -11,8 +11,8 @@ use bincode::Options;
 use serde::{de::DeserializeOwned, Serialize};
 use timely::dataflow::operators::capture::Event;
 
+use crate::codec_id::CodecId;
 use crate::error::FrameError;
-use crate::frame::CodecId;
 
 /// Encodes and decodes timely events.
 pub trait EventCodec<T, C>: 'static {
@@ -103,7 +103,7 @@ mod abomonation_codec {
                     encode_bincode(stamp, out)?;
                     let stamp_len = (out.len() - stamp_at) as u32;
                     out[len_at..len_at + 4].copy_from_slice(&stamp_len.to_le_bytes());
-                    while !(out.len() - crate::frame::HEADER_LEN).is_multiple_of(8) {
+                    while !(out.len() - crate::capture::frame::HEADER_LEN).is_multiple_of(8) {
                         out.push(0);
                     }
                     // SAFETY: encoding only reads `container`.
@@ -189,9 +189,9 @@ mod tests {
     #[test]
     fn abomonation_round_trip() {
         for event in events() {
-            let mut out = vec![0u8; crate::frame::HEADER_LEN];
+            let mut out = vec![0u8; crate::capture::frame::HEADER_LEN];
             <Abomonation as EventCodec<u64, Vec<u64>>>::encode(&event, &mut out).unwrap();
-            let payload = &out[crate::frame::HEADER_LEN..];
+            let payload = &out[crate::capture::frame::HEADER_LEN..];
             let back: E = <Abomonation as EventCodec<u64, Vec<u64>>>::decode(payload).unwrap();
             assert_eq!(back, event);
         }

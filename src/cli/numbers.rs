@@ -3,7 +3,7 @@
 //! Built batch by batch (1024 numbers per container, as timely's own
 //! container builder does) instead of through `to_stream`'s per-record
 //! pushes, so a benchmark of capture measures capture rather than the
-//! generator. The timely baseline in `examples/` uses the same generator.
+//! generator. The timely baseline in `benches/` uses the same generator.
 
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, Stream};

@@ -1,19 +1,13 @@
-//! What `capture_send` and `capture_recv` share: options, backend selection,
-//! the timely cluster configuration, error reporting and progress display.
-//!
-//! The binaries stay thin front-ends; everything they do is library code a
-//! user could call.
+//! Command-line options: which log, how it is configured, and timely's cluster.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
+use crate::capture::stream::StreamLayout;
+use crate::codec_id::CodecId;
 use crate::error::{Error, Result};
-use crate::frame::CodecId;
 use crate::log::file::FileLog;
 use crate::log::LogBackend;
-use crate::stream::StreamLayout;
 
 /// Options selecting and configuring the log.
 #[derive(Clone, Debug, clap::Args)]
@@ -168,112 +162,5 @@ impl TimelyArgs {
     /// Total workers across all processes.
     pub fn peers(&self) -> usize {
         self.workers * self.processes
-    }
-}
-
-/// Makes any panic (a failed capture or replay ends its worker with one) a
-/// single `PROGRAM: error: MESSAGE` line and exit code 1, without a backtrace.
-pub fn exit_on_panic(program: &'static str) {
-    std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("worker panicked");
-        eprintln!("{program}: error: {message}");
-        std::process::exit(1);
-    }));
-}
-
-/// Prints `PROGRAM: error: ERROR` and exits 1.
-pub fn fail(program: &str, error: impl std::fmt::Display) -> ! {
-    eprintln!("{program}: error: {error}");
-    std::process::exit(1);
-}
-
-/// Live totals for the progress display: (records, bytes) summed over sources.
-pub type Totals = Arc<Mutex<Vec<Box<dyn Fn() -> (u64, u64) + Send>>>>;
-
-/// A progress bar on stderr while `run` is busy, when stderr is a terminal.
-pub struct Progress {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Progress {
-    /// Starts showing `totals` (records out of `expected`, if known).
-    pub fn start(totals: Totals, expected: Option<u64>) -> Self {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        if !std::io::stderr().is_terminal() {
-            return Progress { stop, thread: None };
-        }
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let bar = match expected {
-                Some(n) => indicatif::ProgressBar::new(n),
-                None => indicatif::ProgressBar::new_spinner(),
-            };
-            let template = if expected.is_some() {
-                "{elapsed_precise} [{bar:30}] {pos}/{len} records {msg}"
-            } else {
-                "{elapsed_precise} {spinner} {pos} records {msg}"
-            };
-            if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            let started = Instant::now();
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let (records, bytes) = sum(&totals);
-                bar.set_position(records);
-                let secs = started.elapsed().as_secs_f64().max(1e-9);
-                bar.set_message(format!("{:.1} MB, {:.1} MB/s", bytes as f64 / 1e6, bytes as f64 / 1e6 / secs));
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            bar.finish_and_clear();
-        });
-        Progress { stop, thread: Some(thread) }
-    }
-
-    /// Stops and clears the bar.
-    pub fn finish(mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Sums the live totals.
-pub fn sum(totals: &Totals) -> (u64, u64) {
-    let sources = totals.lock().unwrap_or_else(|p| p.into_inner());
-    sources.iter().map(|f| f()).fold((0, 0), |(r, b), (r2, b2)| (r + r2, b + b2))
-}
-
-/// The final machine-readable line's throughput figure: 10^6 bytes per second.
-pub fn mb_per_s(bytes: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        bytes as f64 / 1e6 / seconds
-    } else {
-        0.0
-    }
-}
-
-/// Waits until `topic` exists with at least `partitions` partitions.
-pub fn wait_for_topic(log: &dyn LogBackend, topic: &str, partitions: u32, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match log.topic_info(topic)? {
-            Some(info) if info.partitions >= partitions => return Ok(()),
-            Some(info) if Instant::now() >= deadline => {
-                return Err(Error::TooFewPartitions {
-                    topic: topic.into(),
-                    actual: info.partitions,
-                    wanted: partitions,
-                })
-            }
-            None if Instant::now() >= deadline => return Err(Error::MissingTopic(topic.into())),
-            _ => std::thread::sleep(Duration::from_millis(50)),
-        }
     }
 }

@@ -1,7 +1,7 @@
 //! `EventProducer`: timely's `EventPusher` onto one log partition.
 //!
 //! `capture_into` hands the producer every event of a stream: data batches and
-//! progress deltas. The producer frames each one (see [`crate::frame`]),
+//! progress deltas. The producer frames each one (see [`crate::capture::frame`]),
 //! appends it to its partition, and follows the stream's frontier from the
 //! progress deltas, so it knows when the stream is complete (the frontier is
 //! empty) and flushes then, without anyone having to call it.
@@ -20,11 +20,11 @@ use timely::dataflow::operators::capture::event::{Event, EventPusher};
 use timely::progress::frontier::MutableAntichain;
 use timely::progress::Timestamp;
 
-use crate::codec::{Bincode, EventCodec};
+use crate::capture::codec::{Bincode, EventCodec};
+use crate::capture::frame::{self, FrameHeader, FrameKind, HEADER_LEN};
+use crate::capture::stream::StreamHeader;
 use crate::error::{Error, PartitionId, Result};
-use crate::frame::{self, FrameHeader, FrameKind, HEADER_LEN};
 use crate::log::PartitionWriter;
-use crate::stream::StreamHeader;
 
 /// Totals of one capture.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -7,9 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode_bincode, encode_bincode};
+use crate::capture::codec::{decode_bincode, encode_bincode};
+use crate::capture::frame::{self, CodecId, FrameHeader, FrameKind};
 use crate::error::FrameError;
-use crate::frame::{self, CodecId, FrameHeader, FrameKind};
 
 /// The first record of every captured stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

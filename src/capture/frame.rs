@@ -24,6 +24,7 @@
 //! so a corrupt or foreign record is a [`FrameError`], never a panic or an
 //! out-of-bounds read.
 
+pub use crate::codec_id::CodecId;
 use crate::error::FrameError;
 
 /// Size of the fixed frame header.
@@ -36,7 +37,7 @@ pub const FORMAT_VERSION: u8 = 1;
 /// What a frame carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameKind {
-    /// The first record of a captured stream: a [`crate::stream::StreamHeader`].
+    /// The first record of a captured stream: a [`crate::capture::stream::StreamHeader`].
     StreamHeader = 1,
     /// One encoded timely `Event`.
     Event = 2,
@@ -51,38 +52,6 @@ impl FrameKind {
             2 => Ok(FrameKind::Event),
             3 => Ok(FrameKind::EventChunk),
             other => Err(FrameError::UnknownKind(other)),
-        }
-    }
-}
-
-/// Which codec encoded the payload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CodecId {
-    /// Payload is not an event (stream headers use bincode internally).
-    None = 0,
-    /// serde + bincode 1.x.
-    Bincode = 1,
-    /// abomonation (trusted data only).
-    Abomonation = 2,
-}
-
-impl CodecId {
-    /// Parses the codec byte.
-    pub fn from_byte(byte: u8) -> Result<Self, FrameError> {
-        match byte {
-            0 => Ok(CodecId::None),
-            1 => Ok(CodecId::Bincode),
-            2 => Ok(CodecId::Abomonation),
-            other => Err(FrameError::UnknownCodec(other)),
-        }
-    }
-
-    /// The codec's name as used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            CodecId::None => "none",
-            CodecId::Bincode => "bincode",
-            CodecId::Abomonation => "abomonation",
         }
     }
 }

@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
+use crate::capture::frame::{self, FrameKind};
 use crate::error::Result;
-use crate::frame::{self, FrameKind};
 use crate::log::{LogBackend, PartitionReader};
 
 /// The session replay will follow in one partition.

@@ -26,12 +26,12 @@ use timely::dataflow::operators::capture::event::{Event, EventIterator};
 use timely::progress::frontier::MutableAntichain;
 use timely::progress::Timestamp;
 
-use crate::codec::{Bincode, EventCodec};
+use crate::capture::codec::{Bincode, EventCodec};
+use crate::capture::frame::{self, FrameKind};
+use crate::capture::session::choose_session;
+use crate::capture::stream::StreamHeader;
 use crate::error::{Error, FrameError, PartitionId, Result};
-use crate::frame::{self, FrameKind};
 use crate::log::{LogBackend, PartitionReader};
-use crate::session::choose_session;
-use crate::stream::StreamHeader;
 
 /// Events handed to timely per activation before yielding, so a long
 /// backlog is not buffered whole inside the dataflow.
@@ -239,7 +239,7 @@ where
 
 impl<T: Timestamp, C, K: EventCodec<T, C>> EventConsumer<T, C, Box<dyn PartitionReader>, K> {
     /// Opens a consumer of `topic`/`partition` positioned at the session it
-    /// should replay: the newest complete one (see [`crate::session`]).
+    /// should replay: the newest complete one (see [`crate::capture::session`]).
     /// Records of other sessions are skipped. `timeout` bounds each read
     /// made while choosing.
     pub fn open(log: &dyn LogBackend, topic: &str, partition: u32, timeout: Duration) -> Result<Self> {

@@ -1,0 +1,171 @@
+//! `kafka_source`: plain Kafka records (other programs' topics) into timely.
+//!
+//! The topic's partitions are spread over the workers — explicitly (worker j
+//! reads every partition p with p % peers == j) or by a consumer group, which
+//! also spreads them over processes and hands them over on rebalance. User
+//! logic turns each record (key, payload, partition, offset, Kafka timestamp)
+//! into data at a timestamp it chooses; [`time`] has the two usual choices.
+//!
+//! Progress: each partition has a watermark, the largest time it has
+//! produced. The source's frontier is the least watermark over the partitions
+//! still running; a partition with no record for `idle_timeout` stops holding
+//! the frontier back (a later record from it is delivered at the current
+//! frontier, never behind it). A partition that reaches its requested end
+//! stops; when every assigned partition has stopped, the stream ends.
+//!
+//! Offsets (with a group id and a probe): a partition's offset is committed
+//! only once the probe's frontier has passed the times of every record before
+//! it, so a restarted job resumes without losing or re-emitting finished
+//! output. Records emitted but not yet finished when a job dies are consumed
+//! again after the restart (at-least-once for unfinished work).
+
+mod config;
+mod reader;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::CommitMode;
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::{ProbeHandle, Scope, Stream};
+
+pub use config::{time, SourceConfig, SourceEnd, SourceRecord};
+use reader::{apply_rebalances, is_fatal, open_reader, PartitionState, Rebalances};
+
+/// Reads `topic` into a stream of `D` at times chosen by `logic`.
+///
+/// `logic` returns `None` to drop a record (e.g. one it cannot parse; or
+/// make `D` a `Result` to pass errors on). With a group id, pass the probe
+/// of the dataflow's output as `commit_probe` so offsets are committed only
+/// for finished output; without one, offsets are committed when the stream
+/// completes.
+pub fn kafka_source<'scope, D, L>(
+    scope: Scope<'scope, u64>,
+    config: SourceConfig,
+    topic: &str,
+    commit_probe: Option<ProbeHandle<u64>>,
+    mut logic: L,
+) -> Stream<'scope, u64, Vec<D>>
+where
+    D: Clone + 'static,
+    L: FnMut(&SourceRecord<'_>) -> Option<(u64, D)> + 'static,
+{
+    let (index, peers) = (scope.index(), scope.peers());
+    let topic = topic.to_string();
+    let mut builder = OperatorBuilder::new(format!("KafkaSource({topic})"), scope);
+    let info = builder.operator_info();
+    let (output, stream) = builder.new_output::<Vec<D>>();
+    let mut output = OutputBuilder::<_, CapacityContainerBuilder<Vec<D>>>::from(output);
+    // `build_reschedule`: after releasing its capability the operator stays
+    // alive, and its consumer in the group, until its last offsets commit.
+    builder.build_reschedule(move |mut capabilities| {
+        let capability = capabilities.pop().expect("one output, one capability");
+        let activator = scope.activator_for(info.address);
+        let changes = Arc::new(Mutex::new(Rebalances::default()));
+        let mut reader = open_reader(&config, &topic, index, peers, changes.clone(), commit_probe);
+        let mut partitions: BTreeMap<u32, PartitionState> = BTreeMap::new();
+        let mut capability: Option<Capability<u64>> = Some(capability);
+        let mut ever_assigned = false;
+        move |_frontiers| {
+            let Some(cap) = capability.as_mut() else {
+                // Released: wait for the output to finish, then commit its offsets.
+                if reader.probe.as_ref().is_none_or(|p| p.done()) {
+                    reader.commit_finished(true, CommitMode::Sync);
+                    return false;
+                }
+                reader.commit_finished(false, CommitMode::Async);
+                activator.activate_after(Duration::from_millis(10));
+                return true;
+            };
+            let mut output = output.activate();
+            apply_rebalances(&reader, &config, &changes, &mut partitions, cap.time(), &mut ever_assigned);
+            let mut read = 0;
+            while read < config.batch && !config.stop.load(Ordering::Relaxed) {
+                let Some(result) = reader.consumer.poll(Duration::ZERO) else { break };
+                apply_rebalances(&reader, &config, &changes, &mut partitions, cap.time(), &mut ever_assigned);
+                match result {
+                    Ok(message) => {
+                        read += 1;
+                        let partition = message.partition() as u32;
+                        let offset = message.offset().max(0) as u64;
+                        let record = SourceRecord {
+                            key: message.key(),
+                            payload: message.payload(),
+                            partition,
+                            offset,
+                            timestamp_ms: message.timestamp().to_millis(),
+                        };
+                        let Some(state) = partitions.get_mut(&partition) else { continue };
+                        if state.end.is_some_and(|end| offset >= end) {
+                            state.done = true;
+                            continue;
+                        }
+                        state.last_record = Instant::now();
+                        if let Some((time, datum)) = logic(&record) {
+                            let time = time.max(*cap.time());
+                            state.watermark = state.watermark.max(time);
+                            output.session(&cap.delayed(&time)).give(datum);
+                            let next = reader.pending.entry(time).or_default().entry(partition).or_default();
+                            *next = (*next).max(offset + 1);
+                        } else {
+                            let time = *cap.time();
+                            let next = reader.pending.entry(time).or_default().entry(partition).or_default();
+                            *next = (*next).max(offset + 1);
+                        }
+                        if state.end.is_some_and(|end| offset + 1 >= end) {
+                            state.done = true;
+                        }
+                    }
+                    Err(KafkaError::PartitionEOF(partition)) => {
+                        // At the end as of now: that is the requested end for CurrentEnd.
+                        if let Some(state) = partitions.get_mut(&(partition as u32)) {
+                            if config.end == SourceEnd::CurrentEnd {
+                                state.done = true;
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        if is_fatal(&error) {
+                            panic!("kafka source: topic '{}': {error}", reader.topic);
+                        }
+                    }
+                }
+            }
+            let finished = config.stop.load(Ordering::Relaxed)
+                || (config.end != SourceEnd::Live && ever_assigned && partitions.values().all(|p| p.done))
+                // Explicitly assigned nothing: this worker will never read anything.
+                || (!reader.group && ever_assigned && partitions.is_empty());
+            if finished {
+                capability = None;
+                activator.activate();
+                return true;
+            }
+            // The frontier: least watermark of running, non-idle partitions.
+            let now = Instant::now();
+            let running =
+                partitions.values().filter(|p| !p.done && now.duration_since(p.last_record) < config.idle_timeout);
+            let frontier =
+                running.map(|p| p.watermark).min().or_else(|| partitions.values().map(|p| p.watermark).max());
+            if let Some(frontier) = frontier {
+                if frontier > *cap.time() {
+                    cap.downgrade(&frontier);
+                }
+            }
+            reader.commit_finished(false, CommitMode::Async);
+            if read >= config.batch {
+                activator.activate();
+            } else {
+                activator.activate_after(Duration::from_millis(5));
+            }
+            true
+        }
+    });
+    stream
+}

@@ -1,0 +1,227 @@
+//! The source's consumer: assignment (explicit or by group), per-partition
+//! state, rebalances, and offset commits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use timely::dataflow::ProbeHandle;
+
+use super::config::{SourceConfig, SourceEnd};
+use crate::log::kafka::PRODUCER_ONLY;
+
+/// Assignment changes reported by librdkafka's rebalance callbacks.
+#[derive(Default)]
+pub(super) struct Rebalances {
+    pub(super) assigned: Vec<u32>,
+    pub(super) revoked: Vec<u32>,
+    /// An assignment, possibly empty, has been received.
+    pub(super) settled: bool,
+}
+
+pub(super) struct GroupContext {
+    pub(super) topic: String,
+    pub(super) changes: Arc<Mutex<Rebalances>>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Ok(mut changes) = self.changes.lock() else { return };
+        match rebalance {
+            Rebalance::Assign(list) => {
+                changes.settled = true;
+                changes
+                    .assigned
+                    .extend(list.elements().iter().filter(|e| e.topic() == self.topic).map(|e| e.partition() as u32))
+            }
+            Rebalance::Revoke(list) => changes
+                .revoked
+                .extend(list.elements().iter().filter(|e| e.topic() == self.topic).map(|e| e.partition() as u32)),
+            Rebalance::Error(_) => {}
+        }
+    }
+}
+
+/// What the source knows about one assigned partition.
+pub(super) struct PartitionState {
+    pub(super) watermark: u64,
+    pub(super) last_record: Instant,
+    pub(super) end: Option<u64>,
+    pub(super) done: bool,
+}
+
+/// The source's consumer and its offset bookkeeping. Commits everything
+/// still pending when dropped after a clean finish.
+pub(super) struct Reader {
+    pub(super) consumer: BaseConsumer<GroupContext>,
+    pub(super) topic: String,
+    pub(super) group: bool,
+    /// Per time, the next offset of each partition once that time is finished.
+    pub(super) pending: BTreeMap<u64, HashMap<u32, u64>>,
+    /// Next offset per partition of everything finished so far.
+    pub(super) finished: HashMap<u32, u64>,
+    pub(super) probe: Option<ProbeHandle<u64>>,
+}
+
+impl Reader {
+    /// Moves the offsets of every time the probe has passed (or of every time,
+    /// with `all`) into `finished`, and commits them.
+    pub(super) fn commit_finished(&mut self, all: bool, mode: CommitMode) {
+        if !self.group {
+            return;
+        }
+        let mut changed = false;
+        while let Some((&time, _)) = self.pending.first_key_value() {
+            let finished = all || self.probe.as_ref().is_some_and(|p| !p.less_equal(&time));
+            if !finished {
+                break;
+            }
+            if let Some((_, parts)) = self.pending.pop_first() {
+                for (partition, next) in parts {
+                    let entry = self.finished.entry(partition).or_default();
+                    changed |= next > *entry;
+                    *entry = (*entry).max(next);
+                }
+            }
+        }
+        if !changed && matches!(mode, CommitMode::Async) {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for (partition, next) in &self.finished {
+            let _ = list.add_partition_offset(&self.topic, *partition as i32, Offset::Offset(*next as i64));
+        }
+        if list.count() == 0 {
+            return;
+        }
+        let sync = matches!(mode, CommitMode::Sync);
+        let mut attempts = 0;
+        while let Err(error) = self.consumer.commit(&list, mode) {
+            attempts += 1;
+            // A rebalance in progress refuses commits for a moment: serve it and retry.
+            if sync && attempts < 50 {
+                let _ = self.consumer.poll(Duration::from_millis(100));
+                continue;
+            }
+            eprintln!("timely-kafka: commit of topic '{}' offsets failed: {error}", self.topic);
+            break;
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        // Commit, synchronously so it is not lost as the consumer closes,
+        // what the probe has finished; never the unfinished rest.
+        self.commit_finished(false, CommitMode::Sync);
+    }
+}
+
+pub(super) fn is_fatal(error: &KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode::*;
+    matches!(
+        error,
+        KafkaError::MessageConsumption(UnknownTopicOrPartition | TopicAuthorizationFailed | GroupAuthorizationFailed)
+    )
+}
+
+pub(super) fn open_reader(
+    config: &SourceConfig,
+    topic: &str,
+    index: usize,
+    peers: usize,
+    changes: Arc<Mutex<Rebalances>>,
+    probe: Option<ProbeHandle<u64>>,
+) -> Reader {
+    let group = config.group_id.clone();
+    let group_id = group.clone().unwrap_or_else(|| "timely-kafka-source".into());
+    let defaults: &[(&str, &str)] = &[
+        ("group.id", &group_id),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("enable.partition.eof", "true"),
+        ("auto.offset.reset", "earliest"),
+        ("fetch.wait.max.ms", "10"),
+        ("allow.auto.create.topics", "false"),
+    ];
+    let context = GroupContext { topic: topic.to_string(), changes: changes.clone() };
+    let consumer: BaseConsumer<GroupContext> = config
+        .kafka
+        .config(defaults, PRODUCER_ONLY)
+        .create_with_context(context)
+        .unwrap_or_else(|e| panic!("kafka source: cannot create consumer: {e}"));
+    if group.is_some() {
+        consumer.subscribe(&[topic]).unwrap_or_else(|e| panic!("kafka source: subscribe to '{topic}': {e}"));
+    } else {
+        let partitions = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
+            .ok()
+            .and_then(|m| m.topics().iter().find(|t| t.name() == topic).map(|t| t.partitions().len() as u32))
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| panic!("kafka source: topic '{topic}' does not exist or has no partitions"));
+        let mine: Vec<u32> = (0..partitions).filter(|p| *p as usize % peers == index).collect();
+        let mut list = TopicPartitionList::new();
+        for partition in &mine {
+            let _ = list.add_partition_offset(topic, *partition as i32, Offset::Beginning);
+        }
+        consumer.assign(&list).unwrap_or_else(|e| panic!("kafka source: assign '{topic}': {e}"));
+        if let Ok(mut changes) = changes.lock() {
+            changes.assigned.extend(mine);
+            changes.settled = true;
+        }
+    }
+    Reader {
+        consumer,
+        topic: topic.to_string(),
+        group: group.is_some(),
+        pending: BTreeMap::new(),
+        finished: HashMap::new(),
+        probe,
+    }
+}
+
+/// Applies assignment changes: new partitions start at the current frontier.
+pub(super) fn apply_rebalances(
+    reader: &Reader,
+    config: &SourceConfig,
+    changes: &Arc<Mutex<Rebalances>>,
+    partitions: &mut BTreeMap<u32, PartitionState>,
+    frontier: &u64,
+    ever_assigned: &mut bool,
+) {
+    let (assigned, revoked) = match changes.lock() {
+        Ok(mut changes) => {
+            // An empty assignment counts: a worker with no partitions is done.
+            *ever_assigned |= changes.settled;
+            (std::mem::take(&mut changes.assigned), std::mem::take(&mut changes.revoked))
+        }
+        Err(_) => return,
+    };
+    for partition in revoked {
+        partitions.remove(&partition);
+    }
+    for partition in assigned {
+        *ever_assigned = true;
+        let end = match &config.end {
+            SourceEnd::Live => None,
+            SourceEnd::Offsets(ends) => ends.get(&partition).copied(),
+            SourceEnd::CurrentEnd => Some(
+                reader
+                    .consumer
+                    .fetch_watermarks(&reader.topic, partition as i32, Duration::from_secs(30))
+                    .map(|(_, high)| high.max(0) as u64)
+                    .unwrap_or_else(|e| panic!("kafka source: topic '{}' partition {partition}: {e}", reader.topic)),
+            ),
+        };
+        let done = end == Some(0);
+        partitions.insert(partition, PartitionState { watermark: *frontier, last_record: Instant::now(), end, done });
+    }
+    if let Ok(mut assigned) = config.assigned.lock() {
+        *assigned = partitions.keys().copied().collect();
+    }
+}

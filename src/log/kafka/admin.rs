@@ -1,0 +1,100 @@
+//! Topic administration: metadata, creation, deletion, emptiness.
+//!
+//! Creation and deletion are asynchronous in Kafka: a created topic is usable
+//! only once its partitions show in the metadata, so both wait (bounded by
+//! the backend's timeout) until the metadata agrees.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+
+use super::KafkaLog;
+use crate::error::{Error, Result};
+
+impl KafkaLog {
+    pub(super) fn partition_count(&self, client: &BaseConsumer, topic: &str) -> Result<Option<u32>> {
+        let metadata = client
+            .fetch_metadata(Some(topic), self.timeout)
+            .map_err(|e| Error::Kafka(format!("metadata for topic '{topic}' within {:?}: {e}", self.timeout)))?;
+        let Some(entry) = metadata.topics().iter().find(|t| t.name() == topic) else { return Ok(None) };
+        match entry.error() {
+            None => Ok(Some(entry.partitions().len() as u32)),
+            Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => Ok(None),
+            Some(error) => Err(Error::Kafka(format!("topic '{topic}': {}", RDKafkaErrorCode::from(error)))),
+        }
+    }
+
+    pub(super) fn wait_for_partitions(&self, topic: &str, wanted: Option<u32>) -> Result<()> {
+        let client = self.metadata_client()?;
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let count = self.partition_count(&client, topic)?;
+            let ready = match wanted {
+                Some(wanted) => count.is_some_and(|n| n >= wanted),
+                None => count.is_none(),
+            };
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let what = match wanted {
+                    Some(n) => format!("to appear with {n} partitions"),
+                    None => "to be deleted".to_string(),
+                };
+                return Err(Error::Kafka(format!("topic '{topic}' did not {what} within {:?}", self.timeout)));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub(super) fn delete_topic(&self, topic: &str) -> Result<()> {
+        let admin = self.admin()?;
+        let options = AdminOptions::new().operation_timeout(Some(self.timeout));
+        let results = futures_executor::block_on(admin.delete_topics(&[topic], &options))
+            .map_err(|e| Error::Kafka(format!("delete topic '{topic}': {e}")))?;
+        for result in results {
+            if let Err((name, code)) = result {
+                return Err(Error::Kafka(format!("delete topic '{name}': {code}")));
+            }
+        }
+        self.wait_for_partitions(topic, None)
+    }
+
+    pub(super) fn create(&self, topic: &str, partitions: u32) -> Result<()> {
+        let admin = self.admin()?;
+        let options = AdminOptions::new().operation_timeout(Some(self.timeout));
+        let new_topic = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.replication_factor));
+        let results = futures_executor::block_on(admin.create_topics(&[new_topic], &options)).map_err(|e| {
+            Error::Kafka(format!(
+                "create topic '{topic}' with {partitions} partitions: {e} (if the broker does not support \
+                 CreateTopics, create the topic yourself)"
+            ))
+        })?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(Error::Kafka(format!(
+                        "create topic '{name}' with {partitions} partitions: {code} (if the broker does not \
+                         support CreateTopics, create the topic yourself)"
+                    )))
+                }
+            }
+        }
+        self.wait_for_partitions(topic, Some(partitions))
+    }
+
+    pub(super) fn has_data(&self, client: &BaseConsumer, topic: &str, partitions: u32) -> Result<bool> {
+        for partition in 0..partitions {
+            let (low, high) = client
+                .fetch_watermarks(topic, partition as i32, self.timeout)
+                .map_err(|e| Error::Kafka(format!("watermarks of topic '{topic}' partition {partition}: {e}")))?;
+            if high > low {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}

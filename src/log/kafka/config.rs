@@ -1,0 +1,71 @@
+//! Client properties: the defaults our clients set (each overridable with
+//! `-X key=value`) and which properties belong to which kind of client.
+
+use std::time::Duration;
+
+/// Default bound on metadata, admin and flush waits.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Room left for Kafka's batch and record overhead below `message.max.bytes`.
+pub(super) const RECORD_OVERHEAD: usize = 1024;
+
+/// Properties our producers set unless the user overrides them (public so
+/// the benchmark baseline uses exactly the same settings).
+pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    ("linger.ms", "5"),
+    ("batch.size", "1000000"),
+    ("compression.type", "none"),
+    ("message.timeout.ms", "30000"),
+    ("allow.auto.create.topics", "false"),
+];
+/// Properties our consumers set unless the user overrides them.
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("group.id", "timely-kafka-replay"),
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+    ("enable.partition.eof", "true"),
+    ("auto.offset.reset", "error"),
+    ("fetch.wait.max.ms", "5"),
+    ("fetch.min.bytes", "1"),
+    ("fetch.max.bytes", "52428800"),
+    ("max.partition.fetch.bytes", "10485760"),
+    ("queued.max.messages.kbytes", "262144"),
+    ("allow.auto.create.topics", "false"),
+];
+/// Properties only one kind of client understands (librdkafka warns about the others).
+pub(crate) const PRODUCER_ONLY: &[&str] = &[
+    "enable.idempotence",
+    "acks",
+    "linger.ms",
+    "batch.size",
+    "compression.type",
+    "message.timeout.ms",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "batch.num.messages",
+    "retries",
+    "retry.backoff.ms",
+    "delivery.timeout.ms",
+    "request.required.acks",
+    "transactional.id",
+];
+pub(crate) const CONSUMER_ONLY: &[&str] = &[
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "auto.offset.reset",
+    "fetch.wait.max.ms",
+    "fetch.min.bytes",
+    "fetch.max.bytes",
+    "max.partition.fetch.bytes",
+    "queued.max.messages.kbytes",
+    "queued.min.messages",
+    "isolation.level",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "partition.assignment.strategy",
+    "group.instance.id",
+];

@@ -1,0 +1,194 @@
+//! The Kafka backend: the partition log over Apache Kafka through rdkafka.
+//!
+//! Producing is idempotent (`enable.idempotence=true`, `acks=all`), so a
+//! request librdkafka retries can neither duplicate nor reorder a partition's
+//! records. A full local queue is backpressure: `append` serves delivery
+//! reports and retries instead of failing. Every delivery report is checked;
+//! the first failure fails the capture with the broker's error. `flush`
+//! waits, for a bounded time, until every record is acknowledged.
+//!
+//! Consuming assigns partitions explicitly and starts at an explicit offset:
+//! replay never depends on consumer-group offsets. `auto.offset.reset=error`
+//! turns "the offset I asked for was deleted by retention" into an error
+//! instead of a silent jump. Fetch settings favour catching up fast: brokers
+//! such as tansu answer a fetch only when `fetch.wait.max.ms` expires, so it
+//! defaults to 5 ms here instead of librdkafka's 500.
+//!
+//! Defaults (each overridable with `-X key=value`):
+//!
+//! | property | default | why |
+//! |---|---|---|
+//! | `enable.idempotence` | `true` | no duplicates or reordering on retry |
+//! | `acks` | `all` | acknowledged = replicated |
+//! | `linger.ms` | `5` | batch small events without adding visible latency |
+//! | `batch.size` | `1000000` | large batches for throughput |
+//! | `compression.type` | `none` | frames are often incompressible; opt in |
+//! | `message.timeout.ms` | `30000` | a failing broker fails the capture in bounded time |
+//! | `fetch.wait.max.ms` | `5` | fast catch-up on brokers that wait out the fetch |
+//! | `fetch.max.bytes` / `max.partition.fetch.bytes` | 50 MB / 10 MB | big fetches |
+//! | `queued.max.messages.kbytes` | `262144` | deep prefetch |
+//! | `auto.offset.reset` | `error` | never silently skip deleted data |
+//! | `allow.auto.create.topics` | `false` | topics are created deliberately |
+
+mod admin;
+mod config;
+mod reader;
+mod writer;
+
+use std::time::Duration;
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use super::{LogBackend, PartitionReader, PartitionWriter, TopicInfo};
+use crate::codec_id::CodecId;
+use crate::error::{Error, Result};
+
+pub use config::DEFAULT_TIMEOUT;
+use config::RECORD_OVERHEAD;
+pub use config::{CONSUMER_DEFAULTS, PRODUCER_DEFAULTS};
+pub(crate) use config::{CONSUMER_ONLY, PRODUCER_ONLY};
+pub use reader::KafkaReader;
+pub use writer::KafkaWriter;
+
+/// The Kafka backend: a broker list plus client properties.
+#[derive(Clone)]
+pub struct KafkaLog {
+    brokers: String,
+    properties: Vec<(String, String)>,
+    replication_factor: i32,
+    timeout: Duration,
+}
+
+impl KafkaLog {
+    /// A backend for `brokers` (`host:port[,...]`) with extra librdkafka
+    /// `properties`. Checks that the brokers answer within the timeout.
+    pub fn new(brokers: &str, properties: &[(String, String)]) -> Result<Self> {
+        let log = Self::unchecked(brokers, properties)?;
+        log.metadata_client()?
+            .fetch_metadata(None, log.timeout)
+            .map_err(|e| Error::Kafka(format!("brokers {brokers} did not answer within {:?}: {e}", log.timeout)))?;
+        Ok(log)
+    }
+
+    /// A backend without the initial connection check.
+    pub fn unchecked(brokers: &str, properties: &[(String, String)]) -> Result<Self> {
+        if brokers.trim().is_empty() {
+            return Err(Error::Config("--brokers is empty".into()));
+        }
+        let mut log = KafkaLog {
+            brokers: brokers.to_string(),
+            properties: Vec::new(),
+            replication_factor: -1,
+            timeout: DEFAULT_TIMEOUT,
+        };
+        for (key, value) in properties {
+            match key.as_str() {
+                "replication.factor" => {
+                    log.replication_factor = value
+                        .parse()
+                        .map_err(|_| Error::Config(format!("replication.factor: not an integer: '{value}'")))?
+                }
+                "timeout.ms" => {
+                    let ms: u64 =
+                        value.parse().map_err(|_| Error::Config(format!("timeout.ms: not an integer: '{value}'")))?;
+                    log.timeout = Duration::from_millis(ms);
+                }
+                _ => log.properties.push((key.clone(), value.clone())),
+            }
+        }
+        Ok(log)
+    }
+
+    /// Replication factor for created topics (-1: the broker's default).
+    pub fn with_replication_factor(mut self, factor: Option<i32>) -> Self {
+        if let Some(factor) = factor {
+            self.replication_factor = factor;
+        }
+        self
+    }
+
+    pub(crate) fn config(&self, defaults: &[(&str, &str)], skip: &[&str]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        for (key, value) in &self.properties {
+            if !skip.contains(&key.as_str()) {
+                config.set(key, value);
+            }
+        }
+        config
+    }
+
+    fn producer_config(&self) -> ClientConfig {
+        self.config(PRODUCER_DEFAULTS, CONSUMER_ONLY)
+    }
+
+    fn consumer_config(&self) -> ClientConfig {
+        self.config(CONSUMER_DEFAULTS, PRODUCER_ONLY)
+    }
+
+    fn metadata_client(&self) -> Result<BaseConsumer> {
+        self.consumer_config().create().map_err(|e| Error::Kafka(format!("cannot create client: {e}")))
+    }
+
+    fn admin(&self) -> Result<AdminClient<DefaultClientContext>> {
+        self.config(&[], &[PRODUCER_ONLY, CONSUMER_ONLY].concat())
+            .create()
+            .map_err(|e| Error::Kafka(format!("cannot create admin client: {e}")))
+    }
+
+    /// The largest record a writer sends before chunking.
+    fn max_record(&self) -> usize {
+        let limit = self
+            .properties
+            .iter()
+            .find(|(k, _)| k == "message.max.bytes")
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+            .unwrap_or(1_000_000);
+        limit.saturating_sub(RECORD_OVERHEAD).max(4096)
+    }
+}
+
+impl LogBackend for KafkaLog {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn topic_info(&self, topic: &str) -> Result<Option<TopicInfo>> {
+        let client = self.metadata_client()?;
+        let Some(partitions) = self.partition_count(&client, topic)? else { return Ok(None) };
+        let has_data = self.has_data(&client, topic, partitions)?;
+        Ok(Some(TopicInfo { partitions, has_data }))
+    }
+
+    fn create_topic(&self, topic: &str, partitions: u32, _codec: CodecId, overwrite: bool) -> Result<()> {
+        if partitions == 0 {
+            return Err(Error::Config(format!("topic '{topic}': partition count must be at least 1")));
+        }
+        match self.topic_info(topic)? {
+            None => self.create(topic, partitions),
+            Some(info) if info.has_data && !overwrite => Err(Error::TopicNotEmpty(topic.to_string())),
+            Some(info) if !info.has_data && info.partitions >= partitions => Ok(()),
+            Some(_) if overwrite => {
+                self.delete_topic(topic)?;
+                self.create(topic, partitions)
+            }
+            Some(info) => {
+                Err(Error::TooFewPartitions { topic: topic.to_string(), actual: info.partitions, wanted: partitions })
+            }
+        }
+    }
+
+    fn writer(&self, topic: &str, partition: u32) -> Result<Box<dyn PartitionWriter>> {
+        Ok(Box::new(KafkaWriter::new(self, topic, partition)?))
+    }
+
+    fn reader(&self, topic: &str, partition: u32, offset: u64) -> Result<Box<dyn PartitionReader>> {
+        Ok(Box::new(KafkaReader::new(self, topic, partition, offset)?))
+    }
+}
