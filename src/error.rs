@@ -160,6 +160,9 @@ pub enum Error {
         /// Cause.
         reason: String,
     },
+    /// An exactly-once stream asked to resume is already complete.
+    #[error("cannot resume {0}: the stream is complete (its final commit is stored); nothing to resume")]
+    AlreadyComplete(PartitionId),
     /// A Kafka client or broker error.
     #[error("kafka: {0}")]
     Kafka(String),

@@ -12,7 +12,14 @@ fn valid_frame(values: Vec<u64>, time: u64) -> Vec<u8> {
     let mut buffer = Vec::new();
     frame::begin_frame(&mut buffer);
     <Bincode as EventCodec<u64, Vec<u64>>>::encode(&event, &mut buffer).unwrap();
-    let header = FrameHeader { codec: CodecId::Bincode, kind: FrameKind::Event, session: 1, seq: 1, is_final: false };
+    let header = FrameHeader {
+        codec: CodecId::Bincode,
+        kind: FrameKind::Event,
+        session: 1,
+        seq: 1,
+        is_final: false,
+        exactly_once: false,
+    };
     frame::finish_frame(&mut buffer, header).unwrap();
     buffer
 }

@@ -26,7 +26,9 @@ use timely::dataflow::operators::capture::event::{Event, EventIterator};
 use timely::progress::frontier::MutableAntichain;
 use timely::progress::Timestamp;
 
+use crate::capture::chunks::ChunkAssembler;
 use crate::capture::codec::{Bincode, EventCodec};
+use crate::capture::committed::{CommittedReplay, Next};
 use crate::capture::frame::{self, FrameKind};
 use crate::capture::session::choose_session;
 use crate::capture::stream::StreamHeader;
@@ -94,9 +96,7 @@ struct Protocol<T> {
     header: Option<StreamHeader>,
     next_seq: u64,
     frontier: MutableAntichain<T>,
-    chunks: Vec<u8>,
-    chunk_count: u32,
-    chunk_next: u32,
+    chunks: ChunkAssembler,
     last_offset: Option<u64>,
     /// When set, records of every other session are skipped.
     only_session: Option<u64>,
@@ -106,6 +106,9 @@ struct Protocol<T> {
 enum Step<T, C> {
     Deliver(Event<T, C>),
     Skip,
+    /// The stream header of an exactly-once stream (session, offset): from
+    /// here on [`CommittedReplay`] reads the partition.
+    Committed(u64, u64),
 }
 
 impl<T: Timestamp> Protocol<T> {
@@ -142,6 +145,9 @@ impl<T: Timestamp> Protocol<T> {
             header.check_compatible::<T, C>(K::ID).map_err(|reason| self.protocol_error(offset, reason))?;
             self.header = Some(header);
             self.next_seq = 1;
+            if fh.exactly_once {
+                return Ok(Step::Committed(fh.session, offset));
+            }
             return Ok(Step::Skip);
         };
         if fh.session != header.session {
@@ -170,45 +176,23 @@ impl<T: Timestamp> Protocol<T> {
         }
         let event = match fh.kind {
             FrameKind::Event => K::decode(frame.payload).map_err(|e| self.frame_error(offset, e))?,
-            FrameKind::EventChunk => match self.accept_chunk(frame.payload).map_err(|e| self.frame_error(offset, e))? {
-                Some(bytes) => K::decode(&bytes).map_err(|e| self.frame_error(offset, e))?,
-                None => return Ok(Step::Skip),
-            },
+            FrameKind::EventChunk => {
+                match self.chunks.accept(frame.payload).map_err(|e| self.frame_error(offset, e))? {
+                    Some(bytes) => K::decode(&bytes).map_err(|e| self.frame_error(offset, e))?,
+                    None => return Ok(Step::Skip),
+                }
+            }
             FrameKind::StreamHeader => {
                 return Err(self.protocol_error(offset, "second stream header inside a session"));
+            }
+            FrameKind::Commit | FrameKind::Epoch => {
+                return Err(self.protocol_error(offset, "commit or epoch record in a stream not captured exactly-once"));
             }
         };
         if let Event::Progress(updates) = &event {
             self.frontier.update_iter(updates.iter().cloned());
         }
         Ok(Step::Deliver(event))
-    }
-
-    /// Adds a chunk; returns the whole encoded event after its last chunk.
-    fn accept_chunk(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, FrameError> {
-        if payload.len() < 8 {
-            return Err(FrameError::Chunk("chunk shorter than its 8-byte header".into()));
-        }
-        let index = u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]);
-        let count = u32::from_le_bytes([payload[4], payload[5], payload[6], payload[7]]);
-        if index != self.chunk_next || (index > 0 && count != self.chunk_count) || count == 0 || index >= count {
-            return Err(FrameError::Chunk(format!(
-                "chunk {index} of {count} where chunk {} of {} was expected",
-                self.chunk_next, self.chunk_count
-            )));
-        }
-        if index == 0 {
-            self.chunks.clear();
-            self.chunk_count = count;
-        }
-        self.chunks.extend_from_slice(&payload[8..]);
-        self.chunk_next = index + 1;
-        if self.chunk_next == count {
-            self.chunk_next = 0;
-            Ok(Some(std::mem::take(&mut self.chunks)))
-        } else {
-            Ok(None)
-        }
     }
 }
 
@@ -224,6 +208,7 @@ pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K 
     first_available: Option<Option<u64>>,
     note: Option<String>,
     empty_polls: u32,
+    committed: Option<CommittedReplay<T>>,
     _types: PhantomData<(C, K)>,
 }
 
@@ -262,9 +247,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
                 header: None,
                 next_seq: 0,
                 frontier: MutableAntichain::from_elem(T::minimum()),
-                chunks: Vec::new(),
-                chunk_count: 0,
-                chunk_next: 0,
+                chunks: ChunkAssembler::default(),
                 last_offset: None,
                 only_session: None,
             },
@@ -276,6 +259,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
             first_available: None,
             note: None,
             empty_polls: 0,
+            committed: None,
             _types: PhantomData,
         }
     }
@@ -316,7 +300,10 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
         if let Some(timeout) = self.idle_timeout {
             let idle = self.last_activity.elapsed();
             if idle >= timeout {
-                let frontier = format!("{:?}", self.protocol.frontier.frontier().to_vec());
+                let frontier = match &self.committed {
+                    Some(committed) => format!("{:?} (committed)", committed.frontier().elements()),
+                    None => format!("{:?}", self.protocol.frontier.frontier().to_vec()),
+                };
                 let last_offset = match self.protocol.last_offset {
                     Some(offset) => offset.to_string(),
                     None => "none (partition empty)".to_string(),
@@ -348,6 +335,9 @@ where
         }
         let first_available = self.first_available.flatten();
         loop {
+            if self.committed.is_some() {
+                return self.next_committed();
+            }
             // Poll without waiting while records flow; once the partition has
             // been found empty, wait up to two milliseconds (a record arriving
             // ends the wait) so a replay that outruns its broker does not spin
@@ -376,6 +366,10 @@ where
             match step {
                 Err(error) => self.fail(error),
                 Ok(Step::Skip) => continue,
+                Ok(Step::Committed(session, offset)) => {
+                    self.committed = Some(CommittedReplay::new(self.protocol.id.clone(), session, offset));
+                    continue;
+                }
                 Ok(Step::Deliver(event)) => {
                     if let Event::Messages(_, container) = &event {
                         let records = container.record_count().max(0) as u64;
@@ -390,5 +384,57 @@ where
                 }
             }
         }
+    }
+}
+
+/// Records an exactly-once replay may read per call before it yields to
+/// timely, so a long uncommitted tail does not hold the worker.
+const RECORDS_PER_CALL: usize = 4096;
+
+impl<T, C, R, K> EventConsumer<T, C, R, K>
+where
+    T: Timestamp,
+    C: Accountable + Clone,
+    R: PartitionReader,
+    K: EventCodec<T, C>,
+{
+    /// `next` for an exactly-once stream: only committed events come out.
+    fn next_committed(&mut self) -> Option<Cow<'_, Event<T, C>>> {
+        let shared = self.handle.shared.clone();
+        let mut read = |bytes: usize| {
+            shared.frames.fetch_add(1, Ordering::Relaxed);
+            shared.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        };
+        for _ in 0..RECORDS_PER_CALL {
+            let wait = if self.empty_polls > 0 { Duration::from_millis(2) } else { Duration::ZERO };
+            let committed = self.committed.as_mut().expect("exactly-once replay");
+            match committed.step::<C, K>(&mut self.reader, wait, &mut read) {
+                Err(error) => self.fail(error),
+                Ok(Next::Idle) => {
+                    self.served = 0;
+                    if self.empty_polls == 0 {
+                        self.last_activity = Instant::now();
+                    }
+                    self.empty_polls = self.empty_polls.saturating_add(1);
+                    self.check_idle();
+                    return None;
+                }
+                Ok(Next::Busy) => self.empty_polls = 0,
+                Ok(Next::Event(event)) => {
+                    self.empty_polls = 0;
+                    if let Event::Messages(_, container) = &event {
+                        let records = container.record_count().max(0) as u64;
+                        self.handle.shared.records.fetch_add(records, Ordering::Relaxed);
+                    }
+                    if committed.is_done() {
+                        self.done = true;
+                        self.handle.shared.complete.store(true, Ordering::Release);
+                    }
+                    self.served += 1;
+                    return Some(Cow::Owned(event));
+                }
+            }
+        }
+        None
     }
 }

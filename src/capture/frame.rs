@@ -10,8 +10,9 @@
 //!      0    2 magic  b"TK"
 //!      2    1 format version (1)
 //!      3    1 codec id (0 none, 1 bincode, 2 abomonation)
-//!      4    1 kind (1 stream header, 2 event, 3 event chunk)
-//!      5    1 flags: bit 0 = final event (the stream's frontier is empty after it)
+//!      4    1 kind (1 stream header, 2 event, 3 event chunk, 4 commit, 5 epoch)
+//!      5    1 flags: bit 0 = final (the stream's frontier is empty after this
+//!               event or commit); bit 1 = exactly-once stream (stream header)
 //!      6    2 reserved, zero
 //!      8    8 session id (u64 LE): which capture run wrote the record
 //!     16    8 sequence number (u64 LE): position in the session, header = 0
@@ -43,6 +44,12 @@ pub enum FrameKind {
     Event = 2,
     /// A piece of an encoded event too large for one record.
     EventChunk = 3,
+    /// An exactly-once commit point: the stream's committed frontier (see
+    /// [`crate::capture::commit`]).
+    Commit = 4,
+    /// The first record of a resumed exactly-once capture: a stream header
+    /// plus the commit it continues (see [`crate::capture::commit`]).
+    Epoch = 5,
 }
 
 impl FrameKind {
@@ -51,6 +58,8 @@ impl FrameKind {
             1 => Ok(FrameKind::StreamHeader),
             2 => Ok(FrameKind::Event),
             3 => Ok(FrameKind::EventChunk),
+            4 => Ok(FrameKind::Commit),
+            5 => Ok(FrameKind::Epoch),
             other => Err(FrameError::UnknownKind(other)),
         }
     }
@@ -67,13 +76,19 @@ pub struct FrameHeader {
     pub session: u64,
     /// Sequence number within the session (stream header = 0).
     pub seq: u64,
-    /// Set on the event after which the stream's frontier is empty, so the
-    /// end of a complete session can be recognised from headers alone.
+    /// Set on the event (or, exactly-once, the commit) after which the
+    /// stream's frontier is empty, so the end of a complete session can be
+    /// recognised from headers alone.
     pub is_final: bool,
+    /// Set on the stream header of an exactly-once stream: replay then
+    /// delivers only what commit records cover.
+    pub exactly_once: bool,
 }
 
 /// Flag bit: the final event of a session.
 const FLAG_FINAL: u8 = 1;
+/// Flag bit: a stream captured with commit points.
+const FLAG_EXACTLY_ONCE: u8 = 2;
 
 /// A verified frame: its header and a view of its payload.
 #[derive(Clone, Copy, Debug)]
@@ -104,7 +119,7 @@ pub fn finish_frame(out: &mut [u8], header: FrameHeader) -> Result<(), FrameErro
     out[2] = FORMAT_VERSION;
     out[3] = header.codec as u8;
     out[4] = header.kind as u8;
-    out[5] = if header.is_final { FLAG_FINAL } else { 0 };
+    out[5] = if header.is_final { FLAG_FINAL } else { 0 } | if header.exactly_once { FLAG_EXACTLY_ONCE } else { 0 };
     out[6..8].fill(0);
     out[8..16].copy_from_slice(&header.session.to_le_bytes());
     out[16..24].copy_from_slice(&header.seq.to_le_bytes());
@@ -152,6 +167,7 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Frame<'_>, FrameError> {
         session: u64_at(bytes, 8),
         seq: u64_at(bytes, 16),
         is_final: bytes[5] & FLAG_FINAL != 0,
+        exactly_once: bytes[5] & FLAG_EXACTLY_ONCE != 0,
     };
     Ok(Frame { header, payload: &bytes[HEADER_LEN..] })
 }
@@ -177,7 +193,14 @@ mod tests {
     use super::*;
 
     fn header() -> FrameHeader {
-        FrameHeader { codec: CodecId::Bincode, kind: FrameKind::Event, session: 7, seq: 42, is_final: true }
+        FrameHeader {
+            codec: CodecId::Bincode,
+            kind: FrameKind::Event,
+            session: 7,
+            seq: 42,
+            is_final: true,
+            exactly_once: false,
+        }
     }
 
     #[test]

@@ -20,9 +20,15 @@
 //!
 //! This layer uses [`crate::log`] (through its traits only) and nothing above it.
 
+pub mod chain;
+pub mod chunks;
 pub mod codec;
+pub mod commit;
+pub mod committed;
 pub mod consumer;
+pub mod exactly_once;
 pub mod frame;
 pub mod producer;
+pub mod resume;
 pub mod session;
 pub mod stream;

@@ -6,6 +6,10 @@
 //! progress deltas, so it knows when the stream is complete (the frontier is
 //! empty) and flushes then, without anyone having to call it.
 //!
+//! With [`EventProducer::exactly_once`] (or a resume, see
+//! [`crate::capture::resume`]) the producer also writes commit records (see
+//! [`crate::capture::commit`]); replay then delivers only committed events.
+//!
 //! `EventPusher::push` cannot return an error, so a write failure is recorded
 //! in the producer's [`CaptureHandle`] and then ends the worker with a panic
 //! whose message names topic, partition and cause: a capture never loses data
@@ -21,6 +25,8 @@ use timely::progress::frontier::MutableAntichain;
 use timely::progress::Timestamp;
 
 use crate::capture::codec::{Bincode, EventCodec};
+use crate::capture::commit::Commit;
+use crate::capture::exactly_once::{CommitState, ExactlyOnce};
 use crate::capture::frame::{self, FrameHeader, FrameKind, HEADER_LEN};
 use crate::capture::stream::StreamHeader;
 use crate::error::{Error, PartitionId, Result};
@@ -35,6 +41,10 @@ pub struct CaptureStats {
     pub frames: u64,
     /// Encoded bytes written.
     pub bytes: u64,
+    /// Commit records written (exactly-once captures).
+    pub commits: u64,
+    /// Messages a resumed capture dropped because they were committed before.
+    pub dropped: u64,
 }
 
 #[derive(Default)]
@@ -42,6 +52,8 @@ struct CaptureShared {
     records: AtomicU64,
     frames: AtomicU64,
     bytes: AtomicU64,
+    commits: AtomicU64,
+    dropped: AtomicU64,
     complete: AtomicBool,
     error: Mutex<Option<String>>,
 }
@@ -60,6 +72,8 @@ impl CaptureHandle {
             records: self.shared.records.load(Ordering::Relaxed),
             frames: self.shared.frames.load(Ordering::Relaxed),
             bytes: self.shared.bytes.load(Ordering::Relaxed),
+            commits: self.shared.commits.load(Ordering::Relaxed),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -102,8 +116,14 @@ pub struct EventProducer<T, C, W: PartitionWriter = Box<dyn PartitionWriter>, K 
     failed: bool,
     finished: bool,
     final_written: bool,
+    commits: Option<CommitState<T>>,
+    token: Option<ResumeToken<T>>,
     _types: PhantomData<(C, K)>,
 }
+
+/// Computes the opaque resume token stored with each commit from the
+/// committed frontier (e.g. the source offsets that produce it).
+pub type ResumeToken<T> = Box<dyn FnMut(&[T]) -> Vec<u8> + Send + Sync>;
 
 impl<T, C, W> EventProducer<T, C, W, Bincode>
 where
@@ -128,19 +148,52 @@ where
     K: EventCodec<T, C>,
 {
     /// A producer using codec `K`.
-    pub fn with_codec(mut writer: W, worker: u32, peers: u32) -> Result<Self> {
-        let id = writer.partition().clone();
+    pub fn with_codec(writer: W, worker: u32, peers: u32) -> Result<Self> {
         let header = StreamHeader::new::<T, C>(K::ID, worker, peers);
-        let frame = header.to_frame().map_err(|e| Error::Write { at: id.clone(), reason: e.to_string() })?;
-        writer.append(&frame)?;
+        Self::start(writer, &header, None)
+    }
+
+    /// An exactly-once producer (codec `K`): it writes commit records, and
+    /// replay delivers only what they cover. To continue such a stream after
+    /// a crash, open it with [`crate::capture::resume::resume`] instead.
+    pub fn exactly_once(writer: W, worker: u32, peers: u32, options: ExactlyOnce) -> Result<Self> {
+        let header = StreamHeader::new::<T, C>(K::ID, worker, peers);
+        Self::start(writer, &header, Some(CommitState::new(options)))
+    }
+
+    /// Writes the first record (a stream header, or an epoch record already
+    /// framed in `first`) and builds the producer.
+    fn start(writer: W, header: &StreamHeader, commits: Option<CommitState<T>>) -> Result<Self> {
+        let id = writer.partition().clone();
+        let frame = header
+            .to_frame_with(commits.is_some())
+            .map_err(|e| Error::Write { at: id.clone(), reason: e.to_string() })?;
+        Self::after_first_record(writer, header.session, frame, commits)
+    }
+
+    /// Appends `first` (sequence number 0 of `session`) and builds the producer.
+    fn after_first_record(
+        mut writer: W,
+        session: u64,
+        first: Vec<u8>,
+        commits: Option<CommitState<T>>,
+    ) -> Result<Self> {
+        writer.append(&first)?;
+        Ok(Self::from_parts(writer, session, first.len(), commits))
+    }
+
+    /// The producer of a stream whose first record (`first_len` bytes,
+    /// sequence number 0 of `session`) `writer` has already written.
+    pub(crate) fn from_parts(writer: W, session: u64, first_len: usize, commits: Option<CommitState<T>>) -> Self {
+        let id = writer.partition().clone();
         let handle = CaptureHandle::default();
         handle.shared.frames.store(1, Ordering::Relaxed);
-        handle.shared.bytes.store(frame.len() as u64, Ordering::Relaxed);
+        handle.shared.bytes.store(first_len as u64, Ordering::Relaxed);
         let max_record = writer.max_record_bytes().max(HEADER_LEN + 64);
-        Ok(EventProducer {
+        EventProducer {
             writer,
             id,
-            session: header.session,
+            session,
             next_seq: 1,
             buffer: Vec::with_capacity(1 << 16),
             max_record,
@@ -149,8 +202,23 @@ where
             failed: false,
             finished: false,
             final_written: false,
+            commits,
+            token: None,
             _types: PhantomData,
-        })
+        }
+    }
+
+    /// Stores `token(committed frontier)` with every commit (exactly-once
+    /// captures): a resume hands back the token of the commit it continues.
+    pub fn with_resume_token(mut self, token: impl FnMut(&[T]) -> Vec<u8> + Send + Sync + 'static) -> Self {
+        self.token = Some(Box::new(token));
+        self
+    }
+
+    /// Sets the progress state the stream continues from (a resumed stream).
+    pub(crate) fn continue_from(&mut self, state: &[(T, i64)]) {
+        self.frontier = MutableAntichain::new();
+        self.frontier.update_iter(state.iter().cloned());
     }
 
     /// A handle to watch this capture after the producer moved into a dataflow.
@@ -171,11 +239,32 @@ where
     }
 
     fn try_push(&mut self, event: &Event<T, C>) -> Result<()> {
+        let translated;
+        let event = match (&mut self.commits, event) {
+            (Some(commits), Event::Progress(updates)) => match commits.progress(updates) {
+                Some(written) => {
+                    translated = Event::Progress(written);
+                    &translated
+                }
+                None => return Ok(()),
+            },
+            (Some(commits), Event::Messages(stamp, _)) => {
+                if commits.drops(stamp.elements()) {
+                    self.handle.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                event
+            }
+            (None, _) => event,
+        };
         let mut frontier_changed = false;
         if let Event::Progress(updates) = event {
             frontier_changed = self.frontier.update_iter(updates.iter().cloned()).next().is_some();
         }
-        let is_final = self.frontier.is_empty() && !self.final_written;
+        let became_empty = self.frontier.is_empty() && !self.final_written;
+        // An exactly-once stream's final record is its final commit.
+        let is_final = became_empty && self.commits.is_none();
+        let bytes_before = self.handle.shared.bytes.load(Ordering::Relaxed);
         frame::begin_frame(&mut self.buffer);
         K::encode(event, &mut self.buffer).map_err(|e| self.write_error(e.to_string()))?;
         if self.buffer.len() <= self.max_record {
@@ -187,7 +276,13 @@ where
             let records = container.record_count().max(0) as u64;
             self.handle.shared.records.fetch_add(records, Ordering::Relaxed);
         }
-        if is_final {
+        if let Some(commits) = &mut self.commits {
+            commits.wrote((self.handle.shared.bytes.load(Ordering::Relaxed) - bytes_before) as usize);
+            if commits.due(became_empty) {
+                self.commit(became_empty)?;
+            }
+        }
+        if became_empty {
             self.final_written = true;
             self.writer.flush()?;
             self.handle.shared.complete.store(true, Ordering::Release);
@@ -197,9 +292,36 @@ where
         Ok(())
     }
 
+    /// Writes a commit record of the stream's current state.
+    fn commit(&mut self, is_final: bool) -> Result<()> {
+        let Some(commits) = &mut self.commits else { return Ok(()) };
+        let state = commits.take_commit();
+        let token = match &mut self.token {
+            Some(token) => token(self.frontier.frontier().as_ref()),
+            None => Vec::new(),
+        };
+        frame::begin_frame(&mut self.buffer);
+        Commit { state, token }.encode::<C, K>(&mut self.buffer).map_err(|e| self.write_error(e.to_string()))?;
+        if self.buffer.len() > self.max_record {
+            return Err(
+                self.write_error(format!("commit record of {} bytes exceeds the record limit", self.buffer.len()))
+            );
+        }
+        self.append_frame(FrameKind::Commit, is_final)?;
+        self.handle.shared.commits.fetch_add(1, Ordering::Relaxed);
+        self.writer.publish()
+    }
+
     /// Frames `self.buffer` (header space + payload) and appends it.
     fn append_frame(&mut self, kind: FrameKind, is_final: bool) -> Result<()> {
-        let header = FrameHeader { codec: K::ID, kind, session: self.session, seq: self.next_seq, is_final };
+        let header = FrameHeader {
+            codec: K::ID,
+            kind,
+            session: self.session,
+            seq: self.next_seq,
+            is_final,
+            exactly_once: false,
+        };
         frame::finish_frame(&mut self.buffer, header).map_err(|e| self.write_error(e.to_string()))?;
         self.writer.append(&self.buffer)?;
         self.next_seq += 1;

@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use crate::capture::commit::EpochLink;
 use crate::capture::frame::{self, FrameKind};
 use crate::error::Result;
 use crate::log::{LogBackend, PartitionReader};
@@ -136,32 +137,55 @@ fn fast_path(reader: &mut dyn PartitionReader, end: u64, timeout: Duration) -> O
     }
     reader.seek(start).ok()?;
     let record = reader.poll(timeout).ok()??;
-    let first_header = frame::decode_frame(record.payload).ok()?.header;
-    if record.offset != start || first_header.kind != FrameKind::StreamHeader || first_header.session != header.session
-    {
+    let first = frame::decode_frame(record.payload).ok()?;
+    if record.offset != start || first.header.session != header.session {
         return None;
     }
+    let (session, start) = match first.header.kind {
+        FrameKind::StreamHeader => (header.session, start),
+        // The last epoch of a resumed exactly-once stream: replay starts at
+        // the stream's root header and follows its epochs.
+        FrameKind::Epoch => {
+            let root = EpochLink::from_payload(first.payload).ok()?.root_offset;
+            reader.seek(root).ok()?;
+            let record = reader.poll(timeout).ok()??;
+            let root_header = frame::decode_frame(record.payload).ok()?.header;
+            if record.offset != root || root_header.kind != FrameKind::StreamHeader || !root_header.exactly_once {
+                return None;
+            }
+            (root_header.session, root)
+        }
+        _ => return None,
+    };
     let note = (start > 0).then(|| {
-        format!(
-            "replaying session {:016x} from offset {start}; earlier records belong to older sessions",
-            header.session
-        )
+        format!("replaying session {session:016x} from offset {start}; earlier records belong to older sessions")
     });
-    Some(SessionChoice { session: header.session, start_offset: start, complete: true, note })
+    Some(SessionChoice { session, start_offset: start, complete: true, note })
 }
 
 /// Reads frame headers from offset 0 up to `end`.
 fn scan(reader: &mut dyn PartitionReader, end: u64, timeout: Duration) -> Result<Vec<SeenSession>> {
     reader.seek(0)?;
     let mut sessions: Vec<SeenSession> = Vec::new();
+    let mut epochs: Vec<(u64, u64)> = Vec::new();
     while let Some(record) = reader.poll(timeout)? {
         let offset = record.offset;
         if let Ok(frame) = frame::decode_frame(record.payload) {
             let header = frame.header;
             if header.kind == FrameKind::StreamHeader {
                 sessions.push(SeenSession { session: header.session, start_offset: offset, complete: false });
+            } else if header.kind == FrameKind::Epoch {
+                // A resumed exactly-once epoch belongs to its stream's root.
+                if let Ok(link) = EpochLink::from_payload(frame.payload) {
+                    epochs.push((header.session, link.root_offset));
+                }
             } else if header.is_final {
-                if let Some(seen) = sessions.iter_mut().rev().find(|s| s.session == header.session) {
+                let root = epochs.iter().rev().find(|(session, _)| *session == header.session).map(|(_, root)| *root);
+                let seen = match root {
+                    Some(root) => sessions.iter_mut().rev().find(|s| s.start_offset == root),
+                    None => sessions.iter_mut().rev().find(|s| s.session == header.session),
+                };
+                if let Some(seen) = seen {
                     seen.complete = true;
                 }
             }

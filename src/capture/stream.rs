@@ -52,6 +52,11 @@ impl StreamHeader {
 
     /// The header as a complete frame (sequence number 0).
     pub fn to_frame(&self) -> Result<Vec<u8>, FrameError> {
+        self.to_frame_with(false)
+    }
+
+    /// The header as a complete frame, flagged exactly-once or not.
+    pub fn to_frame_with(&self, exactly_once: bool) -> Result<Vec<u8>, FrameError> {
         let mut payload = Vec::new();
         encode_bincode(self, &mut payload)?;
         let header = FrameHeader {
@@ -60,6 +65,7 @@ impl StreamHeader {
             session: self.session,
             seq: 0,
             is_final: false,
+            exactly_once,
         };
         frame::encode_frame(header, &payload)
     }

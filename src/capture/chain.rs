@@ -1,0 +1,136 @@
+//! Following the epochs of an exactly-once stream, record by record.
+//!
+//! One partition may hold several epochs of one stream (a capture resumed
+//! after a crash), void epochs (a resume that raced a zombie's commit), and
+//! records of superseded epochs written after the switch (zombies). [`Chain`]
+//! decides, from the records alone and in log order, which records belong to
+//! the stream. Replay, resume and inspection all use it, so they agree: the
+//! rules are in [`crate::capture::commit`].
+
+use crate::capture::commit::EpochLink;
+use crate::capture::frame::{Frame, FrameKind};
+
+/// A commit record of the current epoch, as the chain saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitSeen {
+    /// Session (epoch) of the commit.
+    pub session: u64,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its offset.
+    pub offset: u64,
+    /// Whether it is the stream's final commit (empty frontier).
+    pub is_final: bool,
+}
+
+/// What one record means for the stream.
+#[derive(Debug)]
+pub enum ChainStep {
+    /// Not part of the stream: a duplicate, a superseded epoch's record (a
+    /// zombie), or a record of a void epoch.
+    Ignored,
+    /// An event or event chunk of the current epoch.
+    Data,
+    /// A commit of the current epoch; its payload is the caller's to decode.
+    Commit(CommitSeen),
+    /// A valid epoch record: the stream continues in a new epoch from the
+    /// newest commit (whatever the old epoch wrote after it is dropped).
+    NewEpoch(Box<EpochLink>),
+}
+
+/// The state of an exactly-once stream's epochs, fed records in log order.
+#[derive(Clone, Debug)]
+pub struct Chain {
+    root_session: u64,
+    root_offset: u64,
+    current: u64,
+    next_seq: u64,
+    last_commit: Option<CommitSeen>,
+    epochs: u32,
+}
+
+impl Chain {
+    /// A chain whose root stream header (exactly-once flag set) of session
+    /// `session` sits at `offset`.
+    pub fn new(session: u64, offset: u64) -> Self {
+        Chain {
+            root_session: session,
+            root_offset: offset,
+            current: session,
+            next_seq: 1,
+            last_commit: None,
+            epochs: 1,
+        }
+    }
+
+    /// Offset of the root stream header.
+    pub fn root_offset(&self) -> u64 {
+        self.root_offset
+    }
+
+    /// Session of the current epoch.
+    pub fn current_session(&self) -> u64 {
+        self.current
+    }
+
+    /// The newest commit of the current epoch.
+    pub fn last_commit(&self) -> Option<CommitSeen> {
+        self.last_commit
+    }
+
+    /// Number of valid epochs seen (1 for a stream never resumed).
+    pub fn epochs(&self) -> u32 {
+        self.epochs
+    }
+
+    /// Whether the stream's final commit has been seen.
+    pub fn is_complete(&self) -> bool {
+        self.last_commit.is_some_and(|c| c.is_final)
+    }
+
+    /// Classifies the record at `offset`; an `Err` is a broken stream (a gap
+    /// in the current epoch, another capture's stream header, a bad epoch record).
+    pub fn accept(&mut self, offset: u64, frame: &Frame<'_>) -> Result<ChainStep, String> {
+        let header = frame.header;
+        match header.kind {
+            FrameKind::StreamHeader if header.session == self.root_session => Ok(ChainStep::Ignored),
+            FrameKind::StreamHeader => Err(format!(
+                "stream header of session {:016x} inside exactly-once stream {:016x}: another capture (not a \
+                 resume) wrote this partition",
+                header.session, self.root_session
+            )),
+            FrameKind::Epoch => {
+                let link =
+                    EpochLink::from_payload(frame.payload).map_err(|e| format!("unreadable epoch record: {e}"))?;
+                let continues_newest = link.continues_session == self.current
+                    && link.continues_commit == self.last_commit.map(|c| c.seq)
+                    && !self.is_complete();
+                if header.session == self.current || !continues_newest {
+                    // A duplicate of the current epoch's record, or a void epoch.
+                    return Ok(ChainStep::Ignored);
+                }
+                self.current = header.session;
+                self.next_seq = 1;
+                self.last_commit = None;
+                self.epochs += 1;
+                Ok(ChainStep::NewEpoch(Box::new(link)))
+            }
+            _ if header.session != self.current => Ok(ChainStep::Ignored),
+            _ if header.seq < self.next_seq => Ok(ChainStep::Ignored),
+            _ if header.seq > self.next_seq => Err(format!(
+                "gap: expected sequence number {} but found {}; records were lost",
+                self.next_seq, header.seq
+            )),
+            FrameKind::Commit => {
+                self.next_seq += 1;
+                let seen = CommitSeen { session: header.session, seq: header.seq, offset, is_final: header.is_final };
+                self.last_commit = Some(seen);
+                Ok(ChainStep::Commit(seen))
+            }
+            FrameKind::Event | FrameKind::EventChunk => {
+                self.next_seq += 1;
+                Ok(ChainStep::Data)
+            }
+        }
+    }
+}

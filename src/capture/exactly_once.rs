@@ -1,0 +1,180 @@
+//! The producer's side of exactly-once capture: when to commit, and how a
+//! resumed capture continues the stream it resumes.
+//!
+//! **When to commit.** A commit is worth writing only after the frontier
+//! moved (otherwise it covers nothing new), and each costs a small record,
+//! so commits are batched: one once the frontier has moved and either the
+//! commit interval has passed or the uncommitted bytes exceed a bound, and
+//! always when the frontier becomes empty (the final commit). A commit can
+//! be written between any two events: its state is the stream's progress
+//! state after everything written before it.
+//!
+//! **Resuming.** A resumed capture's dataflow starts over, at timely's
+//! minimum time, and its caller replays its input from the committed
+//! frontier `F`. The stream it continues is already at `F`, so the producer
+//! translates: the frontier it writes is `max(N, F)` for the new dataflow's
+//! frontier `N` (so the replayed frontier never moves backwards), and it
+//! drops messages whose times are all not beyond `F` (they were committed
+//! before the crash). This needs totally ordered timestamps.
+
+use std::time::{Duration, Instant};
+
+use timely::order::TotalOrder;
+use timely::progress::frontier::{Antichain, MutableAntichain};
+use timely::progress::{ChangeBatch, Timestamp};
+
+use crate::capture::commit::committed_at;
+
+/// Settings of an exactly-once capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExactlyOnce {
+    /// Longest time between a frontier advance and its commit while events
+    /// keep arriving (a pending commit is written with the next event).
+    pub commit_interval: Duration,
+    /// Commit as soon as the frontier moves once this many bytes are uncommitted.
+    pub max_uncommitted_bytes: u64,
+}
+
+impl Default for ExactlyOnce {
+    fn default() -> Self {
+        ExactlyOnce { commit_interval: Duration::from_millis(200), max_uncommitted_bytes: 64 << 20 }
+    }
+}
+
+/// Computes a resumed stream's frontier from the new dataflow's frontier.
+type Translate<T> = fn(&MutableAntichain<T>, &Antichain<T>) -> Antichain<T>;
+
+/// A resumed capture's view of the stream it continues.
+struct Resumed<T> {
+    /// The committed frontier the resume continues from.
+    from: Antichain<T>,
+    /// The new dataflow's own progress.
+    upstream: MutableAntichain<T>,
+    translate: Translate<T>,
+}
+
+/// The commit bookkeeping of one exactly-once producer.
+pub(crate) struct CommitState<T> {
+    options: ExactlyOnce,
+    /// Progress counts of the stream written so far (what replay holds).
+    state: ChangeBatch<T>,
+    pending: bool,
+    last_commit: Instant,
+    uncommitted_bytes: u64,
+    resumed: Option<Resumed<T>>,
+}
+
+impl<T: Timestamp> CommitState<T> {
+    /// A new stream: its state is timely's initial capability.
+    pub fn new(options: ExactlyOnce) -> Self {
+        Self::continuing(options, vec![(T::minimum(), 1)])
+    }
+
+    fn continuing(options: ExactlyOnce, state: Vec<(T, i64)>) -> Self {
+        let mut batch: ChangeBatch<T> = ChangeBatch::new();
+        batch.extend(state.into_iter());
+        CommitState {
+            options,
+            state: batch,
+            pending: false,
+            last_commit: Instant::now(),
+            uncommitted_bytes: 0,
+            resumed: None,
+        }
+    }
+
+    /// A resumed stream whose last commit had `state` (frontier `from`).
+    pub fn resumed(options: ExactlyOnce, state: Vec<(T, i64)>, from: Antichain<T>) -> Self
+    where
+        T: TotalOrder,
+    {
+        let mut commits = Self::continuing(options, state);
+        commits.resumed =
+            Some(Resumed { from, upstream: MutableAntichain::from_elem(T::minimum()), translate: max_frontier });
+        commits
+    }
+
+    /// The progress to write for the dataflow's `updates`: unchanged for a
+    /// new stream, translated for a resumed one (`None`: nothing to write).
+    pub fn progress(&mut self, updates: &[(T, i64)]) -> Option<Vec<(T, i64)>> {
+        let written = match &mut self.resumed {
+            None => updates.to_vec(),
+            Some(resumed) => {
+                resumed.upstream.update_iter(updates.iter().cloned());
+                let target = (resumed.translate)(&resumed.upstream, &resumed.from);
+                let mut delta: ChangeBatch<T> = ChangeBatch::new();
+                delta.extend(target.elements().iter().map(|t| (t.clone(), 1)));
+                delta.extend(self.state.iter().map(|(t, d)| (t.clone(), -d)));
+                delta.into_inner().into_vec()
+            }
+        };
+        if written.is_empty() {
+            return None;
+        }
+        self.state.extend(written.iter().cloned());
+        self.pending = true;
+        Some(written)
+    }
+
+    /// Whether a resumed capture drops a message stamped `stamp`: it was
+    /// committed before the resume.
+    pub fn drops(&self, stamp: &[T]) -> bool {
+        match &self.resumed {
+            Some(resumed) => committed_at(stamp, &resumed.from),
+            None => false,
+        }
+    }
+
+    /// Counts bytes written since the last commit.
+    pub fn wrote(&mut self, bytes: usize) {
+        self.uncommitted_bytes += bytes as u64;
+    }
+
+    /// Whether a commit is due now (`final_`: the frontier just became empty).
+    pub fn due(&self, final_: bool) -> bool {
+        final_
+            || (self.pending
+                && (self.last_commit.elapsed() >= self.options.commit_interval
+                    || self.uncommitted_bytes >= self.options.max_uncommitted_bytes))
+    }
+
+    /// The state to commit; resets the batching counters.
+    pub fn take_commit(&mut self) -> Vec<(T, i64)> {
+        self.pending = false;
+        self.last_commit = Instant::now();
+        self.uncommitted_bytes = 0;
+        self.state.compact();
+        self.state.iter().cloned().collect()
+    }
+}
+
+/// `max(N, F)` for totally ordered times: the later of the two frontiers
+/// (empty once the new dataflow's frontier is empty).
+fn max_frontier<T: Timestamp + TotalOrder>(upstream: &MutableAntichain<T>, from: &Antichain<T>) -> Antichain<T> {
+    let Some(now) = upstream.frontier().iter().next().cloned() else { return Antichain::new() };
+    match from.elements().first() {
+        Some(from) if now.less_than(from) => Antichain::from_elem(from.clone()),
+        _ => Antichain::from_elem(now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_stream_never_moves_its_frontier_back() {
+        let mut commits = CommitState::<u64>::resumed(ExactlyOnce::default(), vec![(7, 1)], Antichain::from_elem(7));
+        // The new dataflow starts at 0 and drops its initial capability for 3.
+        assert_eq!(commits.progress(&[(0, -1), (3, 1)]), None);
+        assert!(commits.drops(&[5]));
+        assert!(!commits.drops(&[7]));
+        let mut moved = commits.progress(&[(3, -1), (9, 1)]).unwrap();
+        moved.sort();
+        assert_eq!(moved, vec![(7, -1), (9, 1)]);
+        let mut done = commits.progress(&[(9, -1)]).unwrap();
+        done.sort();
+        assert_eq!(done, vec![(9, -1)]);
+        assert!(commits.take_commit().is_empty());
+    }
+}

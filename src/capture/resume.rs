@@ -1,0 +1,214 @@
+//! Resuming an exactly-once capture after a crash.
+//!
+//! [`resume`] opens the partition's writer (on the file log this takes the
+//! partition's lock, so a still-running old capture cannot write beside it),
+//! reads the stream to find its current epoch and newest commit, writes an
+//! epoch record continuing that commit, and reads on until its own epoch
+//! record to check it is valid: a zombie (the old process, still writing to
+//! Kafka) may have committed again between the scan and the epoch record,
+//! which makes the epoch void for every replayer; the resume then tries
+//! again from the newer commit. The caller gets a producer and the committed
+//! frontier `F` to restart its input from (see [`crate::capture::exactly_once`]).
+
+use std::time::{Duration, Instant};
+
+use timely::container::Accountable;
+use timely::order::TotalOrder;
+use timely::progress::frontier::Antichain;
+use timely::progress::Timestamp;
+
+use crate::capture::chain::{Chain, ChainStep};
+use crate::capture::codec::EventCodec;
+use crate::capture::commit::{Commit, EpochLink};
+use crate::capture::exactly_once::{CommitState, ExactlyOnce};
+use crate::capture::frame::{self, FrameKind};
+use crate::capture::producer::EventProducer;
+use crate::capture::stream::StreamHeader;
+use crate::error::{Error, PartitionId, Result};
+use crate::log::{LogBackend, PartitionReader, PartitionWriter};
+
+/// Attempts at writing a valid epoch record before giving up.
+const ATTEMPTS: usize = 5;
+
+/// Where a resumed capture continues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumePoint<T> {
+    /// The committed frontier: restart the input here. Data at times not
+    /// beyond it is dropped by the producer if sent again.
+    pub frontier: Antichain<T>,
+    /// The resume token stored with the commit continued (empty if none).
+    pub token: Vec<u8>,
+    /// Epochs of the stream before this one (0: nothing was there to resume,
+    /// and a new stream was started).
+    pub previous_epochs: u32,
+    /// Offset of the commit continued, if any.
+    pub commit_offset: Option<u64>,
+}
+
+/// A resumed capture: the producer to capture with, and where it continues.
+pub type Resumed<T, C, K> = (EventProducer<T, C, Box<dyn PartitionWriter>, K>, ResumePoint<T>);
+
+/// What a scan of the partition found.
+struct Found<T> {
+    chain: Chain,
+    header: StreamHeader,
+    commit: Commit<T>,
+}
+
+/// Opens an exactly-once producer for `topic`/`partition` (capture worker
+/// `worker` of `peers`) that continues the stream stored there, or starts
+/// one if the partition is empty. Refuses a complete stream
+/// ([`Error::AlreadyComplete`]: that worker has nothing left to do), a stream
+/// captured without exactly-once, and one captured by a different worker
+/// count or with different types. `timeout` bounds each wait for the log.
+pub fn resume<T, C, K>(
+    log: &dyn LogBackend,
+    topic: &str,
+    partition: u32,
+    worker: u32,
+    peers: u32,
+    options: ExactlyOnce,
+    timeout: Duration,
+) -> Result<Resumed<T, C, K>>
+where
+    T: Timestamp + TotalOrder,
+    C: Accountable + 'static,
+    K: EventCodec<T, C>,
+{
+    let id = PartitionId::new(topic, partition);
+    let mut writer = log.writer(topic, partition)?;
+    let mut reader = log.reader(topic, partition, 0)?;
+    let Some(mut found) = scan::<T, C, K>(&id, reader.as_mut(), worker, peers, timeout)? else {
+        let producer = EventProducer::exactly_once(writer, worker, peers, options)?;
+        let point = ResumePoint {
+            frontier: Antichain::from_elem(T::minimum()),
+            token: Vec::new(),
+            previous_epochs: 0,
+            commit_offset: None,
+        };
+        return Ok((producer, point));
+    };
+    for _ in 0..ATTEMPTS {
+        if found.chain.is_complete() {
+            return Err(Error::AlreadyComplete(id));
+        }
+        let mut header = StreamHeader::new::<T, C>(K::ID, worker, peers);
+        header.created_at_unix_ms = found.header.created_at_unix_ms;
+        let link = EpochLink {
+            header: header.clone(),
+            root_offset: found.chain.root_offset(),
+            continues_session: found.chain.current_session(),
+            continues_commit: found.chain.last_commit().map(|c| c.seq),
+        };
+        let commit_offset = found.chain.last_commit().map(|c| c.offset);
+        let record = link.to_frame().map_err(|e| Error::Write { at: id.clone(), reason: e.to_string() })?;
+        writer.append(&record)?;
+        writer.flush()?;
+        if confirm::<T, C, K>(&id, reader.as_mut(), &mut found, header.session, timeout)? {
+            let frontier = found.commit.frontier();
+            let point = ResumePoint {
+                frontier: frontier.clone(),
+                token: found.commit.token.clone(),
+                previous_epochs: found.chain.epochs() - 1,
+                commit_offset,
+            };
+            let state = found.commit.state.clone();
+            let commits = CommitState::resumed(options, state.clone(), frontier);
+            let mut producer = EventProducer::from_parts(writer, header.session, record.len(), Some(commits));
+            producer.continue_from(&state);
+            return Ok((producer, point));
+        }
+    }
+    Err(refuse(&id, &format!("another writer kept committing to the partition during {ATTEMPTS} resume attempts (a capture still running?)")))
+}
+
+fn refuse(id: &PartitionId, reason: &str) -> Error {
+    Error::Config(format!("cannot resume {id}: {reason}"))
+}
+
+/// Reads the partition to its end. `None`: it is empty.
+fn scan<T, C, K>(
+    id: &PartitionId,
+    reader: &mut dyn PartitionReader,
+    worker: u32,
+    peers: u32,
+    timeout: Duration,
+) -> Result<Option<Found<T>>>
+where
+    T: Timestamp,
+    K: EventCodec<T, C>,
+{
+    let Some(record) = reader.poll_stored(timeout)? else { return Ok(None) };
+    let offset = record.offset;
+    let frame =
+        frame::decode_frame(record.payload).map_err(|source| Error::Frame { at: id.clone(), offset, source })?;
+    if frame.header.kind != FrameKind::StreamHeader {
+        return Err(refuse(id, &format!("the record at offset {offset} is not a stream header")));
+    }
+    if !frame.header.exactly_once {
+        return Err(refuse(
+            id,
+            "the stream was not captured exactly-once (--exactly-once); capture again with --overwrite",
+        ));
+    }
+    let header =
+        StreamHeader::from_payload(frame.payload).map_err(|source| Error::Frame { at: id.clone(), offset, source })?;
+    header.check_compatible::<T, C>(K::ID).map_err(|reason| refuse(id, &reason))?;
+    if header.peers != peers || header.worker != worker {
+        return Err(refuse(
+            id,
+            &format!(
+                "it was captured by worker {} of {}; resume with the same worker count (-w {})",
+                header.worker, header.peers, header.peers
+            ),
+        ));
+    }
+    let mut found = Found { chain: Chain::new(frame.header.session, offset), header, commit: Commit::initial() };
+    while let Some(record) = reader.poll_stored(timeout)? {
+        let (offset, payload) = (record.offset, record.payload.to_vec());
+        follow::<T, C, K>(id, &mut found, offset, &payload)?;
+    }
+    Ok(Some(found))
+}
+
+/// Feeds one record to the chain; keeps the newest commit's contents.
+fn follow<T, C, K>(id: &PartitionId, found: &mut Found<T>, offset: u64, payload: &[u8]) -> Result<ChainStep>
+where
+    T: Timestamp,
+    K: EventCodec<T, C>,
+{
+    let frame = frame::decode_frame(payload).map_err(|source| Error::Frame { at: id.clone(), offset, source })?;
+    let step =
+        found.chain.accept(offset, &frame).map_err(|reason| Error::Protocol { at: id.clone(), offset, reason })?;
+    if let ChainStep::Commit(_) = step {
+        found.commit =
+            Commit::decode::<C, K>(frame.payload).map_err(|source| Error::Frame { at: id.clone(), offset, source })?;
+    }
+    Ok(step)
+}
+
+/// Reads on until the epoch record of `session`; whether it is valid.
+fn confirm<T, C, K>(
+    id: &PartitionId,
+    reader: &mut dyn PartitionReader,
+    found: &mut Found<T>,
+    session: u64,
+    timeout: Duration,
+) -> Result<bool>
+where
+    T: Timestamp,
+    K: EventCodec<T, C>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let Some(record) = reader.poll(Duration::from_millis(100))? else { continue };
+        let (offset, payload) = (record.offset, record.payload.to_vec());
+        let ours = frame::decode_frame(&payload)
+            .is_ok_and(|f| f.header.kind == FrameKind::Epoch && f.header.session == session);
+        let step = follow::<T, C, K>(id, found, offset, &payload)?;
+        if ours {
+            return Ok(matches!(step, ChainStep::NewEpoch(_)));
+        }
+    }
+    Err(Error::Write { at: id.clone(), reason: format!("the epoch record written did not appear within {timeout:?}") })
+}
