@@ -6,16 +6,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::records::{expected, parse, produce, read_all};
 use common::Fingerprint;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
-use rdkafka::ClientConfig;
+use rdkafka::producer::DefaultProducerContext;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Inspect, Probe, ToStream};
 use timely::dataflow::ProbeHandle;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::sink::{kafka_sink, SinkConfig};
-use timely_kafka::source::{kafka_source, time, SourceConfig, SourceEnd, SourceRecord};
+use timely_kafka::source::{kafka_source, time, SourceConfig, SourceEnd};
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
 
@@ -26,57 +26,6 @@ fn cluster(topics: &[(&str, i32)]) -> (Cluster, String) {
     }
     let brokers = cluster.bootstrap_servers();
     (cluster, brokers)
-}
-
-/// Produces value i (as text) to partition i % partitions with timestamp
-/// `base_ms + 10 * (i / partitions)`, so each partition's times increase.
-fn produce(brokers: &str, topic: &str, partitions: u64, count: u64, base_ms: i64) {
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
-    for i in 0..count {
-        let payload = i.to_string();
-        let record = BaseRecord::<(), String>::to(topic)
-            .partition((i % partitions) as i32)
-            .payload(&payload)
-            .timestamp(base_ms + 10 * (i / partitions) as i64);
-        producer.send(record).map_err(|(e, _)| e).unwrap();
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
-}
-
-fn parse(record: &SourceRecord<'_>) -> Option<u64> {
-    std::str::from_utf8(record.payload?).ok()?.parse().ok()
-}
-
-fn read_all(brokers: &str, topic: &str, workers: usize) -> Fingerprint {
-    let brokers = brokers.to_string();
-    let topic = topic.to_string();
-    let results = timely::execute(timely::Config::process(workers), move |worker| {
-        let kafka = KafkaLog::new(&brokers, &[]).unwrap();
-        let config = SourceConfig::new(kafka).end(SourceEnd::CurrentEnd);
-        let seen = Arc::new(Mutex::new(Fingerprint::default()));
-        let sink = seen.clone();
-        let probe = worker.dataflow(|scope| {
-            kafka_source(scope, config, &topic, None, |r| parse(r).map(|v| (time::offset(r), v)))
-                .inspect(move |x| sink.lock().unwrap().add(*x))
-                .probe()
-                .0
-        });
-        while !probe.done() {
-            worker.step();
-        }
-        let fp = *seen.lock().unwrap();
-        fp
-    })
-    .unwrap()
-    .join();
-    results.into_iter().map(|r| r.unwrap()).fold(Fingerprint::default(), Fingerprint::merge)
-}
-
-fn expected(count: u64) -> Fingerprint {
-    let mut fp = Fingerprint::default();
-    (0..count).for_each(|v| fp.add(v));
-    fp
 }
 
 #[test]

@@ -12,6 +12,9 @@ use timely_kafka::log::LogBackend;
 use timely_kafka::log::{PartitionReader, PartitionWriter};
 use timely_kafka::{CodecId, EventConsumer, EventProducer};
 
+pub mod records;
+pub mod short_end_proxy;
+
 /// A fingerprint of a multiset of u64 records: count, sum, and a sum of
 /// mixed hashes (so a changed record is caught even if the sum matches).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

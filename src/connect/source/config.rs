@@ -49,7 +49,12 @@ pub enum SourceEnd {
     /// Never: follow a live topic.
     #[default]
     Live,
-    /// The end each partition has when it is assigned.
+    /// Everything each partition holds when it is assigned, as the broker's
+    /// Fetch responses report it: the partition's end is the high watermark
+    /// of the first fetch response after assignment (never ListOffsets,
+    /// which some brokers under-report). Every record stored before the
+    /// assignment is read; records written between the assignment and that
+    /// fetch may be read too; nothing at or past the end is delivered.
     CurrentEnd,
     /// An exclusive end offset per partition (partitions not named: live).
     Offsets(BTreeMap<u32, u64>),

@@ -12,6 +12,8 @@
 //! the frontier back (a later record from it is delivered at the current
 //! frontier, never behind it). A partition that reaches its requested end
 //! stops; when every assigned partition has stopped, the stream ends.
+//! `SourceEnd::CurrentEnd` takes each partition's end from the first fetch
+//! response after assignment, not from ListOffsets (`fetch_end.rs` says why).
 //!
 //! Offsets (with a group id and a probe): a partition's offset is committed
 //! only once the probe's frontier has passed the times of every record before
@@ -20,6 +22,7 @@
 //! again after the restart (at-least-once for unfinished work).
 
 mod config;
+mod fetch_end;
 mod reader;
 
 use std::collections::BTreeMap;
@@ -37,6 +40,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 
 pub use config::{time, SourceConfig, SourceEnd, SourceRecord};
+use fetch_end::fetched_high_watermark;
 use reader::{apply_rebalances, is_fatal, open_reader, PartitionState, Rebalances};
 
 /// Reads `topic` into a stream of `D` at times chosen by `logic`.
@@ -85,11 +89,11 @@ where
                 return true;
             };
             let mut output = output.activate();
-            apply_rebalances(&reader, &config, &changes, &mut partitions, cap.time(), &mut ever_assigned);
+            apply_rebalances(&config, &changes, &mut partitions, cap.time(), &mut ever_assigned);
             let mut read = 0;
             while read < config.batch && !config.stop.load(Ordering::Relaxed) {
                 let Some(result) = reader.consumer.poll(Duration::ZERO) else { break };
-                apply_rebalances(&reader, &config, &changes, &mut partitions, cap.time(), &mut ever_assigned);
+                apply_rebalances(&config, &changes, &mut partitions, cap.time(), &mut ever_assigned);
                 match result {
                     Ok(message) => {
                         read += 1;
@@ -103,6 +107,12 @@ where
                             timestamp_ms: message.timestamp().to_millis(),
                         };
                         let Some(state) = partitions.get_mut(&partition) else { continue };
+                        if state.end_pending {
+                            // The first record since assignment: a fetch response has set the end.
+                            let high = fetched_high_watermark(&reader.consumer, &reader.topic, partition);
+                            state.end = high.map(|high| high.max(offset + 1));
+                            state.end_pending = state.end.is_none();
+                        }
                         if state.end.is_some_and(|end| offset >= end) {
                             state.done = true;
                             continue;
@@ -124,7 +134,8 @@ where
                         }
                     }
                     Err(KafkaError::PartitionEOF(partition)) => {
-                        // At the end as of now: that is the requested end for CurrentEnd.
+                        // The position reached the high watermark of the latest
+                        // fetch, which is at or past CurrentEnd's end (fetch_end.rs).
                         if let Some(state) = partitions.get_mut(&(partition as u32)) {
                             if config.end == SourceEnd::CurrentEnd {
                                 state.done = true;

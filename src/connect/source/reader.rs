@@ -51,7 +51,12 @@ impl ConsumerContext for GroupContext {
 pub(super) struct PartitionState {
     pub(super) watermark: u64,
     pub(super) last_record: Instant,
+    /// Exclusive end offset, once known (`None` and not `end_pending`: live).
     pub(super) end: Option<u64>,
+    /// `CurrentEnd`: the end is the high watermark of the partition's first
+    /// fetch response, read when its first record or end-of-partition event
+    /// arrives (see [`super::fetch_end`]).
+    pub(super) end_pending: bool,
     pub(super) done: bool,
 }
 
@@ -187,7 +192,6 @@ pub(super) fn open_reader(
 
 /// Applies assignment changes: new partitions start at the current frontier.
 pub(super) fn apply_rebalances(
-    reader: &Reader,
     config: &SourceConfig,
     changes: &Arc<Mutex<Rebalances>>,
     partitions: &mut BTreeMap<u32, PartitionState>,
@@ -208,18 +212,13 @@ pub(super) fn apply_rebalances(
     for partition in assigned {
         *ever_assigned = true;
         let end = match &config.end {
-            SourceEnd::Live => None,
+            SourceEnd::Live | SourceEnd::CurrentEnd => None,
             SourceEnd::Offsets(ends) => ends.get(&partition).copied(),
-            SourceEnd::CurrentEnd => Some(
-                reader
-                    .consumer
-                    .fetch_watermarks(&reader.topic, partition as i32, Duration::from_secs(30))
-                    .map(|(_, high)| high.max(0) as u64)
-                    .unwrap_or_else(|e| panic!("kafka source: topic '{}' partition {partition}: {e}", reader.topic)),
-            ),
         };
+        let end_pending = config.end == SourceEnd::CurrentEnd;
         let done = end == Some(0);
-        partitions.insert(partition, PartitionState { watermark: *frontier, last_record: Instant::now(), end, done });
+        let state = PartitionState { watermark: *frontier, last_record: Instant::now(), end, end_pending, done };
+        partitions.insert(partition, state);
     }
     if let Ok(mut assigned) = config.assigned.lock() {
         *assigned = partitions.keys().copied().collect();
