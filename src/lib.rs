@@ -74,5 +74,6 @@ pub use capture::codec::{Bincode, EventCodec};
 pub use capture::consumer::{EventConsumer, ReplayHandle, ReplayStats};
 pub use capture::producer::{CaptureHandle, CaptureStats, EventProducer};
 pub use capture::stream::{StreamHeader, StreamLayout};
+pub use capture::worker::{CaptureOptions, ReplayOptions};
 pub use codec_id::CodecId;
 pub use error::{Error, FrameError, PartitionId, Result};

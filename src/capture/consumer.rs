@@ -9,8 +9,8 @@
 //! an error naming topic, partition, offset and reason.
 //!
 //! `EventIterator::next` cannot return an error, so an error is recorded in
-//! the [`ReplayHandle`] and then ends the worker with a panic carrying the
-//! same message. The consumer also follows the stream's frontier: once it is
+//! the [`ReplayHandle`] and the consumer closes its frontier, letting the
+//! computation end (see [`crate::capture::failure`]). The consumer also follows the stream's frontier: once it is
 //! empty the stream is complete and the consumer stops polling; if no record
 //! arrives for the idle timeout before that, the stream is reported
 //! incomplete instead of waiting forever.
@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use timely::container::Accountable;
@@ -27,6 +27,7 @@ use timely::progress::frontier::MutableAntichain;
 use timely::progress::Timestamp;
 
 use crate::capture::codec::{Bincode, EventCodec};
+use crate::capture::failure::{self, FailureSlot};
 use crate::capture::frame::{self, FrameKind};
 use crate::capture::session::choose_session;
 use crate::capture::stream::StreamHeader;
@@ -57,7 +58,7 @@ struct ReplayShared {
     bytes: AtomicU64,
     duplicates: AtomicU64,
     complete: AtomicBool,
-    error: Mutex<Option<String>>,
+    error: FailureSlot,
 }
 
 /// A view of a running replay, shareable across threads.
@@ -82,9 +83,15 @@ impl ReplayHandle {
         self.shared.complete.load(Ordering::Acquire)
     }
 
-    /// The error that stopped the replay, if any.
+    /// The error that stopped the replay, if any. Reading it handles the
+    /// failure (see [`crate::capture::failure`]): the caller reports it.
     pub fn error(&self) -> Option<String> {
-        self.shared.error.lock().map(|e| e.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.shared.error.take_message()
+    }
+
+    /// Whether the replay failed, without handling the failure.
+    pub fn is_failed(&self) -> bool {
+        self.shared.error.is_failed()
     }
 }
 
@@ -100,6 +107,8 @@ struct Protocol<T> {
     last_offset: Option<u64>,
     /// When set, records of every other session are skipped.
     only_session: Option<u64>,
+    /// Whether the stream header's type names must match `T` and `C`.
+    check_types: bool,
 }
 
 /// What one record amounts to.
@@ -139,7 +148,9 @@ impl<T: Timestamp> Protocol<T> {
                 ));
             }
             let header = StreamHeader::from_payload(frame.payload).map_err(|e| self.frame_error(offset, e))?;
-            header.check_compatible::<T, C>(K::ID).map_err(|reason| self.protocol_error(offset, reason))?;
+            let checked =
+                if self.check_types { header.check_compatible::<T, C>(K::ID) } else { header.check_codec(K::ID) };
+            checked.map_err(|reason| self.protocol_error(offset, reason))?;
             self.header = Some(header);
             self.next_seq = 1;
             return Ok(Step::Skip);
@@ -267,6 +278,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
                 chunk_next: 0,
                 last_offset: None,
                 only_session: None,
+                check_types: true,
             },
             handle: ReplayHandle::default(),
             idle_timeout: None,
@@ -287,6 +299,14 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
         self
     }
 
+    /// Accepts a stream whose header names other Rust types for time and
+    /// container (the same data defined in two crates, or renamed); the codec
+    /// must still match, and decoding still checks every event.
+    pub fn skip_type_check(mut self) -> Self {
+        self.protocol.check_types = false;
+        self
+    }
+
     /// A handle to watch this replay after the consumer moved into a dataflow.
     pub fn handle(&self) -> ReplayHandle {
         self.handle.clone()
@@ -298,21 +318,32 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
         self.note.as_deref()
     }
 
+    /// The partition this consumer replays.
+    pub fn partition(&self) -> &PartitionId {
+        &self.protocol.id
+    }
+
     /// The stream header, once read.
     pub fn stream_header(&self) -> Option<&StreamHeader> {
         self.protocol.header.as_ref()
     }
 
-    fn fail(&mut self, error: Error) -> ! {
-        self.done = true;
-        let message = format!("replay failed: {error}");
-        if let Ok(mut slot) = self.handle.shared.error.lock() {
-            slot.get_or_insert(message.clone());
-        }
-        panic!("{message}");
+    /// Records `error` and closes the frontier (see [`crate::capture::failure`]).
+    fn fail(&mut self, error: Error) -> Option<Event<T, C>> {
+        self.handle.shared.error.record("replay failed", error);
+        self.close()
     }
 
-    fn check_idle(&mut self) {
+    /// Ends the stream: the progress event retracting every count this
+    /// stream still holds in the replay operator, so no worker waits for it.
+    fn close(&mut self) -> Option<Event<T, C>> {
+        self.done = true;
+        let retract: Vec<(T, i64)> = self.protocol.frontier.updates().map(|(t, n)| (t.clone(), -n)).collect();
+        self.protocol.frontier.update_iter(retract.iter().cloned());
+        Some(Event::Progress(retract))
+    }
+
+    fn check_idle(&mut self) -> Option<Event<T, C>> {
         if let Some(timeout) = self.idle_timeout {
             let idle = self.last_activity.elapsed();
             if idle >= timeout {
@@ -322,9 +353,10 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
                     None => "none (partition empty)".to_string(),
                 };
                 let at = self.protocol.id.clone();
-                self.fail(Error::Incomplete { at, last_offset, frontier, idle_secs: idle.as_secs() });
+                return self.fail(Error::Incomplete { at, last_offset, frontier, idle_secs: idle.as_secs() });
             }
         }
+        None
     }
 }
 
@@ -338,6 +370,9 @@ where
     fn next(&mut self) -> Option<Cow<'_, Event<T, C>>> {
         if self.done {
             return None;
+        }
+        if failure::peer_failed() {
+            return self.close().map(Cow::Owned);
         }
         if self.served >= EVENTS_PER_ACTIVATION {
             self.served = 0;
@@ -354,7 +389,7 @@ where
             // the cores away from the client threads fetching its data.
             let wait = if self.empty_polls > 0 { Duration::from_millis(2) } else { Duration::ZERO };
             let step = match self.reader.poll(wait) {
-                Err(error) => self.fail(error),
+                Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(None) => {
                     self.served = 0;
                     if self.empty_polls == 0 {
@@ -362,8 +397,7 @@ where
                         self.last_activity = Instant::now();
                     }
                     self.empty_polls = self.empty_polls.saturating_add(1);
-                    self.check_idle();
-                    return None;
+                    return self.check_idle().map(Cow::Owned);
                 }
                 Ok(Some(record)) => {
                     let shared = &self.handle.shared;
@@ -374,7 +408,7 @@ where
             };
             self.empty_polls = 0;
             match step {
-                Err(error) => self.fail(error),
+                Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(Step::Skip) => continue,
                 Ok(Step::Deliver(event)) => {
                     if let Event::Messages(_, container) = &event {

@@ -18,11 +18,18 @@
 //! when a partition holds several), sequence numbers without gaps (exact
 //! duplicates are skipped).
 //!
+//! On top of the protocol: [`worker`] has the per-worker helpers most
+//! programs want (topic setup, partition assignment, session choice) and
+//! [`failure`] says what a failed capture or replay does to its computation.
+//!
 //! This layer uses [`crate::log`] (through its traits only) and nothing above it.
 
 pub mod codec;
+pub mod collective;
 pub mod consumer;
+pub mod failure;
 pub mod frame;
 pub mod producer;
 pub mod session;
 pub mod stream;
+pub mod worker;
