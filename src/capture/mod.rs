@@ -29,6 +29,7 @@ pub mod collective;
 pub mod consumer;
 pub mod failure;
 pub mod frame;
+pub mod inspect;
 pub mod producer;
 pub mod session;
 pub mod stream;
