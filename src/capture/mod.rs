@@ -27,6 +27,8 @@
 pub mod codec;
 pub mod collective;
 pub mod consumer;
+#[cfg(feature = "differential")]
+pub mod differential;
 pub mod failure;
 pub mod frame;
 pub mod inspect;
