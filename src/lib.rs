@@ -42,6 +42,12 @@
 //! assert_eq!(sums[0].as_ref().unwrap(), &90);
 //! ```
 //!
+//! Most programs want the per-worker helpers of [`capture::worker`] instead:
+//! topic setup, partition assignment and session choice in one call each,
+//! and [`capture::worker::execute`], which returns a capture or replay
+//! failure in any worker as an `Err` ([`capture::failure`] says how a
+//! failure ends the computation, with or without the helpers).
+//!
 //! # Layers
 //!
 //! Data flows one way, and each layer knows only the ones below it:

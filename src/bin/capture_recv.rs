@@ -26,8 +26,8 @@ struct Args {
     /// Fail a stream that sees no new record for this many seconds before it completes.
     #[arg(long, default_value_t = 60)]
     idle_timeout: u64,
-    /// Accept streams whose header names other Rust types than u64 and
-    /// Vec<u64> (the codec must still match, and every event must decode).
+    /// Accept streams whose header names other Rust types than `u64` and
+    /// `Vec<u64>` (the codec must still match, and every event must decode).
     #[arg(long)]
     skip_type_check: bool,
     #[command(flatten)]

@@ -55,20 +55,18 @@ use timely::dataflow::Scope;
 use timely::progress::Timestamp;
 
 use crate::capture::codec::Bincode;
-use crate::capture::consumer::EventConsumer;
-use crate::capture::producer::EventProducer;
-use crate::log::{PartitionReader, PartitionWriter};
+use crate::capture::worker::{LogConsumer, LogProducer};
 
 /// The producer of a collection's updates (what [`crate::capture::worker::capture`] returns for it).
-pub type UpdateProducer<T, D, R = isize, K = Bincode> = EventProducer<T, Vec<(D, T, R)>, Box<dyn PartitionWriter>, K>;
+pub type UpdateProducer<T, D, R = isize, K = Bincode> = LogProducer<T, Vec<(D, T, R)>, K>;
 
 /// A consumer of a collection's updates (what [`crate::capture::worker::replay`] returns for it).
-pub type UpdateConsumer<T, D, R = isize, K = Bincode> = EventConsumer<T, Vec<(D, T, R)>, Box<dyn PartitionReader>, K>;
+pub type UpdateConsumer<T, D, R = isize, K = Bincode> = LogConsumer<T, Vec<(D, T, R)>, K>;
 
 /// Captures a collection's updates and progress.
 pub trait CaptureCollection<T: Timestamp, D, R> {
     /// Hands every update batch and progress change to `pusher`, usually an
-    /// [`EventProducer`] of this worker's partition.
+    /// [`crate::EventProducer`] of this worker's partition.
     fn capture_updates<P: EventPusher<T, Vec<(D, T, R)>> + 'static>(self, pusher: P);
 }
 

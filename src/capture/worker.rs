@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use timely::progress::Timestamp;
 use timely::worker::Worker;
 
-use crate::capture::codec::EventCodec;
+use crate::capture::codec::{Bincode, EventCodec};
 use crate::capture::collective::{agree, all_gather};
 use crate::capture::consumer::EventConsumer;
 use crate::capture::failure::{self, Computation};
@@ -51,6 +51,12 @@ use crate::capture::producer::EventProducer;
 use crate::capture::stream::{read_first_header, StreamLayout};
 use crate::error::{Error, Result};
 use crate::log::{LogBackend, PartitionReader, PartitionWriter};
+
+/// The producer [`capture`] returns: over any backend's writer.
+pub type LogProducer<T, C, K = Bincode> = EventProducer<T, C, Box<dyn PartitionWriter>, K>;
+
+/// The consumers [`replay`] returns: over any backend's reader.
+pub type LogConsumer<T, C, K = Bincode> = EventConsumer<T, C, Box<dyn PartitionReader>, K>;
 
 /// How [`capture`] sets up the topic.
 #[derive(Clone, Debug)]
@@ -115,7 +121,7 @@ pub fn capture<T, C, K>(
     log: &dyn LogBackend,
     topic: &str,
     options: &CaptureOptions,
-) -> Result<EventProducer<T, C, Box<dyn PartitionWriter>, K>>
+) -> Result<LogProducer<T, C, K>>
 where
     T: Timestamp,
     C: timely::Accountable + 'static,
@@ -150,7 +156,7 @@ pub fn replay<T, C, K>(
     log: &dyn LogBackend,
     topic: &str,
     options: &ReplayOptions,
-) -> Result<Vec<EventConsumer<T, C, Box<dyn PartitionReader>, K>>>
+) -> Result<Vec<LogConsumer<T, C, K>>>
 where
     T: Timestamp,
     C: Send + 'static,
