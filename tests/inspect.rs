@@ -43,7 +43,7 @@ fn check(summaries: &[PartitionSummary]) {
     let complete = &summaries[0];
     assert_eq!(
         complete.to_string(),
-        "partition=0 sessions=1 events=2 first_offset=0 last_offset=2 complete=true frontier=[] foreign=0"
+        "partition=0 sessions=1 events=2 first_offset=0 last_offset=2 complete=true frontier=[] foreign=0 corrupt=0"
     );
     let cut = &summaries[1];
     assert_eq!((cut.sessions, cut.events, cut.foreign, cut.complete), (1, 3, 1, false), "{cut}");
@@ -127,10 +127,32 @@ fn the_binary_prints_one_line_per_partition() {
     assert_eq!(lines.len(), 3, "{stdout}");
     for (p, line) in lines.iter().enumerate() {
         assert!(line.starts_with(&format!("partition={p} sessions=1 events=")), "{line}");
-        assert!(line.ends_with("complete=true frontier=[] foreign=0"), "{line}");
+        assert!(line.ends_with("complete=true frontier=[] foreign=0 corrupt=0"), "{line}");
     }
     let missing = inspect("absent");
     assert_eq!(missing.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert_eq!(stderr.trim(), "capture_inspect: error: topic 'absent' does not exist");
+}
+
+#[test]
+fn a_corrupt_record_is_counted_and_skipped() {
+    let _deadline = common::deadline();
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn LogBackend> = Arc::new(FileLog::new(dir.path()));
+    common::capture(log.clone(), "c", 1, 50_000);
+    let before = inspect_topic(log.as_ref(), "c", TIMEOUT).unwrap().remove(0);
+    // Flip a byte inside the frame of record 5 ([len u32][crc u32][frame]).
+    let path = dir.path().join("c/0/00000000000000000000.log");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut at = 0;
+    for _ in 0..5 {
+        at += 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    }
+    bytes[at + 8 + 40] ^= 0x10;
+    std::fs::write(&path, bytes).unwrap();
+    let after = inspect_topic(log.as_ref(), "c", TIMEOUT).unwrap().remove(0);
+    assert_eq!((after.corrupt, after.events), (1, before.events - 1), "{after}");
+    assert_eq!(after.last_offset, before.last_offset, "{after}");
+    assert!(after.complete, "{after}");
 }

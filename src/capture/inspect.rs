@@ -5,7 +5,8 @@
 //! the progress events of the partition's *newest* session (the one a
 //! restarted capture is writing, or the last one that ran). Records that are
 //! not frames are counted, not fatal: inspecting a topic other programs wrote
-//! into is one of the reasons to inspect.
+//! into is one of the reasons to inspect. So are records the log reports
+//! corrupt (a bad checksum in a file-log segment): counted and skipped.
 //!
 //! Progress events are decoded without knowing the container type: both
 //! codecs write the event's variant first and a progress event as a bincode
@@ -71,6 +72,9 @@ pub struct PartitionSummary {
     pub frontier: Frontier,
     /// Records that are not timely-kafka frames (or fail their checksum).
     pub foreign: u64,
+    /// Records the log itself reports corrupt (skipped: the frontier after
+    /// one is only as right as the skipped record was irrelevant to it).
+    pub corrupt: u64,
 }
 
 impl PartitionSummary {
@@ -86,6 +90,7 @@ impl PartitionSummary {
             ("complete", self.complete.to_string()),
             ("frontier", self.frontier.to_string()),
             ("foreign", self.foreign.to_string()),
+            ("corrupt", self.corrupt.to_string()),
         ]
     }
 }
@@ -120,9 +125,24 @@ pub fn inspect_partition(
         complete: false,
         frontier: Frontier::None,
         foreign: 0,
+        corrupt: 0,
     };
     let mut session: Option<Session> = None;
-    while let Some(record) = reader.poll_stored(timeout)? {
+    let mut skipped = None;
+    loop {
+        let record = match reader.poll_stored(timeout) {
+            Ok(Some(record)) => record,
+            Ok(None) => break,
+            // A corrupt record is counted and skipped, once per offset.
+            Err(Error::Corrupt { offset, .. }) if skipped != Some(offset) => {
+                skipped = Some(offset);
+                summary.corrupt += 1;
+                summary.last_offset = Some(offset);
+                reader.seek(offset + 1)?;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         summary.first_offset.get_or_insert(record.offset);
         summary.last_offset = Some(record.offset);
         let Ok(frame) = frame::decode_frame(record.payload) else {
