@@ -169,6 +169,10 @@ pub enum Error {
     /// Invalid configuration.
     #[error("{0}")]
     Config(String),
+    /// A capture or replay failed in another worker or process; the message
+    /// is all that travelled.
+    #[error("{0}")]
+    Dataflow(String),
 }
 
 /// Result with the crate's [`Error`].

@@ -42,6 +42,12 @@
 //! assert_eq!(sums[0].as_ref().unwrap(), &90);
 //! ```
 //!
+//! Most programs want the per-worker helpers of [`capture::worker`] instead:
+//! topic setup, partition assignment and session choice in one call each,
+//! and [`capture::worker::execute`], which returns a capture or replay
+//! failure in any worker as an `Err` ([`capture::failure`] says how a
+//! failure ends the computation, with or without the helpers).
+//!
 //! # Layers
 //!
 //! Data flows one way, and each layer knows only the ones below it:
@@ -74,5 +80,6 @@ pub use capture::codec::{Bincode, EventCodec};
 pub use capture::consumer::{EventConsumer, ReplayHandle, ReplayStats};
 pub use capture::producer::{CaptureHandle, CaptureStats, EventProducer};
 pub use capture::stream::{StreamHeader, StreamLayout};
+pub use capture::worker::{CaptureOptions, ReplayOptions};
 pub use codec_id::CodecId;
 pub use error::{Error, FrameError, PartitionId, Result};

@@ -27,16 +27,15 @@ fn replay<K: EventCodec<u64, Vec<u64>>>(log: &FileLog, topic: &str) -> Result<Ve
         .idle_timeout(Duration::from_secs(3));
     let handle = consumer.handle();
     let mut events = Vec::new();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        while !handle.is_complete() {
-            if let Some(event) = consumer.next() {
-                events.push(event.into_owned());
-            }
+    // A failed replay closes its frontier and stops; its handle has the error.
+    while !handle.is_complete() && !handle.is_failed() {
+        if let Some(event) = consumer.next() {
+            events.push(event.into_owned());
         }
-    }));
-    match result {
-        Ok(()) => Ok(events),
-        Err(_) => Err(handle.error().unwrap_or_default()),
+    }
+    match handle.error() {
+        None => Ok(events),
+        Some(error) => Err(error),
     }
 }
 

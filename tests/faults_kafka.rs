@@ -108,8 +108,10 @@ fn broker_down_past_the_delivery_timeout_fails_loudly_in_bounded_time() {
     let (handles, guards) = capture_slowly(log, "t", 1, ROUNDS, BATCH, PAUSE);
     std::thread::sleep(Duration::from_millis(300));
     cluster.broker_down(1).unwrap();
-    let results = guards.join();
-    assert!(results.iter().any(|r| r.is_err()), "the capture should have failed");
+    // The failed producer stops writing and the capture runs to its end.
+    for result in guards.join() {
+        result.expect("a failed capture does not panic its worker");
+    }
     let error = handles.lock().unwrap()[0].error().expect("the error is recorded");
     assert!(error.contains("topic 't' partition 0"), "{error}");
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());

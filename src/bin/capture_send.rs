@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use timely::dataflow::operators::Capture;
+use timely_kafka::capture::worker;
 use timely_kafka::cli::{self, LogArgs, Progress, TimelyArgs, Totals};
 use timely_kafka::log::LogBackend;
-use timely_kafka::{Bincode, EventCodec, EventProducer, Result};
+use timely_kafka::{Bincode, CaptureOptions, EventCodec, Result};
 
 const PROGRAM: &str = "capture_send";
 
@@ -85,11 +86,9 @@ where
 {
     let (topic, count, layout) = (args.topic.clone(), args.count, args.log.layout());
     let guards = timely::execute(config, move |worker| {
-        let (index, peers) = (worker.index() as u32, worker.peers() as u32);
-        let (name, partition) = layout.locate(&topic, index);
-        let writer = log.writer(&name, partition).unwrap_or_else(|e| panic!("{e}"));
-        let producer =
-            EventProducer::<u64, Vec<u64>, _, K>::with_codec(writer, index, peers).unwrap_or_else(|e| panic!("{e}"));
+        // run() created the topic; this opens partition `worker.index()`.
+        let options = CaptureOptions { layout, create_topic: false, ..Default::default() };
+        let producer = worker::capture::<u64, Vec<u64>, K>(worker, log.as_ref(), &topic, &options)?;
         let handle = producer.handle();
         let watched = handle.clone();
         totals.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(move || {

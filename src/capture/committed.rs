@@ -109,6 +109,14 @@ impl<T: Timestamp> CommittedReplay<T> {
         &self.delivered.frontier
     }
 
+    /// Ends the replay early (a failure): the progress retracting every
+    /// count delivered so far, so no worker waits for this stream.
+    pub fn retract_all(&mut self) -> Vec<(T, i64)> {
+        self.phase = Phase::Done;
+        self.delivered.frontier = Antichain::new();
+        std::mem::take(&mut self.delivered.state).into_iter().map(|(t, d)| (t, -d)).collect()
+    }
+
     /// Epochs followed so far.
     pub fn epochs(&self) -> u32 {
         self.chain.epochs()

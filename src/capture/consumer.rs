@@ -9,8 +9,8 @@
 //! an error naming topic, partition, offset and reason.
 //!
 //! `EventIterator::next` cannot return an error, so an error is recorded in
-//! the [`ReplayHandle`] and then ends the worker with a panic carrying the
-//! same message. The consumer also follows the stream's frontier: once it is
+//! the [`ReplayHandle`] and the consumer closes its frontier, letting the
+//! computation end (see [`crate::capture::failure`]). The consumer also follows the stream's frontier: once it is
 //! empty the stream is complete and the consumer stops polling; if no record
 //! arrives for the idle timeout before that, the stream is reported
 //! incomplete instead of waiting forever.
@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use timely::container::Accountable;
@@ -29,10 +29,11 @@ use timely::progress::Timestamp;
 use crate::capture::chunks::ChunkAssembler;
 use crate::capture::codec::{Bincode, EventCodec};
 use crate::capture::committed::{CommittedReplay, Next};
-use crate::capture::frame::{self, FrameKind};
+use crate::capture::failure::{self, FailureSlot};
+use crate::capture::protocol::{Protocol, Step};
 use crate::capture::session::choose_session;
 use crate::capture::stream::StreamHeader;
-use crate::error::{Error, FrameError, PartitionId, Result};
+use crate::error::{Error, PartitionId, Result};
 use crate::log::{LogBackend, PartitionReader};
 
 /// Events handed to timely per activation before yielding, so a long
@@ -59,7 +60,7 @@ struct ReplayShared {
     bytes: AtomicU64,
     duplicates: AtomicU64,
     complete: AtomicBool,
-    error: Mutex<Option<String>>,
+    error: FailureSlot,
 }
 
 /// A view of a running replay, shareable across threads.
@@ -84,115 +85,15 @@ impl ReplayHandle {
         self.shared.complete.load(Ordering::Acquire)
     }
 
-    /// The error that stopped the replay, if any.
+    /// The error that stopped the replay, if any. Reading it handles the
+    /// failure (see [`crate::capture::failure`]): the caller reports it.
     pub fn error(&self) -> Option<String> {
-        self.shared.error.lock().map(|e| e.clone()).unwrap_or_else(|p| p.into_inner().clone())
-    }
-}
-
-/// Where the consumer is in the stream protocol.
-struct Protocol<T> {
-    id: PartitionId,
-    header: Option<StreamHeader>,
-    next_seq: u64,
-    frontier: MutableAntichain<T>,
-    chunks: ChunkAssembler,
-    last_offset: Option<u64>,
-    /// When set, records of every other session are skipped.
-    only_session: Option<u64>,
-}
-
-/// What one record amounts to.
-enum Step<T, C> {
-    Deliver(Event<T, C>),
-    Skip,
-    /// The stream header of an exactly-once stream (session, offset): from
-    /// here on [`CommittedReplay`] reads the partition.
-    Committed(u64, u64),
-}
-
-impl<T: Timestamp> Protocol<T> {
-    fn protocol_error(&self, offset: u64, reason: impl Into<String>) -> Error {
-        Error::Protocol { at: self.id.clone(), offset, reason: reason.into() }
+        self.shared.error.take_message()
     }
 
-    fn frame_error(&self, offset: u64, source: FrameError) -> Error {
-        Error::Frame { at: self.id.clone(), offset, source }
-    }
-
-    fn accept<C, K: EventCodec<T, C>>(
-        &mut self,
-        offset: u64,
-        payload: &[u8],
-        first_available: Option<u64>,
-        duplicates: &AtomicU64,
-    ) -> Result<Step<T, C>> {
-        self.last_offset = Some(offset);
-        let frame = frame::decode_frame(payload).map_err(|e| self.frame_error(offset, e))?;
-        let fh = frame.header;
-        if self.only_session.is_some_and(|session| session != fh.session) {
-            return Ok(Step::Skip);
-        }
-        let Some(header) = &self.header else {
-            if fh.kind != FrameKind::StreamHeader {
-                let start = first_available.map(|o| format!(" (first available offset {o})")).unwrap_or_default();
-                return Err(self.protocol_error(
-                    offset,
-                    format!("stream start missing: first record is not a stream header{start}; its start may have been deleted by retention"),
-                ));
-            }
-            let header = StreamHeader::from_payload(frame.payload).map_err(|e| self.frame_error(offset, e))?;
-            header.check_compatible::<T, C>(K::ID).map_err(|reason| self.protocol_error(offset, reason))?;
-            self.header = Some(header);
-            self.next_seq = 1;
-            if fh.exactly_once {
-                return Ok(Step::Committed(fh.session, offset));
-            }
-            return Ok(Step::Skip);
-        };
-        if fh.session != header.session {
-            return Err(self.protocol_error(
-                offset,
-                format!(
-                    "record of session {:016x} inside session {:016x}, which has not completed (its capture was interrupted or re-run)",
-                    fh.session, header.session
-                ),
-            ));
-        }
-        if fh.seq < self.next_seq {
-            duplicates.fetch_add(1, Ordering::Relaxed);
-            return Ok(Step::Skip);
-        }
-        if fh.seq > self.next_seq {
-            return Err(self.protocol_error(
-                offset,
-                format!("gap: expected sequence number {} but found {}; records were lost", self.next_seq, fh.seq),
-            ));
-        }
-        self.next_seq += 1;
-        if fh.codec != K::ID {
-            let err = FrameError::CodecMismatch { expected: K::ID.name(), found: fh.codec.name() };
-            return Err(self.frame_error(offset, err));
-        }
-        let event = match fh.kind {
-            FrameKind::Event => K::decode(frame.payload).map_err(|e| self.frame_error(offset, e))?,
-            FrameKind::EventChunk => {
-                match self.chunks.accept(frame.payload).map_err(|e| self.frame_error(offset, e))? {
-                    Some(bytes) => K::decode(&bytes).map_err(|e| self.frame_error(offset, e))?,
-                    None => return Ok(Step::Skip),
-                }
-            }
-            FrameKind::StreamHeader => {
-                return Err(self.protocol_error(offset, "second stream header inside a session"));
-            }
-            FrameKind::Commit | FrameKind::Epoch => {
-                return Err(self.protocol_error(offset, "commit or epoch record in a stream not captured exactly-once"));
-            }
-        };
-        if let Event::Progress(updates) = &event {
-            self.frontier.update_iter(updates.iter().cloned());
-        }
-        Ok(Step::Deliver(event))
+    /// Whether the replay failed, without handling the failure.
+    pub fn is_failed(&self) -> bool {
+        self.shared.error.is_failed()
     }
 }
 
@@ -250,6 +151,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
                 chunks: ChunkAssembler::default(),
                 last_offset: None,
                 only_session: None,
+                check_types: true,
             },
             handle: ReplayHandle::default(),
             idle_timeout: None,
@@ -271,6 +173,14 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
         self
     }
 
+    /// Accepts a stream whose header names other Rust types for time and
+    /// container (the same data defined in two crates, or renamed); the codec
+    /// must still match, and decoding still checks every event.
+    pub fn skip_type_check(mut self) -> Self {
+        self.protocol.check_types = false;
+        self
+    }
+
     /// A handle to watch this replay after the consumer moved into a dataflow.
     pub fn handle(&self) -> ReplayHandle {
         self.handle.clone()
@@ -282,21 +192,38 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
         self.note.as_deref()
     }
 
+    /// The partition this consumer replays.
+    pub fn partition(&self) -> &PartitionId {
+        &self.protocol.id
+    }
+
     /// The stream header, once read.
     pub fn stream_header(&self) -> Option<&StreamHeader> {
         self.protocol.header.as_ref()
     }
 
-    fn fail(&mut self, error: Error) -> ! {
-        self.done = true;
-        let message = format!("replay failed: {error}");
-        if let Ok(mut slot) = self.handle.shared.error.lock() {
-            slot.get_or_insert(message.clone());
-        }
-        panic!("{message}");
+    /// Records `error` and closes the frontier (see [`crate::capture::failure`]).
+    fn fail(&mut self, error: Error) -> Option<Event<T, C>> {
+        self.handle.shared.error.record("replay failed", error);
+        self.close()
     }
 
-    fn check_idle(&mut self) {
+    /// Ends the stream: the progress event retracting every count this
+    /// stream still holds in the replay operator, so no worker waits for it.
+    fn close(&mut self) -> Option<Event<T, C>> {
+        self.done = true;
+        let retract: Vec<(T, i64)> = match &mut self.committed {
+            Some(committed) => committed.retract_all(),
+            None => {
+                let retract: Vec<(T, i64)> = self.protocol.frontier.updates().map(|(t, n)| (t.clone(), -n)).collect();
+                self.protocol.frontier.update_iter(retract.iter().cloned());
+                retract
+            }
+        };
+        Some(Event::Progress(retract))
+    }
+
+    fn check_idle(&mut self) -> Option<Event<T, C>> {
         if let Some(timeout) = self.idle_timeout {
             let idle = self.last_activity.elapsed();
             if idle >= timeout {
@@ -309,9 +236,10 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
                     None => "none (partition empty)".to_string(),
                 };
                 let at = self.protocol.id.clone();
-                self.fail(Error::Incomplete { at, last_offset, frontier, idle_secs: idle.as_secs() });
+                return self.fail(Error::Incomplete { at, last_offset, frontier, idle_secs: idle.as_secs() });
             }
         }
+        None
     }
 }
 
@@ -325,6 +253,9 @@ where
     fn next(&mut self) -> Option<Cow<'_, Event<T, C>>> {
         if self.done {
             return None;
+        }
+        if failure::peer_failed() {
+            return self.close().map(Cow::Owned);
         }
         if self.served >= EVENTS_PER_ACTIVATION {
             self.served = 0;
@@ -344,7 +275,7 @@ where
             // the cores away from the client threads fetching its data.
             let wait = if self.empty_polls > 0 { Duration::from_millis(2) } else { Duration::ZERO };
             let step = match self.reader.poll(wait) {
-                Err(error) => self.fail(error),
+                Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(None) => {
                     self.served = 0;
                     if self.empty_polls == 0 {
@@ -352,8 +283,7 @@ where
                         self.last_activity = Instant::now();
                     }
                     self.empty_polls = self.empty_polls.saturating_add(1);
-                    self.check_idle();
-                    return None;
+                    return self.check_idle().map(Cow::Owned);
                 }
                 Ok(Some(record)) => {
                     let shared = &self.handle.shared;
@@ -364,7 +294,7 @@ where
             };
             self.empty_polls = 0;
             match step {
-                Err(error) => self.fail(error),
+                Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(Step::Skip) => continue,
                 Ok(Step::Committed(session, offset)) => {
                     self.committed = Some(CommittedReplay::new(self.protocol.id.clone(), session, offset));
@@ -409,15 +339,14 @@ where
             let wait = if self.empty_polls > 0 { Duration::from_millis(2) } else { Duration::ZERO };
             let committed = self.committed.as_mut().expect("exactly-once replay");
             match committed.step::<C, K>(&mut self.reader, wait, &mut read) {
-                Err(error) => self.fail(error),
+                Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(Next::Idle) => {
                     self.served = 0;
                     if self.empty_polls == 0 {
                         self.last_activity = Instant::now();
                     }
                     self.empty_polls = self.empty_polls.saturating_add(1);
-                    self.check_idle();
-                    return None;
+                    return self.check_idle().map(Cow::Owned);
                 }
                 Ok(Next::Busy) => self.empty_polls = 0,
                 Ok(Next::Event(event)) => {

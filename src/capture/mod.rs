@@ -18,17 +18,28 @@
 //! when a partition holds several), sequence numbers without gaps (exact
 //! duplicates are skipped).
 //!
+//! On top of the protocol: [`worker`] has the per-worker helpers most
+//! programs want (topic setup, partition assignment, session choice) and
+//! [`failure`] says what a failed capture or replay does to its computation.
+//!
 //! This layer uses [`crate::log`] (through its traits only) and nothing above it.
 
 pub mod chain;
 pub mod chunks;
 pub mod codec;
+pub mod collective;
 pub mod commit;
 pub mod committed;
 pub mod consumer;
+#[cfg(feature = "differential")]
+pub mod differential;
 pub mod exactly_once;
+pub mod failure;
 pub mod frame;
+pub mod inspect;
 pub mod producer;
+mod protocol;
 pub mod resume;
 pub mod session;
 pub mod stream;
+pub mod worker;

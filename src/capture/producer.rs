@@ -11,13 +11,14 @@
 //! [`crate::capture::commit`]); replay then delivers only committed events.
 //!
 //! `EventPusher::push` cannot return an error, so a write failure is recorded
-//! in the producer's [`CaptureHandle`] and then ends the worker with a panic
-//! whose message names topic, partition and cause: a capture never loses data
-//! silently.
+//! in the producer's [`CaptureHandle`] with a message naming topic, partition
+//! and cause, and the producer stops writing; the failure ends the program
+//! unless it is handled (see [`crate::capture::failure`]): a capture never
+//! loses data silently.
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use timely::container::Accountable;
 use timely::dataflow::operators::capture::event::{Event, EventPusher};
@@ -27,6 +28,7 @@ use timely::progress::Timestamp;
 use crate::capture::codec::{Bincode, EventCodec};
 use crate::capture::commit::Commit;
 use crate::capture::exactly_once::{CommitState, ExactlyOnce};
+use crate::capture::failure::FailureSlot;
 use crate::capture::frame::{self, FrameHeader, FrameKind, HEADER_LEN};
 use crate::capture::stream::StreamHeader;
 use crate::error::{Error, PartitionId, Result};
@@ -55,7 +57,7 @@ struct CaptureShared {
     commits: AtomicU64,
     dropped: AtomicU64,
     complete: AtomicBool,
-    error: Mutex<Option<String>>,
+    error: FailureSlot,
 }
 
 /// A view of a running capture, shareable across threads: counters for
@@ -82,9 +84,10 @@ impl CaptureHandle {
         self.shared.complete.load(Ordering::Acquire)
     }
 
-    /// The first error, if any.
+    /// The first error, if any. Reading it handles the failure (see
+    /// [`crate::capture::failure`]): the caller reports it.
     pub fn error(&self) -> Option<String> {
-        self.shared.error.lock().map(|e| e.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.shared.error.take_message()
     }
 
     /// `Ok(stats)` if the capture completed, the error if it failed, and an
@@ -371,11 +374,7 @@ where
         }
         if let Err(error) = self.try_push(&event) {
             self.failed = true;
-            let message = format!("capture failed: {error}");
-            if let Ok(mut slot) = self.handle.shared.error.lock() {
-                slot.get_or_insert(message.clone());
-            }
-            panic!("{message}");
+            self.handle.shared.error.record("capture failed", error);
         }
     }
 }
@@ -386,13 +385,7 @@ impl<T, C, W: PartitionWriter, K> Drop for EventProducer<T, C, W, K> {
             return;
         }
         if let Err(error) = self.writer.flush() {
-            let message = format!("capture failed on final flush: {error}");
-            if let Ok(mut slot) = self.handle.shared.error.lock() {
-                slot.get_or_insert(message.clone());
-            }
-            if !std::thread::panicking() {
-                panic!("{message}");
-            }
+            self.handle.shared.error.record("capture failed on final flush", error);
         }
     }
 }

@@ -77,16 +77,24 @@ impl StreamHeader {
 
     /// Checks that events of `Event<T, C>` encoded with `codec` can be read from this stream.
     pub fn check_compatible<T, C>(&self, codec: CodecId) -> Result<(), String> {
-        if self.codec != codec as u8 {
-            let found = CodecId::from_byte(self.codec).map(CodecId::name).unwrap_or("unknown");
-            return Err(format!("stream was captured with codec '{found}' but replay expects '{}'", codec.name()));
-        }
+        self.check_codec(codec)?;
         let (time, container) = (std::any::type_name::<T>(), std::any::type_name::<C>());
         if self.time_type != time || self.container_type != container {
             return Err(format!(
-                "stream holds Event<{}, {}> but replay expects Event<{time}, {container}>",
+                "stream holds Event<{}, {}> but replay expects Event<{time}, {container}>; if both name the same \
+                 data (e.g. one struct defined in two crates), skip this check: EventConsumer::skip_type_check, \
+                 ReplayOptions::skip_type_check, or capture_recv --skip-type-check",
                 self.time_type, self.container_type
             ));
+        }
+        Ok(())
+    }
+
+    /// Checks only that the stream's events were encoded with `codec`.
+    pub fn check_codec(&self, codec: CodecId) -> Result<(), String> {
+        if self.codec != codec as u8 {
+            let found = CodecId::from_byte(self.codec).map(CodecId::name).unwrap_or("unknown");
+            return Err(format!("stream was captured with codec '{found}' but replay expects '{}'", codec.name()));
         }
         Ok(())
     }

@@ -9,9 +9,9 @@ mod args;
 pub mod numbers;
 mod progress;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::log::LogBackend;
 
 pub use args::{CodecArg, LogArgs, TimelyArgs};
@@ -40,19 +40,5 @@ pub fn fail(program: &str, error: impl std::fmt::Display) -> ! {
 
 /// Waits until `topic` exists with at least `partitions` partitions.
 pub fn wait_for_topic(log: &dyn LogBackend, topic: &str, partitions: u32, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match log.topic_info(topic)? {
-            Some(info) if info.partitions >= partitions => return Ok(()),
-            Some(info) if Instant::now() >= deadline => {
-                return Err(Error::TooFewPartitions {
-                    topic: topic.into(),
-                    actual: info.partitions,
-                    wanted: partitions,
-                })
-            }
-            None if Instant::now() >= deadline => return Err(Error::MissingTopic(topic.into())),
-            _ => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
+    crate::capture::worker::wait_for_topic(log, topic, partitions, timeout)
 }

@@ -1,0 +1,39 @@
+//! Replays the collection `differential_capture` captured, with any worker
+//! count, and joins and reduces it: prints the same `result:` line.
+
+use clap::Parser;
+use timely_kafka::capture::differential::ReplayCollection;
+use timely_kafka::capture::worker::{self, ReplayOptions};
+use timely_kafka::cli::{LogArgs, TimelyArgs};
+use timely_kafka::Bincode;
+
+#[path = "support/differential.rs"]
+mod common;
+
+/// Replay a captured differential collection.
+#[derive(Parser)]
+struct Args {
+    /// Topic to replay.
+    topic: String,
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    timely: TimelyArgs,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let log = args.log.open()?;
+    let topic = args.topic.clone();
+    let summaries = worker::execute(args.timely.config()?, move |w| {
+        let streams =
+            worker::replay::<u64, common::Updates, Bincode>(w, log.as_ref(), &topic, &ReplayOptions::default())?;
+        let summary = common::Summary::default();
+        let probe =
+            w.dataflow::<u64, _, _>(|scope| common::join_and_reduce(streams.replay_collection(scope), summary.clone()));
+        w.step_while(|| !probe.done());
+        Ok(summary.get())
+    })?;
+    println!("result: {}", common::Summary::total(summaries));
+    Ok(())
+}

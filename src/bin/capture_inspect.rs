@@ -1,0 +1,39 @@
+//! `capture_inspect TOPIC`: one line per partition saying what it holds
+//! (sessions, events, offsets, completeness, frontier, foreign records),
+//! without replaying it.
+
+use std::time::Duration;
+
+use clap::Parser;
+use timely_kafka::capture::inspect::inspect_topic;
+use timely_kafka::cli::{self, LogArgs};
+use timely_kafka::Result;
+
+const PROGRAM: &str = "capture_inspect";
+
+/// Show what each partition of a captured topic holds.
+#[derive(Parser, Debug)]
+#[command(name = PROGRAM, version)]
+struct Args {
+    /// Topic to inspect.
+    topic: String,
+    /// Bound of each read, in seconds.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+fn main() {
+    if let Err(error) = run(Args::parse()) {
+        cli::fail(PROGRAM, error);
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let log = args.log.open()?;
+    for summary in inspect_topic(log.as_ref(), &args.topic, Duration::from_secs(args.timeout))? {
+        println!("{summary}");
+    }
+    Ok(())
+}

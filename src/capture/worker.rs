@@ -1,0 +1,296 @@
+//! Per-worker helpers: what every capturing or replaying program repeats.
+//!
+//! Capturing: create the topic once (worker 0), make every other worker wait
+//! for it, open the writer of partition `worker.index()`. Replaying: learn
+//! how many streams the capture wrote, give worker j every stream p with
+//! p % peers == j, choose each partition's session, set an idle timeout.
+//! [`capture`] and [`replay`] do that, and [`execute`] runs a computation
+//! whose capture or replay failures come back as its `Err`.
+//!
+//! The helpers are *collective* (see [`crate::capture::collective`]): every
+//! worker must call them, in the same order, and they return `Ok` on every
+//! worker or an error on every worker. So returning early with `?` is safe:
+//! no worker is left waiting for a peer that never builds its dataflow.
+//!
+//! ```
+//! use timely::dataflow::operators::{capture::Replay, Capture, Inspect, Probe, ToStream};
+//! use timely_kafka::capture::worker::{self, CaptureOptions, ReplayOptions};
+//! use timely_kafka::{log::file::FileLog, Bincode};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let log = FileLog::new(dir.path());
+//! let capture_log = log.clone();
+//! worker::execute(timely::Config::process(2), move |w| {
+//!     let producer = worker::capture::<u64, Vec<u64>, Bincode>(w, &capture_log, "numbers", &CaptureOptions::default())?;
+//!     w.dataflow::<u64, _, _>(|s| (0..10u64).to_stream(s).container::<Vec<_>>().capture_into(producer));
+//!     Ok(())
+//! }).unwrap();
+//!
+//! let sums = worker::execute(timely::Config::process(3), move |w| {
+//!     let streams = worker::replay::<u64, Vec<u64>, Bincode>(w, &log, "numbers", &ReplayOptions::default())?;
+//!     let sum = std::rc::Rc::new(std::cell::Cell::new(0));
+//!     let total = sum.clone();
+//!     let probe = w.dataflow::<u64, _, _>(|s| streams.replay_into(s).inspect(move |x| total.set(total.get() + x)).probe().0);
+//!     w.step_while(|| !probe.done());
+//!     Ok(sum.get())
+//! }).unwrap();
+//! assert_eq!(sums.iter().sum::<u64>(), 90);
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use timely::progress::Timestamp;
+use timely::worker::Worker;
+
+use crate::capture::codec::{Bincode, EventCodec};
+use crate::capture::collective::{agree, all_gather};
+use crate::capture::consumer::EventConsumer;
+use crate::capture::failure::{self, Computation};
+use crate::capture::producer::EventProducer;
+use crate::capture::stream::{read_first_header, StreamLayout};
+use crate::error::{Error, Result};
+use crate::log::{LogBackend, PartitionReader, PartitionWriter};
+
+/// The producer [`capture`] returns: over any backend's writer.
+pub type LogProducer<T, C, K = Bincode> = EventProducer<T, C, Box<dyn PartitionWriter>, K>;
+
+/// The consumers [`replay`] returns: over any backend's reader.
+pub type LogConsumer<T, C, K = Bincode> = EventConsumer<T, C, Box<dyn PartitionReader>, K>;
+
+/// How [`capture`] sets up the topic.
+#[derive(Clone, Debug)]
+pub struct CaptureOptions {
+    /// Where the streams go (default: one topic, a partition per worker).
+    pub layout: StreamLayout,
+    /// Whether worker 0 creates the topic (default `true`); when `false` the
+    /// topic must exist, with a partition per worker.
+    pub create_topic: bool,
+    /// Replace a topic that already holds data (default `false`: an error).
+    pub overwrite: bool,
+    /// How long workers wait for the topic to appear in the log's metadata.
+    pub topic_timeout: Duration,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        CaptureOptions {
+            layout: StreamLayout::Partitioned,
+            create_topic: true,
+            overwrite: false,
+            topic_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How [`replay`] finds and reads the streams.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    /// Where the streams are (default: one topic, a partition per stream).
+    pub layout: StreamLayout,
+    /// How many streams to replay (default: as many as the capture wrote,
+    /// from the first stream header, else the topic's partition count).
+    pub streams: Option<u32>,
+    /// Fail a stream that sees no record for this long before it completes
+    /// (default 60 s; `None` waits for a live stream forever).
+    pub idle_timeout: Option<Duration>,
+    /// Bound of each read made while opening (default 10 s).
+    pub open_timeout: Duration,
+    /// Accept streams whose header names other Rust types (see
+    /// [`EventConsumer::skip_type_check`]).
+    pub skip_type_check: bool,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            layout: StreamLayout::Partitioned,
+            streams: None,
+            idle_timeout: Some(Duration::from_secs(60)),
+            open_timeout: Duration::from_secs(10),
+            skip_type_check: false,
+        }
+    }
+}
+
+/// This worker's producer: worker 0 creates the topic (per `options`),
+/// every worker then opens the writer of its own partition and writes its
+/// stream header. Collective: call it on every worker.
+pub fn capture<T, C, K>(
+    worker: &mut Worker,
+    log: &dyn LogBackend,
+    topic: &str,
+    options: &CaptureOptions,
+) -> Result<LogProducer<T, C, K>>
+where
+    T: Timestamp,
+    C: timely::Accountable + 'static,
+    K: EventCodec<T, C>,
+{
+    let (index, peers) = (worker.index() as u32, worker.peers() as u32);
+    let (names, partitions): (Vec<String>, u32) = match options.layout {
+        StreamLayout::Partitioned => (vec![topic.to_string()], peers),
+        StreamLayout::TopicPerWorker => ((0..peers).map(|i| options.layout.locate(topic, i).0).collect(), 1),
+    };
+    if options.create_topic {
+        let created = if index == 0 {
+            names.iter().try_for_each(|name| log.create_topic(name, partitions, K::ID, options.overwrite))
+        } else {
+            Ok(())
+        };
+        agree(worker, created)?;
+    }
+    let (name, partition) = options.layout.locate(topic, index);
+    let opened = wait_for_topic(log, &name, partitions, options.topic_timeout)
+        .and_then(|()| log.writer(&name, partition))
+        .and_then(|writer| EventProducer::<T, C, _, K>::with_codec(writer, index, peers));
+    agree(worker, opened)
+}
+
+/// This worker's consumers: every stream p with p % peers == index, each
+/// positioned at the session to replay ([`EventConsumer::open`]). The stream
+/// count comes from worker 0, so all workers assign alike. Collective: call
+/// it on every worker.
+pub fn replay<T, C, K>(
+    worker: &mut Worker,
+    log: &dyn LogBackend,
+    topic: &str,
+    options: &ReplayOptions,
+) -> Result<Vec<LogConsumer<T, C, K>>>
+where
+    T: Timestamp,
+    C: Send + 'static,
+    K: EventCodec<T, C> + Send,
+{
+    let (index, peers) = (worker.index(), worker.peers());
+    let planned = if index == 0 { stream_count(log, topic, options) } else { Ok(0) };
+    let plan = all_gather(worker, planned.as_ref().map_err(|e| e.to_string()).copied());
+    let streams = match (planned, plan.into_iter().next()) {
+        (Err(error), _) => return Err(error),
+        (Ok(_), Some(Ok(streams))) => streams,
+        (Ok(_), Some(Err(message))) => return Err(Error::Dataflow(message)),
+        (Ok(_), None) => unreachable!("worker 0 always contributes"),
+    };
+    let assigned: Vec<u32> = StreamLayout::assigned(streams, index, peers).collect();
+    // Open in parallel: choosing a session costs broker round trips that
+    // need not wait for one another.
+    let opened: Result<Vec<_>> = std::thread::scope(|scope| {
+        let opening: Vec<_> = assigned
+            .iter()
+            .map(|&stream| {
+                let (name, partition) = options.layout.locate(topic, stream);
+                scope.spawn(move || {
+                    let mut consumer = EventConsumer::<T, C, _, K>::open(log, &name, partition, options.open_timeout)?;
+                    if let Some(timeout) = options.idle_timeout {
+                        consumer = consumer.idle_timeout(timeout);
+                    }
+                    if options.skip_type_check {
+                        consumer = consumer.skip_type_check();
+                    }
+                    Ok(consumer)
+                })
+            })
+            .collect();
+        opening.into_iter().map(|handle| handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    agree(worker, opened)
+}
+
+/// How many streams to replay, checked against what the log holds.
+fn stream_count(log: &dyn LogBackend, topic: &str, options: &ReplayOptions) -> Result<u32> {
+    if options.streams == Some(0) {
+        return Err(Error::Config("the stream count must be at least 1".into()));
+    }
+    match options.layout {
+        StreamLayout::Partitioned => {
+            let info = log.topic_info(topic)?.ok_or_else(|| Error::MissingTopic(topic.to_string()))?;
+            let streams = match options.streams {
+                Some(streams) => streams,
+                // The capture may have used fewer workers than the topic has
+                // partitions: its stream header says how many streams it wrote.
+                None => read_first_header(log, StreamLayout::Partitioned, topic, options.open_timeout)?
+                    .map_or(info.partitions, |h| h.peers.clamp(1, info.partitions)),
+            };
+            if streams > info.partitions {
+                return Err(Error::TooFewPartitions {
+                    topic: topic.to_string(),
+                    actual: info.partitions,
+                    wanted: streams,
+                });
+            }
+            Ok(streams)
+        }
+        StreamLayout::TopicPerWorker => {
+            let mut found = 0;
+            while log.topic_info(&format!("{topic}-{found}"))?.is_some() {
+                found += 1;
+            }
+            let streams = options.streams.unwrap_or(found);
+            if streams == 0 || streams > found {
+                return Err(Error::MissingTopic(format!("{topic}-{found}")));
+            }
+            Ok(streams)
+        }
+    }
+}
+
+/// Waits until `topic` exists with at least `partitions` partitions.
+pub fn wait_for_topic(log: &dyn LogBackend, topic: &str, partitions: u32, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match log.topic_info(topic)? {
+            Some(info) if info.partitions >= partitions => return Ok(()),
+            Some(info) if Instant::now() >= deadline => {
+                return Err(Error::TooFewPartitions {
+                    topic: topic.into(),
+                    actual: info.partitions,
+                    wanted: partitions,
+                })
+            }
+            None if Instant::now() >= deadline => return Err(Error::MissingTopic(topic.into())),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Runs `func` on every worker of `config` (as `timely::execute`) and
+/// returns each worker's result, or the computation's first error: a
+/// capture or replay failure in any worker (which also stopped the replays
+/// of every worker of this process; see [`crate::capture::failure`]), a
+/// failure reported by another process, or an error a worker returned.
+pub fn execute<R, F>(config: timely::Config, func: F) -> Result<Vec<R>>
+where
+    R: Send + 'static,
+    F: Fn(&mut Worker) -> Result<R> + Send + Sync + 'static,
+{
+    let computation = Arc::new(Computation::default());
+    let shared = computation.clone();
+    let guards = timely::execute(config, move |worker| {
+        failure::enter(shared.clone());
+        let result = match func(worker) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                shared.record_returned(error);
+                None
+            }
+        };
+        // Other processes learn of this one's failure, and it of theirs.
+        let failures = all_gather(worker, shared.first_message());
+        (result, failures.into_iter().flatten().next())
+    })
+    .map_err(Error::Config)?;
+    let outcomes = guards.join();
+    if let Some(error) = computation.take_first() {
+        return Err(error);
+    }
+    let mut results = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        match outcome {
+            Ok((_, Some(remote))) => return Err(Error::Dataflow(format!("another process failed: {remote}"))),
+            Ok((Some(value), None)) => results.push(value),
+            Ok((None, None)) => unreachable!("a worker's error is recorded in the computation"),
+            Err(panic) => return Err(Error::Dataflow(format!("a worker panicked: {panic}"))),
+        }
+    }
+    Ok(results)
+}
