@@ -21,9 +21,11 @@ pub fn eager() -> ExactlyOnce {
 
 /// A writer that stops storing after `left` records, as if its process had
 /// died there (the producer does not notice: nothing more reaches the log).
+/// What it does not store goes to `held`.
 pub struct CrashAfter {
     pub inner: Box<dyn PartitionWriter>,
     pub left: u64,
+    pub held: Arc<Mutex<Vec<(u32, Vec<u8>)>>>,
 }
 
 impl PartitionWriter for CrashAfter {
@@ -32,6 +34,8 @@ impl PartitionWriter for CrashAfter {
     }
     fn append(&mut self, record: &[u8]) -> Result<()> {
         if self.left == 0 {
+            let partition = self.inner.partition().partition;
+            self.held.lock().unwrap().push((partition, record.to_vec()));
             return Ok(());
         }
         self.left -= 1;
@@ -56,22 +60,56 @@ pub fn spec(count: u64, per_time: u64) -> Numbers {
 /// Creates `topic` (one partition per worker) and captures exactly-once;
 /// worker w's partition stops storing after `crash_after[w]` records.
 pub fn capture_crashing(log: Arc<dyn LogBackend>, topic: &str, spec: Numbers, crash_after: Vec<Option<u64>>) {
+    let held = Arc::new(Mutex::new(Vec::new()));
+    start_capture(log, topic, spec, crash_after, held).join().unwrap().into_iter().for_each(|r| r.unwrap());
+}
+
+/// Starts an exactly-once capture in the background (see
+/// [`capture_crashing`]); records a crashed partition does not store are
+/// kept in `held` as (partition, record), for a test to write later, as a
+/// zombie would.
+pub fn start_capture(
+    log: Arc<dyn LogBackend>,
+    topic: &str,
+    spec: Numbers,
+    crash_after: Vec<Option<u64>>,
+    held: Arc<Mutex<Vec<(u32, Vec<u8>)>>>,
+) -> std::thread::JoinHandle<Vec<std::result::Result<(), String>>> {
     let workers = crash_after.len();
     log.create_topic(topic, workers as u32, CodecId::Bincode, true).unwrap();
     let topic = topic.to_string();
     let crash_after = Arc::new(crash_after);
-    timely::execute(timely::Config::process(workers), move |worker| {
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
         let inner = log.writer(&topic, index as u32).unwrap();
-        let writer = CrashAfter { inner, left: crash_after[index].unwrap_or(u64::MAX) };
+        let left = crash_after[index].unwrap_or(u64::MAX);
+        let writer = CrashAfter { inner, left, held: held.clone() };
         let producer =
             EventProducer::<u64, Vec<u64>, _>::exactly_once(writer, index as u32, workers as u32, eager()).unwrap();
+        let handle = producer.handle();
         worker.dataflow::<u64, _, _>(|scope| timed_numbers(scope, spec).capture_into(producer));
+        while worker.step() {}
+        if let Some(error) = handle.error() {
+            panic!("{error}");
+        }
     })
-    .unwrap()
-    .join()
-    .into_iter()
-    .for_each(|r| r.unwrap());
+    .unwrap();
+    std::thread::spawn(move || guards.join())
+}
+
+/// Writes what crashed captures held back, after everything else: a zombie
+/// that was paused and wakes up.
+pub fn release_zombies(log: &dyn LogBackend, topic: &str, held: &Mutex<Vec<(u32, Vec<u8>)>>) -> usize {
+    let held = std::mem::take(&mut *held.lock().unwrap());
+    let mut writers = std::collections::HashMap::new();
+    for (partition, record) in &held {
+        let writer = writers.entry(*partition).or_insert_with(|| log.writer(topic, *partition).unwrap());
+        writer.append(record).unwrap();
+    }
+    for writer in writers.values_mut() {
+        writer.flush().unwrap();
+    }
+    held.len()
 }
 
 /// Resumes every worker's stream (all partitions opened first, so a

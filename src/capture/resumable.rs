@@ -1,0 +1,116 @@
+//! The per-worker helper for exactly-once captures, new or resumed.
+//!
+//! [`capture_exactly_once`] is [`crate::capture::worker::capture`] for a
+//! capture with commit points: collective, so every worker gets `Ok` or every
+//! worker gets the error. With `resume` each worker continues its partition's
+//! stream (see [`crate::capture::resume`]) and learns the frontier to restart
+//! its input from. A worker whose stream is already complete gets a producer
+//! that stores nothing and an empty frontier (its input has nothing to
+//! regenerate), so every worker still builds the same dataflow; when every
+//! stream is complete the resume is refused.
+
+use timely::order::TotalOrder;
+use timely::progress::frontier::Antichain;
+use timely::progress::Timestamp;
+use timely::worker::Worker;
+
+use crate::capture::codec::EventCodec;
+use crate::capture::collective::{agree, all_gather};
+use crate::capture::exactly_once::ExactlyOnce;
+use crate::capture::producer::EventProducer;
+use crate::capture::resume::{resume, ResumePoint};
+use crate::capture::worker::{wait_for_topic, CaptureOptions, LogProducer};
+use crate::error::{Error, PartitionId, Result};
+use crate::log::{LogBackend, PartitionWriter};
+
+/// Opens this worker's exactly-once producer: a new stream, or with
+/// `resume` the continuation of the stored one. Returns the producer and
+/// where it continues (`frontier` empty: this worker's stream was complete).
+/// Collective: call it on every worker.
+pub fn capture_exactly_once<T, C, K>(
+    worker: &mut Worker,
+    log: &dyn LogBackend,
+    topic: &str,
+    options: &CaptureOptions,
+    exactly_once: ExactlyOnce,
+    resume_stream: bool,
+) -> Result<(LogProducer<T, C, K>, ResumePoint<T>)>
+where
+    T: Timestamp + TotalOrder,
+    C: timely::Accountable + 'static,
+    K: EventCodec<T, C>,
+{
+    let (index, peers) = (worker.index() as u32, worker.peers() as u32);
+    let (name, partition) = options.layout.locate(topic, index);
+    let partitions = if name == topic { peers } else { 1 };
+    if options.create_topic {
+        // A resume creates a missing topic (a capture that died before
+        // creating it) but never replaces one.
+        let created = if index == 0 {
+            match (resume_stream, log.topic_info(&name)) {
+                (true, Ok(Some(_))) => Ok(()),
+                (_, Err(error)) => Err(error),
+                _ => log.create_topic(&name, partitions, K::ID, options.overwrite && !resume_stream),
+            }
+        } else {
+            Ok(())
+        };
+        agree(worker, created)?;
+    }
+    let opened = wait_for_topic(log, &name, partitions, options.topic_timeout).and_then(|()| {
+        if resume_stream {
+            match resume::<T, C, K>(log, &name, partition, index, peers, exactly_once, options.topic_timeout) {
+                Err(Error::AlreadyComplete(at)) => Ok(complete_stream(at, index, peers)),
+                other => other,
+            }
+        } else {
+            let writer = log.writer(&name, partition)?;
+            let producer = EventProducer::exactly_once(writer, index, peers, exactly_once)?;
+            let point = ResumePoint {
+                frontier: Antichain::from_elem(T::minimum()),
+                token: Vec::new(),
+                previous_epochs: 0,
+                commit_offset: None,
+            };
+            Ok((producer, point))
+        }
+    });
+    let (producer, point) = agree(worker, opened)?;
+    if resume_stream {
+        let complete = all_gather(worker, point.frontier.is_empty());
+        if complete.iter().all(|c| *c) {
+            return Err(Error::Config(format!(
+                "cannot resume '{topic}': every stream is complete (its final commit is stored); nothing to resume"
+            )));
+        }
+    }
+    Ok((producer, point))
+}
+
+/// A producer for a worker whose stream is complete: it stores nothing.
+fn complete_stream<T, C, K>(at: PartitionId, index: u32, peers: u32) -> (LogProducer<T, C, K>, ResumePoint<T>)
+where
+    T: Timestamp,
+    C: timely::Accountable + 'static,
+    K: EventCodec<T, C>,
+{
+    let writer: Box<dyn PartitionWriter> = Box::new(Discard(at));
+    let producer = EventProducer::with_codec(writer, index, peers).expect("discarding writes cannot fail");
+    let point = ResumePoint { frontier: Antichain::new(), token: Vec::new(), previous_epochs: 0, commit_offset: None };
+    (producer, point)
+}
+
+/// Stores nothing (a complete stream's worker regenerates nothing).
+struct Discard(PartitionId);
+
+impl PartitionWriter for Discard {
+    fn partition(&self) -> &PartitionId {
+        &self.0
+    }
+    fn append(&mut self, _record: &[u8]) -> Result<()> {
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

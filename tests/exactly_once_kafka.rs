@@ -1,0 +1,150 @@
+//! Exactly-once capture over Kafka, on librdkafka's mock cluster (which has
+//! no transaction semantics: the guarantee comes from the stream protocol):
+//! crashes and resumes, a zombie writing after the resume, broker faults.
+//! With `KAFKA_BROKERS` set (CI starts tansu), the same against that broker.
+
+mod common;
+mod eo;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use timely_kafka::cli::numbers::Numbers;
+use timely_kafka::log::kafka::KafkaLog;
+use timely_kafka::log::LogBackend;
+
+type Cluster = MockCluster<'static, DefaultProducerContext>;
+
+fn mock(topics: &[&str]) -> (Cluster, Arc<dyn LogBackend>) {
+    let cluster = MockCluster::new(1).unwrap();
+    for topic in topics {
+        cluster.create_topic(topic, 2, 1).unwrap();
+    }
+    let log = KafkaLog::new(&cluster.bootstrap_servers(), &[]).unwrap();
+    (cluster, Arc::new(log))
+}
+
+/// The broker CI started, if any.
+fn broker() -> Option<Arc<dyn LogBackend>> {
+    let brokers = std::env::var("KAFKA_BROKERS").ok().filter(|b| !b.is_empty())?;
+    Some(Arc::new(KafkaLog::new(&brokers, &[]).unwrap()))
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{nanos}")
+}
+
+/// Crash points across the stream, including before the first commit.
+const CRASHES: [(u64, u64); 5] = [(0, 7), (3, 150), (40, 41), (120, 2), (260, 90)];
+
+fn crash_and_resume(log: Arc<dyn LogBackend>, topics: &[String]) {
+    let spec = eo::spec(4_000, 29);
+    for (round, (topic, (a, b))) in topics.iter().zip(CRASHES).enumerate() {
+        eo::capture_crashing(log.clone(), topic, spec, vec![Some(a), Some(b)]);
+        let points = eo::resume_capture(log.clone(), topic, spec, 2).unwrap();
+        assert_eq!(points.len(), 2);
+        let workers = 1 + round % 3;
+        assert_eq!(eo::replay(log.clone(), topic, 2, workers), eo::expected(spec, 2), "{topic}, {workers} workers");
+    }
+}
+
+#[test]
+fn crashes_then_resume_replay_exactly_on_the_mock_cluster() {
+    let _deadline = common::deadline();
+    let topics: Vec<String> = (0..CRASHES.len()).map(|i| format!("t{i}")).collect();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let (_cluster, log) = mock(&names);
+    crash_and_resume(log, &topics);
+}
+
+#[test]
+fn crashes_then_resume_replay_exactly_on_a_real_broker() {
+    let _deadline = common::deadline();
+    let Some(log) = broker() else {
+        eprintln!("KAFKA_BROKERS not set: skipping (CI runs this against tansu)");
+        return;
+    };
+    let topics: Vec<String> = (0..CRASHES.len()).map(|_| unique("eo")).collect();
+    crash_and_resume(log, &topics);
+}
+
+/// A capture that "died" is resumed and completes; then the dead capture's
+/// unsent records (data and commits, as a paused process would send them
+/// when woken) land after the resumed epoch. Replay ignores them.
+fn zombie(log: Arc<dyn LogBackend>, topic: &str) {
+    let spec = eo::spec(4_000, 29);
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let guards = eo::start_capture(log.clone(), topic, spec, vec![Some(90), Some(60)], held.clone());
+    guards.join().unwrap().into_iter().for_each(|r| r.unwrap());
+    eo::resume_capture(log.clone(), topic, spec, 2).unwrap();
+    let before = eo::replay(log.clone(), topic, 2, 2);
+    assert_eq!(before, eo::expected(spec, 2));
+    let written = eo::release_zombies(log.as_ref(), topic, &held);
+    assert!(written > 100, "the zombie wrote {written} records");
+    for workers in [1, 3] {
+        assert_eq!(eo::replay(log.clone(), topic, 2, workers), eo::expected(spec, 2), "{workers} workers");
+    }
+}
+
+#[test]
+fn a_zombie_writing_after_the_resume_is_ignored_on_the_mock_cluster() {
+    let _deadline = common::deadline();
+    let (_cluster, log) = mock(&["z"]);
+    zombie(log, "z");
+}
+
+#[test]
+fn a_zombie_writing_after_the_resume_is_ignored_on_a_real_broker() {
+    let _deadline = common::deadline();
+    let Some(log) = broker() else {
+        eprintln!("KAFKA_BROKERS not set: skipping (CI runs this against tansu)");
+        return;
+    };
+    zombie(log, &unique("zombie"));
+}
+
+/// An exactly-once capture at a limited rate, with `fault` injected while
+/// it runs: it completes and replays exactly, or it fails loudly (and a
+/// resume then completes it).
+fn survives(fault: impl FnOnce(&Cluster)) {
+    let (cluster, log) = mock(&["f"]);
+    let spec = Numbers { rate: Some(8_000), ..eo::spec(16_000, 50) };
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let guards = eo::start_capture(log.clone(), "f", spec, vec![None, None], held);
+    std::thread::sleep(Duration::from_millis(400));
+    fault(&cluster);
+    let failed: Vec<String> = guards.join().unwrap().into_iter().filter_map(|r| r.err()).collect();
+    if !failed.is_empty() {
+        eprintln!("capture failed loudly ({failed:?}); resuming");
+        eo::resume_capture(log.clone(), "f", Numbers { rate: None, ..spec }, 2).unwrap();
+    }
+    assert_eq!(eo::replay(log, "f", 2, 3), eo::expected(spec, 2));
+}
+
+#[test]
+fn broker_down_for_seconds_during_an_exactly_once_capture() {
+    let _deadline = common::deadline();
+    survives(|cluster| {
+        cluster.broker_down(1).unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        cluster.broker_up(1).unwrap();
+    });
+}
+
+#[test]
+fn request_errors_during_an_exactly_once_capture() {
+    let _deadline = common::deadline();
+    survives(|cluster| {
+        let errors = [
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        ];
+        cluster.request_errors(RDKafkaApiKey::Produce, &errors);
+        cluster.request_errors(RDKafkaApiKey::Fetch, &errors);
+    });
+}
