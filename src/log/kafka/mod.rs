@@ -32,9 +32,11 @@
 
 mod admin;
 mod config;
+mod producer;
 mod reader;
 mod writer;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::admin::AdminClient;
@@ -50,16 +52,21 @@ pub use config::DEFAULT_TIMEOUT;
 use config::RECORD_OVERHEAD;
 pub use config::{CONSUMER_DEFAULTS, PRODUCER_DEFAULTS};
 pub(crate) use config::{CONSUMER_ONLY, PRODUCER_ONLY};
+pub(crate) use producer::{send_record, Deliveries, SharedProducer};
 pub use reader::KafkaReader;
 pub use writer::KafkaWriter;
 
 /// The Kafka backend: a broker list plus client properties.
+///
+/// Clones share one producer client (see `producer.rs`): every writer and
+/// sink created through this value or its clones sends through it.
 #[derive(Clone)]
 pub struct KafkaLog {
     brokers: String,
     properties: Vec<(String, String)>,
     replication_factor: i32,
     timeout: Duration,
+    producer: Arc<Mutex<Option<Arc<SharedProducer>>>>,
 }
 
 impl KafkaLog {
@@ -83,6 +90,7 @@ impl KafkaLog {
             properties: Vec::new(),
             replication_factor: -1,
             timeout: DEFAULT_TIMEOUT,
+            producer: Arc::default(),
         };
         for (key, value) in properties {
             match key.as_str() {

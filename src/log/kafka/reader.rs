@@ -1,5 +1,21 @@
 //! Reading one partition from an explicit offset.
+//!
+//! Each reader is a librdkafka consumer of its own, assigned one partition.
+//! Measured on tansu (see the README's Benchmarks), one client per partition
+//! consumed faster than one client per replay worker (several partitions on
+//! one queue) and much faster than one client with a queue split off per
+//! partition (`split_partition_queue`): on few cores a client's broker thread
+//! is the bottleneck, and one per partition spreads the fetch parsing. The
+//! prefetch of each client is bounded (`queued.max.messages.kbytes`, fetch
+//! sizes in `config.rs`), so memory grows with the partitions replayed.
+//!
+//! Where a partition ends is not taken from ListOffsets alone: some brokers
+//! (tansu) report a `latest` offset short of the last record after batched
+//! produces, while their fetch responses carry the right high watermark. The
+//! end is the largest of ListOffsets, the high watermark of the fetch
+//! responses (librdkafka caches it per partition), and the records seen.
 
+use std::ffi::CString;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -19,6 +35,10 @@ pub struct KafkaReader {
     timeout: Duration,
     /// Offset to assign the partition at before the next poll.
     start_at: Option<u64>,
+    /// Offset of the next record this reader returns (after the last one).
+    next_offset: u64,
+    /// One past the highest offset this reader has returned.
+    seen_end: u64,
 }
 
 impl KafkaReader {
@@ -31,7 +51,54 @@ impl KafkaReader {
             buffer: Vec::new(),
             timeout: log.timeout,
             start_at: Some(offset),
+            next_offset: offset,
+            seen_end: 0,
         })
+    }
+
+    /// The high watermark of the latest fetch response for this partition,
+    /// as librdkafka cached it; `None` before any fetch response.
+    fn fetched_end(&self) -> Option<u64> {
+        let topic = CString::new(self.id.topic.as_str()).ok()?;
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client pointer is valid while `self.consumer` lives;
+        // the topic is a NUL-terminated string and the outputs are locals.
+        let error = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                self.id.partition as i32,
+                &mut low,
+                &mut high,
+            )
+        };
+        (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+            .then_some(high as u64)
+    }
+
+    /// Fetches once from `from` to learn the high watermark the broker's
+    /// fetch response carries; the reader resumes where it was afterwards.
+    fn probe_end(&mut self, from: u64) -> Result<Option<u64>> {
+        let resume = self.start_at.unwrap_or(self.next_offset);
+        self.start_at = Some(from);
+        let deadline = Instant::now() + self.timeout;
+        let mut end = None;
+        while end.is_none() && Instant::now() < deadline {
+            match self.poll(Duration::from_millis(100)) {
+                Ok(Some(record)) => {
+                    let after = record.offset + 1;
+                    end = Some(self.fetched_end().unwrap_or(after).max(after));
+                }
+                Ok(None) => end = self.fetched_end(),
+                Err(error) => {
+                    self.start_at = Some(resume);
+                    return Err(error);
+                }
+            }
+        }
+        self.start_at = Some(resume);
+        self.next_offset = resume;
+        Ok(end)
     }
 
     /// Assigns the partition at the pending start offset. Deferred to the
@@ -63,6 +130,8 @@ impl PartitionReader for KafkaReader {
                 None => return Ok(None),
                 Some(Ok(message)) => {
                     let offset = message.offset() as u64;
+                    self.next_offset = offset + 1;
+                    self.seen_end = self.seen_end.max(offset + 1);
                     self.buffer.clear();
                     self.buffer.extend_from_slice(message.payload().unwrap_or_default());
                     return Ok(Some(Record { offset, payload: &self.buffer }));
@@ -108,16 +177,25 @@ impl PartitionReader for KafkaReader {
         Ok(Some(low.max(0) as u64))
     }
 
+    /// The largest of what ListOffsets reports, what fetch responses
+    /// reported (a fetch is made for it if this reader has not fetched yet),
+    /// and one past the last record read.
     fn end_offset(&mut self) -> Result<u64> {
         let (_, high) = self
             .consumer
             .fetch_watermarks(&self.id.topic, self.id.partition as i32, self.timeout)
             .map_err(|e| Error::Kafka(format!("{}: watermarks: {e}", self.id)))?;
-        Ok(high.max(0) as u64)
+        let listed = high.max(0) as u64;
+        let fetched = match self.fetched_end() {
+            Some(end) => Some(end),
+            None => self.probe_end(listed)?,
+        };
+        Ok(listed.max(fetched.unwrap_or(0)).max(self.seen_end))
     }
 
     fn seek(&mut self, offset: u64) -> Result<()> {
         self.start_at = Some(offset);
+        self.next_offset = offset;
         Ok(())
     }
 }
