@@ -116,4 +116,14 @@ fn end_offset_counts_every_record_produced_in_small_batches() {
     }
     assert_eq!((count, sum), (total, expected));
     assert_eq!(reader.end_offset().unwrap(), total);
+    // tansu cannot serve a fetch starting inside its last batch; the reader
+    // must still deliver exactly the record sought.
+    for offset in [total - 1, total / 2, 1] {
+        let mut reader = log.reader(&topic, 0, 0).unwrap();
+        reader.end_offset().unwrap();
+        reader.seek(offset).unwrap();
+        let record = reader.poll(std::time::Duration::from_secs(10)).unwrap().expect("a record");
+        assert_eq!(record.offset, offset);
+        assert_eq!(u64::from_le_bytes(record.payload.try_into().unwrap()), offset);
+    }
 }

@@ -2,10 +2,14 @@
 //!
 //! Producing is idempotent (`enable.idempotence=true`, `acks=all`), so a
 //! request librdkafka retries can neither duplicate nor reorder a partition's
-//! records. A full local queue is backpressure: `append` serves delivery
-//! reports and retries instead of failing. Every delivery report is checked;
-//! the first failure fails the capture with the broker's error. `flush`
-//! waits, for a bounded time, until every record is acknowledged.
+//! records. One producer client serves the whole process (every writer and
+//! sink of a [`KafkaLog`] and its clones; see `producer.rs` for why and how
+//! the per-partition checks stay exact). Its local queue is bounded (64 MiB):
+//! a full queue is backpressure, `append` waits and retries instead of
+//! failing, so memory stays bounded however slow the broker. Every delivery
+//! report is checked; the first failure fails the capture with the broker's
+//! error. `flush` waits, for a bounded time, until every record of *that
+//! writer* is acknowledged.
 //!
 //! Consuming assigns partitions explicitly and starts at an explicit offset:
 //! replay never depends on consumer-group offsets. `auto.offset.reset=error`
@@ -24,9 +28,10 @@
 //! | `batch.size` | `1000000` | large batches for throughput |
 //! | `compression.type` | `none` | frames are often incompressible; opt in |
 //! | `message.timeout.ms` | `30000` | a failing broker fails the capture in bounded time |
+//! | `queue.buffering.max.kbytes` | `65536` | the process's producer buffers at most 64 MiB (librdkafka: 1 GB) |
 //! | `fetch.wait.max.ms` | `5` | fast catch-up on brokers that wait out the fetch |
-//! | `fetch.max.bytes` / `max.partition.fetch.bytes` | 50 MB / 10 MB | big fetches |
-//! | `queued.max.messages.kbytes` | `262144` | deep prefetch |
+//! | `fetch.max.bytes` / `max.partition.fetch.bytes` | 16 MiB / 4 MiB | large fetches, bounded buffers |
+//! | `queued.max.messages.kbytes` | `32768` | prefetch at most 32 MiB per partition read |
 //! | `auto.offset.reset` | `error` | never silently skip deleted data |
 //! | `allow.auto.create.topics` | `false` | topics are created deliberately |
 

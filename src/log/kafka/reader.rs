@@ -14,6 +14,15 @@
 //! produces, while their fetch responses carry the right high watermark. The
 //! end is the largest of ListOffsets, the high watermark of the fetch
 //! responses (librdkafka caches it per partition), and the records seen.
+//!
+//! Positioning is checked too. tansu serves a fetch that starts inside a
+//! record batch wrongly: from the next batch on (records skipped) or, in the
+//! last batch, not at all. So after a seek to X the first record must be the
+//! one at X: records below X are dropped, and if the broker skips past X, or
+//! sends nothing while its high watermark says X is stored, the reader
+//! fetches again from a lower position it can trust (the offset ListOffsets
+//! reported last, which tansu reports at a batch start, then the partition's
+//! first offset) and drops what comes before X.
 
 use std::ffi::CString;
 use std::time::{Duration, Instant};
@@ -39,7 +48,17 @@ pub struct KafkaReader {
     next_offset: u64,
     /// One past the highest offset this reader has returned.
     seen_end: u64,
+    /// After a seek: the offset the next record must have, where the
+    /// partition is assigned now, and since when.
+    target: Option<(u64, u64, Instant)>,
+    /// The end ListOffsets reported last.
+    listed_end: Option<u64>,
 }
+
+/// How long a fetch from a sought position may return nothing while the
+/// broker's high watermark says records are there, before the reader
+/// fetches again from a lower position.
+const STUCK_AFTER: Duration = Duration::from_millis(200);
 
 impl KafkaReader {
     pub(super) fn new(log: &KafkaLog, topic: &str, partition: u32, offset: u64) -> Result<Self> {
@@ -53,6 +72,8 @@ impl KafkaReader {
             start_at: Some(offset),
             next_offset: offset,
             seen_end: 0,
+            target: None,
+            listed_end: None,
         })
     }
 
@@ -84,7 +105,7 @@ impl KafkaReader {
         let deadline = Instant::now() + self.timeout;
         let mut end = None;
         while end.is_none() && Instant::now() < deadline {
-            match self.poll(Duration::from_millis(100)) {
+            match self.poll(Duration::from_millis(10)) {
                 Ok(Some(record)) => {
                     let after = record.offset + 1;
                     end = Some(self.fetched_end().unwrap_or(after).max(after));
@@ -106,6 +127,18 @@ impl KafkaReader {
     /// position.
     fn assign_pending(&mut self) -> Result<()> {
         let Some(offset) = self.start_at.take() else { return Ok(()) };
+        // Past what ListOffsets reported, start at its last offset: a broker
+        // that under-reports (tansu) does so by a batch it cannot serve from
+        // the middle, and starting one record early costs one record.
+        let from = match self.listed_end {
+            Some(listed) if listed > 0 && offset >= listed => listed - 1,
+            _ => offset,
+        };
+        self.target = Some((offset, from, Instant::now()));
+        self.assign_at(from)
+    }
+
+    fn assign_at(&self, offset: u64) -> Result<()> {
         let mut assignment = TopicPartitionList::new();
         assignment
             .add_partition_offset(&self.id.topic, self.id.partition as i32, Offset::Offset(offset as i64))
@@ -113,6 +146,37 @@ impl KafkaReader {
         self.consumer
             .assign(&assignment)
             .map_err(|e| Error::Kafka(format!("{}: assign at offset {offset}: {e}", self.id)))
+    }
+}
+
+impl KafkaReader {
+    /// The broker did not serve the sought offset (see the module doc):
+    /// assigns the partition again at a lower position to read up from.
+    /// `false` if there is none left to try.
+    fn fetch_from_lower(&mut self) -> Result<bool> {
+        let Some((target, assigned, _)) = self.target else { return Ok(false) };
+        let listed = self.listed_end.map(|end| end.saturating_sub(1)).filter(|&o| o < assigned);
+        let from = match listed {
+            Some(offset) => offset,
+            None => match self.first_available_offset()? {
+                Some(first) if first < assigned => first,
+                _ => return Ok(false),
+            },
+        };
+        self.target = Some((target, from, Instant::now()));
+        self.assign_at(from)?;
+        Ok(true)
+    }
+
+    /// Nothing arrived: whether the fetch from the sought offset is stuck
+    /// although the broker's high watermark says that offset is stored.
+    fn stuck(&self) -> bool {
+        match self.target {
+            Some((target, _, since)) => {
+                since.elapsed() >= STUCK_AFTER && self.fetched_end().is_some_and(|end| end > target)
+            }
+            None => false,
+        }
     }
 }
 
@@ -126,14 +190,36 @@ impl PartitionReader for KafkaReader {
         let deadline = if timeout.is_zero() { None } else { Some(Instant::now() + timeout) };
         loop {
             let remaining = deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()));
-            match self.consumer.poll(remaining) {
-                None => return Ok(None),
+            // After a seek, wait in slices so a stuck fetch is noticed.
+            let slice = if self.target.is_some() { remaining.min(STUCK_AFTER / 4) } else { remaining };
+            match self.consumer.poll(slice) {
+                None => {
+                    if self.stuck() && self.fetch_from_lower()? {
+                        continue;
+                    }
+                    if deadline.is_some_and(|d| Instant::now() < d) {
+                        continue;
+                    }
+                    return Ok(None);
+                }
                 Some(Ok(message)) => {
                     let offset = message.offset() as u64;
-                    self.next_offset = offset + 1;
-                    self.seen_end = self.seen_end.max(offset + 1);
+                    if self.target.is_some_and(|(target, _, _)| offset < target) {
+                        continue; // reading up from a lower position
+                    }
                     self.buffer.clear();
                     self.buffer.extend_from_slice(message.payload().unwrap_or_default());
+                    drop(message);
+                    if let Some((target, _, _)) = self.target {
+                        if offset > target && self.fetch_from_lower()? {
+                            continue;
+                        }
+                        // At the target, or nothing lower to try: delivered,
+                        // and the stream protocol reports any gap.
+                        self.target = None;
+                    }
+                    self.next_offset = offset + 1;
+                    self.seen_end = self.seen_end.max(offset + 1);
                     return Ok(Some(Record { offset, payload: &self.buffer }));
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => return Ok(None),
@@ -186,6 +272,7 @@ impl PartitionReader for KafkaReader {
             .fetch_watermarks(&self.id.topic, self.id.partition as i32, self.timeout)
             .map_err(|e| Error::Kafka(format!("{}: watermarks: {e}", self.id)))?;
         let listed = high.max(0) as u64;
+        self.listed_end = Some(listed);
         let fetched = match self.fetched_end() {
             Some(end) => Some(end),
             None => self.probe_end(listed)?,
