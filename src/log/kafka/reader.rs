@@ -1,13 +1,16 @@
 //! Reading one partition from an explicit offset.
 //!
-//! Each reader is a librdkafka consumer of its own, assigned one partition.
-//! Measured on tansu (see the README's Benchmarks), one client per partition
-//! consumed faster than one client per replay worker (several partitions on
-//! one queue) and much faster than one client with a queue split off per
-//! partition (`split_partition_queue`): on few cores a client's broker thread
-//! is the bottleneck, and one per partition spreads the fetch parsing. The
-//! prefetch of each client is bounded (`queued.max.messages.kbytes`, fetch
-//! sizes in `config.rs`), so memory grows with the partitions replayed.
+//! Each reader is a librdkafka consumer of its own, assigned one partition,
+//! so a reader can seek (re-assign) without disturbing any other. The
+//! alternatives were measured with plain librdkafka on tansu
+//! (`benches/raw_kafka`, three layouts): one client per partition, one per
+//! replay thread, and one client with a queue split off per partition
+//! (`split_partition_queue`). Which was fastest depended on the run (800 MB,
+//! 3 threads: 931 / 692 / 474 MB/s; 80 MB, medians of 3: 397 / 361 / 438);
+//! none changes the replay much, whose own CPU (decoding, timely) on a small
+//! machine is what bounds it. The prefetch of each client is bounded
+//! (`queued.max.messages.kbytes`, fetch sizes in `config.rs`), so memory grows
+//! with the partitions replayed, 32 MiB of prefetch each by default.
 //!
 //! Where a partition ends is not taken from ListOffsets alone: some brokers
 //! (tansu) report a `latest` offset short of the last record after batched
