@@ -2,20 +2,25 @@
 //! baseline `scripts/bench_kafka.sh` compares `capture_send`/`capture_recv` to.
 //!
 //! ```text
-//! raw_kafka produce --brokers B TOPIC --records R --size S --threads N [--overwrite | --no-create]
-//! raw_kafka consume --brokers B TOPIC --threads M
+//! raw_kafka produce --brokers B TOPIC --records R --size S --threads N [--layout L] [--overwrite | --no-create]
+//! raw_kafka consume --brokers B TOPIC --threads M [--layout L]
 //! ```
 //!
-//! `produce` creates TOPIC with N partitions (AdminClient); thread i sends R
-//! records of S bytes to partition i with its own `BaseProducer`, serving
-//! delivery reports on a full queue, and flushes at the end. Every delivery is
-//! checked. `--overwrite` deletes an existing topic first; `--no-create`
-//! expects the topic to exist already, empty and with at least N partitions
-//! (for brokers without CreateTopics, such as librdkafka's mock cluster).
+//! `produce` creates TOPIC with N partitions (AdminClient) and sends R
+//! records of S bytes to each partition, serving delivery reports on a full
+//! queue, and flushes at the end. Every delivery is checked. `--layout
+//! single` (the default) sends everything through ONE client from one thread;
+//! `--layout per-partition` gives each partition a thread and a client of its
+//! own (see `raw_kafka/produce.rs`). `--overwrite` deletes an existing topic
+//! first; `--no-create` expects the topic to exist already, empty and with at
+//! least N partitions (for brokers without CreateTopics, such as librdkafka's
+//! mock cluster).
 //!
 //! `consume` reads every partition of TOPIC from offset 0 until end of
-//! partition: thread j assigns the partitions p with p % M == j to its own
-//! `BaseConsumer`.
+//! partition with M threads, in one of three client layouts (`--layout`, see
+//! `raw_kafka/consume.rs`): `per-thread` (thread j assigns the partitions p
+//! with p % M == j to its own client), `per-partition` (a client per
+//! partition), `split` (one client, a queue per partition).
 //!
 //! The client settings are the ones `timely_kafka::log::kafka` uses by default
 //! (imported from it), so the difference to `capture_send`/`capture_recv` is what
@@ -25,26 +30,25 @@
 //! clients are created (after topic creation or the metadata lookup) and stops
 //! when every thread has flushed or reached the end of its partitions.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+#[path = "raw_kafka/consume.rs"]
+mod consume;
+#[path = "raw_kafka/produce.rs"]
+mod produce;
+
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::error::RDKafkaErrorCode;
 
 const PROGRAM: &str = "raw_kafka";
 
 // The library's own client settings, so the difference is what timely,
 // framing and encoding cost.
-use timely_kafka::log::kafka::{CONSUMER_DEFAULTS, PRODUCER_DEFAULTS};
+use timely_kafka::log::kafka::CONSUMER_DEFAULTS;
 
 /// Bound on metadata, admin and flush waits (as the library's default).
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,9 +84,12 @@ struct ProduceArgs {
     /// Payload bytes per record.
     #[arg(long)]
     size: usize,
-    /// Producer threads (= partitions).
+    /// Partitions (one producer thread each with `--layout per-partition`).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     threads: u32,
+    /// Client layout.
+    #[arg(long, value_enum, default_value_t = ProducerLayout::Single)]
+    layout: ProducerLayout,
     /// Delete the topic first if it exists.
     #[arg(long, conflicts_with = "no_create")]
     overwrite: bool,
@@ -101,9 +108,32 @@ struct ConsumeArgs {
     /// Consumer threads.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     threads: u32,
+    /// Client layout.
+    #[arg(long, value_enum, default_value_t = ConsumerLayout::PerThread)]
+    layout: ConsumerLayout,
     /// Fail when no record arrives for this many seconds before every partition ended.
     #[arg(long, default_value_t = 60)]
     idle_timeout: u64,
+}
+
+/// Producer clients.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ProducerLayout {
+    /// One client, one thread, every partition.
+    Single,
+    /// A thread and a client per partition.
+    PerPartition,
+}
+
+/// Consumer clients.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ConsumerLayout {
+    /// A client per thread, for the partitions p with p % threads == thread.
+    PerThread,
+    /// A client per partition, threads polling theirs.
+    PerPartition,
+    /// One client, a queue per partition (split_partition_queue).
+    Split,
 }
 
 fn main() {
@@ -115,8 +145,8 @@ fn main() {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Produce(args) => produce(&args),
-        Command::Consume(args) => consume(&args),
+        Command::Produce(args) => produce::produce(&args),
+        Command::Consume(args) => consume::consume(&args),
     };
     if let Err(error) = result {
         eprintln!("{PROGRAM}: error: {error}");
@@ -218,214 +248,4 @@ fn prepare_topic(args: &ProduceArgs) -> Result<()> {
     wait_for(&client, topic, &format!("appear with {partitions} partitions"), |count| {
         count.is_some_and(|n| n >= partitions)
     })
-}
-
-// ---------------------------------------------------------------- produce
-
-#[derive(Default)]
-struct Deliveries {
-    acked: AtomicU64,
-    first_error: Mutex<Option<String>>,
-}
-
-struct DeliveryContext {
-    deliveries: Arc<Deliveries>,
-}
-
-impl ClientContext for DeliveryContext {}
-
-impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => {
-                self.deliveries.acked.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((error, message)) => {
-                let reason = format!("delivery failed: {error} (partition {})", message.partition());
-                if let Ok(mut slot) = self.deliveries.first_error.lock() {
-                    slot.get_or_insert(reason);
-                }
-            }
-        }
-    }
-}
-
-impl Deliveries {
-    fn check(&self) -> Result<()> {
-        match self.first_error.lock().map(|e| e.clone()).unwrap_or_default() {
-            Some(reason) => Err(reason),
-            None => Ok(()),
-        }
-    }
-}
-
-fn produce(args: &ProduceArgs) -> Result<()> {
-    prepare_topic(args)?;
-    let started = Instant::now();
-    let threads: Vec<_> = (0..args.threads)
-        .map(|partition| {
-            let (brokers, topic) = (args.brokers.clone(), args.topic.clone());
-            let (records, size) = (args.records, args.size);
-            std::thread::spawn(move || produce_partition(&brokers, &topic, partition as i32, records, size))
-        })
-        .collect();
-    let mut first_error = None;
-    for thread in threads {
-        match thread.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                first_error.get_or_insert(error);
-            }
-            Err(_) => {
-                first_error.get_or_insert_with(|| "a producer thread panicked".to_string());
-            }
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    if let Some(error) = first_error {
-        return Err(error);
-    }
-    let records = args.records * args.threads as u64;
-    let bytes = records * args.size as u64;
-    println!(
-        "{PROGRAM} produce: records={records} bytes={bytes} seconds={seconds:.3} mb_per_s={:.1}",
-        mb_per_s(bytes, seconds)
-    );
-    Ok(())
-}
-
-fn produce_partition(brokers: &str, topic: &str, partition: i32, records: u64, size: usize) -> Result<()> {
-    let deliveries = Arc::new(Deliveries::default());
-    let producer: BaseProducer<DeliveryContext> = config(brokers, PRODUCER_DEFAULTS)
-        .create_with_context(DeliveryContext { deliveries: deliveries.clone() })
-        .map_err(|e| format!("cannot create producer: {e}"))?;
-    // Incompressible-looking payload; the first 8 bytes carry the sequence number.
-    let mut payload: Vec<u8> =
-        (0..size).map(|i| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes()[7]).collect();
-    for sequence in 0..records {
-        let head = size.min(8);
-        payload[..head].copy_from_slice(&sequence.to_le_bytes()[..head]);
-        let mut pending = BaseRecord::<(), [u8]>::to(topic).partition(partition).payload(&payload);
-        let mut waited_since: Option<Instant> = None;
-        loop {
-            match producer.send(pending) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    let since = *waited_since.get_or_insert_with(Instant::now);
-                    producer.poll(Duration::from_millis(10));
-                    deliveries.check()?;
-                    if since.elapsed() > 2 * TIMEOUT {
-                        return Err(format!(
-                            "partition {partition}: local queue stayed full for {:?}",
-                            since.elapsed()
-                        ));
-                    }
-                    pending = returned;
-                }
-                Err((error, _)) => return Err(format!("partition {partition}: send: {error}")),
-            }
-        }
-        if (sequence + 1) % 1024 == 0 {
-            producer.poll(Duration::ZERO);
-            deliveries.check()?;
-        }
-    }
-    let flushed = producer.flush(TIMEOUT);
-    producer.poll(Duration::ZERO);
-    deliveries.check()?;
-    let acked = deliveries.acked.load(Ordering::Relaxed);
-    if flushed.is_err() || acked < records {
-        return Err(format!("partition {partition}: {acked} of {records} records acknowledged after {TIMEOUT:?}"));
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------- consume
-
-fn consume(args: &ConsumeArgs) -> Result<()> {
-    let client: BaseConsumer =
-        config(&args.brokers, CONSUMER_DEFAULTS).create().map_err(|e| format!("cannot create client: {e}"))?;
-    let partitions =
-        partition_count(&client, &args.topic)?.ok_or_else(|| format!("topic '{}' does not exist", args.topic))?;
-    drop(client);
-    let idle_timeout = Duration::from_secs(args.idle_timeout);
-    let started = Instant::now();
-    let threads: Vec<_> = (0..args.threads)
-        .map(|index| {
-            let assigned: Vec<i32> = (0..partitions).filter(|p| p % args.threads == index).map(|p| p as i32).collect();
-            let (brokers, topic) = (args.brokers.clone(), args.topic.clone());
-            std::thread::spawn(move || consume_partitions(&brokers, &topic, &assigned, idle_timeout))
-        })
-        .collect();
-    let (mut records, mut bytes, mut first_error) = (0u64, 0u64, None);
-    for thread in threads {
-        match thread.join() {
-            Ok(Ok((r, b))) => {
-                records += r;
-                bytes += b;
-            }
-            Ok(Err(error)) => {
-                first_error.get_or_insert(error);
-            }
-            Err(_) => {
-                first_error.get_or_insert_with(|| "a consumer thread panicked".to_string());
-            }
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    if let Some(error) = first_error {
-        return Err(error);
-    }
-    println!(
-        "{PROGRAM} consume: records={records} bytes={bytes} seconds={seconds:.3} mb_per_s={:.1}",
-        mb_per_s(bytes, seconds)
-    );
-    Ok(())
-}
-
-/// Reads `partitions` from offset 0 until each has reported its end; returns (records, bytes).
-fn consume_partitions(brokers: &str, topic: &str, partitions: &[i32], idle_timeout: Duration) -> Result<(u64, u64)> {
-    if partitions.is_empty() {
-        return Ok((0, 0));
-    }
-    let consumer: BaseConsumer =
-        config(brokers, CONSUMER_DEFAULTS).create().map_err(|e| format!("cannot create consumer: {e}"))?;
-    let mut assignment = TopicPartitionList::new();
-    for &partition in partitions {
-        assignment.add_partition_offset(topic, partition, Offset::Offset(0)).map_err(|e| e.to_string())?;
-    }
-    consumer.assign(&assignment).map_err(|e| format!("assign {partitions:?}: {e}"))?;
-    let mut open: HashSet<i32> = partitions.iter().copied().collect();
-    let (mut records, mut bytes) = (0u64, 0u64);
-    let mut last_progress = Instant::now();
-    while !open.is_empty() {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
-                records += 1;
-                bytes += message.payload_len() as u64;
-                last_progress = Instant::now();
-            }
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                open.remove(&partition);
-                last_progress = Instant::now();
-            }
-            Some(Err(KafkaError::MessageConsumption(
-                code @ (RDKafkaErrorCode::OffsetOutOfRange
-                | RDKafkaErrorCode::AutoOffsetReset
-                | RDKafkaErrorCode::UnknownTopicOrPartition
-                | RDKafkaErrorCode::TopicAuthorizationFailed),
-            ))) => return Err(format!("topic '{topic}' partitions {partitions:?}: {code}")),
-            // Transient: librdkafka retries by itself; the idle timeout bounds the wait.
-            Some(Err(_)) | None => {
-                if last_progress.elapsed() > idle_timeout {
-                    let mut waiting: Vec<_> = open.iter().collect();
-                    waiting.sort();
-                    return Err(format!("topic '{topic}': no progress for {idle_timeout:?} on partitions {waiting:?}"));
-                }
-            }
-        }
-    }
-    Ok((records, bytes))
 }

@@ -12,7 +12,8 @@
 #
 # Environment: COUNT (records per send worker, default 10000000), SEND_WORKERS (4),
 # RECV_WORKERS (2), RUNS (3), BENCH_DIR (parent of the temporary data, default
-# target/bench; keep it on the disk you want to measure).
+# target/bench; keep it on the disk you want to measure). The last line,
+# `bench_file: key=value ...`, is for scripts (scripts/bench_scale.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -132,4 +133,7 @@ for label, a, b in [
     ("recv / plain read", "capture_recv", "plain read (dd)"),
 ]:
     print(f"{label:<28}{ratio(a, b):>7.2f}")
+# For scripts (scripts/bench_scale.sh): one machine-readable line.
+print(f"bench_file: send_mb_s={median['capture_send']:.1f} recv_mb_s={median['capture_recv']:.1f} "
+      f"timely_write_mb_s={median['timely EventWriter']:.1f} timely_read_mb_s={median['timely EventReader']:.1f}")
 EOF

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Kafka benchmark: capture_send / capture_recv against plain librdkafka
 # (benches/raw_kafka.rs) with the same client settings, the same number of
-# Kafka records and the same record size.
+# Kafka records and the same record size, and every process's peak RSS
+# (/usr/bin/time -v, "Maximum resident set size").
 #
 #   scripts/bench_kafka.sh [KEY=VALUE ...]      (or set them in the environment)
 #
-#   BROKERS       Kafka bootstrap servers. Default: start tansu on 127.0.0.1:19093
+#   BROKERS       Kafka bootstrap servers. Default: start tansu on 127.0.0.1:$TANSU_PORT
 #                 (scripts/broker.sh, memory storage) and stop it on exit.
+#   TANSU_PORT    port of that tansu (19093)
 #   MOCK=1        use librdkafka's mock cluster (target/release/mock_broker on
-#                 127.0.0.1:19094) instead; topics are created up front.
+#                 127.0.0.1:$MOCK_PORT, default 19094) instead; topics are created up front.
 #   COUNT         numbers captured per send worker (default 2000000; 400000 with
 #                 MOCK=1, which keeps only 5 MiB per partition: capped at 450000)
 #   SEND_WORKERS  capture_send workers = raw producer threads = partitions (5)
@@ -16,9 +18,15 @@
 #   RUNS          runs; the table shows medians (3)
 #   FRAME_EXTRA   capture frames per worker beyond ceil(COUNT/1024) (2)
 #   BUILD=0       use the binaries already in target/release (no cargo build)
+#   SEND_RSS_MIB / RECV_RSS_MIB   peak-RSS bounds the ratios compare with (256 / 512)
 #
-# Per run: capture_send, raw_kafka produce, capture_recv, raw_kafka consume,
-# each on a fresh topic. capture_send writes ~8 KB frames (1024 u64 per event);
+# Per run, each on a fresh topic: capture_send; raw produce with ONE client
+# for every partition (the baseline: `single`) and with a client per
+# partition; capture_recv; raw consume in three client layouts (a client per
+# thread, per partition, one client with split partition queues). The send
+# ratio is against the single client, the receive ratio against the best
+# raw consume layout (medians). The last line, `bench_kafka: key=value ...`,
+# is for scripts (scripts/bench_scale.sh). capture_send writes ~8 KB frames (1024 u64 per event);
 # the raw producer sends ceil(COUNT/1024)+FRAME_EXTRA records per thread of
 # floor(capture bytes / (SEND_WORKERS * that)) bytes. capture_send does not
 # print its frame count; FRAME_EXTRA (default 2: the stream header and the
@@ -28,14 +36,17 @@ cd "$(dirname "$0")/.."
 
 for arg in "$@"; do
   case "$arg" in
-    BROKERS=* | MOCK=* | COUNT=* | SEND_WORKERS=* | RECV_WORKERS=* | RUNS=* | FRAME_EXTRA=* | BUILD=*) export "${arg?}" ;;
+    BROKERS=* | MOCK=* | COUNT=* | SEND_WORKERS=* | RECV_WORKERS=* | RUNS=* | FRAME_EXTRA=* | BUILD=* | TANSU_PORT=* | MOCK_PORT=* | SEND_RSS_MIB=* | RECV_RSS_MIB=*) export "${arg?}" ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_kafka.sh: unknown argument '$arg' (expected KEY=VALUE)" >&2; exit 2 ;;
   esac
 done
 
 MOCK="${MOCK:-0}"
-MOCK_PORT=19094
+MOCK_PORT="${MOCK_PORT:-19094}"
+TANSU_PORT="${TANSU_PORT:-19093}"
+SEND_RSS_MIB="${SEND_RSS_MIB:-256}"
+RECV_RSS_MIB="${RECV_RSS_MIB:-512}"
 MOCK_MAX_COUNT=450000
 if [[ "$MOCK" == 1 ]]; then
   COUNT="${COUNT:-400000}"
@@ -64,6 +75,8 @@ fi
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 BIN="$TARGET_DIR/release"
 WORK="$TARGET_DIR/bench-kafka"
+TIME=/usr/bin/time
+[[ -x "$TIME" ]] || { echo "bench_kafka.sh: needs GNU time at $TIME (apt-get install time)" >&2; exit 1; }
 mkdir -p "$WORK"
 
 if [[ "${BUILD:-1}" != 0 ]]; then
@@ -85,7 +98,7 @@ cleanup() {
     wait "$MOCK_PID" 2>/dev/null || true
   fi
   if [[ "$STARTED_TANSU" == 1 ]]; then
-    BROKER_PORT=19093 BROKER_DIR="$TARGET_DIR/bench-broker" scripts/broker.sh stop || true
+    BROKER_PORT=$TANSU_PORT BROKER_DIR="$TARGET_DIR/bench-broker" scripts/broker.sh stop || true
   fi
 }
 trap cleanup EXIT
@@ -100,7 +113,8 @@ if [[ "$MOCK" == 1 ]]; then
   fi
   topics=()
   for run in $(seq 1 "$RUNS"); do
-    topics+=(--topic "$(cap_topic "$run"):$SEND_WORKERS" --topic "$(raw_topic "$run"):$SEND_WORKERS")
+    topics+=(--topic "$(cap_topic "$run"):$SEND_WORKERS" --topic "$(raw_topic "$run"):$SEND_WORKERS"
+      --topic "$(raw_topic "$run")-pp:$SEND_WORKERS")
   done
   "$BIN/mock_broker" --port "$MOCK_PORT" "${topics[@]}" >"$WORK/mock_broker.log" 2>&1 &
   MOCK_PID=$!
@@ -119,9 +133,9 @@ if [[ "$MOCK" == 1 ]]; then
   CAPTURE_FLAG=             # capture_send accepts an existing empty topic
 elif [[ -z "${BROKERS:-}" ]]; then
   BROKER_KIND=tansu
-  BROKER_PORT=19093 BROKER_DIR="$TARGET_DIR/bench-broker" scripts/broker.sh start >&2
+  BROKER_PORT=$TANSU_PORT BROKER_DIR="$TARGET_DIR/bench-broker" scripts/broker.sh start >&2
   STARTED_TANSU=1
-  BROKERS=127.0.0.1:19093
+  BROKERS=127.0.0.1:$TANSU_PORT
   CREATE_FLAG=--overwrite
   CAPTURE_FLAG=--overwrite
 else
@@ -129,118 +143,138 @@ else
   CAPTURE_FLAG=--overwrite
 fi
 
-# Runs a command, keeping its output in $WORK/<name>.log; prints its last line
-# starting with "<prefix>:" (the summary) or fails with the log.
+# Runs a command under /usr/bin/time -v, keeping its output in $WORK/<name>.*;
+# prints its last line starting with "<prefix>:" (the summary) followed by
+# " rss_kib=<peak RSS>", or fails with the log.
 summary() {
   local name="$1" prefix="$2"
   shift 2
-  if ! "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"; then
+  if ! "$TIME" -v -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"; then
     echo "bench_kafka.sh: '$*' failed:" >&2
-    tail -n 20 "$WORK/$name.out" "$WORK/$name.err" >&2
+    tail -n 20 "$WORK/$name.out" "$WORK/$name.err" "$WORK/$name.time" >&2
     exit 1
   fi
-  local line
+  local line rss
   line="$(grep "^$prefix:" "$WORK/$name.out" | tail -n 1 || true)"
   if [[ -z "$line" ]]; then
     echo "bench_kafka.sh: '$*' printed no '$prefix:' line" >&2
     tail -n 20 "$WORK/$name.out" "$WORK/$name.err" >&2
     exit 1
   fi
-  echo "$line"
+  rss="$(sed -n 's/.*Maximum resident set size (kbytes): *\([0-9]*\).*/\1/p' "$WORK/$name.time")"
+  echo "$line rss_kib=${rss:-0}"
 }
 
 # field LINE KEY: the value of KEY=VALUE in LINE.
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-label() { case "$1" in raw_produce) echo "raw produce" ;; raw_consume) echo "raw consume" ;; *) echo "$1" ;; esac; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.1f", (s > 0) ? n / s : 0 }'; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 
 FRAMES=$(((COUNT + 1023) / 1024 + FRAME_EXTRA)) # Kafka records per capture_send worker
 EXPECTED_RECORDS=$((COUNT * SEND_WORKERS))
 EXPECTED_SUM=$((SEND_WORKERS * (COUNT * (COUNT - 1) / 2)))
+RAW_RECORDS=$((SEND_WORKERS * FRAMES))
 
-declare -A SECONDS_OF RECORDS_OF BYTES_OF MSGS_OF
-STAGES=(capture_send raw_produce capture_recv raw_consume)
-for stage in "${STAGES[@]}"; do SECONDS_OF[$stage]=""; done
+STAGES=(capture_send raw_produce_single raw_produce_per_partition capture_recv raw_consume_per_thread
+  raw_consume_per_partition raw_consume_split)
+declare -A SECONDS_OF RECORDS_OF BYTES_OF RSS_OF
+for stage in "${STAGES[@]}"; do SECONDS_OF[$stage]="" RSS_OF[$stage]=""; done
 
 echo "bench_kafka.sh: brokers $BROKERS ($BROKER_KIND), COUNT=$COUNT SEND_WORKERS=$SEND_WORKERS RECV_WORKERS=$RECV_WORKERS RUNS=$RUNS" >&2
 for run in $(seq 1 "$RUNS"); do
   cap="$(cap_topic "$run")"
   raw="$(raw_topic "$run")"
+  declare -A LINE=()
 
   # shellcheck disable=SC2086 # CAPTURE_FLAG may be empty
-  send="$(summary "capture_send-$run" capture_send \
+  LINE[capture_send]="$(summary "capture_send-$run" capture_send \
     "$BIN/capture_send" "$cap" "$COUNT" -w "$SEND_WORKERS" --brokers "$BROKERS" $CAPTURE_FLAG)"
-  send_bytes="$(field "$send" bytes)"
-  size=$((send_bytes / (SEND_WORKERS * FRAMES)))
+  send_bytes="$(field "${LINE[capture_send]}" bytes)"
+  size=$((send_bytes / RAW_RECORDS))
 
-  produce="$(summary "raw_produce-$run" "raw_kafka produce" \
-    "$RAW" produce --brokers "$BROKERS" "$raw" --records "$FRAMES" --size "$size" --threads "$SEND_WORKERS" \
-    "$CREATE_FLAG")"
+  # The single-client baseline writes the topic the consumers read; the
+  # per-partition producer writes a second one (the mock: its own topic).
+  for layout in single per-partition; do
+    topic="$raw"
+    [[ "$layout" == single ]] || topic="$raw-pp"
+    LINE[raw_produce_${layout//-/_}]="$(summary "raw_produce_$layout-$run" "raw_kafka produce" \
+      "$RAW" produce --brokers "$BROKERS" "$topic" --records "$FRAMES" --size "$size" --threads "$SEND_WORKERS" \
+      --layout "$layout" "$CREATE_FLAG")"
+  done
 
-  recv="$(summary "capture_recv-$run" capture_recv \
+  LINE[capture_recv]="$(summary "capture_recv-$run" capture_recv \
     "$BIN/capture_recv" "$cap" -w "$RECV_WORKERS" --brokers "$BROKERS")"
-  recv_records="$(field "$recv" records)"
-  recv_sum="$(field "$recv" sum)"
+  recv_records="$(field "${LINE[capture_recv]}" records)"
+  recv_sum="$(field "${LINE[capture_recv]}" sum)"
   if [[ "$recv_records" != "$EXPECTED_RECORDS" || "$recv_sum" != "$EXPECTED_SUM" ]]; then
     echo "bench_kafka.sh: run $run: capture_recv saw records=$recv_records sum=$recv_sum," \
       "expected records=$EXPECTED_RECORDS sum=$EXPECTED_SUM" >&2
     exit 1
   fi
 
-  consume="$(summary "raw_consume-$run" "raw_kafka consume" \
-    "$RAW" consume --brokers "$BROKERS" "$raw" --threads "$RECV_WORKERS")"
-  consume_records="$(field "$consume" records)"
-  if [[ "$consume_records" != "$((SEND_WORKERS * FRAMES))" ]]; then
-    echo "bench_kafka.sh: run $run: raw consume read $consume_records records, expected $((SEND_WORKERS * FRAMES))" >&2
-    exit 1
-  fi
-
-  for stage in "${STAGES[@]}"; do
-    case "$stage" in
-      capture_send) line="$send" msgs=$((SEND_WORKERS * FRAMES)) ;;
-      raw_produce) line="$produce" msgs="" ;;
-      capture_recv) line="$recv" msgs=$((SEND_WORKERS * FRAMES)) ;;
-      raw_consume) line="$consume" msgs="" ;;
-    esac
-    records="$(field "$line" records)"
-    SECONDS_OF[$stage]+=" $(field "$line" seconds)"
-    RECORDS_OF[$stage]="$records"
-    BYTES_OF[$stage]="$(field "$line" bytes)"
-    MSGS_OF[$stage]="${msgs:-$records}"
+  for layout in per-thread per-partition split; do
+    stage="raw_consume_${layout//-/_}"
+    LINE[$stage]="$(summary "$stage-$run" "raw_kafka consume" \
+      "$RAW" consume --brokers "$BROKERS" "$raw" --threads "$RECV_WORKERS" --layout "$layout")"
+    consumed="$(field "${LINE[$stage]}" records)"
+    if [[ "$consumed" != "$RAW_RECORDS" ]]; then
+      echo "bench_kafka.sh: run $run: raw consume ($layout) read $consumed records, expected $RAW_RECORDS" >&2
+      exit 1
+    fi
   done
-  printf 'run %d: capture_send %ss, raw produce %ss, capture_recv %ss, raw consume %ss\n' "$run" \
-    "$(field "$send" seconds)" "$(field "$produce" seconds)" "$(field "$recv" seconds)" "$(field "$consume" seconds)" >&2
+
+  report="run $run:"
+  for stage in "${STAGES[@]}"; do
+    line="${LINE[$stage]}"
+    SECONDS_OF[$stage]+=" $(field "$line" seconds)"
+    RSS_OF[$stage]+=" $(field "$line" rss_kib)"
+    RECORDS_OF[$stage]="$(field "$line" records)"
+    BYTES_OF[$stage]="$(field "$line" bytes)"
+    report+=" $stage $(field "$line" seconds)s $(mib "$(field "$line" rss_kib)")MiB,"
+  done
+  echo "${report%,}" >&2
 done
 
-# Medians over runs of records/s, Kafka messages/s and MB/s.
-declare -A REC_S MSG_S MB_S SEC
+# Medians over runs of MB/s and seconds; the largest peak RSS over runs.
+declare -A MB_S SEC RSS
 for stage in "${STAGES[@]}"; do
-  rs=() ms=() mbs=() secs=()
+  mbs=() secs=()
   for s in ${SECONDS_OF[$stage]}; do
     secs+=("$s")
-    rs+=("$(rate "${RECORDS_OF[$stage]}" "$s")")
-    ms+=("$(rate "${MSGS_OF[$stage]}" "$s")")
     mbs+=("$(rate "$(awk -v b="${BYTES_OF[$stage]}" 'BEGIN { print b / 1e6 }')" "$s")")
   done
   SEC[$stage]="$(median "${secs[@]}")"
-  REC_S[$stage]="$(median "${rs[@]}")"
-  MSG_S[$stage]="$(median "${ms[@]}")"
   MB_S[$stage]="$(median "${mbs[@]}")"
+  # shellcheck disable=SC2086 # a list of numbers
+  RSS[$stage]="$(printf '%s\n' ${RSS_OF[$stage]} | sort -g | tail -n 1)"
+done
+best_consume=raw_consume_per_thread
+for stage in raw_consume_per_partition raw_consume_split; do
+  if awk -v a="${MB_S[$stage]}" -v b="${MB_S[$best_consume]}" 'BEGIN { exit !(a > b) }'; then best_consume=$stage; fi
 done
 
 echo
 echo "Kafka benchmark: $BROKER_KIND broker $BROKERS, COUNT=$COUNT per worker, SEND_WORKERS=$SEND_WORKERS," \
-  "RECV_WORKERS=$RECV_WORKERS, medians of $RUNS runs"
-echo "raw records: $FRAMES per thread x $size bytes (= capture_send bytes / (ceil(COUNT/1024)+$FRAME_EXTRA frames per worker))"
-printf '%-14s %12s %12s %10s %14s %12s %10s\n' stage records bytes seconds records/s msgs/s MB/s
+  "RECV_WORKERS=$RECV_WORKERS, medians of $RUNS runs (peak RSS: the largest)"
+echo "raw records: $FRAMES per partition x $size bytes (= capture_send bytes / (ceil(COUNT/1024)+$FRAME_EXTRA frames per worker))"
+printf '%-26s %12s %12s %10s %10s %12s\n' stage records bytes seconds MB/s "peak RSS MiB"
 for stage in "${STAGES[@]}"; do
-  printf '%-14s %12s %12s %10s %14.0f %12.0f %10.1f\n' "$(label "$stage")" "${RECORDS_OF[$stage]}" "${BYTES_OF[$stage]}" \
-    "${SEC[$stage]}" "${REC_S[$stage]}" "${MSG_S[$stage]}" "${MB_S[$stage]}"
+  printf '%-26s %12s %12s %10s %10.1f %12s\n' "$stage" "${RECORDS_OF[$stage]}" "${BYTES_OF[$stage]}" \
+    "${SEC[$stage]}" "${MB_S[$stage]}" "$(mib "${RSS[$stage]}")"
 done
-echo "capture/raw MB/s: send $(ratio "${MB_S[capture_send]}" "${MB_S[raw_produce]}")," \
-  "recv $(ratio "${MB_S[capture_recv]}" "${MB_S[raw_consume]}")"
-echo "(records: u64 values for capture_*, Kafka records for raw_*; msgs/s counts Kafka records," \
-  "taken as $FRAMES per worker for capture_*)"
+send_ratio="$(ratio "${MB_S[capture_send]}" "${MB_S[raw_produce_single]}")"
+recv_ratio="$(ratio "${MB_S[capture_recv]}" "${MB_S[$best_consume]}")"
+send_rss="$(mib "${RSS[capture_send]}")"
+recv_rss="$(mib "${RSS[capture_recv]}")"
+echo
+echo "send: capture_send / raw_produce_single MB/s = $send_ratio (target >= 0.95)"
+echo "recv: capture_recv / $best_consume (best raw consume) MB/s = $recv_ratio (target >= 0.9)"
+echo "RSS:  capture_send ${send_rss} MiB / ${SEND_RSS_MIB} MiB = $(ratio "$send_rss" "$SEND_RSS_MIB"), " \
+  "capture_recv ${recv_rss} MiB / ${RECV_RSS_MIB} MiB = $(ratio "$recv_rss" "$RECV_RSS_MIB") (target <= 1)"
+echo "(records: u64 values for capture_*, Kafka records for raw_*; MB = 10^6 bytes)"
+echo "bench_kafka: send_mb_s=${MB_S[capture_send]} recv_mb_s=${MB_S[capture_recv]}" \
+  "raw_produce_mb_s=${MB_S[raw_produce_single]} raw_consume_mb_s=${MB_S[$best_consume]}" \
+  "send_ratio=$send_ratio recv_ratio=$recv_ratio send_rss_mib=$send_rss recv_rss_mib=$recv_rss"

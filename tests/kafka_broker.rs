@@ -78,3 +78,52 @@ fn library_round_trips_on_a_real_broker() {
     let topic: &'static str = Box::leak(unique("times").into_boxed_str());
     common::many_timestamps(log, topic);
 }
+
+/// tansu's ListOffsets(latest) under-reports a partition's end after batched
+/// produces (3552 for 3600 records), while its fetch responses carry the
+/// right high watermark: the reader's end must be the real one, and a
+/// replay must read every record.
+#[test]
+fn end_offset_counts_every_record_produced_in_small_batches() {
+    use timely_kafka::log::PartitionReader;
+    let _deadline = common::deadline();
+    let Some(brokers) = brokers() else { return };
+    let log: Arc<dyn LogBackend> = Arc::new(KafkaLog::new(&brokers, &[]).unwrap());
+    let topic = unique("small-batches");
+    log.create_topic(&topic, 1, timely_kafka::CodecId::Bincode, false).unwrap();
+    let (batches, per_batch) = (36u64, 100u64);
+    let mut writer = log.writer(&topic, 0).unwrap();
+    let mut expected = 0u64;
+    for batch in 0..batches {
+        for i in 0..per_batch {
+            let value = batch * per_batch + i;
+            expected = expected.wrapping_add(value);
+            writer.append(&value.to_le_bytes()).unwrap();
+        }
+        writer.flush().unwrap();
+    }
+    drop(writer);
+    let total = batches * per_batch;
+    let mut reader = log.reader(&topic, 0, 0).unwrap();
+    assert_eq!(reader.end_offset().unwrap(), total, "end offset of {total} records");
+    let (mut count, mut sum) = (0u64, 0u64);
+    while let Some(record) = reader.poll(std::time::Duration::from_secs(10)).unwrap() {
+        count += 1;
+        sum = sum.wrapping_add(u64::from_le_bytes(record.payload.try_into().unwrap()));
+        if record.offset + 1 >= total {
+            break;
+        }
+    }
+    assert_eq!((count, sum), (total, expected));
+    assert_eq!(reader.end_offset().unwrap(), total);
+    // tansu cannot serve a fetch starting inside its last batch; the reader
+    // must still deliver exactly the record sought.
+    for offset in [total - 1, total / 2, 1] {
+        let mut reader = log.reader(&topic, 0, 0).unwrap();
+        reader.end_offset().unwrap();
+        reader.seek(offset).unwrap();
+        let record = reader.poll(std::time::Duration::from_secs(10)).unwrap().expect("a record");
+        assert_eq!(record.offset, offset);
+        assert_eq!(u64::from_le_bytes(record.payload.try_into().unwrap()), offset);
+    }
+}

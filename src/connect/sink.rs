@@ -1,25 +1,26 @@
 //! `kafka_sink`: a dataflow's `(key, value)` records out to a Kafka topic.
 //!
 //! Records are produced as they arrive, with backpressure on a full local
-//! queue. Whenever the input frontier advances, the sink flushes and checks
-//! every delivery report: once the frontier has passed a time, everything
-//! at that time is acknowledged by the broker, or the worker stops with the
-//! broker's error naming the topic.
+//! queue. Whenever the input frontier advances, the sink waits for the
+//! delivery reports of its records and checks every one: once the frontier
+//! has passed a time, everything at that time is acknowledged by the broker,
+//! or the worker stops with the broker's error naming the topic.
+//!
+//! The sink sends through its [`KafkaLog`]'s producer, the one client shared
+//! with every other sink and capture writer of that log in the process; its
+//! delivery reports still reach only this sink (see `log::kafka::producer`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientContext;
+use rdkafka::producer::{BaseRecord, Producer};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 use timely::progress::{Antichain, Timestamp};
 
-use crate::log::kafka::{KafkaLog, CONSUMER_ONLY, PRODUCER_DEFAULTS};
+use crate::log::kafka::{send_record, Deliveries, KafkaLog};
 
 /// Chooses a partition from a record's key and the topic's partition count.
 pub type Partitioner = Arc<dyn Fn(&[u8], u32) -> u32 + Send + Sync>;
@@ -52,7 +53,7 @@ impl SinkConfig {
 #[derive(Clone, Default)]
 pub struct SinkHandle {
     sent: Arc<AtomicU64>,
-    acked: Arc<AtomicU64>,
+    deliveries: Arc<Deliveries>,
 }
 
 impl SinkHandle {
@@ -62,34 +63,7 @@ impl SinkHandle {
     }
     /// Records acknowledged by the broker.
     pub fn acknowledged(&self) -> u64 {
-        self.acked.load(Ordering::Relaxed)
-    }
-}
-
-struct SinkContext {
-    acked: Arc<AtomicU64>,
-    error: Arc<Mutex<Option<String>>>,
-}
-
-impl ClientContext for SinkContext {}
-
-impl ProducerContext for SinkContext {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => {
-                self.acked.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((error, message)) => {
-                if let Ok(mut slot) = self.error.lock() {
-                    slot.get_or_insert(format!(
-                        "delivery to topic '{}' partition {} failed: {error}",
-                        message.topic(),
-                        message.partition()
-                    ));
-                }
-            }
-        }
+        self.deliveries.acked()
     }
 }
 
@@ -101,13 +75,8 @@ where
     V: AsRef<[u8]> + 'static,
 {
     let handle = SinkHandle::default();
-    let error = Arc::new(Mutex::new(None));
-    let context = SinkContext { acked: handle.acked.clone(), error: error.clone() };
-    let producer: BaseProducer<SinkContext> = config
-        .kafka
-        .config(PRODUCER_DEFAULTS, CONSUMER_ONLY)
-        .create_with_context(context)
-        .unwrap_or_else(|e| panic!("kafka sink: cannot create producer: {e}"));
+    let producer = config.kafka.shared_producer().unwrap_or_else(|e| panic!("kafka sink: {e}"));
+    let deliveries = handle.deliveries.clone();
     let partitions = match &config.partitioner {
         None => 0,
         Some(_) => producer
@@ -121,40 +90,42 @@ where
     let topic = topic.to_string();
     let sent = handle.sent.clone();
     let mut flushed_to = Antichain::from_elem(T::minimum());
-    let check = move |error: &Arc<Mutex<Option<String>>>| {
-        if let Some(message) = error.lock().ok().and_then(|e| e.clone()) {
+    let check = move |deliveries: &Deliveries| {
+        if let Some(message) = deliveries.first_error() {
             panic!("kafka sink: {message}");
         }
     };
+    // Records waiting in librdkafka's queue for longer than this fail their
+    // delivery anyway (message.timeout.ms); a queue full for as long is stuck.
+    let queue_timeout = 2 * config.flush_timeout.max(Duration::from_secs(30));
     stream.sink(Pipeline, &format!("KafkaSink({topic})"), move |(input, frontier)| {
         input.for_each(|_time, data| {
             for (key, value) in data.drain(..) {
                 let key = key.as_ref();
-                let mut record = BaseRecord::<[u8], [u8]>::to(&topic).key(key).payload(value.as_ref());
+                let mut record =
+                    BaseRecord::with_opaque_to(&topic, deliveries.clone()).key(key).payload(value.as_ref());
                 if let Some(partitioner) = &config.partitioner {
                     record = record.partition(partitioner(key, partitions).min(partitions - 1) as i32);
                 }
-                loop {
-                    match producer.send(record) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                            producer.poll(Duration::from_millis(10));
-                            check(&error);
-                            record = returned;
-                        }
-                        Err((e, _)) => panic!("kafka sink: topic '{topic}': {e}"),
-                    }
+                if let Err(reason) = send_record(&producer, record, queue_timeout) {
+                    panic!("kafka sink: topic '{topic}': {reason}");
                 }
                 sent.fetch_add(1, Ordering::Relaxed);
             }
         });
-        producer.poll(Duration::ZERO);
-        check(&error);
+        check(&deliveries);
         if frontier.frontier() != flushed_to.borrow() {
-            if let Err(e) = producer.flush(config.flush_timeout) {
-                panic!("kafka sink: topic '{topic}': flush did not complete within {:?}: {e}", config.flush_timeout);
+            // Only this sink's records: other writers sharing the producer
+            // do not hold it up.
+            let sent = sent.load(Ordering::Relaxed);
+            if !deliveries.wait_reported(sent, config.flush_timeout) {
+                panic!(
+                    "kafka sink: topic '{topic}': {} of {sent} records unacknowledged after {:?}",
+                    sent - deliveries.acked(),
+                    config.flush_timeout
+                );
             }
-            check(&error);
+            check(&deliveries);
             flushed_to = frontier.frontier().to_owned();
         }
     });

@@ -17,6 +17,7 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("batch.size", "1000000"),
     ("compression.type", "none"),
     ("message.timeout.ms", "30000"),
+    ("queue.buffering.max.kbytes", "65536"),
     ("allow.auto.create.topics", "false"),
 ];
 /// Properties our consumers set unless the user overrides them.
@@ -28,9 +29,9 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("auto.offset.reset", "error"),
     ("fetch.wait.max.ms", "5"),
     ("fetch.min.bytes", "1"),
-    ("fetch.max.bytes", "52428800"),
-    ("max.partition.fetch.bytes", "10485760"),
-    ("queued.max.messages.kbytes", "262144"),
+    ("fetch.max.bytes", "16777216"),
+    ("max.partition.fetch.bytes", "4194304"),
+    ("queued.max.messages.kbytes", "32768"),
     ("allow.auto.create.topics", "false"),
 ];
 /// Properties only one kind of client understands (librdkafka warns about the others).

@@ -2,10 +2,14 @@
 //!
 //! Producing is idempotent (`enable.idempotence=true`, `acks=all`), so a
 //! request librdkafka retries can neither duplicate nor reorder a partition's
-//! records. A full local queue is backpressure: `append` serves delivery
-//! reports and retries instead of failing. Every delivery report is checked;
-//! the first failure fails the capture with the broker's error. `flush`
-//! waits, for a bounded time, until every record is acknowledged.
+//! records. One producer client serves the whole process (every writer and
+//! sink of a [`KafkaLog`] and its clones; see `producer.rs` for why and how
+//! the per-partition checks stay exact). Its local queue is bounded (64 MiB):
+//! a full queue is backpressure, `append` waits and retries instead of
+//! failing, so memory stays bounded however slow the broker. Every delivery
+//! report is checked; the first failure fails the capture with the broker's
+//! error. `flush` waits, for a bounded time, until every record of *that
+//! writer* is acknowledged.
 //!
 //! Consuming assigns partitions explicitly and starts at an explicit offset:
 //! replay never depends on consumer-group offsets. `auto.offset.reset=error`
@@ -24,17 +28,20 @@
 //! | `batch.size` | `1000000` | large batches for throughput |
 //! | `compression.type` | `none` | frames are often incompressible; opt in |
 //! | `message.timeout.ms` | `30000` | a failing broker fails the capture in bounded time |
+//! | `queue.buffering.max.kbytes` | `65536` | the process's producer buffers at most 64 MiB (librdkafka: 1 GB) |
 //! | `fetch.wait.max.ms` | `5` | fast catch-up on brokers that wait out the fetch |
-//! | `fetch.max.bytes` / `max.partition.fetch.bytes` | 50 MB / 10 MB | big fetches |
-//! | `queued.max.messages.kbytes` | `262144` | deep prefetch |
+//! | `fetch.max.bytes` / `max.partition.fetch.bytes` | 16 MiB / 4 MiB | large fetches, bounded buffers |
+//! | `queued.max.messages.kbytes` | `32768` | prefetch at most 32 MiB per partition read |
 //! | `auto.offset.reset` | `error` | never silently skip deleted data |
 //! | `allow.auto.create.topics` | `false` | topics are created deliberately |
 
 mod admin;
 mod config;
+mod producer;
 mod reader;
 mod writer;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::admin::AdminClient;
@@ -50,16 +57,21 @@ pub use config::DEFAULT_TIMEOUT;
 use config::RECORD_OVERHEAD;
 pub use config::{CONSUMER_DEFAULTS, PRODUCER_DEFAULTS};
 pub(crate) use config::{CONSUMER_ONLY, PRODUCER_ONLY};
+pub(crate) use producer::{send_record, Deliveries, SharedProducer};
 pub use reader::KafkaReader;
 pub use writer::KafkaWriter;
 
 /// The Kafka backend: a broker list plus client properties.
+///
+/// Clones share one producer client (see `producer.rs`): every writer and
+/// sink created through this value or its clones sends through it.
 #[derive(Clone)]
 pub struct KafkaLog {
     brokers: String,
     properties: Vec<(String, String)>,
     replication_factor: i32,
     timeout: Duration,
+    producer: Arc<Mutex<Option<Arc<SharedProducer>>>>,
 }
 
 impl KafkaLog {
@@ -83,6 +95,7 @@ impl KafkaLog {
             properties: Vec::new(),
             replication_factor: -1,
             timeout: DEFAULT_TIMEOUT,
+            producer: Arc::default(),
         };
         for (key, value) in properties {
             match key.as_str() {
