@@ -19,13 +19,16 @@ pub fn eager() -> ExactlyOnce {
     ExactlyOnce { commit_interval: Duration::ZERO, max_uncommitted_bytes: 0 }
 }
 
+/// Records a crashed writer did not store: (partition, record).
+pub type Held = Arc<Mutex<Vec<(u32, Vec<u8>)>>>;
+
 /// A writer that stops storing after `left` records, as if its process had
 /// died there (the producer does not notice: nothing more reaches the log).
 /// What it does not store goes to `held`.
 pub struct CrashAfter {
     pub inner: Box<dyn PartitionWriter>,
     pub left: u64,
-    pub held: Arc<Mutex<Vec<(u32, Vec<u8>)>>>,
+    pub held: Held,
 }
 
 impl PartitionWriter for CrashAfter {
@@ -73,7 +76,7 @@ pub fn start_capture(
     topic: &str,
     spec: Numbers,
     crash_after: Vec<Option<u64>>,
-    held: Arc<Mutex<Vec<(u32, Vec<u8>)>>>,
+    held: Held,
 ) -> std::thread::JoinHandle<Vec<std::result::Result<(), String>>> {
     let workers = crash_after.len();
     log.create_topic(topic, workers as u32, CodecId::Bincode, true).unwrap();
