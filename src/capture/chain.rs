@@ -134,3 +134,81 @@ impl Chain {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::frame::{decode_frame, encode_frame, FrameHeader};
+    use crate::capture::stream::StreamHeader;
+    use crate::codec_id::CodecId;
+
+    fn frame(kind: FrameKind, session: u64, seq: u64) -> Vec<u8> {
+        let header = FrameHeader { codec: CodecId::Bincode, kind, session, seq, is_final: false, exactly_once: false };
+        encode_frame(header, b"").unwrap()
+    }
+
+    fn epoch(session: u64, continues_session: u64, continues_commit: Option<u64>) -> Vec<u8> {
+        let mut header = StreamHeader::new::<u64, Vec<u64>>(CodecId::Bincode, 0, 1);
+        header.session = session;
+        EpochLink { header, root_offset: 0, continues_session, continues_commit }.to_frame().unwrap()
+    }
+
+    fn follow(records: &[Vec<u8>]) -> (Chain, Vec<String>) {
+        let mut chain = Chain::new(1, 0);
+        let steps = records
+            .iter()
+            .enumerate()
+            .map(|(offset, bytes)| match chain.accept(offset as u64 + 1, &decode_frame(bytes).unwrap()) {
+                Ok(ChainStep::Ignored) => "ignored".to_string(),
+                Ok(ChainStep::Data) => "data".to_string(),
+                Ok(ChainStep::Commit(seen)) => format!("commit {}", seen.seq),
+                Ok(ChainStep::NewEpoch(link)) => format!("epoch {}", link.header.session),
+                Err(error) => format!("error: {error}"),
+            })
+            .collect();
+        (chain, steps)
+    }
+
+    #[test]
+    fn a_valid_epoch_switches_and_the_zombie_is_ignored() {
+        let (chain, steps) = follow(&[
+            frame(FrameKind::Event, 1, 1),
+            frame(FrameKind::Commit, 1, 2),
+            frame(FrameKind::Event, 1, 3),
+            epoch(2, 1, Some(2)),
+            frame(FrameKind::Event, 1, 4), // the zombie, after the switch
+            frame(FrameKind::Commit, 1, 5),
+            frame(FrameKind::Event, 2, 1),
+            frame(FrameKind::Event, 2, 1), // a duplicate
+        ]);
+        assert_eq!(steps, ["data", "commit 2", "data", "epoch 2", "ignored", "ignored", "data", "ignored"]);
+        assert_eq!((chain.current_session(), chain.epochs()), (2, 2));
+    }
+
+    #[test]
+    fn an_epoch_raced_by_a_zombie_commit_is_void() {
+        // The resume read commit 2 as the newest, but the zombie committed
+        // again (seq 4) before the epoch record landed: every replayer must
+        // ignore the epoch, and the next resume continues commit 4.
+        let (chain, steps) = follow(&[
+            frame(FrameKind::Commit, 1, 1),
+            frame(FrameKind::Event, 1, 2),
+            frame(FrameKind::Event, 1, 3),
+            frame(FrameKind::Commit, 1, 4),
+            epoch(2, 1, Some(1)),
+            frame(FrameKind::Event, 2, 1),
+            epoch(3, 1, Some(4)),
+            frame(FrameKind::Event, 3, 1),
+        ]);
+        assert_eq!(steps, ["commit 1", "data", "data", "commit 4", "ignored", "ignored", "epoch 3", "data"]);
+        assert_eq!(chain.current_session(), 3);
+    }
+
+    #[test]
+    fn a_gap_and_a_foreign_stream_header_are_errors() {
+        let (_, steps) = follow(&[frame(FrameKind::Event, 1, 2)]);
+        assert!(steps[0].starts_with("error: gap"), "{steps:?}");
+        let (_, steps) = follow(&[frame(FrameKind::StreamHeader, 9, 0)]);
+        assert!(steps[0].contains("another capture"), "{steps:?}");
+    }
+}
