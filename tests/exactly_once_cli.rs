@@ -56,6 +56,29 @@ fn signal(child: &Child, signal: i32) {
     unsafe { libc::kill(child.id() as i32, signal) };
 }
 
+/// Waits until every partition of `t` has committed past time 0 and none
+/// is complete: the capture is under way, with something to resume from.
+fn wait_until_committed(target: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let output = bin("capture_inspect").arg("t").args(target).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let committed: Vec<bool> = stdout
+            .lines()
+            .map(|line| {
+                let under_way = line.contains("complete=false");
+                let time = line.split("committed=[").nth(1).and_then(|rest| rest.split(']').next());
+                under_way && time.and_then(|t| t.parse::<u64>().ok()).is_some_and(|t| t > 0)
+            })
+            .collect();
+        if !committed.is_empty() && committed.iter().all(|c| *c) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the capture never committed: {stdout}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Resumes until the capture completes (a resume may itself be killed).
 fn resume_to_completion(target: &[&str], workers: usize) {
     let output = send(target, workers, &["--resume"]).output().unwrap();
@@ -105,20 +128,21 @@ fn a_replay_follows_the_capture_across_its_crash_and_resume() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     let target = ["--data-dir", data];
-    let mut capture = send(&target, 2, &["--exactly-once", "--rate", "40000"]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let mut capture = send(&target, 2, &["--exactly-once", "--rate", "20000"]).spawn().unwrap();
+    wait_until_committed(&target);
     let replay = bin("capture_recv")
         .args(["t", "-w3", "--idle-timeout", "30", "--data-dir", data])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(300));
     signal(&capture, libc::SIGKILL);
     capture.wait().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let resumed = send(&target, 2, &["--resume", "--rate", "40000"]).output().unwrap();
-    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success() && stderr.contains("resuming from"), "{stderr}");
     let output = replay.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!((field(&output, "records"), field(&output, "sum")), expected(2));
@@ -212,7 +236,7 @@ fn a_paused_zombie_woken_after_the_resume_changes_nothing_on_kafka() {
     let target = ["--brokers", broker.1.as_str()];
     // ~6 s at this rate: paused well before its end.
     let zombie = send(&target, 2, &["--exactly-once", "--rate", "10000"]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    wait_until_committed(&target);
     signal(&zombie, libc::SIGSTOP);
     let resumed = send(&target, 2, &["--resume"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&resumed.stderr);

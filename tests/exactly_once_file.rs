@@ -44,3 +44,18 @@ fn crashes_at_random_points_then_resume_replay_exactly() {
         assert_eq!(eo::replay(log.clone(), "t", 2, workers), eo::expected(spec, 2), "round {round}, {workers} workers");
     }
 }
+
+#[test]
+fn records_lost_after_the_last_commit_break_the_epoch_and_a_resume_continues() {
+    let _deadline = common::deadline();
+    let (_dir, log) = file_log();
+    let spec = eo::spec(5_000, 37);
+    // Partition 0 loses record 60 (the capture "completes", but its stream
+    // has a gap); partition 1 dies at record 50.
+    eo::capture_losing(log.clone(), "t", spec, vec![None, Some(50)], vec![Some(60), None]);
+    let points = eo::resume_capture(log.clone(), "t", spec, 2).unwrap();
+    assert!(points.iter().all(|p| p.as_ref().is_some_and(|p| p.previous_epochs == 1)), "{points:?}");
+    for workers in [1, 2, 3] {
+        assert_eq!(eo::replay(log.clone(), "t", 2, workers), eo::expected(spec, 2), "{workers} workers");
+    }
+}

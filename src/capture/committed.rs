@@ -117,6 +117,12 @@ impl<T: Timestamp> CommittedReplay<T> {
         std::mem::take(&mut self.delivered.state).into_iter().map(|(t, d)| (t, -d)).collect()
     }
 
+    /// Why the current epoch stopped counting (records lost after its last
+    /// commit), if it did.
+    pub fn broken(&self) -> Option<&str> {
+        self.chain.broken()
+    }
+
     /// Epochs followed so far.
     pub fn epochs(&self) -> u32 {
         self.chain.epochs()
@@ -160,6 +166,12 @@ impl<T: Timestamp> CommittedReplay<T> {
             ChainStep::Ignored => Ok(Next::Busy),
             ChainStep::Data => {
                 self.deliver_from.get_or_insert(offset);
+                Ok(Next::Busy)
+            }
+            ChainStep::Broken(_) => {
+                // Nothing more of this epoch will be delivered; a resume
+                // continues its last commit (or the idle timeout reports it).
+                self.deliver_from = None;
                 Ok(Next::Busy)
             }
             ChainStep::NewEpoch(_) => {

@@ -228,7 +228,13 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
             let idle = self.last_activity.elapsed();
             if idle >= timeout {
                 let frontier = match &self.committed {
-                    Some(committed) => format!("{:?} (committed)", committed.frontier().elements()),
+                    Some(committed) => match committed.broken() {
+                        None => format!("{:?} (committed)", committed.frontier().elements()),
+                        Some(reason) => format!(
+                            "{:?} (committed; {reason}: resume the capture to continue)",
+                            committed.frontier().elements()
+                        ),
+                    },
                     None => format!("{:?}", self.protocol.frontier.frontier().to_vec()),
                 };
                 let last_offset = match self.protocol.last_offset {

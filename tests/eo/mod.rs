@@ -29,6 +29,10 @@ pub struct CrashAfter {
     pub inner: Box<dyn PartitionWriter>,
     pub left: u64,
     pub held: Held,
+    /// Drops the record with this index (counting from 0) but stores the
+    /// ones after it: a broker that acknowledged a batch it never stored.
+    pub lose: Option<u64>,
+    pub appended: u64,
 }
 
 impl PartitionWriter for CrashAfter {
@@ -42,6 +46,10 @@ impl PartitionWriter for CrashAfter {
             return Ok(());
         }
         self.left -= 1;
+        self.appended += 1;
+        if self.lose == Some(self.appended - 1) {
+            return Ok(());
+        }
         self.inner.append(record)
     }
     fn flush(&mut self) -> Result<()> {
@@ -63,8 +71,20 @@ pub fn spec(count: u64, per_time: u64) -> Numbers {
 /// Creates `topic` (one partition per worker) and captures exactly-once;
 /// worker w's partition stops storing after `crash_after[w]` records.
 pub fn capture_crashing(log: Arc<dyn LogBackend>, topic: &str, spec: Numbers, crash_after: Vec<Option<u64>>) {
+    capture_losing(log, topic, spec, crash_after, Vec::new())
+}
+
+/// [`capture_crashing`], and worker w's partition also loses record `lose[w]`.
+pub fn capture_losing(
+    log: Arc<dyn LogBackend>,
+    topic: &str,
+    spec: Numbers,
+    crash_after: Vec<Option<u64>>,
+    lose: Vec<Option<u64>>,
+) {
     let held = Arc::new(Mutex::new(Vec::new()));
-    start_capture(log, topic, spec, crash_after, held).join().unwrap().into_iter().for_each(|r| r.unwrap());
+    let running = start_capture_losing(log, topic, spec, crash_after, lose, held);
+    running.join().unwrap().into_iter().for_each(|r| r.unwrap());
 }
 
 /// Starts an exactly-once capture in the background (see
@@ -78,6 +98,17 @@ pub fn start_capture(
     crash_after: Vec<Option<u64>>,
     held: Held,
 ) -> std::thread::JoinHandle<Vec<std::result::Result<(), String>>> {
+    start_capture_losing(log, topic, spec, crash_after, Vec::new(), held)
+}
+
+fn start_capture_losing(
+    log: Arc<dyn LogBackend>,
+    topic: &str,
+    spec: Numbers,
+    crash_after: Vec<Option<u64>>,
+    lose: Vec<Option<u64>>,
+    held: Held,
+) -> std::thread::JoinHandle<Vec<std::result::Result<(), String>>> {
     let workers = crash_after.len();
     log.create_topic(topic, workers as u32, CodecId::Bincode, true).unwrap();
     let topic = topic.to_string();
@@ -86,7 +117,8 @@ pub fn start_capture(
         let index = worker.index();
         let inner = log.writer(&topic, index as u32).unwrap();
         let left = crash_after[index].unwrap_or(u64::MAX);
-        let writer = CrashAfter { inner, left, held: held.clone() };
+        let lose = lose.get(index).copied().flatten();
+        let writer = CrashAfter { inner, left, held: held.clone(), lose, appended: 0 };
         let producer =
             EventProducer::<u64, Vec<u64>, _>::exactly_once(writer, index as u32, workers as u32, eager()).unwrap();
         let handle = producer.handle();
