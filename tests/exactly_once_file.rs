@@ -41,7 +41,10 @@ fn crashes_at_random_points_then_resume_replay_exactly() {
         let points = eo::resume_capture(log.clone(), "t", spec, 2);
         assert!(points.is_ok(), "round {round}: {points:?}");
         let workers = 1 + round % 3;
-        assert_eq!(eo::replay(log.clone(), "t", 2, workers), eo::expected(spec, 2), "round {round}, {workers} workers");
+        let expected = eo::expected(spec, 2);
+        assert_eq!(eo::replay(log.clone(), "t", 2, workers), expected, "round {round}, {workers} workers");
+        // Again, re-reading every delivery from the log instead of memory.
+        assert_eq!(eo::replay_with_window(log.clone(), "t", 2, workers, 0), expected, "round {round}, re-read");
     }
 }
 

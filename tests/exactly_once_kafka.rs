@@ -48,7 +48,9 @@ fn crash_and_resume(log: Arc<dyn LogBackend>, topics: &[String]) {
         let points = eo::resume_capture(log.clone(), topic, spec, 2).unwrap();
         assert_eq!(points.len(), 2);
         let workers = 1 + round % 3;
-        assert_eq!(eo::replay(log.clone(), topic, 2, workers), eo::expected(spec, 2), "{topic}, {workers} workers");
+        let expected = eo::expected(spec, 2);
+        assert_eq!(eo::replay(log.clone(), topic, 2, workers), expected, "{topic}, {workers} workers");
+        assert_eq!(eo::replay_with_window(log.clone(), topic, 2, workers, 0), expected, "{topic}, re-read");
     }
 }
 
@@ -88,6 +90,7 @@ fn zombie(log: Arc<dyn LogBackend>, topic: &str) {
     for workers in [1, 3] {
         assert_eq!(eo::replay(log.clone(), topic, 2, workers), eo::expected(spec, 2), "{workers} workers");
     }
+    assert_eq!(eo::replay_with_window(log.clone(), topic, 2, 2, 0), eo::expected(spec, 2), "re-read");
 }
 
 #[test]

@@ -13,12 +13,18 @@
 //!   not cover stay where they are; the next delivery starts at the first of
 //!   them.
 //!
+//! The records a delivery pass needs are usually still in memory: the scan
+//! keeps the epoch's records since the first undelivered one while they fit
+//! in a bounded window (16 MiB per partition), and the pass reads them from
+//! there; only a longer uncommitted stretch is re-read from the log.
+//!
 //! Messages go out before the progress that passes their times, and never
 //! behind the delivered frontier (they are at times beyond the previous
 //! commit), so timely sees a valid event sequence at every moment. After a
 //! valid epoch record the old epoch's held records are forgotten: the
 //! resumed capture regenerates the times they were at.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use timely::dataflow::operators::capture::Event;
@@ -54,12 +60,14 @@ enum Phase<T> {
     Scan,
     /// Re-reading up to the target commit; `next_held` is the first record
     /// read in this pass that holds a message the target does not cover,
-    /// `chunk_start` the offset of the event being reassembled.
+    /// `chunk_start` the offset of the event being reassembled;
+    /// `from_window`: the records are in memory, no re-read needed.
     Deliver {
         target: Target<T>,
         next_held: Option<u64>,
         last_seq: u64,
         chunk_start: u64,
+        from_window: bool,
     },
     Done,
 }
@@ -82,12 +90,87 @@ pub struct CommittedReplay<T> {
     delivered: Delivered<T>,
     deliver_from: Option<u64>,
     chunks: ChunkAssembler,
+    window: Window,
+}
+
+/// What one re-read record amounts to.
+enum Delivery<T, C> {
+    /// An event for timely.
+    Event(Event<T, C>),
+    /// A message the target commit does not cover (it stays for later).
+    Held,
+    /// A chunk of an event not yet whole.
+    Partial,
+    /// Nothing to deliver (progress, a duplicate, delivered before).
+    Skip,
+}
+
+/// Bytes of uncommitted records a replay keeps in memory per partition, so
+/// the common case delivers without re-reading; beyond it, it re-reads.
+pub const WINDOW_BYTES: usize = 16 << 20;
+
+/// The records since `deliver_from`, while they fit in `limit` bytes.
+#[derive(Default)]
+struct Window {
+    limit: usize,
+    records: VecDeque<(u64, Vec<u8>)>,
+    bytes: usize,
+    /// Whether `records` holds every record of the epoch since `deliver_from`.
+    complete: bool,
+    /// Records of the event being reassembled in this pass.
+    event: Vec<(u64, Vec<u8>)>,
+    /// Records holding held messages, for the next pass.
+    kept: VecDeque<(u64, Vec<u8>)>,
+}
+
+impl Window {
+    fn push(&mut self, offset: u64, payload: &[u8]) {
+        if self.complete && self.bytes + payload.len() <= self.limit {
+            self.bytes += payload.len();
+            self.records.push_back((offset, payload.to_vec()));
+        } else {
+            self.reset(false);
+        }
+    }
+
+    /// Forgets every record; `complete`: nothing is pending, so the window
+    /// holds everything from here on.
+    fn reset(&mut self, complete: bool) {
+        *self = Window { complete, limit: self.limit, ..Window::default() };
+    }
+
+    /// Files a record consumed by a pass: kept if its event is held.
+    fn after<T, C>(&mut self, outcome: Delivery<T, C>, offset: u64, bytes: Vec<u8>) -> Next<T, C> {
+        self.event.push((offset, bytes));
+        match outcome {
+            Delivery::Partial => return Next::Busy,
+            Delivery::Held => {
+                for (offset, bytes) in self.event.drain(..) {
+                    self.bytes += bytes.len();
+                    self.kept.push_back((offset, bytes));
+                }
+                return Next::Busy;
+            }
+            Delivery::Skip | Delivery::Event(_) => self.event.clear(),
+        }
+        match outcome {
+            Delivery::Event(event) => Next::Event(event),
+            _ => Next::Busy,
+        }
+    }
+
+    /// After a pass from the window: what is held is what remains.
+    fn keep_held(&mut self) {
+        self.event.clear();
+        self.records = std::mem::take(&mut self.kept);
+    }
 }
 
 impl<T: Timestamp> CommittedReplay<T> {
     /// Replay of the exactly-once stream whose root header (session
     /// `session`) was read at `offset`; the reader is positioned after it.
-    pub fn new(id: PartitionId, session: u64, offset: u64) -> Self {
+    /// Up to `window_bytes` of uncommitted records are kept in memory.
+    pub fn new(id: PartitionId, session: u64, offset: u64, window_bytes: usize) -> Self {
         let initial = Commit::<T>::initial();
         CommittedReplay {
             id,
@@ -96,6 +179,7 @@ impl<T: Timestamp> CommittedReplay<T> {
             delivered: Delivered { offset: None, frontier: initial.frontier(), state: initial.state },
             deliver_from: None,
             chunks: ChunkAssembler::default(),
+            window: Window { complete: true, limit: window_bytes, ..Window::default() },
         }
     }
 
@@ -166,18 +250,21 @@ impl<T: Timestamp> CommittedReplay<T> {
             ChainStep::Ignored => Ok(Next::Busy),
             ChainStep::Data => {
                 self.deliver_from.get_or_insert(offset);
+                self.window.push(offset, record.payload);
                 Ok(Next::Busy)
             }
             ChainStep::Broken(_) => {
                 // Nothing more of this epoch will be delivered; a resume
                 // continues its last commit (or the idle timeout reports it).
                 self.deliver_from = None;
+                self.window.reset(true);
                 Ok(Next::Busy)
             }
             ChainStep::NewEpoch(_) => {
                 // The old epoch's uncommitted records are dropped: the new
                 // epoch regenerates everything beyond the commit it continues.
                 self.deliver_from = None;
+                self.window.reset(true);
                 Ok(Next::Busy)
             }
             ChainStep::Commit(seen) => {
@@ -194,9 +281,13 @@ impl<T: Timestamp> CommittedReplay<T> {
                 match self.deliver_from.take() {
                     None => Ok(self.finish(target)),
                     Some(from) => {
-                        reader.seek(from)?;
+                        let from_window = self.window.complete;
+                        if !from_window {
+                            reader.seek(from)?;
+                        }
                         self.chunks.reset();
-                        self.phase = Phase::Deliver { target, next_held: None, last_seq: 0, chunk_start: from };
+                        self.phase =
+                            Phase::Deliver { target, next_held: None, last_seq: 0, chunk_start: from, from_window };
                         Ok(Next::Busy)
                     }
                 }
@@ -205,31 +296,65 @@ impl<T: Timestamp> CommittedReplay<T> {
     }
 
     fn deliver<C, K: EventCodec<T, C>>(&mut self, reader: &mut dyn PartitionReader) -> Result<Next<T, C>> {
-        let Phase::Deliver { target, next_held, last_seq, chunk_start } = &mut self.phase else {
+        let Phase::Deliver { target, next_held, from_window, .. } = &mut self.phase else {
             unreachable!("deliver is called in the deliver phase")
         };
+        if *from_window {
+            let Some((offset, bytes)) = self.window.records.pop_front() else {
+                // The window ends just before the commit: the pass is done.
+                let held = next_held.take();
+                self.window.keep_held();
+                return Ok(self.end_pass(held));
+            };
+            self.window.bytes -= bytes.len();
+            let outcome = self.deliver_record::<C, K>(offset, &bytes)?;
+            return Ok(self.window.after(outcome, offset, bytes));
+        }
         let Some(record) = reader.poll(REREAD_TIMEOUT)? else {
             return Ok(Next::Idle);
         };
         let offset = record.offset;
         if offset >= target.seen.offset {
-            let held = next_held.take();
-            let Phase::Deliver { target, .. } = std::mem::replace(&mut self.phase, Phase::Scan) else { unreachable!() };
             if offset > target.seen.offset {
                 // The reader moved past the commit (it cannot: it is stored).
-                return Err(self.error(offset, format!("re-read passed commit at offset {}", target.seen.offset)));
+                let reason = format!("re-read passed commit at offset {}", target.seen.offset);
+                return Err(self.error(offset, reason));
             }
-            self.deliver_from = held;
-            return Ok(self.finish(target));
+            let held = next_held.take();
+            return Ok(self.end_pass(held));
         }
-        let frame = frame::decode_frame(record.payload).map_err(|source| Error::Frame {
-            at: self.id.clone(),
-            offset,
-            source,
-        })?;
+        let payload = record.payload.to_vec();
+        Ok(match self.deliver_record::<C, K>(offset, &payload)? {
+            Delivery::Event(event) => Next::Event(event),
+            _ => Next::Busy,
+        })
+    }
+
+    /// Ends a delivery pass at the target commit; `held` is the first record
+    /// holding a message the commit did not cover.
+    fn end_pass<C>(&mut self, held: Option<u64>) -> Next<T, C> {
+        let Phase::Deliver { target, from_window, .. } = std::mem::replace(&mut self.phase, Phase::Scan) else {
+            unreachable!("end_pass is called in the deliver phase")
+        };
+        if !from_window {
+            // Held records are not in the window: until nothing is held, the
+            // next passes re-read too.
+            self.window.reset(held.is_none());
+        }
+        self.deliver_from = held;
+        self.finish(target)
+    }
+
+    /// What one re-read record of the target's epoch amounts to.
+    fn deliver_record<C, K: EventCodec<T, C>>(&mut self, offset: u64, payload: &[u8]) -> Result<Delivery<T, C>> {
+        let Phase::Deliver { target, next_held, last_seq, chunk_start, .. } = &mut self.phase else {
+            unreachable!("deliver_record is called in the deliver phase")
+        };
+        let frame =
+            frame::decode_frame(payload).map_err(|source| Error::Frame { at: self.id.clone(), offset, source })?;
         let header = frame.header;
         if header.session != target.seen.session || header.seq <= *last_seq {
-            return Ok(Next::Busy);
+            return Ok(Delivery::Skip);
         }
         *last_seq = header.seq;
         let frame_error = |source| Error::Frame { at: self.id.clone(), offset, source };
@@ -244,22 +369,22 @@ impl<T: Timestamp> CommittedReplay<T> {
                 }
                 match self.chunks.accept(frame.payload).map_err(frame_error)? {
                     Some(bytes) => K::decode(&bytes).map_err(frame_error)?,
-                    None => return Ok(Next::Busy),
+                    None => return Ok(Delivery::Partial),
                 }
             }
-            _ => return Ok(Next::Busy),
+            _ => return Ok(Delivery::Skip),
         };
-        let Event::Messages(stamp, container) = event else { return Ok(Next::Busy) };
+        let Event::Messages(stamp, container) = event else { return Ok(Delivery::Skip) };
         if !committed_at(stamp.elements(), &target.frontier) {
             next_held.get_or_insert(*chunk_start);
-            return Ok(Next::Busy);
+            return Ok(Delivery::Held);
         }
         let delivered_before = self.delivered.offset.is_some_and(|delivered| *chunk_start < delivered)
             && committed_at(stamp.elements(), &self.delivered.frontier);
         if delivered_before {
-            return Ok(Next::Busy);
+            return Ok(Delivery::Skip);
         }
-        Ok(Next::Event(Event::Messages(stamp, container)))
+        Ok(Delivery::Event(Event::Messages(stamp, container)))
     }
 
     /// Delivers the target's progress: its state minus the delivered state.

@@ -28,7 +28,7 @@ use timely::progress::Timestamp;
 
 use crate::capture::chunks::ChunkAssembler;
 use crate::capture::codec::{Bincode, EventCodec};
-use crate::capture::committed::{CommittedReplay, Next};
+use crate::capture::committed::{CommittedReplay, Next, WINDOW_BYTES};
 use crate::capture::failure::{self, FailureSlot};
 use crate::capture::protocol::{Protocol, Step};
 use crate::capture::session::choose_session;
@@ -110,6 +110,7 @@ pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K 
     note: Option<String>,
     empty_polls: u32,
     committed: Option<CommittedReplay<T>>,
+    window_bytes: usize,
     _types: PhantomData<(C, K)>,
 }
 
@@ -162,6 +163,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
             note: None,
             empty_polls: 0,
             committed: None,
+            window_bytes: WINDOW_BYTES,
             _types: PhantomData,
         }
     }
@@ -178,6 +180,14 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
     /// must still match, and decoding still checks every event.
     pub fn skip_type_check(mut self) -> Self {
         self.protocol.check_types = false;
+        self
+    }
+
+    /// Exactly-once streams: how many bytes of uncommitted records to keep
+    /// in memory per partition (default 16 MiB); a longer uncommitted
+    /// stretch is re-read from the log when its commit arrives.
+    pub fn replay_window(mut self, bytes: usize) -> Self {
+        self.window_bytes = bytes;
         self
     }
 
@@ -303,7 +313,8 @@ where
                 Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(Step::Skip) => continue,
                 Ok(Step::Committed(session, offset)) => {
-                    self.committed = Some(CommittedReplay::new(self.protocol.id.clone(), session, offset));
+                    let id = self.protocol.id.clone();
+                    self.committed = Some(CommittedReplay::new(id, session, offset, self.window_bytes));
                     continue;
                 }
                 Ok(Step::Deliver(event)) => {

@@ -217,6 +217,18 @@ pub fn expected(spec: Numbers, workers: u64) -> Delivered {
 /// Replays every partition of `topic` with `workers` workers; checks that
 /// no record arrives at a time the replayed frontier has already passed.
 pub fn replay(log: Arc<dyn LogBackend>, topic: &str, partitions: u32, workers: usize) -> Delivered {
+    replay_with_window(log, topic, partitions, workers, 16 << 20)
+}
+
+/// [`replay`] keeping at most `window` bytes of uncommitted records in
+/// memory (0: every delivery re-reads from the log).
+pub fn replay_with_window(
+    log: Arc<dyn LogBackend>,
+    topic: &str,
+    partitions: u32,
+    workers: usize,
+    window: usize,
+) -> Delivered {
     let delivered = Arc::new(Mutex::new(Delivered::default()));
     let shared = delivered.clone();
     let topic = topic.to_string();
@@ -228,6 +240,7 @@ pub fn replay(log: Arc<dyn LogBackend>, topic: &str, partitions: u32, workers: u
                 EventConsumer::open(log.as_ref(), &topic, p, Duration::from_secs(5))
                     .unwrap()
                     .idle_timeout(Duration::from_secs(20))
+                    .replay_window(window)
             })
             .collect();
         let shared = shared.clone();
