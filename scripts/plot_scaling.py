@@ -36,11 +36,11 @@ def read(path):
 def main():
     source, target = sys.argv[1], sys.argv[2]
     workers, series = read(source)
-    top = max([v for pts in series.values() for _, v in pts] + [1.0])
-    step = 10 ** (len(str(int(top))) - 1)
-    while top / step > 8:
-        step *= 2
-    ymax = step * (int(top / step) + 1)
+    # MB/s on a log10 axis: the file log (thousands) and Kafka (hundreds)
+    # both stay readable on one chart.
+    values = [v for pts in series.values() for _, v in pts if v > 0] or [1.0]
+    ymin = 10 ** math.floor(math.log10(min(values)))
+    ymax = 10 ** math.ceil(math.log10(max(values)))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     # Workers on a log2 axis: 1, 2, 4, 8 equally spaced.
     ticks = sorted(set(workers))
@@ -51,17 +51,22 @@ def main():
         return LEFT + (math.log2(w) - lo) / span * plot_w
 
     def y(v):
-        return TOP + plot_h - v / ymax * plot_h
+        fraction = (math.log10(max(v, ymin)) - math.log10(ymin)) / (math.log10(ymax) - math.log10(ymin))
+        return TOP + plot_h - fraction * plot_h
 
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
         f'font-family="sans-serif" font-size="12">',
         f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
         f'<text x="{LEFT + plot_w / 2}" y="22" text-anchor="middle" font-size="15">'
-        "Throughput against workers (median MB/s)</text>",
+        "Throughput against workers (median MB/s, log scale)</text>",
     ]
-    for i in range(int(ymax / step) + 1):
-        v = i * step
+    grid = []
+    decade = ymin
+    while decade <= ymax:
+        grid += [m * decade for m in (1, 2, 5) if m * decade <= ymax]
+        decade *= 10
+    for v in grid:
         out.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>')
         out.append(f'<text x="{LEFT - 8}" y="{y(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
     for w in ticks:
@@ -71,7 +76,7 @@ def main():
     out.append(f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 10}" text-anchor="middle">workers (send = receive)</text>')
     out.append(
         f'<text x="18" y="{TOP + plot_h / 2}" text-anchor="middle" transform="rotate(-90 18 {TOP + plot_h / 2})">'
-        "MB/s</text>"
+        "MB/s (log)</text>"
     )
     for i, (name, points) in enumerate(series.items()):
         color, dash = COLORS[i % len(COLORS)], DASHES[i % len(DASHES)]

@@ -49,7 +49,7 @@ struct Args {
     #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
     rate: Option<u64>,
     /// Longest time between a frontier advance and its commit (exactly-once).
-    #[arg(long, value_name = "MS", default_value_t = 200)]
+    #[arg(long, value_name = "MS", default_value_t = 100)]
     commit_interval_ms: u64,
     #[command(flatten)]
     log: LogArgs,

@@ -15,7 +15,7 @@
 //!
 //! The records a delivery pass needs are usually still in memory: the scan
 //! keeps the epoch's records since the first undelivered one while they fit
-//! in a bounded window (16 MiB per partition), and the pass reads them from
+//! in a bounded window (64 MiB per partition), and the pass reads them from
 //! there; only a longer uncommitted stretch is re-read from the log.
 //!
 //! Messages go out before the progress that passes their times, and never
@@ -107,7 +107,7 @@ enum Delivery<T, C> {
 
 /// Bytes of uncommitted records a replay keeps in memory per partition, so
 /// the common case delivers without re-reading; beyond it, it re-reads.
-pub const WINDOW_BYTES: usize = 16 << 20;
+pub const WINDOW_BYTES: usize = 64 << 20;
 
 /// The records since `deliver_from`, while they fit in `limit` bytes.
 #[derive(Default)]

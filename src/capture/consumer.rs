@@ -184,7 +184,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
     }
 
     /// Exactly-once streams: how many bytes of uncommitted records to keep
-    /// in memory per partition (default 16 MiB); a longer uncommitted
+    /// in memory per partition (default 64 MiB); a longer uncommitted
     /// stretch is re-read from the log when its commit arrives.
     pub fn replay_window(mut self, bytes: usize) -> Self {
         self.window_bytes = bytes;

@@ -37,7 +37,7 @@ pub struct ExactlyOnce {
 
 impl Default for ExactlyOnce {
     fn default() -> Self {
-        ExactlyOnce { commit_interval: Duration::from_millis(200), max_uncommitted_bytes: 64 << 20 }
+        ExactlyOnce { commit_interval: Duration::from_millis(100), max_uncommitted_bytes: 32 << 20 }
     }
 }
 
