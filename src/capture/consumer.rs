@@ -110,7 +110,7 @@ pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K 
     note: Option<String>,
     empty_polls: u32,
     committed: Option<CommittedReplay<T>>,
-    window_bytes: usize,
+    window_bytes: Option<usize>,
     _types: PhantomData<(C, K)>,
 }
 
@@ -163,7 +163,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
             note: None,
             empty_polls: 0,
             committed: None,
-            window_bytes: WINDOW_BYTES,
+            window_bytes: None,
             _types: PhantomData,
         }
     }
@@ -184,10 +184,11 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
     }
 
     /// Exactly-once streams: how many bytes of uncommitted records to keep
-    /// in memory per partition (default 64 MiB); a longer uncommitted
-    /// stretch is re-read from the log when its commit arrives.
+    /// in memory per partition; a longer uncommitted stretch is re-read from
+    /// the log when its commit arrives. Default: 64 MiB where re-reading
+    /// costs a refetch (Kafka), none where it is cheap (the file log).
     pub fn replay_window(mut self, bytes: usize) -> Self {
-        self.window_bytes = bytes;
+        self.window_bytes = Some(bytes);
         self
     }
 
@@ -314,7 +315,11 @@ where
                 Ok(Step::Skip) => continue,
                 Ok(Step::Committed(session, offset)) => {
                     let id = self.protocol.id.clone();
-                    self.committed = Some(CommittedReplay::new(id, session, offset, self.window_bytes));
+                    // Default: keep uncommitted records in memory only where
+                    // re-reading them would cost a refetch.
+                    let cheap = self.reader.rereads_are_cheap();
+                    let window = self.window_bytes.unwrap_or(if cheap { 0 } else { WINDOW_BYTES });
+                    self.committed = Some(CommittedReplay::new(id, session, offset, window));
                     continue;
                 }
                 Ok(Step::Deliver(event)) => {

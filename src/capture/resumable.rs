@@ -66,13 +66,7 @@ where
         } else {
             let writer = log.writer(&name, partition)?;
             let producer = EventProducer::exactly_once(writer, index, peers, exactly_once)?;
-            let point = ResumePoint {
-                frontier: Antichain::from_elem(T::minimum()),
-                token: Vec::new(),
-                previous_epochs: 0,
-                commit_offset: None,
-            };
-            Ok((producer, point))
+            Ok((producer, ResumePoint::fresh()))
         }
     });
     let (producer, point) = agree(worker, opened)?;

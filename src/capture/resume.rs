@@ -45,6 +45,18 @@ pub struct ResumePoint<T> {
     pub commit_offset: Option<u64>,
 }
 
+impl<T: Timestamp> ResumePoint<T> {
+    /// The point of a stream that starts now: timely's minimum time.
+    pub fn fresh() -> Self {
+        ResumePoint {
+            frontier: Antichain::from_elem(T::minimum()),
+            token: Vec::new(),
+            previous_epochs: 0,
+            commit_offset: None,
+        }
+    }
+}
+
 /// A resumed capture: the producer to capture with, and where it continues.
 pub type Resumed<T, C, K> = (EventProducer<T, C, Box<dyn PartitionWriter>, K>, ResumePoint<T>);
 
@@ -80,13 +92,7 @@ where
     let mut reader = log.reader(topic, partition, 0)?;
     let Some(mut found) = scan::<T, C, K>(&id, reader.as_mut(), worker, peers, timeout)? else {
         let producer = EventProducer::exactly_once(writer, worker, peers, options)?;
-        let point = ResumePoint {
-            frontier: Antichain::from_elem(T::minimum()),
-            token: Vec::new(),
-            previous_epochs: 0,
-            commit_offset: None,
-        };
-        return Ok((producer, point));
+        return Ok((producer, ResumePoint::fresh()));
     };
     for _ in 0..ATTEMPTS {
         if found.chain.is_complete() {

@@ -77,6 +77,12 @@ pub trait PartitionReader: Send + Sync {
     fn end_offset(&mut self) -> Result<u64>;
     /// Moves the reader so the next record polled is the one at `offset`.
     fn seek(&mut self, offset: u64) -> Result<()>;
+    /// Whether re-reading records already read is cheap (a local file in the
+    /// page cache) rather than a network round trip and a refetch: replay
+    /// then re-reads instead of keeping records in memory.
+    fn rereads_are_cheap(&self) -> bool {
+        false
+    }
 }
 
 /// Metadata about a topic.
@@ -143,5 +149,8 @@ impl PartitionReader for Box<dyn PartitionReader> {
     }
     fn seek(&mut self, offset: u64) -> Result<()> {
         (**self).seek(offset)
+    }
+    fn rereads_are_cheap(&self) -> bool {
+        (**self).rereads_are_cheap()
     }
 }

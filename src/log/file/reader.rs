@@ -140,6 +140,10 @@ impl FileReader {
 }
 
 impl PartitionReader for FileReader {
+    fn rereads_are_cheap(&self) -> bool {
+        true
+    }
+
     fn partition(&self) -> &PartitionId {
         &self.id
     }
