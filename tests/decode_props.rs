@@ -50,13 +50,16 @@ proptest! {
         time in any::<u64>(),
         flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
     ) {
-        let mut bytes = valid_frame(values, time);
+        let original = valid_frame(values, time);
+        let mut bytes = original.clone();
         for (at, mask) in flips {
             let len = bytes.len();
             bytes[at % len] ^= mask.max(1);
         }
         decode_everything(&bytes);
-        prop_assert!(frame::decode_frame(&bytes).is_err(), "a mutated frame passed its checksum");
+        // Two flips of the same byte with the same mask cancel out: that
+        // frame is the original, not a mutated one.
+        prop_assert!(bytes == original || frame::decode_frame(&bytes).is_err(), "a mutated frame passed its checksum");
     }
 
     #[test]

@@ -15,6 +15,9 @@ use timely_kafka::{Bincode, EventCodec, Result};
 
 const PROGRAM: &str = "capture_recv";
 
+/// How soon the replay operator runs again after it ran.
+const REPLAY_PERIOD: Duration = Duration::from_millis(1);
+
 /// Replay captured streams of numbers from a partitioned log.
 #[derive(Parser, Debug)]
 #[command(name = PROGRAM, version)]
@@ -98,8 +101,11 @@ where
         let seen = std::rc::Rc::new(std::cell::Cell::new((0u64, 0u64)));
         let counter = seen.clone();
         let probe = worker.dataflow::<u64, _, _>(|scope| {
+            // Re-activate the replay after 1 ms rather than at once, so a
+            // worker with nothing to read can park (`step_or_park` below)
+            // instead of spinning on the cores the Kafka client threads need.
             consumers
-                .replay_into(scope)
+                .replay_core(scope, Some(REPLAY_PERIOD))
                 .inspect_core(move |event| {
                     if let Ok((_, data)) = event {
                         let (count, sum) = counter.get();
@@ -110,7 +116,9 @@ where
                 .probe()
                 .0
         });
-        worker.step_while(|| !probe.done());
+        while !probe.done() {
+            worker.step_or_park(Some(REPLAY_PERIOD));
+        }
         let (records, sum) = seen.get();
         let bytes = handles.iter().map(|h| h.stats().bytes).sum::<u64>();
         Ok((records, sum, bytes))

@@ -286,11 +286,8 @@ where
             if self.committed.is_some() {
                 return self.next_committed();
             }
-            // Poll without waiting while records flow; once the partition has
-            // been found empty, wait up to two milliseconds (a record arriving
-            // ends the wait) so a replay that outruns its broker does not spin
-            // the cores away from the client threads fetching its data.
-            let wait = if self.empty_polls > 0 { Duration::from_millis(2) } else { Duration::ZERO };
+            // Poll without waiting while records flow (see `idle_wait`).
+            let wait = idle_wait(self.empty_polls);
             let step = match self.reader.poll(wait) {
                 Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(None) => {
@@ -303,6 +300,7 @@ where
                     return self.check_idle().map(Cow::Owned);
                 }
                 Ok(Some(record)) => {
+                    saw_record();
                     let shared = &self.handle.shared;
                     shared.frames.fetch_add(1, Ordering::Relaxed);
                     shared.bytes.fetch_add(record.payload.len() as u64, Ordering::Relaxed);
@@ -339,6 +337,30 @@ where
     }
 }
 
+thread_local! {
+    /// When a consumer on this thread (a timely worker) last got a record.
+    static LAST_RECORD: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+fn saw_record() {
+    LAST_RECORD.with(|last| last.set(Some(Instant::now())));
+}
+
+/// How long a poll may wait for a record. A worker replays several
+/// partitions: while any of them delivers, none waits (a wait on an empty
+/// partition would stall the busy one). Once the whole worker has seen
+/// nothing for a millisecond, an empty partition waits up to 2 ms, so a
+/// replay that outruns its broker leaves the cores to the client threads
+/// fetching its data instead of spinning.
+fn idle_wait(empty_polls: u32) -> Duration {
+    let quiet = LAST_RECORD.with(|last| last.get().is_none_or(|at| at.elapsed() >= Duration::from_millis(1)));
+    if empty_polls > 0 && quiet {
+        Duration::from_millis(2)
+    } else {
+        Duration::ZERO
+    }
+}
+
 /// Records an exactly-once replay may read per call before it yields to
 /// timely, so a long uncommitted tail does not hold the worker.
 const RECORDS_PER_CALL: usize = 4096;
@@ -358,7 +380,7 @@ where
             shared.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         };
         for _ in 0..RECORDS_PER_CALL {
-            let wait = if self.empty_polls > 0 { Duration::from_millis(2) } else { Duration::ZERO };
+            let wait = idle_wait(self.empty_polls);
             let committed = self.committed.as_mut().expect("exactly-once replay");
             match committed.step::<C, K>(&mut self.reader, wait, &mut read) {
                 Err(error) => return self.fail(error).map(Cow::Owned),
@@ -370,8 +392,12 @@ where
                     self.empty_polls = self.empty_polls.saturating_add(1);
                     return self.check_idle().map(Cow::Owned);
                 }
-                Ok(Next::Busy) => self.empty_polls = 0,
+                Ok(Next::Busy) => {
+                    saw_record();
+                    self.empty_polls = 0;
+                }
                 Ok(Next::Event(event)) => {
+                    saw_record();
                     self.empty_polls = 0;
                     if let Event::Messages(_, container) = &event {
                         let records = container.record_count().max(0) as u64;
