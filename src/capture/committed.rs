@@ -310,21 +310,21 @@ impl<T: Timestamp> CommittedReplay<T> {
             let outcome = self.deliver_record::<C, K>(offset, &bytes)?;
             return Ok(self.window.after(outcome, offset, bytes));
         }
+        let commit_offset = target.seen.offset;
         let Some(record) = reader.poll(REREAD_TIMEOUT)? else {
             return Ok(Next::Idle);
         };
         let offset = record.offset;
-        if offset >= target.seen.offset {
-            if offset > target.seen.offset {
-                // The reader moved past the commit (it cannot: it is stored).
-                let reason = format!("re-read passed commit at offset {}", target.seen.offset);
-                return Err(self.error(offset, reason));
-            }
+        if offset > commit_offset {
+            // The reader moved past the commit (it cannot: it is stored).
+            return Err(self.error(offset, format!("re-read passed commit at offset {commit_offset}")));
+        }
+        if offset == commit_offset {
+            let Phase::Deliver { next_held, .. } = &mut self.phase else { unreachable!("in the deliver phase") };
             let held = next_held.take();
             return Ok(self.end_pass(held));
         }
-        let payload = record.payload.to_vec();
-        Ok(match self.deliver_record::<C, K>(offset, &payload)? {
+        Ok(match self.deliver_record::<C, K>(offset, record.payload)? {
             Delivery::Event(event) => Next::Event(event),
             _ => Next::Busy,
         })

@@ -290,15 +290,7 @@ where
             let wait = idle_wait(self.empty_polls);
             let step = match self.reader.poll(wait) {
                 Err(error) => return self.fail(error).map(Cow::Owned),
-                Ok(None) => {
-                    self.served = 0;
-                    if self.empty_polls == 0 {
-                        // The first empty poll after records: the stream went quiet now.
-                        self.last_activity = Instant::now();
-                    }
-                    self.empty_polls = self.empty_polls.saturating_add(1);
-                    return self.check_idle().map(Cow::Owned);
-                }
+                Ok(None) => return self.went_quiet().map(Cow::Owned),
                 Ok(Some(record)) => {
                     saw_record();
                     let shared = &self.handle.shared;
@@ -321,16 +313,8 @@ where
                     continue;
                 }
                 Ok(Step::Deliver(event)) => {
-                    if let Event::Messages(_, container) = &event {
-                        let records = container.record_count().max(0) as u64;
-                        self.handle.shared.records.fetch_add(records, Ordering::Relaxed);
-                    }
-                    if self.protocol.frontier.is_empty() {
-                        self.done = true;
-                        self.handle.shared.complete.store(true, Ordering::Release);
-                    }
-                    self.served += 1;
-                    return Some(Cow::Owned(event));
+                    let complete = self.protocol.frontier.is_empty();
+                    return Some(Cow::Owned(self.hand_out(event, complete)));
                 }
             }
         }
@@ -372,6 +356,32 @@ where
     R: PartitionReader,
     K: EventCodec<T, C>,
 {
+    /// Counts an event handed to timely; `complete`: it was the stream's last.
+    fn hand_out(&mut self, event: Event<T, C>, complete: bool) -> Event<T, C> {
+        if let Event::Messages(_, container) = &event {
+            let records = container.record_count().max(0) as u64;
+            self.handle.shared.records.fetch_add(records, Ordering::Relaxed);
+        }
+        if complete {
+            self.done = true;
+            self.handle.shared.complete.store(true, Ordering::Release);
+        }
+        self.served += 1;
+        event
+    }
+
+    /// Nothing to read now: notes when the stream went quiet and fails it
+    /// once it has been quiet for the idle timeout.
+    fn went_quiet(&mut self) -> Option<Event<T, C>> {
+        self.served = 0;
+        if self.empty_polls == 0 {
+            // The first empty poll after records: the stream went quiet now.
+            self.last_activity = Instant::now();
+        }
+        self.empty_polls = self.empty_polls.saturating_add(1);
+        self.check_idle()
+    }
+
     /// `next` for an exactly-once stream: only committed events come out.
     fn next_committed(&mut self) -> Option<Cow<'_, Event<T, C>>> {
         let shared = self.handle.shared.clone();
@@ -384,14 +394,7 @@ where
             let committed = self.committed.as_mut().expect("exactly-once replay");
             match committed.step::<C, K>(&mut self.reader, wait, &mut read) {
                 Err(error) => return self.fail(error).map(Cow::Owned),
-                Ok(Next::Idle) => {
-                    self.served = 0;
-                    if self.empty_polls == 0 {
-                        self.last_activity = Instant::now();
-                    }
-                    self.empty_polls = self.empty_polls.saturating_add(1);
-                    return self.check_idle().map(Cow::Owned);
-                }
+                Ok(Next::Idle) => return self.went_quiet().map(Cow::Owned),
                 Ok(Next::Busy) => {
                     saw_record();
                     self.empty_polls = 0;
@@ -399,16 +402,8 @@ where
                 Ok(Next::Event(event)) => {
                     saw_record();
                     self.empty_polls = 0;
-                    if let Event::Messages(_, container) = &event {
-                        let records = container.record_count().max(0) as u64;
-                        self.handle.shared.records.fetch_add(records, Ordering::Relaxed);
-                    }
-                    if committed.is_done() {
-                        self.done = true;
-                        self.handle.shared.complete.store(true, Ordering::Release);
-                    }
-                    self.served += 1;
-                    return Some(Cow::Owned(event));
+                    let complete = committed.is_done();
+                    return Some(Cow::Owned(self.hand_out(event, complete)));
                 }
             }
         }
