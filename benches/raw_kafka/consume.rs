@@ -128,11 +128,13 @@ pub fn consume(args: &ConsumeArgs) -> Result<()> {
         })
     });
     let (mut records, mut bytes, mut first_error) = (0u64, 0u64, None);
+    let mut clients = Vec::new();
     for thread in threads {
         match thread.join() {
-            Ok(Ok((r, b))) => {
+            Ok(Ok((r, b, sources))) => {
                 records += r;
                 bytes += b;
+                clients.push(sources);
             }
             Ok(Err(error)) => {
                 first_error.get_or_insert(error);
@@ -143,6 +145,7 @@ pub fn consume(args: &ConsumeArgs) -> Result<()> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    drop(clients);
     stop.store(true, Ordering::Relaxed);
     if let Some(server) = server {
         let _ = server.join();
@@ -157,8 +160,11 @@ pub fn consume(args: &ConsumeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Reads `sources` until every partition has reported its end; returns (records, bytes).
-fn read(topic: &str, mut sources: Vec<Source>, idle_timeout: Duration) -> Result<(u64, u64)> {
+/// Reads `sources` until every partition has reported its end; returns
+/// (records, bytes) and the sources, so closing the clients (librdkafka's
+/// close of a consumer with a group.id) is not counted in the time.
+fn read(topic: &str, mut sources: Vec<Source>, idle_timeout: Duration) -> Result<(u64, u64, Vec<Source>)> {
+    let mut ended = Vec::new();
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut last_progress = Instant::now();
     let mut idle_rounds = 0u32;
@@ -202,7 +208,7 @@ fn read(topic: &str, mut sources: Vec<Source>, idle_timeout: Duration) -> Result
             }
         }
         for index in finished.into_iter().rev() {
-            sources.remove(index);
+            ended.push(sources.remove(index));
         }
         if progressed {
             last_progress = Instant::now();
@@ -214,5 +220,5 @@ fn read(topic: &str, mut sources: Vec<Source>, idle_timeout: Duration) -> Result
             }
         }
     }
-    Ok((records, bytes))
+    Ok((records, bytes, ended))
 }

@@ -22,6 +22,10 @@ use timely::worker::Worker;
 
 use crate::error::{Error, Result};
 
+/// The longest a waiting worker parks before looking again; peers' messages
+/// wake it sooner.
+const PARK: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Every worker's `value`, indexed by worker.
 pub fn all_gather<V>(worker: &mut Worker, value: V) -> Vec<V>
 where
@@ -41,7 +45,12 @@ where
     });
     input.send((index, value));
     input.close();
-    worker.step_while(|| !probe.done());
+    // Park between steps: a worker whose peers are still busy with their
+    // part of the step (broker round trips) must not spin on the cores
+    // those peers and the log's client threads need.
+    while !probe.done() {
+        worker.step_or_park(Some(PARK));
+    }
     let mut gathered = gathered.take();
     gathered.sort_by_key(|(from, _)| *from);
     gathered.into_iter().map(|(_, value)| value).collect()

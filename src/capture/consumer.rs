@@ -30,6 +30,7 @@ use crate::capture::chunks::ChunkAssembler;
 use crate::capture::codec::{Bincode, EventCodec};
 use crate::capture::committed::{CommittedReplay, Next, WINDOW_BYTES};
 use crate::capture::failure::{self, FailureSlot};
+use crate::capture::frame::{self, FrameKind};
 use crate::capture::protocol::{Protocol, Step};
 use crate::capture::session::choose_session;
 use crate::capture::stream::StreamHeader;
@@ -106,10 +107,12 @@ pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K 
     last_activity: Instant,
     served: usize,
     done: bool,
-    first_available: Option<Option<u64>>,
     note: Option<String>,
     empty_polls: u32,
     committed: Option<CommittedReplay<T>>,
+    /// The stream header of an exactly-once stream was read at open
+    /// (session, offset): committed replay starts at the first `next`.
+    committed_start: Option<(u64, u64)>,
     window_bytes: Option<usize>,
     _types: PhantomData<(C, K)>,
 }
@@ -133,6 +136,9 @@ impl<T: Timestamp, C, K: EventCodec<T, C>> EventConsumer<T, C, Box<dyn Partition
         let (choice, reader) = choose_session(log, topic, partition, timeout)?;
         let mut consumer = Self::with_codec(reader);
         consumer.protocol.only_session = choice.as_ref().map(|c| c.session);
+        if let Some(choice) = &choice {
+            consumer.read_stream_header(choice.start_offset, timeout);
+        }
         consumer.note = choice.and_then(|c| c.note);
         Ok(consumer)
     }
@@ -159,10 +165,10 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
             last_activity: Instant::now(),
             served: 0,
             done: false,
-            first_available: None,
             note: None,
             empty_polls: 0,
             committed: None,
+            committed_start: None,
             window_bytes: None,
             _types: PhantomData,
         }
@@ -211,6 +217,61 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
     /// The stream header, once read.
     pub fn stream_header(&self) -> Option<&StreamHeader> {
         self.protocol.header.as_ref()
+    }
+
+    /// From the stream header of an exactly-once stream (`session`, at
+    /// `offset`) on, only committed events come out ([`CommittedReplay`]).
+    fn start_committed(&mut self, session: u64, offset: u64) {
+        let id = self.protocol.id.clone();
+        // Default: keep uncommitted records in memory only where re-reading
+        // them would cost a refetch.
+        let cheap = self.reader.rereads_are_cheap();
+        let window = self.window_bytes.unwrap_or(if cheap { 0 } else { WINDOW_BYTES });
+        self.committed = Some(CommittedReplay::new(id, session, offset, window));
+    }
+
+    /// Reads the stream header the reader is positioned at (`start`), waiting at most
+    /// `timeout`, so [`EventConsumer::stream_header`] knows the stream's shape
+    /// before replay starts (how many streams the capture wrote) and the
+    /// replay's first fetch is already under way. Anything but a valid
+    /// header of the chosen session is left where it is, for the replay to
+    /// read and report.
+    fn read_stream_header(&mut self, start: u64, timeout: Duration) {
+        let record = match self.reader.poll_stored(timeout) {
+            Ok(Some(record)) => record,
+            // Nothing, or an error (the start deleted by retention...): the
+            // replay reads from the start again and reports what it finds.
+            Ok(None) | Err(_) => {
+                let _ = self.reader.seek(start);
+                return;
+            }
+        };
+        let (offset, bytes) = (record.offset, record.payload.len() as u64);
+        let protocol = &mut self.protocol;
+        let is_header = frame::decode_frame(record.payload).is_ok_and(|frame| {
+            frame.header.kind == FrameKind::StreamHeader
+                && protocol.only_session.is_none_or(|session| session == frame.header.session)
+        });
+        let step = if is_header {
+            protocol.accept::<C, K>(offset, record.payload, &self.handle.shared.duplicates)
+        } else {
+            Ok(Step::Skip)
+        };
+        match step {
+            Ok(Step::Skip) if self.protocol.header.is_some() => {}
+            Ok(Step::Committed(session, offset)) => self.committed_start = Some((session, offset)),
+            _ => {
+                // Not a header this replay accepts: read it again in `next`.
+                self.protocol.header = None;
+                self.protocol.last_offset = None;
+                // A failed seek fails the replay's next poll, which reports it.
+                let _ = self.reader.seek(offset);
+                return;
+            }
+        }
+        let shared = &self.handle.shared;
+        shared.frames.fetch_add(1, Ordering::Relaxed);
+        shared.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Records `error` and closes the frontier (see [`crate::capture::failure`]).
@@ -278,10 +339,9 @@ where
             self.served = 0;
             return None;
         }
-        if self.protocol.header.is_none() && self.first_available.is_none() {
-            self.first_available = Some(self.reader.first_available_offset().ok().flatten());
+        if let Some((session, offset)) = self.committed_start.take() {
+            self.start_committed(session, offset);
         }
-        let first_available = self.first_available.flatten();
         loop {
             if self.committed.is_some() {
                 return self.next_committed();
@@ -296,20 +356,22 @@ where
                     let shared = &self.handle.shared;
                     shared.frames.fetch_add(1, Ordering::Relaxed);
                     shared.bytes.fetch_add(record.payload.len() as u64, Ordering::Relaxed);
-                    self.protocol.accept::<C, K>(record.offset, record.payload, first_available, &shared.duplicates)
+                    self.protocol.accept::<C, K>(record.offset, record.payload, &shared.duplicates)
                 }
             };
             self.empty_polls = 0;
             match step {
                 Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(Step::Skip) => continue,
+                Ok(Step::StartMissing) => {
+                    // Asked only now: a broker round trip every replay would pay.
+                    let first_available = self.reader.first_available_offset().ok().flatten();
+                    let offset = self.protocol.last_offset.unwrap_or(0);
+                    let error = self.protocol.start_missing(offset, first_available);
+                    return self.fail(error).map(Cow::Owned);
+                }
                 Ok(Step::Committed(session, offset)) => {
-                    let id = self.protocol.id.clone();
-                    // Default: keep uncommitted records in memory only where
-                    // re-reading them would cost a refetch.
-                    let cheap = self.reader.rereads_are_cheap();
-                    let window = self.window_bytes.unwrap_or(if cheap { 0 } else { WINDOW_BYTES });
-                    self.committed = Some(CommittedReplay::new(id, session, offset, window));
+                    self.start_committed(session, offset);
                     continue;
                 }
                 Ok(Step::Deliver(event)) => {

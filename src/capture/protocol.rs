@@ -36,6 +36,9 @@ pub(super) enum Step<T, C> {
     /// The stream header of an exactly-once stream (session, offset): from
     /// here on [`CommittedReplay`] reads the partition.
     Committed(u64, u64),
+    /// The first record is not a stream header: the stream's start is
+    /// missing ([`Protocol::start_missing`] says so).
+    StartMissing,
 }
 
 impl<T: Timestamp> Protocol<T> {
@@ -47,11 +50,20 @@ impl<T: Timestamp> Protocol<T> {
         Error::Frame { at: self.id.clone(), offset, source }
     }
 
+    /// The error for a partition whose first record (at `offset`) is not a
+    /// stream header; `first_available`: the first offset still stored.
+    pub(super) fn start_missing(&self, offset: u64, first_available: Option<u64>) -> Error {
+        let start = first_available.map(|o| format!(" (first available offset {o})")).unwrap_or_default();
+        self.protocol_error(
+            offset,
+            format!("stream start missing: first record is not a stream header{start}; its start may have been deleted by retention"),
+        )
+    }
+
     pub(super) fn accept<C, K: EventCodec<T, C>>(
         &mut self,
         offset: u64,
         payload: &[u8],
-        first_available: Option<u64>,
         duplicates: &AtomicU64,
     ) -> Result<Step<T, C>> {
         self.last_offset = Some(offset);
@@ -62,11 +74,7 @@ impl<T: Timestamp> Protocol<T> {
         }
         let Some(header) = &self.header else {
             if fh.kind != FrameKind::StreamHeader {
-                let start = first_available.map(|o| format!(" (first available offset {o})")).unwrap_or_default();
-                return Err(self.protocol_error(
-                    offset,
-                    format!("stream start missing: first record is not a stream header{start}; its start may have been deleted by retention"),
-                ));
+                return Ok(Step::StartMissing);
             }
             let header = StreamHeader::from_payload(frame.payload).map_err(|e| self.frame_error(offset, e))?;
             let checked =

@@ -62,11 +62,20 @@ pub fn choose_session(
 }
 
 fn choose(reader: &mut dyn PartitionReader, timeout: Duration) -> Result<Option<SessionChoice>> {
+    // The fast path reads on to the real end by itself, so the end the
+    // log's metadata reports is enough to start it (and saves the fetch
+    // `end_offset` makes on Kafka to check it).
+    let reported = reader.reported_end_offset()?;
+    if reported > 0 {
+        if let Some(choice) = fast_path(reader, reported, timeout) {
+            return Ok(Some(choice));
+        }
+    }
     let end = reader.end_offset()?;
     if end == 0 {
         return Ok(None);
     }
-    if let Some(choice) = fast_path(reader, end, timeout) {
+    if let Some(choice) = fast_path(reader, end, timeout).filter(|_| end != reported) {
         return Ok(Some(choice));
     }
     let sessions = scan(reader, end, timeout)?;

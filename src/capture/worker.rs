@@ -48,9 +48,9 @@ use crate::capture::collective::{agree, all_gather};
 use crate::capture::consumer::EventConsumer;
 use crate::capture::failure::{self, Computation};
 use crate::capture::producer::EventProducer;
-use crate::capture::stream::{read_first_header, StreamLayout};
+use crate::capture::stream::{read_first_header, StreamHeader, StreamLayout};
 use crate::error::{Error, Result};
-use crate::log::{LogBackend, PartitionReader, PartitionWriter};
+use crate::log::{LogBackend, PartitionReader, PartitionWriter, TopicInfo};
 
 /// The producer [`capture`] returns: over any backend's writer.
 pub type LogProducer<T, C, K = Bincode> = EventProducer<T, C, Box<dyn PartitionWriter>, K>;
@@ -151,6 +151,14 @@ where
 /// positioned at the session to replay ([`EventConsumer::open`]). The stream
 /// count comes from worker 0, so all workers assign alike. Collective: call
 /// it on every worker.
+///
+/// Opening a stream costs broker round trips (its end, its last record, its
+/// session's start and header), and counting the streams needs a stream
+/// header (the capture may have used fewer workers than the topic has
+/// partitions). So every worker first opens, in parallel, the partitions it
+/// would take if every partition held a stream; worker 0 counts the streams
+/// from the header of stream 0, which it has just read; partitions the
+/// count leaves out are closed unused.
 pub fn replay<T, C, K>(
     worker: &mut Worker,
     log: &dyn LogBackend,
@@ -163,7 +171,27 @@ where
     K: EventCodec<T, C> + Send,
 {
     let (index, peers) = (worker.index(), worker.peers());
-    let planned = if index == 0 { stream_count(log, topic, options) } else { Ok(0) };
+    let info = match options.layout {
+        StreamLayout::Partitioned => Some(log.topic_info(topic)),
+        // Which topics exist is known only once worker 0 counts them.
+        StreamLayout::TopicPerWorker => None,
+    };
+    let candidates: Vec<u32> = match (&info, options.streams) {
+        (Some(_), Some(streams)) => StreamLayout::assigned(streams, index, peers).collect(),
+        (Some(Ok(Some(info))), None) => StreamLayout::assigned(info.partitions, index, peers).collect(),
+        _ => Vec::new(), // worker 0's count reports why
+    };
+    let mut early = open_streams::<T, C, K>(log, topic, options, &candidates);
+    let planned = if index == 0 {
+        // Stream 0 is always worker 0's: its header, read while opening.
+        let first_header = early
+            .iter()
+            .find(|(stream, _)| *stream == 0)
+            .and_then(|(_, opened)| opened.as_ref().ok()?.stream_header().cloned());
+        stream_count(log, topic, options, info, first_header)
+    } else {
+        Ok(0)
+    };
     let plan = all_gather(worker, planned.as_ref().map_err(|e| e.to_string()).copied());
     let streams = match (planned, plan.into_iter().next()) {
         (Err(error), _) => return Err(error),
@@ -172,14 +200,41 @@ where
         (Ok(_), None) => unreachable!("worker 0 always contributes"),
     };
     let assigned: Vec<u32> = StreamLayout::assigned(streams, index, peers).collect();
-    // Open in parallel: choosing a session costs broker round trips that
-    // need not wait for one another.
-    let opened: Result<Vec<_>> = std::thread::scope(|scope| {
-        let opening: Vec<_> = assigned
+    let missing: Vec<u32> = assigned.iter().copied().filter(|s| !early.iter().any(|(e, _)| e == s)).collect();
+    early.extend(open_streams::<T, C, K>(log, topic, options, &missing));
+    let opened: Result<Vec<_>> = assigned
+        .iter()
+        .map(|stream| {
+            let at = early.iter().position(|(s, _)| s == stream).expect("every assigned stream was opened");
+            early.swap_remove(at).1
+        })
+        .collect();
+    drop(early); // opened early, not assigned
+    agree(worker, opened)
+}
+
+/// A stream and the outcome of opening it.
+type Opened<T, C, K> = (u32, Result<LogConsumer<T, C, K>>);
+
+/// Opens a consumer of each of `streams`, in parallel: choosing a session
+/// costs broker round trips that need not wait for one another.
+fn open_streams<T, C, K>(
+    log: &dyn LogBackend,
+    topic: &str,
+    options: &ReplayOptions,
+    streams: &[u32],
+) -> Vec<Opened<T, C, K>>
+where
+    T: Timestamp,
+    C: Send + 'static,
+    K: EventCodec<T, C> + Send,
+{
+    std::thread::scope(|scope| {
+        let opening: Vec<_> = streams
             .iter()
             .map(|&stream| {
                 let (name, partition) = options.layout.locate(topic, stream);
-                scope.spawn(move || {
+                let handle = scope.spawn(move || {
                     let mut consumer = EventConsumer::<T, C, _, K>::open(log, &name, partition, options.open_timeout)?;
                     if let Some(timeout) = options.idle_timeout {
                         consumer = consumer.idle_timeout(timeout);
@@ -188,28 +243,46 @@ where
                         consumer = consumer.skip_type_check();
                     }
                     Ok(consumer)
-                })
+                });
+                (stream, handle)
             })
             .collect();
-        opening.into_iter().map(|handle| handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-    });
-    agree(worker, opened)
+        opening
+            .into_iter()
+            .map(|(stream, handle)| (stream, handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
+            .collect()
+    })
 }
 
 /// How many streams to replay, checked against what the log holds.
-fn stream_count(log: &dyn LogBackend, topic: &str, options: &ReplayOptions) -> Result<u32> {
+/// `info`: the topic as this worker saw it (partitioned layout);
+/// `first_header`: stream 0's header, if it was read while opening.
+fn stream_count(
+    log: &dyn LogBackend,
+    topic: &str,
+    options: &ReplayOptions,
+    info: Option<Result<Option<TopicInfo>>>,
+    first_header: Option<StreamHeader>,
+) -> Result<u32> {
     if options.streams == Some(0) {
         return Err(Error::Config("the stream count must be at least 1".into()));
     }
     match options.layout {
         StreamLayout::Partitioned => {
-            let info = log.topic_info(topic)?.ok_or_else(|| Error::MissingTopic(topic.to_string()))?;
+            let info = match info {
+                Some(info) => info,
+                None => log.topic_info(topic),
+            }?
+            .ok_or_else(|| Error::MissingTopic(topic.to_string()))?;
             let streams = match options.streams {
                 Some(streams) => streams,
                 // The capture may have used fewer workers than the topic has
                 // partitions: its stream header says how many streams it wrote.
-                None => read_first_header(log, StreamLayout::Partitioned, topic, options.open_timeout)?
-                    .map_or(info.partitions, |h| h.peers.clamp(1, info.partitions)),
+                None => match first_header {
+                    Some(header) => Some(header),
+                    None => read_first_header(log, StreamLayout::Partitioned, topic, options.open_timeout)?,
+                }
+                .map_or(info.partitions, |h| h.peers.clamp(1, info.partitions)),
             };
             if streams > info.partitions {
                 return Err(Error::TooFewPartitions {

@@ -75,6 +75,12 @@ pub trait PartitionReader: Send + Sync {
     /// The offset the next appended record will get: one past the last
     /// record stored now.
     fn end_offset(&mut self) -> Result<u64>;
+    /// The end offset as the log's metadata reports it: one round trip, but
+    /// some brokers report it short (tansu, after batched produces), so it
+    /// is a place to start reading from, never where a partition ends.
+    fn reported_end_offset(&mut self) -> Result<u64> {
+        self.end_offset()
+    }
     /// Moves the reader so the next record polled is the one at `offset`.
     fn seek(&mut self, offset: u64) -> Result<()>;
     /// Whether re-reading records already read is cheap (a local file in the
@@ -146,6 +152,9 @@ impl PartitionReader for Box<dyn PartitionReader> {
     }
     fn end_offset(&mut self) -> Result<u64> {
         (**self).end_offset()
+    }
+    fn reported_end_offset(&mut self) -> Result<u64> {
+        (**self).reported_end_offset()
     }
     fn seek(&mut self, offset: u64) -> Result<()> {
         (**self).seek(offset)

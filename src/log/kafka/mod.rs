@@ -38,6 +38,7 @@
 mod admin;
 mod config;
 mod producer;
+mod quick_close;
 mod reader;
 mod writer;
 
@@ -47,7 +48,7 @@ use std::time::Duration;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 
 use super::{LogBackend, PartitionReader, PartitionWriter, TopicInfo};
 use crate::codec_id::CodecId;
@@ -58,6 +59,7 @@ use config::RECORD_OVERHEAD;
 pub use config::{CONSUMER_DEFAULTS, PRODUCER_DEFAULTS};
 pub(crate) use config::{CONSUMER_ONLY, PRODUCER_ONLY};
 pub(crate) use producer::{send_record, Deliveries, SharedProducer};
+pub use quick_close::QuickClose;
 pub use reader::KafkaReader;
 pub use writer::KafkaWriter;
 
@@ -72,6 +74,7 @@ pub struct KafkaLog {
     replication_factor: i32,
     timeout: Duration,
     producer: Arc<Mutex<Option<Arc<SharedProducer>>>>,
+    metadata: Arc<Mutex<Option<Arc<QuickClose>>>>,
 }
 
 impl KafkaLog {
@@ -96,6 +99,7 @@ impl KafkaLog {
             replication_factor: -1,
             timeout: DEFAULT_TIMEOUT,
             producer: Arc::default(),
+            metadata: Arc::default(),
         };
         for (key, value) in properties {
             match key.as_str() {
@@ -145,8 +149,29 @@ impl KafkaLog {
         self.config(CONSUMER_DEFAULTS, PRODUCER_ONLY)
     }
 
-    fn metadata_client(&self) -> Result<BaseConsumer> {
-        self.consumer_config().create().map_err(|e| Error::Kafka(format!("cannot create client: {e}")))
+    /// The client metadata questions go through, created on first use and
+    /// shared by clones: a new client costs a connection and, on some
+    /// brokers, tens of milliseconds before its first answer.
+    fn metadata_client(&self) -> Result<Arc<QuickClose>> {
+        let mut cached = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = cached.as_ref() {
+            return Ok(client.clone());
+        }
+        let client = Arc::new(
+            self.consumer_config()
+                .create()
+                .map(QuickClose::new)
+                .map_err(|e| Error::Kafka(format!("cannot create client: {e}")))?,
+        );
+        *cached = Some(client.clone());
+        Ok(client)
+    }
+
+    fn consumer(&self) -> Result<QuickClose> {
+        self.consumer_config()
+            .create()
+            .map(QuickClose::new)
+            .map_err(|e| Error::Kafka(format!("cannot create consumer: {e}")))
     }
 
     fn admin(&self) -> Result<AdminClient<DefaultClientContext>> {

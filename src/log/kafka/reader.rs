@@ -30,20 +30,23 @@
 use std::ffi::CString;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::KafkaLog;
+use super::{KafkaLog, QuickClose};
 use crate::error::{Error, PartitionId, Result};
 use crate::log::{PartitionReader, Record};
 
 /// Reads one partition from an explicit offset.
 pub struct KafkaReader {
     id: PartitionId,
-    consumer: BaseConsumer,
-    buffer: Vec<u8>,
+    /// The message last returned, whose payload the returned record borrows
+    /// (no copy). Declared before `consumer`, so it is dropped first: fields
+    /// drop in declaration order, and a message must not outlive its client.
+    last: Option<BorrowedMessage<'static>>,
+    consumer: QuickClose,
     timeout: Duration,
     /// Offset to assign the partition at before the next poll.
     start_at: Option<u64>,
@@ -65,12 +68,11 @@ const STUCK_AFTER: Duration = Duration::from_millis(200);
 
 impl KafkaReader {
     pub(super) fn new(log: &KafkaLog, topic: &str, partition: u32, offset: u64) -> Result<Self> {
-        let consumer: BaseConsumer =
-            log.consumer_config().create().map_err(|e| Error::Kafka(format!("cannot create consumer: {e}")))?;
+        let consumer = log.consumer()?;
         Ok(KafkaReader {
             id: PartitionId::new(topic, partition),
+            last: None,
             consumer,
-            buffer: Vec::new(),
             timeout: log.timeout,
             start_at: Some(offset),
             next_offset: offset,
@@ -125,9 +127,9 @@ impl KafkaReader {
         Ok(end)
     }
 
-    /// Assigns the partition at the pending start offset. Deferred to the
-    /// first poll so a reader that seeks first never fetches from its old
-    /// position.
+    /// Assigns the partition at the pending start offset. A new reader's
+    /// start is deferred to its first poll or seek, so a reader that seeks
+    /// first never fetches from its old position.
     fn assign_pending(&mut self) -> Result<()> {
         let Some(offset) = self.start_at.take() else { return Ok(()) };
         // Past what ListOffsets reported, start at its last offset: a broker
@@ -189,6 +191,7 @@ impl PartitionReader for KafkaReader {
     }
 
     fn poll(&mut self, timeout: Duration) -> Result<Option<Record<'_>>> {
+        self.last = None;
         self.assign_pending()?;
         let deadline = if timeout.is_zero() { None } else { Some(Instant::now() + timeout) };
         loop {
@@ -210,9 +213,13 @@ impl PartitionReader for KafkaReader {
                     if self.target.is_some_and(|(target, _, _)| offset < target) {
                         continue; // reading up from a lower position
                     }
-                    self.buffer.clear();
-                    self.buffer.extend_from_slice(message.payload().unwrap_or_default());
-                    drop(message);
+                    // SAFETY: the message's bytes belong to its fetch event,
+                    // which the message keeps alive until it is dropped;
+                    // the lifetime only ties it to the client, and `self.last`
+                    // is dropped before `self.consumer` (declaration order)
+                    // and replaced before every poll, so it never outlives it.
+                    let message =
+                        unsafe { std::mem::transmute::<BorrowedMessage<'_>, BorrowedMessage<'static>>(message) };
                     if let Some((target, _, _)) = self.target {
                         if offset > target && self.fetch_from_lower()? {
                             continue;
@@ -223,7 +230,8 @@ impl PartitionReader for KafkaReader {
                     }
                     self.next_offset = offset + 1;
                     self.seen_end = self.seen_end.max(offset + 1);
-                    return Ok(Some(Record { offset, payload: &self.buffer }));
+                    let payload = self.last.insert(message).payload().unwrap_or_default();
+                    return Ok(Some(Record { offset, payload }));
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => return Ok(None),
                 Some(Err(KafkaError::MessageConsumption(
@@ -270,12 +278,7 @@ impl PartitionReader for KafkaReader {
     /// reported (a fetch is made for it if this reader has not fetched yet),
     /// and one past the last record read.
     fn end_offset(&mut self) -> Result<u64> {
-        let (_, high) = self
-            .consumer
-            .fetch_watermarks(&self.id.topic, self.id.partition as i32, self.timeout)
-            .map_err(|e| Error::Kafka(format!("{}: watermarks: {e}", self.id)))?;
-        let listed = high.max(0) as u64;
-        self.listed_end = Some(listed);
+        let listed = self.reported_end_offset()?;
         let fetched = match self.fetched_end() {
             Some(end) => Some(end),
             None => self.probe_end(listed)?,
@@ -283,9 +286,23 @@ impl PartitionReader for KafkaReader {
         Ok(listed.max(fetched.unwrap_or(0)).max(self.seen_end))
     }
 
+    /// ListOffsets' answer, which may be short (see the module doc).
+    fn reported_end_offset(&mut self) -> Result<u64> {
+        let (_, high) = self
+            .consumer
+            .fetch_watermarks(&self.id.topic, self.id.partition as i32, self.timeout)
+            .map_err(|e| Error::Kafka(format!("{}: watermarks: {e}", self.id)))?;
+        let listed = high.max(0) as u64;
+        self.listed_end = Some(listed);
+        Ok(listed)
+    }
+
+    /// Assigns the partition at `offset` at once, so librdkafka starts
+    /// fetching while the caller does other work (a replay opens every
+    /// partition, then builds its dataflow).
     fn seek(&mut self, offset: u64) -> Result<()> {
         self.start_at = Some(offset);
         self.next_offset = offset;
-        Ok(())
+        self.assign_pending()
     }
 }
