@@ -23,7 +23,7 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{config, mb_per_s, partition_count, ConsumeArgs, ConsumerLayout, Result, PROGRAM};
-use timely_kafka::log::kafka::CONSUMER_DEFAULTS;
+use timely_kafka::log::kafka::{CONSUMER_DEFAULTS, METADATA_CLIENT_DEFAULTS};
 
 /// Something to poll for records of some partitions.
 enum Source {
@@ -61,12 +61,18 @@ fn assign(consumer: &BaseConsumer, topic: &str, partitions: &[i32]) -> Result<()
 }
 
 pub fn consume(args: &ConsumeArgs) -> Result<()> {
-    let partitions = partition_count(&client(&args.brokers)?, &args.topic)?
-        .ok_or_else(|| format!("topic '{}' does not exist", args.topic))?;
+    // Timed from the start, as capture_recv is: finding the partitions is
+    // part of reading a topic.
+    let started = Instant::now();
+    // The metadata client as timely-kafka makes it (see METADATA_CLIENT_DEFAULTS).
+    let metadata: BaseConsumer = config(&args.brokers, &[CONSUMER_DEFAULTS, METADATA_CLIENT_DEFAULTS].concat())
+        .create()
+        .map_err(|e| format!("cannot create client: {e}"))?;
+    let partitions =
+        partition_count(&metadata, &args.topic)?.ok_or_else(|| format!("topic '{}' does not exist", args.topic))?;
     let idle_timeout = Duration::from_secs(args.idle_timeout);
     let mine =
         |index: u32| -> Vec<i32> { (0..partitions).filter(|p| p % args.threads == index).map(|p| p as i32).collect() };
-    let started = Instant::now();
     // The split layout's one client, served by this thread while the others read.
     let mut shared: Option<Arc<BaseConsumer>> = None;
     let mut per_thread: Vec<Vec<Source>> = Vec::new();
@@ -146,6 +152,7 @@ pub fn consume(args: &ConsumeArgs) -> Result<()> {
     }
     let seconds = started.elapsed().as_secs_f64();
     drop(clients);
+    drop(metadata);
     stop.store(true, Ordering::Relaxed);
     if let Some(server) = server {
         let _ = server.join();

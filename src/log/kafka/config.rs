@@ -34,6 +34,13 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("queued.max.messages.kbytes", "32768"),
     ("allow.auto.create.topics", "false"),
 ];
+/// Set on top of [`CONSUMER_DEFAULTS`] for the client that answers metadata
+/// questions. With sparse connections (librdkafka's default) a new client's
+/// first metadata request waited about 50 ms for a broker connection in
+/// about half of all tries (measured against tansu on 127.0.0.1; 0 of 12
+/// with this setting); the one metadata client per process may well keep a
+/// connection to every broker.
+pub const METADATA_CLIENT_DEFAULTS: &[(&str, &str)] = &[("enable.sparse.connections", "false")];
 /// Properties only one kind of client understands (librdkafka warns about the others).
 pub(crate) const PRODUCER_ONLY: &[&str] = &[
     "enable.idempotence",

@@ -56,7 +56,7 @@ use crate::error::{Error, Result};
 
 pub use config::DEFAULT_TIMEOUT;
 use config::RECORD_OVERHEAD;
-pub use config::{CONSUMER_DEFAULTS, PRODUCER_DEFAULTS};
+pub use config::{CONSUMER_DEFAULTS, METADATA_CLIENT_DEFAULTS, PRODUCER_DEFAULTS};
 pub(crate) use config::{CONSUMER_ONLY, PRODUCER_ONLY};
 pub(crate) use producer::{send_record, Deliveries, SharedProducer};
 pub use quick_close::QuickClose;
@@ -158,7 +158,7 @@ impl KafkaLog {
             return Ok(client.clone());
         }
         let client = Arc::new(
-            self.consumer_config()
+            self.config(&[CONSUMER_DEFAULTS, METADATA_CLIENT_DEFAULTS].concat(), PRODUCER_ONLY)
                 .create()
                 .map(QuickClose::new)
                 .map_err(|e| Error::Kafka(format!("cannot create client: {e}")))?,
