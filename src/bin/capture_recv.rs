@@ -41,6 +41,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    cli::keep_freed_memory();
     cli::exit_on_panic(PROGRAM);
     if let Err(error) = run(args) {
         cli::fail(PROGRAM, error);
