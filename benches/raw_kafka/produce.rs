@@ -124,11 +124,22 @@ fn stamp(payload: &mut [u8], sequence: u64) {
 }
 
 pub fn produce(args: &ProduceArgs) -> Result<()> {
+    // As capture_send does: the clients start (an idempotent producer waits
+    // up to 0.5 s for its id) while the topic is prepared, then learn the
+    // new topic's metadata; the clock starts after.
+    let count = match args.layout {
+        ProducerLayout::PerPartition => args.threads,
+        ProducerLayout::Single => 1,
+    };
+    let clients = (0..count).map(|_| Client::new(&args.brokers)).collect::<Result<Vec<_>>>()?;
     prepare_topic(args)?;
+    for client in &clients {
+        let _ = client.producer.client().fetch_metadata(Some(&args.topic), TIMEOUT);
+    }
     let started = Instant::now();
     match args.layout {
-        ProducerLayout::PerPartition => per_partition(args)?,
-        ProducerLayout::Single => single(args)?,
+        ProducerLayout::PerPartition => per_partition(args, clients)?,
+        ProducerLayout::Single => single(args, clients)?,
     }
     let seconds = started.elapsed().as_secs_f64();
     let records = args.records * args.threads as u64;
@@ -140,13 +151,14 @@ pub fn produce(args: &ProduceArgs) -> Result<()> {
     Ok(())
 }
 
-fn per_partition(args: &ProduceArgs) -> Result<()> {
-    let threads: Vec<_> = (0..args.threads)
-        .map(|partition| {
-            let (brokers, topic) = (args.brokers.clone(), args.topic.clone());
+fn per_partition(args: &ProduceArgs, clients: Vec<Client>) -> Result<()> {
+    let threads: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(partition, mut client)| {
+            let topic = args.topic.clone();
             let (records, size) = (args.records, args.size);
             std::thread::spawn(move || -> Result<()> {
-                let mut client = Client::new(&brokers)?;
                 let mut payload = payload(size);
                 for sequence in 0..records {
                     stamp(&mut payload, sequence);
@@ -171,8 +183,8 @@ fn per_partition(args: &ProduceArgs) -> Result<()> {
     first_error.map_or(Ok(()), Err)
 }
 
-fn single(args: &ProduceArgs) -> Result<()> {
-    let mut client = Client::new(&args.brokers)?;
+fn single(args: &ProduceArgs, clients: Vec<Client>) -> Result<()> {
+    let mut client = clients.into_iter().next().ok_or("no client")?;
     let mut payload = payload(args.size);
     for sequence in 0..args.records {
         stamp(&mut payload, sequence);

@@ -77,6 +77,7 @@ fn run(args: Args) -> Result<()> {
         timely_kafka::StreamLayout::TopicPerWorker => (0..streams).map(|i| layout.locate(&args.topic, i).0).collect(),
     };
     let partitions = if names.len() == 1 { streams } else { 1 };
+    log.prepare_writers()?;
     if !args.resume {
         for name in &names {
             if args.timely.process == 0 {

@@ -132,6 +132,8 @@ where
         StreamLayout::Partitioned => (vec![topic.to_string()], peers),
         StreamLayout::TopicPerWorker => ((0..peers).map(|i| options.layout.locate(topic, i).0).collect(), 1),
     };
+    // Overlaps the writers' start-up with creating and waiting for the topic.
+    log.prepare_writers()?;
     if options.create_topic {
         let created = if index == 0 {
             names.iter().try_for_each(|name| log.create_topic(name, partitions, K::ID, options.overwrite))
@@ -176,10 +178,13 @@ where
         // Which topics exist is known only once worker 0 counts them.
         StreamLayout::TopicPerWorker => None,
     };
-    let candidates: Vec<u32> = match (&info, options.streams) {
-        (Some(_), Some(streams)) => StreamLayout::assigned(streams, index, peers).collect(),
-        (Some(Ok(Some(info))), None) => StreamLayout::assigned(info.partitions, index, peers).collect(),
-        _ => Vec::new(), // worker 0's count reports why
+    // Only partitions that exist: worker 0's count reports any that do not.
+    let candidates: Vec<u32> = match &info {
+        Some(Ok(Some(info))) => {
+            let streams = options.streams.map_or(info.partitions, |streams| streams.min(info.partitions));
+            StreamLayout::assigned(streams, index, peers).collect()
+        }
+        _ => Vec::new(),
     };
     let mut early = open_streams::<T, C, K>(log, topic, options, &candidates);
     let planned = if index == 0 {

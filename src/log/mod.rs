@@ -113,6 +113,13 @@ pub trait LogBackend: Send + Sync {
     /// recorded where the backend keeps topic metadata. Without it,
     /// a topic holding data is [`crate::Error::TopicNotEmpty`].
     fn create_topic(&self, topic: &str, partitions: u32, codec: CodecId, overwrite: bool) -> Result<()>;
+    /// Starts what writers will need, so its start-up overlaps other work
+    /// (topic creation) instead of delaying the first write. Kafka: the
+    /// process's producer, whose idempotent producer id takes up to 0.5 s
+    /// to arrive (librdkafka retries every 500 ms until a broker is up).
+    fn prepare_writers(&self) -> Result<()> {
+        Ok(())
+    }
     /// Opens the writer of one partition.
     fn writer(&self, topic: &str, partition: u32) -> Result<Box<dyn PartitionWriter>>;
     /// Opens a reader of one partition starting at `offset` (0 = the beginning).

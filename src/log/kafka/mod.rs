@@ -180,6 +180,17 @@ impl KafkaLog {
             .map_err(|e| Error::Kafka(format!("cannot create admin client: {e}")))
     }
 
+    /// A producer started before `topic` was deleted and created again
+    /// holds the old topic's metadata and stalled on it for most of a
+    /// second (measured on tansu); asking for the topic's metadata through
+    /// it replaces what it holds.
+    fn refresh_producer_metadata(&self, topic: &str) {
+        let producer = self.producer.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(producer) = producer {
+            let _ = producer.client().fetch_metadata(Some(topic), self.timeout);
+        }
+    }
+
     /// The largest record a writer sends before chunking.
     fn max_record(&self) -> usize {
         let limit = self
@@ -214,12 +225,18 @@ impl LogBackend for KafkaLog {
             Some(info) if !info.has_data && info.partitions >= partitions => Ok(()),
             Some(_) if overwrite => {
                 self.delete_topic(topic)?;
-                self.create(topic, partitions)
+                self.create(topic, partitions)?;
+                self.refresh_producer_metadata(topic);
+                Ok(())
             }
             Some(info) => {
                 Err(Error::TooFewPartitions { topic: topic.to_string(), actual: info.partitions, wanted: partitions })
             }
         }
+    }
+
+    fn prepare_writers(&self) -> Result<()> {
+        self.shared_producer().map(drop)
     }
 
     fn writer(&self, topic: &str, partition: u32) -> Result<Box<dyn PartitionWriter>> {
