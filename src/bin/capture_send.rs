@@ -146,7 +146,9 @@ where
                 if plain { numbers(scope, spec.count) } else { timed_numbers(scope, Numbers { from_time, ..spec }) };
             stream.capture_into(producer)
         });
-        while worker.step() {}
+        // Park when nothing is active (the producer waits on the broker),
+        // leaving the cores to the client threads sending the data.
+        while worker.step_or_park(Some(Duration::from_millis(1))) {}
         handle.outcome().map(|stats| (stats.records, stats.bytes))
     })?;
     Ok(outcomes.into_iter().fold((0, 0), |totals, (records, bytes)| (totals.0 + records, totals.1 + bytes)))
