@@ -17,8 +17,7 @@
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use timely::container::Accountable;
@@ -29,9 +28,10 @@ use timely::progress::Timestamp;
 use crate::capture::chunks::ChunkAssembler;
 use crate::capture::codec::{Bincode, EventCodec};
 use crate::capture::committed::{CommittedReplay, Next, WINDOW_BYTES};
-use crate::capture::failure::{self, FailureSlot};
+use crate::capture::failure;
 use crate::capture::frame::{self, FrameKind};
 use crate::capture::protocol::{Protocol, Step};
+pub use crate::capture::replay_handle::{ReplayHandle, ReplayStats};
 use crate::capture::session::choose_session;
 use crate::capture::stream::StreamHeader;
 use crate::error::{Error, PartitionId, Result};
@@ -40,63 +40,6 @@ use crate::log::{LogBackend, PartitionReader};
 /// Events handed to timely per activation before yielding, so a long
 /// backlog is not buffered whole inside the dataflow.
 const EVENTS_PER_ACTIVATION: usize = 256;
-
-/// Totals of one replay.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReplayStats {
-    /// Data records replayed.
-    pub records: u64,
-    /// Log records read (including headers and skipped duplicates).
-    pub frames: u64,
-    /// Bytes of log records read.
-    pub bytes: u64,
-    /// Duplicate records skipped.
-    pub duplicates: u64,
-}
-
-#[derive(Default)]
-struct ReplayShared {
-    records: AtomicU64,
-    frames: AtomicU64,
-    bytes: AtomicU64,
-    duplicates: AtomicU64,
-    complete: AtomicBool,
-    error: FailureSlot,
-}
-
-/// A view of a running replay, shareable across threads.
-#[derive(Clone, Default)]
-pub struct ReplayHandle {
-    shared: Arc<ReplayShared>,
-}
-
-impl ReplayHandle {
-    /// Totals so far.
-    pub fn stats(&self) -> ReplayStats {
-        ReplayStats {
-            records: self.shared.records.load(Ordering::Relaxed),
-            frames: self.shared.frames.load(Ordering::Relaxed),
-            bytes: self.shared.bytes.load(Ordering::Relaxed),
-            duplicates: self.shared.duplicates.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Whether the replayed stream's frontier became empty.
-    pub fn is_complete(&self) -> bool {
-        self.shared.complete.load(Ordering::Acquire)
-    }
-
-    /// The error that stopped the replay, if any. Reading it handles the
-    /// failure (see [`crate::capture::failure`]): the caller reports it.
-    pub fn error(&self) -> Option<String> {
-        self.shared.error.take_message()
-    }
-
-    /// Whether the replay failed, without handling the failure.
-    pub fn is_failed(&self) -> bool {
-        self.shared.error.is_failed()
-    }
-}
 
 /// Replays one log partition as a timely event stream.
 pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K = Bincode> {
@@ -233,45 +176,39 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
     /// Reads the stream header the reader is positioned at (`start`), waiting at most
     /// `timeout`, so [`EventConsumer::stream_header`] knows the stream's shape
     /// before replay starts (how many streams the capture wrote) and the
-    /// replay's first fetch is already under way. Anything but a valid
-    /// header of the chosen session is left where it is, for the replay to
-    /// read and report.
+    /// replay's first fetch is already under way. Anything else (no record,
+    /// an error such as a start deleted by retention, a record that is not a
+    /// header of the chosen session) is read again from `start` by `next`,
+    /// which reports it; a failed seek fails its first poll the same way.
     fn read_stream_header(&mut self, start: u64, timeout: Duration) {
-        let record = match self.reader.poll_stored(timeout) {
-            Ok(Some(record)) => record,
-            // Nothing, or an error (the start deleted by retention...): the
-            // replay reads from the start again and reports what it finds.
-            Ok(None) | Err(_) => {
-                let _ = self.reader.seek(start);
-                return;
-            }
-        };
-        let (offset, bytes) = (record.offset, record.payload.len() as u64);
+        if !self.accept_stream_header(timeout) {
+            self.protocol.header = None;
+            self.protocol.last_offset = None;
+            let _ = self.reader.seek(start);
+        }
+    }
+
+    /// Polls one record and accepts it if it is a stream header of the
+    /// chosen session; `false` if it is anything else.
+    fn accept_stream_header(&mut self, timeout: Duration) -> bool {
+        let Ok(Some(record)) = self.reader.poll_stored(timeout) else { return false };
         let protocol = &mut self.protocol;
         let is_header = frame::decode_frame(record.payload).is_ok_and(|frame| {
             frame.header.kind == FrameKind::StreamHeader
                 && protocol.only_session.is_none_or(|session| session == frame.header.session)
         });
-        let step = if is_header {
-            protocol.accept::<C, K>(offset, record.payload, &self.handle.shared.duplicates)
-        } else {
-            Ok(Step::Skip)
-        };
-        match step {
-            Ok(Step::Skip) if self.protocol.header.is_some() => {}
-            Ok(Step::Committed(session, offset)) => self.committed_start = Some((session, offset)),
-            _ => {
-                // Not a header this replay accepts: read it again in `next`.
-                self.protocol.header = None;
-                self.protocol.last_offset = None;
-                // A failed seek fails the replay's next poll, which reports it.
-                let _ = self.reader.seek(offset);
-                return;
-            }
+        if !is_header {
+            return false;
         }
         let shared = &self.handle.shared;
+        match protocol.accept::<C, K>(record.offset, record.payload, &shared.duplicates) {
+            Ok(Step::Skip) => {}
+            Ok(Step::Committed(session, offset)) => self.committed_start = Some((session, offset)),
+            _ => return false,
+        }
         shared.frames.fetch_add(1, Ordering::Relaxed);
-        shared.bytes.fetch_add(bytes, Ordering::Relaxed);
+        shared.bytes.fetch_add(record.payload.len() as u64, Ordering::Relaxed);
+        true
     }
 
     /// Records `error` and closes the frontier (see [`crate::capture::failure`]).

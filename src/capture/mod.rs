@@ -39,6 +39,7 @@ pub mod frame;
 pub mod inspect;
 pub mod producer;
 mod protocol;
+pub mod replay_handle;
 pub mod resumable;
 pub mod resume;
 pub mod session;

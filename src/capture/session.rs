@@ -75,8 +75,11 @@ fn choose(reader: &mut dyn PartitionReader, timeout: Duration) -> Result<Option<
     if end == 0 {
         return Ok(None);
     }
-    if let Some(choice) = fast_path(reader, end, timeout).filter(|_| end != reported) {
-        return Ok(Some(choice));
+    // Tried above already when the reported end was the real one.
+    if end != reported {
+        if let Some(choice) = fast_path(reader, end, timeout) {
+            return Ok(Some(choice));
+        }
     }
     let sessions = scan(reader, end, timeout)?;
     let Some(newest) = sessions.last().cloned() else { return Ok(None) };

@@ -1,0 +1,69 @@
+//! What a running replay shows the outside: its totals, whether it
+//! completed, and the error that stopped it.
+//!
+//! An [`crate::EventConsumer`] moves into the dataflow that replays it, so
+//! the program keeps a [`ReplayHandle`] instead: the consumer counts into
+//! shared atomics, and the handle reads them from any thread.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::capture::failure::FailureSlot;
+
+/// Totals of one replay.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayStats {
+    /// Data records replayed.
+    pub records: u64,
+    /// Log records read (including headers and skipped duplicates).
+    pub frames: u64,
+    /// Bytes of log records read.
+    pub bytes: u64,
+    /// Duplicate records skipped.
+    pub duplicates: u64,
+}
+
+/// The counters a consumer updates and its handles read.
+#[derive(Default)]
+pub(super) struct ReplayShared {
+    pub(super) records: AtomicU64,
+    pub(super) frames: AtomicU64,
+    pub(super) bytes: AtomicU64,
+    pub(super) duplicates: AtomicU64,
+    pub(super) complete: AtomicBool,
+    pub(super) error: FailureSlot,
+}
+
+/// A view of a running replay, shareable across threads.
+#[derive(Clone, Default)]
+pub struct ReplayHandle {
+    pub(super) shared: Arc<ReplayShared>,
+}
+
+impl ReplayHandle {
+    /// Totals so far.
+    pub fn stats(&self) -> ReplayStats {
+        ReplayStats {
+            records: self.shared.records.load(Ordering::Relaxed),
+            frames: self.shared.frames.load(Ordering::Relaxed),
+            bytes: self.shared.bytes.load(Ordering::Relaxed),
+            duplicates: self.shared.duplicates.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the replayed stream's frontier became empty.
+    pub fn is_complete(&self) -> bool {
+        self.shared.complete.load(Ordering::Acquire)
+    }
+
+    /// The error that stopped the replay, if any. Reading it handles the
+    /// failure (see [`crate::capture::failure`]): the caller reports it.
+    pub fn error(&self) -> Option<String> {
+        self.shared.error.take_message()
+    }
+
+    /// Whether the replay failed, without handling the failure.
+    pub fn is_failed(&self) -> bool {
+        self.shared.error.is_failed()
+    }
+}
