@@ -6,11 +6,14 @@
 //! `Abomonation` (cargo feature `abomonation`) copies containers as raw
 //! memory: it is fast, and it is only for data written by a trusted build of
 //! the same program, because abomonation reinterprets the bytes in place.
+//! [`Bincode`] encodes and decodes `Vec`s of plain numbers in bulk
+//! (`plain.rs`), byte for byte as serde would.
 
 use bincode::Options;
 use serde::{de::DeserializeOwned, Serialize};
 use timely::dataflow::operators::capture::Event;
 
+use crate::capture::plain;
 use crate::codec_id::CodecId;
 use crate::error::FrameError;
 
@@ -43,12 +46,16 @@ where
     const ID: CodecId = CodecId::Bincode;
 
     fn encode(event: &Event<T, C>, out: &mut Vec<u8>) -> Result<(), FrameError> {
-        bincode_options(u64::MAX)
-            .serialize_into(out, event)
-            .map_err(|e| FrameError::Decode(format!("bincode encode: {e}")))
+        if let Some(encoded) = plain::encode(event, out) {
+            return encoded;
+        }
+        encode_bincode(event, out)
     }
 
     fn decode(payload: &[u8]) -> Result<Event<T, C>, FrameError> {
+        if let Some(event) = plain::decode(payload) {
+            return Ok(event);
+        }
         decode_bincode(payload)
     }
 }
@@ -56,6 +63,17 @@ where
 /// Decodes any serde value from exactly `payload` with the crate's bincode options.
 pub fn decode_bincode<V: DeserializeOwned>(payload: &[u8]) -> Result<V, FrameError> {
     bincode_options(payload.len() as u64).deserialize(payload).map_err(|e| FrameError::Decode(e.to_string()))
+}
+
+/// Decodes one serde value from the front of `bytes`, advancing it past
+/// what was read.
+pub(crate) fn decode_bincode_from<V: DeserializeOwned>(bytes: &mut &[u8]) -> Result<V, FrameError> {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_limit(bytes.len() as u64)
+        .allow_trailing_bytes()
+        .deserialize_from(bytes)
+        .map_err(|e| FrameError::Decode(e.to_string()))
 }
 
 /// Encodes any serde value with the crate's bincode options.

@@ -37,6 +37,7 @@ pub mod exactly_once;
 pub mod failure;
 pub mod frame;
 pub mod inspect;
+mod plain;
 pub mod producer;
 mod protocol;
 pub mod replay_handle;
