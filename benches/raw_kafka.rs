@@ -114,6 +114,10 @@ struct ConsumeArgs {
     /// Fail when no record arrives for this many seconds before every partition ended.
     #[arg(long, default_value_t = 60)]
     idle_timeout: u64,
+    /// Also compute the CRC-32C of every record's payload: a consumer that
+    /// reads the bytes, as a replay (which checks each frame) must.
+    #[arg(long)]
+    checksum: bool,
 }
 
 /// Producer clients.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::BorrowedMessage;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{config, mb_per_s, partition_count, ConsumeArgs, ConsumerLayout, Result, PROGRAM};
@@ -121,7 +121,8 @@ pub fn consume(args: &ConsumeArgs) -> Result<()> {
         .into_iter()
         .map(|sources| {
             let topic = args.topic.clone();
-            std::thread::spawn(move || read(&topic, sources, idle_timeout))
+            let checksum = args.checksum;
+            std::thread::spawn(move || read(&topic, sources, idle_timeout, checksum))
         })
         .collect();
     let server = shared.map(|consumer| {
@@ -170,7 +171,15 @@ pub fn consume(args: &ConsumeArgs) -> Result<()> {
 /// Reads `sources` until every partition has reported its end; returns
 /// (records, bytes) and the sources, so closing the clients (librdkafka's
 /// close of a consumer with a group.id) is not counted in the time.
-fn read(topic: &str, mut sources: Vec<Source>, idle_timeout: Duration) -> Result<(u64, u64, Vec<Source>)> {
+/// Reads every source to its end. `checksum`: also computes the CRC-32C of
+/// every payload, so the baseline reads the bytes as any user of them must.
+fn read(
+    topic: &str,
+    mut sources: Vec<Source>,
+    idle_timeout: Duration,
+    checksum: bool,
+) -> Result<(u64, u64, Vec<Source>)> {
+    let mut crc = 0u32;
     let mut ended = Vec::new();
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut last_progress = Instant::now();
@@ -188,6 +197,9 @@ fn read(topic: &str, mut sources: Vec<Source>, idle_timeout: Duration) -> Result
                     Some(Ok(message)) => {
                         records += 1;
                         bytes += message.payload_len() as u64;
+                        if checksum {
+                            crc ^= crc32c::crc32c(message.payload().unwrap_or_default());
+                        }
                         progressed = true;
                     }
                     Some(Err(KafkaError::PartitionEOF(_))) => {
@@ -227,5 +239,6 @@ fn read(topic: &str, mut sources: Vec<Source>, idle_timeout: Duration) -> Result
             }
         }
     }
+    std::hint::black_box(crc);
     Ok((records, bytes, ended))
 }
