@@ -171,8 +171,8 @@ pub fn consume(args: &ConsumeArgs) -> Result<()> {
 /// Reads `sources` until every partition has reported its end; returns
 /// (records, bytes) and the sources, so closing the clients (librdkafka's
 /// close of a consumer with a group.id) is not counted in the time.
-/// Reads every source to its end. `checksum`: also computes the CRC-32C of
-/// every payload, so the baseline reads the bytes as any user of them must.
+/// `checksum`: also computes the CRC-32C of every payload, so the baseline
+/// reads the bytes as any user of them must.
 fn read(
     topic: &str,
     mut sources: Vec<Source>,

@@ -68,9 +68,7 @@ pub fn decode_bincode<V: DeserializeOwned>(payload: &[u8]) -> Result<V, FrameErr
 /// Decodes one serde value from the front of `bytes`, advancing it past
 /// what was read.
 pub(crate) fn decode_bincode_from<V: DeserializeOwned>(bytes: &mut &[u8]) -> Result<V, FrameError> {
-    bincode::DefaultOptions::new()
-        .with_fixint_encoding()
-        .with_limit(bytes.len() as u64)
+    bincode_options(bytes.len() as u64)
         .allow_trailing_bytes()
         .deserialize_from(bytes)
         .map_err(|e| FrameError::Decode(e.to_string()))

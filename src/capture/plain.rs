@@ -60,7 +60,7 @@ macro_rules! plain {
             ($container:ty, |$p:ident| $body:expr) => {{
                 let id = TypeId::of::<$container>();
                 let mut result = None;
-                $(if result.is_none() && id == TypeId::of::<Vec<$number>>() {
+                $(if id == TypeId::of::<Vec<$number>>() {
                     type $p = $number;
                     result = Some($body);
                 })*
