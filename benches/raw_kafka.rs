@@ -118,6 +118,10 @@ struct ConsumeArgs {
     /// reads the bytes, as a replay (which checks each frame) must.
     #[arg(long)]
     checksum: bool,
+    /// Also decode every payload as a replay of numbers must: checksum it,
+    /// copy its bytes into a `Vec<u64>` and sum them (implies --checksum).
+    #[arg(long)]
+    decode: bool,
 }
 
 /// Producer clients.

@@ -23,8 +23,10 @@
 # Per run, each on a fresh topic: capture_send; raw produce with ONE client
 # for every partition (the baseline: `single`) and with a client per
 # partition; capture_recv; raw consume in three client layouts (a client per
-# thread, per partition, one client with split partition queues), and a
-# client per partition that also computes each payload's CRC-32C. The send
+# thread, per partition, one client with split partition queues), and two
+# clients per partition that do a replay's per-byte work: `checked` computes
+# each payload's CRC-32C, `decoded` also copies it into a Vec<u64> and sums
+# it (what capture_recv does with each frame, without timely). The send
 # ratio is against the single client, the receive ratio against the best
 # raw consume layout (medians). The last line, `bench_kafka: key=value ...`,
 # is for scripts (scripts/bench_scale.sh). capture_send writes ~8 KB frames (1024 u64 per event);
@@ -180,7 +182,7 @@ EXPECTED_SUM=$((SEND_WORKERS * (COUNT * (COUNT - 1) / 2)))
 RAW_RECORDS=$((SEND_WORKERS * FRAMES))
 
 STAGES=(capture_send raw_produce_single raw_produce_per_partition capture_recv raw_consume_per_thread
-  raw_consume_per_partition raw_consume_split raw_consume_checked)
+  raw_consume_per_partition raw_consume_split raw_consume_checked raw_consume_decoded)
 declare -A SECONDS_OF RECORDS_OF BYTES_OF RSS_OF
 for stage in "${STAGES[@]}"; do SECONDS_OF[$stage]="" RSS_OF[$stage]=""; done
 
@@ -216,13 +218,14 @@ for run in $(seq 1 "$RUNS"); do
     exit 1
   fi
 
-  # `checked`: a client per partition that also computes the CRC-32C of
-  # every payload: a consumer that reads the bytes (not a candidate for the
-  # best raw consume, which the ratio is against).
-  for layout in per-thread per-partition split checked; do
+  # `checked` / `decoded`: a client per partition that also checksums (and
+  # decodes) every payload: consumers that read the bytes, not candidates for
+  # the best raw consume, which the ratio is against.
+  for layout in per-thread per-partition split checked decoded; do
     stage="raw_consume_${layout//-/_}"
     flags=(--layout "$layout")
     [[ "$layout" != checked ]] || flags=(--layout per-partition --checksum)
+    [[ "$layout" != decoded ]] || flags=(--layout per-partition --decode)
     LINE[$stage]="$(summary "$stage-$run" "raw_kafka consume" \
       "$RAW" consume --brokers "$BROKERS" "$raw" --threads "$RECV_WORKERS" "${flags[@]}")"
     consumed="$(field "${LINE[$stage]}" records)"
@@ -280,6 +283,8 @@ echo "send: capture_send / raw_produce_single MB/s = $send_ratio (target >= 0.95
 echo "recv: capture_recv / $best_consume (best raw consume) MB/s = $recv_ratio (target >= 0.9)"
 echo "      capture_recv / raw_consume_checked (reads every byte: CRC-32C per record) MB/s =" \
   "$(ratio "${MB_S[capture_recv]}" "${MB_S[raw_consume_checked]}")"
+echo "      capture_recv / raw_consume_decoded (CRC-32C, copy into Vec<u64>, sum per record) MB/s =" \
+  "$(ratio "${MB_S[capture_recv]}" "${MB_S[raw_consume_decoded]}")"
 echo "RSS:  capture_send ${send_rss} MiB / ${SEND_RSS_MIB} MiB = $(ratio "$send_rss" "$SEND_RSS_MIB"), " \
   "capture_recv ${recv_rss} MiB / ${RECV_RSS_MIB} MiB = $(ratio "$recv_rss" "$RECV_RSS_MIB") (target <= 1)"
 echo "(records: u64 values for capture_*, Kafka records for raw_*; MB = 10^6 bytes)"

@@ -76,10 +76,26 @@ impl<T: Timestamp, C, K: EventCodec<T, C>> EventConsumer<T, C, Box<dyn Partition
     /// Records of other sessions are skipped. `timeout` bounds each read
     /// made while choosing.
     pub fn open(log: &dyn LogBackend, topic: &str, partition: u32, timeout: Duration) -> Result<Self> {
+        Self::open_at_session(log, topic, partition, timeout, true)
+    }
+
+    /// [`EventConsumer::open`], reading the stream header before returning
+    /// only if `read_header`; otherwise the first `next` reads it. A replay
+    /// needs one stream's header up front (the stream count); the others'
+    /// first fetches are large and arrive over tens of milliseconds on a busy
+    /// broker (80 MB from tansu: the last of five 30 to 80 ms into the
+    /// replay), and no worker should wait for all of them to start.
+    pub(crate) fn open_at_session(
+        log: &dyn LogBackend,
+        topic: &str,
+        partition: u32,
+        timeout: Duration,
+        read_header: bool,
+    ) -> Result<Self> {
         let (choice, reader) = choose_session(log, topic, partition, timeout)?;
         let mut consumer = Self::with_codec(reader);
         consumer.protocol.only_session = choice.as_ref().map(|c| c.session);
-        if let Some(choice) = &choice {
+        if let (Some(choice), true) = (&choice, read_header) {
             consumer.read_stream_header(choice.start_offset, timeout);
         }
         consumer.note = choice.and_then(|c| c.note);

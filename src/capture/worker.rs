@@ -239,8 +239,18 @@ where
             .iter()
             .map(|&stream| {
                 let (name, partition) = options.layout.locate(topic, stream);
+                // Only stream 0's header is needed before replay starts, to
+                // count the streams; the others are read by the replay.
+                let read_header =
+                    stream == 0 && options.streams.is_none() && matches!(options.layout, StreamLayout::Partitioned);
                 let handle = scope.spawn(move || {
-                    let mut consumer = EventConsumer::<T, C, _, K>::open(log, &name, partition, options.open_timeout)?;
+                    let mut consumer = EventConsumer::<T, C, _, K>::open_at_session(
+                        log,
+                        &name,
+                        partition,
+                        options.open_timeout,
+                        read_header,
+                    )?;
                     if let Some(timeout) = options.idle_timeout {
                         consumer = consumer.idle_timeout(timeout);
                     }

@@ -22,16 +22,18 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 ];
 /// Properties our consumers set unless the user overrides them.
 ///
-/// Prefetch is bounded per partition (`queued.max.messages.kbytes`, 8 MiB,
+/// Prefetch is bounded per partition (`queued.max.messages.kbytes`, 2 MiB,
 /// plus the fetch in flight): a replay's memory grows with the partitions it
 /// reads, not with the topic. librdkafka postpones the next fetch of a
 /// partition whose queue is full by `fetch.queue.backoff.ms`, one second by
 /// default: a replay that fell behind for a moment then idled for up to a
 /// second after catching up. 2 ms keeps the fetcher right behind it
 /// (measured on tansu: a 4 MiB queue with the default backoff replayed 80 MB
-/// in 1.1 s instead of 0.12 s). With 32 MiB of queue per partition before,
-/// replaying 403 MB took as long (0.52 s, medians of 7) with 82 instead of
-/// 70 MiB peak RSS.
+/// in 1.1 s instead of 0.12 s). The queue size was measured too: 32, 8 and
+/// 2 MiB per partition replayed 403 MB from tansu as fast (medians of 7,
+/// within the noise), with 82, 80 and 55 MiB peak RSS (80 MB: 80 and 51);
+/// a replay that keeps up holds little, one that falls behind on a busy
+/// machine fills every queue.
 pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("group.id", "timely-kafka-replay"),
     ("enable.auto.commit", "false"),
@@ -42,7 +44,7 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("fetch.min.bytes", "1"),
     ("fetch.max.bytes", "16777216"),
     ("max.partition.fetch.bytes", "4194304"),
-    ("queued.max.messages.kbytes", "8192"),
+    ("queued.max.messages.kbytes", "2048"),
     ("fetch.queue.backoff.ms", "2"),
     ("allow.auto.create.topics", "false"),
 ];

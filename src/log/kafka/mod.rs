@@ -31,7 +31,7 @@
 //! | `queue.buffering.max.kbytes` | `65536` | the process's producer buffers at most 64 MiB (librdkafka: 1 GB) |
 //! | `fetch.wait.max.ms` | `5` | fast catch-up on brokers that wait out the fetch |
 //! | `fetch.max.bytes` / `max.partition.fetch.bytes` | 16 MiB / 4 MiB | large fetches, bounded buffers |
-//! | `queued.max.messages.kbytes` | `8192` | prefetch at most 8 MiB per partition read |
+//! | `queued.max.messages.kbytes` | `2048` | prefetch at most 2 MiB per partition read (plus the fetch in flight) |
 //! | `fetch.queue.backoff.ms` | `2` | a full prefetch queue delays the next fetch 2 ms, not librdkafka's 1 s |
 //! | `auto.offset.reset` | `error` | never silently skip deleted data |
 //! | `allow.auto.create.topics` | `false` | topics are created deliberately |

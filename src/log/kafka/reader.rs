@@ -10,7 +10,7 @@
 //! none changes the replay much, whose own CPU (decoding, timely) on a small
 //! machine is what bounds it. The prefetch of each client is bounded
 //! (`queued.max.messages.kbytes`, fetch sizes in `config.rs`), so memory grows
-//! with the partitions replayed, 8 MiB of prefetch each by default.
+//! with the partitions replayed, 2 MiB of prefetch each by default.
 //!
 //! Where a partition ends is not taken from ListOffsets alone: some brokers
 //! (tansu) report a `latest` offset short of the last record after batched
