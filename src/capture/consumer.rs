@@ -95,7 +95,7 @@ impl<T: Timestamp, C, K: EventCodec<T, C>> EventConsumer<T, C, Box<dyn Partition
         let (choice, reader) = choose_session(log, topic, partition, timeout)?;
         let mut consumer = Self::with_codec(reader);
         consumer.protocol.only_session = choice.as_ref().map(|c| c.session);
-        if let (Some(choice), true) = (&choice, read_header) {
+        if let Some(choice) = choice.as_ref().filter(|_| read_header) {
             consumer.read_stream_header(choice.start_offset, timeout);
         }
         consumer.note = choice.and_then(|c| c.note);
