@@ -284,11 +284,8 @@ fn stream_count(
     }
     match options.layout {
         StreamLayout::Partitioned => {
-            let info = match info {
-                Some(info) => info,
-                None => log.topic_info(topic),
-            }?
-            .ok_or_else(|| Error::MissingTopic(topic.to_string()))?;
+            let info =
+                info.unwrap_or_else(|| log.topic_info(topic))?.ok_or_else(|| Error::MissingTopic(topic.to_string()))?;
             let streams = match options.streams {
                 Some(streams) => streams,
                 // The capture may have used fewer workers than the topic has
