@@ -79,15 +79,18 @@ pub enum FrameError {
 }
 
 /// Errors of the partition log and of capture / replay on top of it.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Clone`, so a failure recorded in a handle can be read any number of times
+/// (and by any thread) and still be returned by [`crate::capture::worker::execute`].
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O error on a file-log path.
     #[error("{path}: {source}")]
     Io {
         /// The file or directory involved.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (shared: `std::io::Error` is not `Clone`).
+        source: std::sync::Arc<std::io::Error>,
     },
     /// The topic does not exist.
     #[error("topic '{0}' does not exist")]
@@ -181,6 +184,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), source: std::sync::Arc::new(source) }
     }
 }

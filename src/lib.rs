@@ -48,6 +48,11 @@
 //! failure in any worker as an `Err` ([`capture::failure`] says how a
 //! failure ends the computation, with or without the helpers).
 //!
+//! The crate never ends the host process or changes its exit status: a
+//! failure is returned, recorded in its handle and printed once to stderr.
+//! A command-line program that wants an unhandled failure or a panic to
+//! exit with status 1 opts in with [`exit_on_unhandled_failure`].
+//!
 //! # Layers
 //!
 //! Data flows one way, and each layer knows only the ones below it:
@@ -78,6 +83,7 @@ pub use connect::{sink, source};
 
 pub use capture::codec::{Bincode, EventCodec};
 pub use capture::consumer::{EventConsumer, ReplayHandle, ReplayStats};
+pub use capture::failure::exit_on_unhandled_failure;
 pub use capture::producer::{CaptureHandle, CaptureStats, EventProducer};
 pub use capture::stream::{StreamHeader, StreamLayout};
 pub use capture::worker::{CaptureOptions, ReplayOptions};

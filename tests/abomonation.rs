@@ -35,7 +35,7 @@ fn replay<K: EventCodec<u64, Vec<u64>>>(log: &FileLog, topic: &str) -> Result<Ve
     }
     match handle.error() {
         None => Ok(events),
-        Some(error) => Err(error),
+        Some(error) => Err(error.to_string()),
     }
 }
 

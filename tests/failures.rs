@@ -1,6 +1,7 @@
 //! A capture or replay failure in one worker ends the whole computation:
-//! through the helpers as an `Err`, with plain timely calls as a non-zero
-//! exit with the message (checked in child processes of this test binary).
+//! through the helpers as an `Err`, with plain timely calls as one line on
+//! stderr; the exit status changes only if the program opted in (checked in
+//! child processes of this test binary).
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::{Capture, Exchange, Inspect, Probe, ToStream};
+use timely_kafka::capture::inspect::inspect_partition;
 use timely_kafka::capture::worker::{self, CaptureOptions, ReplayOptions};
 use timely_kafka::log::file::FileLog;
 use timely_kafka::log::{LogBackend, PartitionReader, PartitionWriter, TopicInfo};
@@ -139,13 +141,32 @@ fn a_failed_write_in_one_worker_is_the_computations_error() {
     .unwrap_err();
     assert!(error.to_string().contains("topic 'w' partition 1: write failed: injected failure"), "{error}");
     assert!(started.elapsed() < Duration::from_secs(15));
-    // The healthy partitions are complete streams.
+    // The healthy partitions are complete streams: a failed write closes no
+    // frontier, so the other captures run to their real end.
     let log: Arc<dyn LogBackend> = Arc::new(FileLog::new(dir.path()));
     for partition in [0, 2] {
-        let consumer = EventConsumer::<u64, Vec<u64>>::open(log.as_ref(), "w", partition, Duration::from_secs(5));
-        let note = consumer.unwrap().session_note().map(String::from);
-        assert_eq!(note, None, "partition {partition} holds one complete session");
+        let summary = inspect_partition(log.as_ref(), "w", partition, Duration::from_secs(5)).unwrap();
+        assert!(summary.complete && summary.sessions == 1, "{summary}");
+        assert_eq!(replay_one(log.as_ref(), "w", partition), common::Fingerprint::expected(1, 50_000));
     }
+    let failed = inspect_partition(log.as_ref(), "w", 1, Duration::from_secs(5)).unwrap();
+    assert!(!failed.complete, "{failed}");
+}
+
+/// Replays one partition outside timely; panics if the replay fails.
+fn replay_one(log: &dyn LogBackend, topic: &str, partition: u32) -> common::Fingerprint {
+    use timely::dataflow::operators::capture::event::{Event, EventIterator};
+    let consumer = EventConsumer::<u64, Vec<u64>>::open(log, topic, partition, Duration::from_secs(5)).unwrap();
+    let mut consumer = consumer.idle_timeout(Duration::from_secs(5));
+    let handle = consumer.handle();
+    let mut fp = common::Fingerprint::default();
+    while !handle.is_complete() {
+        assert!(handle.error().is_none(), "{:?}", handle.error());
+        if let Some(Event::Messages(_, data)) = consumer.next().map(|e| e.into_owned()) {
+            data.into_iter().for_each(|x| fp.add(x));
+        }
+    }
+    fp
 }
 
 #[test]
@@ -161,6 +182,72 @@ fn helpers_refuse_an_existing_topic_on_every_worker_without_overwrite() {
     assert!(error.to_string().contains("already holds data"), "{error}");
 }
 
+#[test]
+fn reading_a_replay_error_twice_gives_the_same_error() {
+    use timely::dataflow::operators::capture::event::EventIterator;
+    let _deadline = common::deadline();
+    let (_dir, log) = corrupt_topic();
+    let mut consumer = EventConsumer::<u64, Vec<u64>>::open(log.as_ref(), "c", 1, Duration::from_secs(5)).unwrap();
+    let handle = consumer.handle();
+    while !handle.is_failed() {
+        assert!(!handle.is_complete(), "the corrupt partition cannot complete");
+        consumer.next();
+    }
+    let (first, second) = (handle.error().unwrap(), handle.error().unwrap());
+    assert!(matches!(first, Error::Corrupt { offset: 10, .. }), "{first}");
+    assert!(matches!(second, Error::Corrupt { offset: 10, .. }), "{second}");
+    assert_eq!(first.to_string(), second.to_string());
+    assert!(first.to_string().contains("topic 'c' partition 1 offset 10"), "{first}");
+    assert!(handle.is_failed() && !handle.is_complete());
+}
+
+/// A replay that fails closes its frontier, which downstream looks like the
+/// end of the stream: a capture fed by it must not store that as its end
+/// (no final record, no final commit), on any worker.
+#[test]
+fn a_capture_fed_by_a_failed_replay_is_not_stored_as_complete() {
+    use timely_kafka::capture::exactly_once::ExactlyOnce;
+    use timely_kafka::capture::inspect::inspect_topic;
+    use timely_kafka::capture::resumable::capture_exactly_once;
+    let _deadline = common::deadline();
+    let (dir, log) = corrupt_topic();
+    for exactly_once in [false, true] {
+        let out = if exactly_once { "out-eo" } else { "out" };
+        let replayed = log.clone();
+        let error = worker::execute(timely::Config::process(3), move |w| {
+            let options = ReplayOptions { idle_timeout: Some(Duration::from_secs(20)), ..Default::default() };
+            let streams = worker::replay::<u64, Vec<u64>, Bincode>(w, replayed.as_ref(), "c", &options)?;
+            let producer = if exactly_once {
+                let settings = ExactlyOnce { commit_interval: Duration::ZERO, ..Default::default() };
+                let options = CaptureOptions::default();
+                capture_exactly_once::<u64, Vec<u64>, Bincode>(w, replayed.as_ref(), out, &options, settings, false)?.0
+            } else {
+                worker::capture::<u64, Vec<u64>, Bincode>(w, replayed.as_ref(), out, &CaptureOptions::default())?
+            };
+            let handle = producer.handle();
+            let probe = w.dataflow::<u64, _, _>(|s| {
+                let replayed = streams.replay_into(s).exchange(|x| *x);
+                replayed.clone().capture_into(producer);
+                replayed.probe().0
+            });
+            w.step_while(|| !probe.done());
+            // The replay's failure, or the consequence recorded in the capture.
+            assert!(!handle.is_complete());
+            assert!(handle.outcome().is_err());
+            Ok(())
+        })
+        .expect_err("the corrupt partition fails the computation");
+        assert!(matches!(error, Error::Corrupt { offset: 10, .. }), "the cause comes back, not a consequence: {error}");
+        let file_log = FileLog::new(dir.path());
+        let summaries = inspect_topic(&file_log, out, Duration::from_secs(5)).unwrap();
+        assert_eq!(summaries.len(), 3);
+        for summary in summaries {
+            assert!(!summary.complete, "{out}: stored as complete: {summary}");
+            assert_eq!(summary.exactly_once.is_some(), exactly_once, "{summary}");
+        }
+    }
+}
+
 /// What the child processes run: plain timely calls, as the README's
 /// library example, over a corrupt partition, with four workers (one without
 /// a partition). Does nothing unless started by a test below.
@@ -168,59 +255,94 @@ fn helpers_refuse_an_existing_topic_on_every_worker_without_overwrite() {
 fn child_plain_timely_replay() {
     let Ok(mode) = std::env::var("TK_FAILURE_CHILD") else { return };
     let dir = std::path::PathBuf::from(std::env::var("TK_FAILURE_DIR").unwrap());
-    if mode == "watchdog" {
-        timely_kafka::capture::failure::set_grace_period(Some(Duration::from_secs(1)));
+    if mode != "default" {
+        timely_kafka::exit_on_unhandled_failure("child");
     }
     let log = FileLog::new(dir);
-    let sums = timely::execute(timely::Config::process(4), move |worker| {
+    if mode == "opt-in-execute" {
+        // The failure comes back as execute's Err: handled, whatever the
+        // program then does with it.
+        let error = helper_replay(Arc::new(log), 4).unwrap_err();
+        println!("child: execute returned: {error}");
+        return;
+    }
+    let outcomes = timely::execute(timely::Config::process(4), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let consumers: Vec<EventConsumer<u64, Vec<u64>>> = timely_kafka::StreamLayout::assigned(3, index, peers)
             .map(|p| EventConsumer::open(&log, "c", p, Duration::from_secs(5)).unwrap())
             .collect();
+        let handles: Vec<_> = consumers.iter().map(|c| c.handle()).collect();
         let probe = worker.dataflow::<u64, _, _>(|s| consumers.replay_into(s).exchange(|x| *x).probe().0);
         worker.step_while(|| !probe.done());
+        handles
     })
     .unwrap()
     .join();
-    println!("child: {} workers ended", sums.len());
-    if mode == "watchdog" {
-        // A program that neither ends nor looks at the failure.
-        std::thread::sleep(Duration::from_secs(120));
+    println!("child: {} workers ended", outcomes.len());
+    if mode == "opt-in" {
+        // Reading the handles does not handle the failure: only execute's
+        // Err does.
+        for handle in outcomes.iter().flatten().flatten() {
+            if let Some(error) = handle.error() {
+                assert_eq!(Some(error.to_string()), handle.error().map(|e| e.to_string()));
+                println!("child: a handle says: {error}");
+            }
+        }
     }
 }
 
-fn run_child(mode: &str) -> (std::process::Output, Duration) {
+fn run_child(mode: &str) -> std::process::Output {
     let (dir, _log) = corrupt_topic();
-    let started = Instant::now();
-    let output = Command::new(std::env::current_exe().unwrap())
+    Command::new(std::env::current_exe().unwrap())
         .args(["child_plain_timely_replay", "--exact", "--nocapture", "--test-threads=1"])
         .env("TK_FAILURE_CHILD", mode)
         .env("TK_FAILURE_DIR", dir.path())
         .output()
-        .unwrap();
-    (output, started.elapsed())
+        .unwrap()
+}
+
+/// The stderr lines that report an error.
+fn error_lines(output: &std::process::Output) -> Vec<String> {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    stderr.lines().filter(|line| line.contains("error:")).map(String::from).collect()
 }
 
 #[test]
-fn plain_timely_calls_end_with_the_message_and_a_nonzero_exit() {
+fn by_default_a_failure_prints_one_line_and_leaves_the_exit_status_alone() {
     let _deadline = common::deadline();
-    let (output, took) = run_child("exit");
+    let output = run_child("default");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stdout.contains("child: 4 workers ended"), "every worker ended: {stdout} {stderr}");
-    assert_eq!(output.status.code(), Some(1), "{stdout} {stderr}");
-    assert!(stderr.contains("timely-kafka: error: replay failed: topic 'c' partition 1 offset 10"), "{stderr}");
-    assert!(stderr.contains("the program ended without handling it"), "{stderr}");
-    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let errors = error_lines(&output);
+    assert!(stdout.contains("child: 4 workers ended"), "every worker ended: {stdout} {errors:?}");
+    assert_eq!(output.status.code(), Some(0), "a program that never checks still exits 0: {errors:?}");
+    assert_eq!(errors.len(), 1, "printed once: {errors:?}");
+    assert!(
+        errors[0].starts_with("timely-kafka: error: replay failed: topic 'c' partition 1 offset 10: "),
+        "{errors:?}"
+    );
 }
 
 #[test]
-fn an_unhandled_failure_in_a_program_that_keeps_running_ends_it() {
+fn with_the_opt_in_an_unhandled_failure_ends_the_process_with_status_1() {
     let _deadline = common::deadline();
-    let (output, took) = run_child("watchdog");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("replay failed: topic 'c' partition 1 offset 10"), "{stderr}");
-    assert!(stderr.contains("unhandled for 1s"), "{stderr}");
-    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let output = run_child("opt-in");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let errors = error_lines(&output);
+    assert!(stdout.contains("child: 4 workers ended"), "{stdout} {errors:?}");
+    assert!(stdout.contains("child: a handle says: topic 'c' partition 1 offset 10"), "{stdout}");
+    assert_eq!(output.status.code(), Some(1), "{stdout} {errors:?}");
+    // The program reports it, under its own name; the library does not too.
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("child: error: replay failed: topic 'c' partition 1 offset 10: "), "{errors:?}");
+}
+
+#[test]
+fn with_the_opt_in_a_failure_execute_returned_is_the_programs_business() {
+    let _deadline = common::deadline();
+    let output = run_child("opt-in-execute");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let errors = error_lines(&output);
+    assert!(stdout.contains("child: execute returned: topic 'c' partition 1 offset 10"), "{stdout} {errors:?}");
+    assert_eq!(output.status.code(), Some(0), "{stdout} {errors:?}");
+    assert_eq!(errors, Vec::<String>::new());
 }

@@ -140,7 +140,7 @@ fn wrong_value_type_is_refused_before_decoding() {
     let event = consumer.next().map(|e| e.into_owned());
     assert_eq!(event, Some(timely::dataflow::operators::capture::Event::Progress(vec![(0, -1)])));
     assert!(consumer.next().is_none());
-    let error = handle.error().unwrap();
+    let error = handle.error().unwrap().to_string();
     assert!(error.contains("replay expects Event<u64, alloc::vec::Vec<alloc::string::String>>"), "{error}");
     assert!(error.contains("topic 'typed' partition 0 offset 0"), "{error}");
     assert!(error.contains("--skip-type-check"), "the refusal says how to opt out: {error}");

@@ -112,7 +112,7 @@ fn broker_down_past_the_delivery_timeout_fails_loudly_in_bounded_time() {
     for result in guards.join() {
         result.expect("a failed capture does not panic its worker");
     }
-    let error = handles.lock().unwrap()[0].error().expect("the error is recorded");
+    let error = handles.lock().unwrap()[0].error().expect("the error is recorded").to_string();
     assert!(error.contains("topic 't' partition 0"), "{error}");
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
 }

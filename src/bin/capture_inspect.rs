@@ -25,7 +25,9 @@ struct Args {
 }
 
 fn main() {
-    if let Err(error) = run(Args::parse()) {
+    let args = Args::parse();
+    timely_kafka::exit_on_unhandled_failure(PROGRAM);
+    if let Err(error) = run(args) {
         cli::fail(PROGRAM, error);
     }
 }

@@ -59,7 +59,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    cli::exit_on_panic(PROGRAM);
+    timely_kafka::exit_on_unhandled_failure(PROGRAM);
     if let Err(error) = run(args) {
         cli::fail(PROGRAM, error);
     }

@@ -45,6 +45,7 @@ fn parse_topic(text: &str) -> Result<(String, i32), String> {
 
 fn main() {
     let args = Args::parse();
+    timely_kafka::exit_on_unhandled_failure(PROGRAM);
     let cluster = MockCluster::new(args.brokers).unwrap_or_else(|e| cli::fail(PROGRAM, format!("mock cluster: {e}")));
     for (name, partitions) in &args.topics {
         let replication = args.brokers.min(3);

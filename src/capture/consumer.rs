@@ -236,6 +236,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
     /// Ends the stream: the progress event retracting every count this
     /// stream still holds in the replay operator, so no worker waits for it.
     fn close(&mut self) -> Option<Event<T, C>> {
+        failure::closing_frontier_after_failure();
         self.done = true;
         let retract: Vec<(T, i64)> = match &mut self.committed {
             Some(committed) => committed.retract_all(),

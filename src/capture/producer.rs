@@ -12,9 +12,15 @@
 //!
 //! `EventPusher::push` cannot return an error, so a write failure is recorded
 //! in the producer's [`CaptureHandle`] with a message naming topic, partition
-//! and cause, and the producer stops writing; the failure ends the program
-//! unless it is handled (see [`crate::capture::failure`]): a capture never
-//! loses data silently.
+//! and cause, printed once, and returned by `worker::execute`; the producer
+//! stops writing (see [`crate::capture::failure`]): a capture never loses
+//! data silently.
+//!
+//! A frontier closed by a failure upstream (a replay that failed) looks like
+//! the end of the stream. Under `worker::execute` the producer checks
+//! [`crate::capture::failure::frontier_closed_by_failure`] before every
+//! write, so such a stream stays without its final record (and its final
+//! commit), as the incomplete stream it is.
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,7 +34,7 @@ use timely::progress::Timestamp;
 use crate::capture::codec::{Bincode, EventCodec};
 use crate::capture::commit::Commit;
 use crate::capture::exactly_once::{CommitState, ExactlyOnce};
-use crate::capture::failure::FailureSlot;
+use crate::capture::failure::{self, FailureSlot};
 use crate::capture::frame::{self, FrameHeader, FrameKind, HEADER_LEN};
 use crate::capture::stream::StreamHeader;
 use crate::error::{Error, PartitionId, Result};
@@ -62,6 +68,10 @@ struct CaptureShared {
 
 /// A view of a running capture, shareable across threads: counters for
 /// progress bars, completion, and the first error.
+///
+/// A failed capture stops writing but lets its dataflow run on, so the
+/// computation's frontiers still close and every worker ends: the capture
+/// operator looks done. [`CaptureHandle::outcome`] says whether it is.
 #[derive(Clone, Default)]
 pub struct CaptureHandle {
     shared: Arc<CaptureShared>,
@@ -79,22 +89,23 @@ impl CaptureHandle {
         }
     }
 
-    /// Whether the stream's frontier became empty and everything was flushed.
+    /// Whether the stream's frontier became empty and everything was flushed
+    /// (never after a failure, here or upstream).
     pub fn is_complete(&self) -> bool {
         self.shared.complete.load(Ordering::Acquire)
     }
 
-    /// The first error, if any. Reading it handles the failure (see
-    /// [`crate::capture::failure`]): the caller reports it.
-    pub fn error(&self) -> Option<String> {
-        self.shared.error.take_message()
+    /// The first error, if any; it names topic and partition. Reading it has
+    /// no side effect (see [`crate::capture::failure`]).
+    pub fn error(&self) -> Option<Error> {
+        self.shared.error.error()
     }
 
     /// `Ok(stats)` if the capture completed, the error if it failed, and an
     /// error saying so if it is still incomplete.
     pub fn outcome(&self) -> Result<CaptureStats> {
         if let Some(error) = self.error() {
-            return Err(Error::Config(error));
+            return Err(error);
         }
         if !self.is_complete() {
             return Err(Error::Config("capture incomplete: the stream's frontier never became empty".into()));
@@ -370,6 +381,20 @@ where
 {
     fn push(&mut self, event: Event<T, C>) {
         if self.failed {
+            return;
+        }
+        if failure::frontier_closed_by_failure() {
+            // This stream's frontier may be closing because of that failure:
+            // writing on could store a final record for an incomplete stream.
+            self.failed = true;
+            // What was written is a valid prefix: durable as far as it goes.
+            if let Err(error) = self.writer.flush() {
+                self.handle.shared.error.record("capture failed on flush", error);
+                return;
+            }
+            let reason = "stopped before the stream's end: a failure closed a frontier of this computation".into();
+            let error = Error::Write { at: self.id.clone(), reason };
+            self.handle.shared.error.record_consequence("capture failed", error);
             return;
         }
         if let Err(error) = self.try_push(&event) {

@@ -4,11 +4,16 @@
 //! An [`crate::EventConsumer`] moves into the dataflow that replays it, so
 //! the program keeps a [`ReplayHandle`] instead: the consumer counts into
 //! shared atomics, and the handle reads them from any thread.
+//!
+//! The handle is the only place that tells a replay that completed from one
+//! that failed: both close the replayed stream's frontier, and downstream
+//! operators see "done" either way (see [`crate::capture::failure`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::capture::failure::FailureSlot;
+use crate::error::Error;
 
 /// Totals of one replay.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,6 +40,12 @@ pub(super) struct ReplayShared {
 }
 
 /// A view of a running replay, shareable across threads.
+///
+/// A failed replay closes its stream's frontier so the computation can end:
+/// downstream operators (a probe, a `reduce`, a capture) then see the stream
+/// as done although it stopped early. Check [`ReplayHandle::error`] (or use
+/// [`crate::capture::worker::execute`], which returns the failure) before
+/// trusting what they computed.
 #[derive(Clone, Default)]
 pub struct ReplayHandle {
     pub(super) shared: Arc<ReplayShared>,
@@ -51,18 +62,20 @@ impl ReplayHandle {
         }
     }
 
-    /// Whether the replayed stream's frontier became empty.
+    /// Whether the replayed stream's frontier became empty because the
+    /// stream ended (never after a failure).
     pub fn is_complete(&self) -> bool {
         self.shared.complete.load(Ordering::Acquire)
     }
 
-    /// The error that stopped the replay, if any. Reading it handles the
-    /// failure (see [`crate::capture::failure`]): the caller reports it.
-    pub fn error(&self) -> Option<String> {
-        self.shared.error.take_message()
+    /// The error that stopped the replay, if any; it names topic, partition
+    /// and offset. Reading it has no side effect (see
+    /// [`crate::capture::failure`]).
+    pub fn error(&self) -> Option<Error> {
+        self.shared.error.error()
     }
 
-    /// Whether the replay failed, without handling the failure.
+    /// Whether the replay failed.
     pub fn is_failed(&self) -> bool {
         self.shared.error.is_failed()
     }

@@ -341,8 +341,14 @@ pub fn wait_for_topic(log: &dyn LogBackend, topic: &str, partitions: u32, timeou
 /// Runs `func` on every worker of `config` (as `timely::execute`) and
 /// returns each worker's result, or the computation's first error: a
 /// capture or replay failure in any worker (which also stopped the replays
-/// of every worker of this process; see [`crate::capture::failure`]), a
-/// failure reported by another process, or an error a worker returned.
+/// and captures of every worker of this process; see
+/// [`crate::capture::failure`]), a failure reported by another process, or
+/// an error a worker returned.
+///
+/// A failure closes the frontiers of the replayed streams, so the workers'
+/// probes complete and `func` returns as if the input had ended: its `Ok`
+/// values describe a computation that stopped early, which is why they are
+/// dropped when there is an error.
 pub fn execute<R, F>(config: timely::Config, func: F) -> Result<Vec<R>>
 where
     R: Send + 'static,

@@ -17,19 +17,12 @@ use crate::log::LogBackend;
 pub use args::{CodecArg, LogArgs, TimelyArgs};
 pub use progress::{mb_per_s, sum, Progress, Totals};
 
-/// Makes any panic (a failed capture or replay ends its worker with one) a
-/// single `PROGRAM: error: MESSAGE` line and exit code 1, without a backtrace.
+/// What every binary does first: process-level failure handling (see
+/// [`crate::exit_on_unhandled_failure`]): any panic, or a capture or replay
+/// failure the program did not get back from `worker::execute`, becomes a
+/// single `PROGRAM: error: MESSAGE` line and exit status 1.
 pub fn exit_on_panic(program: &'static str) {
-    std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("worker panicked");
-        eprintln!("{program}: error: {message}");
-        std::process::exit(1);
-    }));
+    crate::exit_on_unhandled_failure(program);
 }
 
 /// Keeps freed heap memory in the process instead of giving it back to the

@@ -113,7 +113,7 @@ pub fn replay(log: Arc<dyn LogBackend>, topic: &str, workers: usize) -> Fingerpr
             failed.check();
         }
         for handle in handles {
-            assert_eq!(handle.error(), None);
+            assert!(handle.error().is_none(), "{:?}", handle.error());
         }
         let fp = *seen.borrow();
         fp
@@ -314,7 +314,7 @@ pub fn replay_partition(log: &dyn LogBackend, topic: &str) -> (Fingerprint, time
             }
         }
     }
-    (fp, handle.stats(), handle.error())
+    (fp, handle.stats(), handle.error().map(|e| e.to_string()))
 }
 
 /// How long any one test may run before the whole test binary is stopped.
