@@ -50,6 +50,10 @@ const PROGRAM: &str = "raw_kafka";
 // framing and encoding cost.
 use timely_kafka::log::kafka::CONSUMER_DEFAULTS;
 
+// capture_recv's allocator settings, compiled in from the binaries' source.
+#[path = "../src/cli/memory.rs"]
+mod memory;
+
 /// Bound on metadata, admin and flush waits (as the library's default).
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -157,7 +161,7 @@ fn main() {
         Command::Consume(args) => {
             // The allocator settings capture_recv runs with (no effect
             // measured here: the raw consumer allocates nothing per record).
-            timely_kafka::cli::keep_freed_memory();
+            memory::keep_freed_memory();
             consume::consume(&args)
         }
     };

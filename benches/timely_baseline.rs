@@ -31,6 +31,12 @@ use std::time::Instant;
 use timely::dataflow::operators::capture::{Capture, EventReader, EventWriter, Replay};
 use timely::dataflow::operators::{Inspect, Probe};
 
+// The generator `capture_send` captures, compiled in from its source: the
+// baseline times the same workload, and the library does not export it.
+#[path = "../src/cli/numbers.rs"]
+#[allow(dead_code, unused_imports)]
+mod numbers;
+
 const PROGRAM: &str = "timely_baseline";
 const USAGE: &str = "usage: timely_baseline send DIR COUNT [-w N]\n       timely_baseline recv DIR STREAMS [-w M]";
 
@@ -146,9 +152,7 @@ fn send(dir: &Path, count: u64, workers: usize) {
         let file = File::create(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
         let report = Rc::new(Cell::new(None));
         let writer = Counted { inner: BufWriter::with_capacity(1 << 20, file), bytes: 0, report: report.clone() };
-        worker.dataflow::<u64, _, _>(|scope| {
-            timely_kafka::numbers::numbers(scope, count).capture_into(EventWriter::new(writer))
-        });
+        worker.dataflow::<u64, _, _>(|scope| numbers::numbers(scope, count).capture_into(EventWriter::new(writer)));
         // The capture operator, and with it the writer, is dropped once the dataflow completes.
         while worker.step() {}
         let written = report.get().unwrap_or_else(|| panic!("writer for {} was not dropped", path.display()));

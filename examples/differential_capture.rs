@@ -12,7 +12,6 @@ use clap::Parser;
 use differential_dataflow::input::Input;
 use timely_kafka::capture::differential::CaptureCollection;
 use timely_kafka::capture::worker::{self, CaptureOptions};
-use timely_kafka::cli::{LogArgs, TimelyArgs};
 use timely_kafka::Bincode;
 
 #[path = "support/differential.rs"]
@@ -27,16 +26,14 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     rounds: u64,
     #[command(flatten)]
-    log: LogArgs,
-    #[command(flatten)]
-    timely: TimelyArgs,
+    setup: common::Setup,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let log = args.log.open()?;
+    let log = args.setup.log()?;
     let (topic, rounds) = (args.topic.clone(), args.rounds);
-    let summaries = worker::execute(args.timely.config()?, move |w| {
+    let summaries = worker::execute(args.setup.config(), move |w| {
         let options = CaptureOptions { overwrite: true, ..Default::default() };
         let producer = worker::capture::<u64, common::Updates, Bincode>(w, log.as_ref(), &topic, &options)?;
         let index = w.index() as u64;

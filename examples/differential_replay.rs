@@ -4,7 +4,6 @@
 use clap::Parser;
 use timely_kafka::capture::differential::ReplayCollection;
 use timely_kafka::capture::worker::{self, ReplayOptions};
-use timely_kafka::cli::{LogArgs, TimelyArgs};
 use timely_kafka::Bincode;
 
 #[path = "support/differential.rs"]
@@ -16,16 +15,14 @@ struct Args {
     /// Topic to replay.
     topic: String,
     #[command(flatten)]
-    log: LogArgs,
-    #[command(flatten)]
-    timely: TimelyArgs,
+    setup: common::Setup,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let log = args.log.open()?;
+    let log = args.setup.log()?;
     let topic = args.topic.clone();
-    let summaries = worker::execute(args.timely.config()?, move |w| {
+    let summaries = worker::execute(args.setup.config(), move |w| {
         let streams =
             worker::replay::<u64, common::Updates, Bincode>(w, log.as_ref(), &topic, &ReplayOptions::default())?;
         let summary = common::Summary::default();

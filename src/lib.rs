@@ -66,10 +66,16 @@
 //!   sessions) and the timely adapters [`EventProducer`] and [`EventConsumer`].
 //! - [`log`]: the partition-log traits and their two backends.
 //! - [`connect`]: plain Kafka records in and out of timely (not captured streams).
-//! - [`cli`]: what the binaries share.
+//!
+//! The binaries' shared code (`capture_send`, `capture_recv`, ...) is not
+//! part of the library: it sits behind the default cargo feature `cli`, and
+//! `default-features = false` leaves out it and its dependencies (clap,
+//! indicatif).
 #![warn(missing_docs)]
 
 pub mod capture;
+#[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod cli;
 pub mod codec_id;
 pub mod connect;
@@ -78,7 +84,6 @@ pub mod log;
 
 // The paths of earlier releases, where every module sat at the crate root.
 pub use capture::{codec, consumer, frame, producer, session, stream};
-pub use cli::numbers;
 pub use connect::{sink, source};
 
 pub use capture::codec::{Bincode, EventCodec};

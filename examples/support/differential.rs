@@ -1,13 +1,48 @@
-//! What `differential_capture` and `differential_replay` share: the input
-//! changes, the captured collection, and the join + reduce both run on it.
+//! What `differential_capture` and `differential_replay` share: where the
+//! log is, the input changes, the captured collection, and the join +
+//! reduce both run on it.
 #![allow(dead_code)]
 
 use std::cell::Cell;
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
+use timely_kafka::log::file::FileLog;
+use timely_kafka::log::kafka::KafkaLog;
+use timely_kafka::log::LogBackend;
+
+/// Which log to use, and how many workers.
+#[derive(clap::Args)]
+pub struct Setup {
+    /// Directory of the embedded file log (used unless --brokers is given).
+    #[arg(long, default_value = "timely-kafka-data")]
+    pub data_dir: PathBuf,
+    /// Kafka bootstrap servers (host:port): use Kafka instead of the file log.
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Worker threads.
+    #[arg(short = 'w', long = "workers", default_value_t = 1)]
+    pub workers: usize,
+}
+
+impl Setup {
+    /// The log: either backend behind the one `LogBackend` interface.
+    pub fn log(&self) -> timely_kafka::Result<Arc<dyn LogBackend>> {
+        Ok(match &self.brokers {
+            Some(brokers) => Arc::new(KafkaLog::new(brokers, &[])?),
+            None => Arc::new(FileLog::new(&self.data_dir)),
+        })
+    }
+
+    /// timely's configuration: this many worker threads in one process.
+    pub fn config(&self) -> timely::Config {
+        timely::Config::process(self.workers.max(1))
+    }
+}
 
 pub type Pair = (u64, u64);
 pub type Updates = Vec<(Pair, u64, isize)>;

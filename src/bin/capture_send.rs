@@ -69,23 +69,13 @@ fn run(args: Args) -> Result<()> {
     args.log.check_codec()?;
     let config = args.timely.config()?;
     let log = args.log.open()?;
-    let streams = args.timely.peers() as u32;
-    let layout = args.log.layout();
-    let codec = args.log.codec.id();
-    let names: Vec<String> = match layout {
-        timely_kafka::StreamLayout::Partitioned => vec![args.topic.clone()],
-        timely_kafka::StreamLayout::TopicPerWorker => (0..streams).map(|i| layout.locate(&args.topic, i).0).collect(),
-    };
-    let partitions = if names.len() == 1 { streams } else { 1 };
     log.prepare_writers()?;
-    if !args.resume {
-        for name in &names {
-            if args.timely.process == 0 {
-                log.create_topic(name, partitions, codec, args.overwrite)?;
-            } else {
-                cli::wait_for_topic(log.as_ref(), name, partitions, Duration::from_secs(30))?;
-            }
-        }
+    // Created before the timed capture (a resume creates a missing topic in
+    // the capture itself); the other processes' workers wait for it there.
+    if !args.resume && args.timely.process == 0 {
+        let options = CaptureOptions { layout: args.log.layout(), overwrite: args.overwrite, ..Default::default() };
+        let streams = args.timely.peers() as u32;
+        worker::create_capture_topics(log.as_ref(), &args.topic, streams, args.log.codec.id(), &options)?;
     }
 
     let totals: Totals = Default::default();

@@ -45,4 +45,5 @@ pub mod resumable;
 pub mod resume;
 pub mod session;
 pub mod stream;
+mod topics;
 pub mod worker;

@@ -15,11 +15,12 @@ use timely::progress::Timestamp;
 use timely::worker::Worker;
 
 use crate::capture::codec::EventCodec;
-use crate::capture::collective::{agree, all_gather};
+use crate::capture::collective::all_gather;
 use crate::capture::exactly_once::ExactlyOnce;
 use crate::capture::producer::EventProducer;
 use crate::capture::resume::{resume, ResumePoint};
-use crate::capture::worker::{wait_for_topic, CaptureOptions, LogProducer};
+use crate::capture::topics::{open_capture_topic, Existing};
+use crate::capture::worker::{CaptureOptions, LogProducer};
 use crate::error::{Error, PartitionId, Result};
 use crate::log::{LogBackend, PartitionWriter};
 
@@ -41,35 +42,21 @@ where
     K: EventCodec<T, C>,
 {
     let (index, peers) = (worker.index() as u32, worker.peers() as u32);
-    let (name, partition) = options.layout.locate(topic, index);
-    let partitions = if name == topic { peers } else { 1 };
-    if options.create_topic {
-        // A resume creates a missing topic (a capture that died before
-        // creating it) but never replaces one.
-        let created = if index == 0 {
-            match (resume_stream, log.topic_info(&name)) {
-                (true, Ok(Some(_))) => Ok(()),
-                (_, Err(error)) => Err(error),
-                _ => log.create_topic(&name, partitions, K::ID, options.overwrite && !resume_stream),
-            }
-        } else {
-            Ok(())
-        };
-        agree(worker, created)?;
-    }
-    let opened = wait_for_topic(log, &name, partitions, options.topic_timeout).and_then(|()| {
+    // A resume creates a missing topic (a capture that died before creating
+    // it) but never replaces one.
+    let existing = if resume_stream { Existing::Keep } else { Existing::PerOptions };
+    let (producer, point) = open_capture_topic(worker, log, topic, K::ID, options, existing, |name, partition| {
         if resume_stream {
-            match resume::<T, C, K>(log, &name, partition, index, peers, exactly_once, options.topic_timeout) {
+            match resume::<T, C, K>(log, name, partition, index, peers, exactly_once, options.topic_timeout) {
                 Err(Error::AlreadyComplete(at)) => Ok(complete_stream(at, index, peers)),
                 other => other,
             }
         } else {
-            let writer = log.writer(&name, partition)?;
+            let writer = log.writer(name, partition)?;
             let producer = EventProducer::exactly_once(writer, index, peers, exactly_once)?;
             Ok((producer, ResumePoint::fresh()))
         }
-    });
-    let (producer, point) = agree(worker, opened)?;
+    })?;
     if resume_stream {
         let complete = all_gather(worker, point.frontier.is_empty());
         if complete.iter().all(|c| *c) {

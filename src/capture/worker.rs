@@ -38,7 +38,7 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use timely::progress::Timestamp;
 use timely::worker::Worker;
@@ -49,6 +49,8 @@ use crate::capture::consumer::EventConsumer;
 use crate::capture::failure::{self, Computation};
 use crate::capture::producer::EventProducer;
 use crate::capture::stream::{read_first_header, StreamHeader, StreamLayout};
+pub use crate::capture::topics::{create_capture_topics, wait_for_topic};
+use crate::capture::topics::{open_capture_topic, Existing};
 use crate::error::{Error, Result};
 use crate::log::{LogBackend, PartitionReader, PartitionWriter, TopicInfo};
 
@@ -128,25 +130,11 @@ where
     K: EventCodec<T, C>,
 {
     let (index, peers) = (worker.index() as u32, worker.peers() as u32);
-    let (names, partitions): (Vec<String>, u32) = match options.layout {
-        StreamLayout::Partitioned => (vec![topic.to_string()], peers),
-        StreamLayout::TopicPerWorker => ((0..peers).map(|i| options.layout.locate(topic, i).0).collect(), 1),
-    };
     // Overlaps the writers' start-up with creating and waiting for the topic.
     log.prepare_writers()?;
-    if options.create_topic {
-        let created = if index == 0 {
-            names.iter().try_for_each(|name| log.create_topic(name, partitions, K::ID, options.overwrite))
-        } else {
-            Ok(())
-        };
-        agree(worker, created)?;
-    }
-    let (name, partition) = options.layout.locate(topic, index);
-    let opened = wait_for_topic(log, &name, partitions, options.topic_timeout)
-        .and_then(|()| log.writer(&name, partition))
-        .and_then(|writer| EventProducer::<T, C, _, K>::with_codec(writer, index, peers));
-    agree(worker, opened)
+    open_capture_topic(worker, log, topic, K::ID, options, Existing::PerOptions, |name, partition| {
+        EventProducer::<T, C, _, K>::with_codec(log.writer(name, partition)?, index, peers)
+    })
 }
 
 /// This worker's consumers: every stream p with p % peers == index, each
@@ -315,25 +303,6 @@ fn stream_count(
                 return Err(Error::MissingTopic(format!("{topic}-{found}")));
             }
             Ok(streams)
-        }
-    }
-}
-
-/// Waits until `topic` exists with at least `partitions` partitions.
-pub fn wait_for_topic(log: &dyn LogBackend, topic: &str, partitions: u32, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match log.topic_info(topic)? {
-            Some(info) if info.partitions >= partitions => return Ok(()),
-            Some(info) if Instant::now() >= deadline => {
-                return Err(Error::TooFewPartitions {
-                    topic: topic.into(),
-                    actual: info.partitions,
-                    wanted: partitions,
-                })
-            }
-            None if Instant::now() >= deadline => return Err(Error::MissingTopic(topic.into())),
-            _ => std::thread::sleep(Duration::from_millis(50)),
         }
     }
 }

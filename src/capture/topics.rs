@@ -1,0 +1,151 @@
+//! A capture's topics: which ones, who creates them, and waiting for them.
+//!
+//! Written once for everything that captures: [`crate::capture::worker::capture`],
+//! [`crate::capture::resumable::capture_exactly_once`] and a program that
+//! sets its topics up before its computation starts (`capture_send` does,
+//! on process 0, so its timing leaves topic creation out).
+
+use std::time::{Duration, Instant};
+
+use timely::worker::Worker;
+
+use crate::capture::collective::agree;
+use crate::capture::stream::StreamLayout;
+use crate::capture::worker::CaptureOptions;
+use crate::codec_id::CodecId;
+use crate::error::{Error, Result};
+use crate::log::LogBackend;
+
+/// What creating a capture's topics does to one that exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Existing {
+    /// As `options.overwrite` says: replace it, or refuse it if it holds data.
+    PerOptions,
+    /// Keep it as it is (a resume continues what it holds).
+    Keep,
+}
+
+/// The topics a capture of `streams` streams writes, and the partitions each
+/// needs: one topic with a partition per stream, or (the kafkaesque layout)
+/// a one-partition topic per stream.
+fn capture_topics(layout: StreamLayout, topic: &str, streams: u32) -> (Vec<String>, u32) {
+    match layout {
+        StreamLayout::Partitioned => (vec![topic.to_string()], streams),
+        StreamLayout::TopicPerWorker => ((0..streams).map(|i| layout.locate(topic, i).0).collect(), 1),
+    }
+}
+
+/// Creates the topics a capture of `streams` streams writes (per
+/// `options.layout`; replacing existing ones only with `options.overwrite`).
+///
+/// Not collective: for a program that sets up its topics before its
+/// computation starts, once (e.g. on process 0), and then captures with
+/// `create_topic: false`, which waits for them.
+pub fn create_capture_topics(
+    log: &dyn LogBackend,
+    topic: &str,
+    streams: u32,
+    codec: CodecId,
+    options: &CaptureOptions,
+) -> Result<()> {
+    create(log, topic, streams, codec, options, Existing::PerOptions)
+}
+
+fn create(
+    log: &dyn LogBackend,
+    topic: &str,
+    streams: u32,
+    codec: CodecId,
+    options: &CaptureOptions,
+    existing: Existing,
+) -> Result<()> {
+    let (names, partitions) = capture_topics(options.layout, topic, streams);
+    for name in &names {
+        match existing {
+            Existing::Keep if log.topic_info(name)?.is_some() => {}
+            Existing::Keep => log.create_topic(name, partitions, codec, false)?,
+            Existing::PerOptions => log.create_topic(name, partitions, codec, options.overwrite)?,
+        }
+    }
+    Ok(())
+}
+
+/// The topic set-up of a capture, collective: worker 0 creates the topics
+/// (if `options.create_topic`), every worker waits for its own and calls
+/// `open` with its topic and partition. Returns what `open` returned on
+/// every worker, or the first error on every worker.
+pub(crate) fn open_capture_topic<R>(
+    worker: &mut Worker,
+    log: &dyn LogBackend,
+    topic: &str,
+    codec: CodecId,
+    options: &CaptureOptions,
+    existing: Existing,
+    open: impl FnOnce(&str, u32) -> Result<R>,
+) -> Result<R> {
+    let (index, peers) = (worker.index() as u32, worker.peers() as u32);
+    if options.create_topic {
+        let created = if index == 0 { create(log, topic, peers, codec, options, existing) } else { Ok(()) };
+        agree(worker, created)?;
+    }
+    let (name, partition) = options.layout.locate(topic, index);
+    let partitions = capture_topics(options.layout, topic, peers).1;
+    let opened = wait_for_topic(log, &name, partitions, options.topic_timeout).and_then(|()| open(&name, partition));
+    agree(worker, opened)
+}
+
+/// Waits until `topic` exists with at least `partitions` partitions.
+pub fn wait_for_topic(log: &dyn LogBackend, topic: &str, partitions: u32, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match log.topic_info(topic)? {
+            Some(info) if info.partitions >= partitions => return Ok(()),
+            Some(info) if Instant::now() >= deadline => {
+                return Err(Error::TooFewPartitions {
+                    topic: topic.into(),
+                    actual: info.partitions,
+                    wanted: partitions,
+                })
+            }
+            None if Instant::now() >= deadline => return Err(Error::MissingTopic(topic.into())),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::file::FileLog;
+
+    fn partitions(log: &FileLog, name: &str) -> Option<u32> {
+        log.topic_info(name).unwrap().map(|info| info.partitions)
+    }
+
+    #[test]
+    fn every_layout_gets_its_topics_and_existing_ones_are_kept_or_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = FileLog::new(dir.path());
+        let partitioned = CaptureOptions::default();
+        create_capture_topics(&log, "one", 3, CodecId::Bincode, &partitioned).unwrap();
+        assert_eq!(partitions(&log, "one"), Some(3));
+        let per_worker = CaptureOptions { layout: StreamLayout::TopicPerWorker, ..Default::default() };
+        create_capture_topics(&log, "many", 3, CodecId::Bincode, &per_worker).unwrap();
+        let created: Vec<_> = (0..4).map(|i| partitions(&log, &format!("many-{i}"))).collect();
+        assert_eq!(created, [Some(1), Some(1), Some(1), None]);
+
+        let mut writer = log.writer("one", 1).unwrap();
+        writer.append(b"kept").unwrap();
+        writer.flush().unwrap();
+        drop(writer);
+        let error = create_capture_topics(&log, "one", 3, CodecId::Bincode, &partitioned).unwrap_err();
+        assert!(matches!(error, Error::TopicNotEmpty(ref topic) if topic == "one"), "{error}");
+        // A resume keeps what the topic holds, and creates what is missing.
+        create(&log, "one", 3, CodecId::Bincode, &partitioned, Existing::Keep).unwrap();
+        let mut reader = log.reader("one", 1, 0).unwrap();
+        let record = reader.poll(Duration::from_secs(1)).unwrap().expect("the record is still there");
+        assert_eq!(record.payload, b"kept");
+        create(&log, "fresh", 2, CodecId::Bincode, &partitioned, Existing::Keep).unwrap();
+        assert_eq!(partitions(&log, "fresh"), Some(2));
+    }
+}
