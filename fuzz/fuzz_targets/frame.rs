@@ -2,7 +2,9 @@
 //! stream header, and the bincode event codec for several type shapes.
 //! (The abomonation codec is trusted-data-only by design and is not fuzzed.)
 //!
-//! Run in this directory's parent:
+//! `.ci/run` builds and runs it for 60 s with plain cargo and stable rustc
+//! (the coverage flags cargo-fuzz passes, no sanitizer). With cargo-fuzz
+//! and AddressSanitizer, run in this directory's parent:
 //!
 //! ```sh
 //! ASAN_OPTIONS=allocator_may_return_null=1 RUSTC_BOOTSTRAP=1 \
@@ -17,7 +19,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use timely_kafka::frame::decode_frame;
+use timely_kafka::capture::frame::decode_frame;
 use timely_kafka::{Bincode, EventCodec, StreamHeader};
 
 fuzz_target!(|data: &[u8]| {
