@@ -2,7 +2,7 @@
 //! stream header, and the bincode event codec for several type shapes.
 //! (The abomonation codec is trusted-data-only by design and is not fuzzed.)
 //!
-//! `.ci/run` builds and runs it for 60 s with plain cargo and stable rustc
+//! `.ci/run` builds and runs it for 30 s with plain cargo and stable rustc
 //! (the coverage flags cargo-fuzz passes, no sanitizer). With cargo-fuzz
 //! and AddressSanitizer, run in this directory's parent:
 //!
