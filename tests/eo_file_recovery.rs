@@ -33,10 +33,15 @@ fn killed_capture() -> tempfile::TempDir {
     let seed = std::env::var("EO_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
     });
-    let kill_after = Duration::from_millis(250 + seed % 300);
-    eprintln!("seed {seed}: killing the capture after {kill_after:?}");
+    let kill_after = Duration::from_millis(200 + seed % 300);
+    eprintln!("seed {seed}: killing the capture {kill_after:?} after both partitions hold 4 KiB");
     let dir = tempfile::tempdir().unwrap();
     let mut child = send(dir.path().to_str().unwrap(), &["--exactly-once", "--rate", "75000"]).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while (0..WORKERS).any(|p| std::fs::metadata(first_segment(dir.path(), p)).map_or(true, |m| m.len() < 4096)) {
+        assert!(started.elapsed() < Duration::from_secs(60), "the capture never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     std::thread::sleep(kill_after);
     // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };

@@ -195,3 +195,41 @@ pub(super) fn hop_records(file: &File, path: &Path, limit: u64) -> Result<(u64, 
 pub(super) fn open_segment(path: &Path) -> Result<File> {
     File::open(path).map_err(|e| Error::io(path, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(payload: &[u8]) -> Vec<u8> {
+        let mut bytes = (payload.len() as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    #[test]
+    fn torn_tails_and_corruption() {
+        let whole = record(b"payload!");
+        let bad = {
+            let mut bytes = whole.clone();
+            bytes[9] ^= 1;
+            bytes
+        };
+        let with = |head: &[u8], tail: &[u8]| [head, tail].concat();
+        // Torn: cut short by the end of the file, or by zeros lasting to it.
+        assert_eq!(classify_tail(&whole[..5], true), Tail::Torn);
+        assert_eq!(classify_tail(&whole[..12], true), Tail::Torn);
+        assert_eq!(classify_tail(&[0; 4096], true), Tail::Torn);
+        assert_eq!(classify_tail(&with(&whole[..12], &[0; 100]), true), Tail::Torn);
+        let mut zero_ended = whole.clone();
+        zero_ended[14..].fill(0);
+        assert_eq!(classify_tail(&zero_ended, true), Tail::Torn);
+        // Not yet known while the end of the file is not reached.
+        assert_eq!(classify_tail(&whole[..12], false), Tail::Unknown);
+        // Corrupt: a bad record with a non-zero byte from its last byte on.
+        assert_eq!(classify_tail(&bad, true), Tail::Corrupt);
+        assert_eq!(classify_tail(&with(&bad, &whole), false), Tail::Corrupt);
+        assert_eq!(classify_tail(&with(&[0; 16], &whole), true), Tail::Corrupt);
+        assert_eq!(classify_tail(&with(&[0xff; 8], &[0; 8]), true), Tail::Corrupt);
+    }
+}

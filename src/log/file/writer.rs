@@ -104,9 +104,13 @@ impl FileWriter {
         Ok(())
     }
 
-    /// Writes out the buffer and fsyncs the segment.
+    /// Writes out the buffer and fsyncs the segment, unless nothing was
+    /// appended since the last fsync.
     fn sync_segment(&mut self) -> Result<()> {
         self.segment.flush().map_err(|e| self.write_failed(e))?;
+        if self.durability.syncs > 0 && self.durability.synced_len == self.segment_len {
+            return Ok(());
+        }
         self.segment.get_ref().sync_data().map_err(|e| self.write_failed(e))?;
         self.durability.syncs += 1;
         self.durability.synced_len = self.segment_len;
