@@ -310,9 +310,13 @@ where
                 self.write_error(format!("commit record of {} bytes exceeds the record limit", self.buffer.len()))
             );
         }
+        // A log that makes commits durable (the file log with `sync`) has
+        // them on disk, after what they cover, before they are counted.
+        self.writer.before_commit()?;
         self.append_frame(FrameKind::Commit, is_final)?;
+        self.writer.commit_point()?;
         self.handle.shared.commits.fetch_add(1, Ordering::Relaxed);
-        self.writer.publish()
+        Ok(())
     }
 
     /// Frames `self.buffer` (header space + payload) and appends it.

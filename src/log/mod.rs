@@ -46,6 +46,18 @@ pub trait PartitionWriter: Send + Sync {
     fn publish(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Called just before a commit record is appended. A log that makes
+    /// commits durable makes every record appended so far durable here, so
+    /// a commit never reaches the disk before the records it covers.
+    fn before_commit(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Called just after a commit record is appended: makes it visible to
+    /// readers and, in a log that makes commits durable, durable before
+    /// returning. By default the same as [`PartitionWriter::publish`].
+    fn commit_point(&mut self) -> Result<()> {
+        self.publish()
+    }
     /// The largest record this partition accepts; larger events are chunked.
     fn max_record_bytes(&self) -> usize {
         usize::MAX
@@ -138,6 +150,12 @@ impl PartitionWriter for Box<dyn PartitionWriter> {
     }
     fn publish(&mut self) -> Result<()> {
         (**self).publish()
+    }
+    fn before_commit(&mut self) -> Result<()> {
+        (**self).before_commit()
+    }
+    fn commit_point(&mut self) -> Result<()> {
+        (**self).commit_point()
     }
     fn max_record_bytes(&self) -> usize {
         (**self).max_record_bytes()
