@@ -19,9 +19,13 @@ use timely_kafka::log::LogBackend;
 type Cluster = MockCluster<'static, DefaultProducerContext>;
 
 fn mock(topics: &[&str]) -> (Cluster, Arc<dyn LogBackend>) {
+    mock_with(topics, 2)
+}
+
+fn mock_with(topics: &[&str], partitions: i32) -> (Cluster, Arc<dyn LogBackend>) {
     let cluster = MockCluster::new(1).unwrap();
     for topic in topics {
-        cluster.create_topic(topic, 2, 1).unwrap();
+        cluster.create_topic(topic, partitions, 1).unwrap();
     }
     let log = KafkaLog::new(&cluster.bootstrap_servers(), &[]).unwrap();
     (cluster, Arc::new(log))
@@ -150,4 +154,15 @@ fn request_errors_during_an_exactly_once_capture() {
         cluster.request_errors(RDKafkaApiKey::Produce, &errors);
         cluster.request_errors(RDKafkaApiKey::Fetch, &errors);
     });
+}
+
+/// The exchange-before-capture resume of `exactly_once_file.rs` on Kafka.
+#[test]
+fn a_resume_after_an_exchange_before_the_capture_replays_exactly_on_the_mock_cluster() {
+    let _deadline = common::deadline();
+    let crashes = [vec![Some(40), Some(300), None], vec![Some(220), Some(0), Some(90)]];
+    let (_cluster, log) = mock_with(&["x0", "x1"], 3);
+    for (round, crash_after) in crashes.into_iter().enumerate() {
+        eo::exchange_crash_and_resume(log.clone(), &format!("x{round}"), crash_after);
+    }
 }

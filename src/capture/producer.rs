@@ -22,7 +22,8 @@ use std::sync::Arc;
 
 use timely::container::Accountable;
 use timely::dataflow::operators::capture::event::{Event, EventPusher};
-use timely::progress::frontier::MutableAntichain;
+use timely::order::TotalOrder;
+use timely::progress::frontier::{Antichain, MutableAntichain};
 use timely::progress::Timestamp;
 
 use crate::capture::codec::{Bincode, EventCodec};
@@ -211,6 +212,25 @@ where
         }
     }
 
+    /// The producer of a worker whose exactly-once stream is already
+    /// complete, in a resumed capture: every time is committed there, so it
+    /// drops every message (counted in [`CaptureStats::dropped`]) and writes
+    /// no progress, and it reports complete from the start. Peers' inputs
+    /// may still route records to this worker; none reaches `writer`.
+    pub(crate) fn already_complete(writer: W) -> Self
+    where
+        T: TotalOrder,
+    {
+        let commits = CommitState::resumed(ExactlyOnce::default(), Vec::new(), Antichain::new());
+        let mut producer = Self::from_parts(writer, 0, 0, Some(commits));
+        producer.continue_from(&[]);
+        producer.final_written = true;
+        producer.finished = true;
+        producer.handle.shared.frames.store(0, Ordering::Relaxed);
+        producer.handle.shared.complete.store(true, Ordering::Release);
+        producer
+    }
+
     /// Stores `token(committed frontier)` with every commit (exactly-once
     /// captures): a resume hands back the token of the commit it continues.
     pub fn with_resume_token(mut self, token: impl FnMut(&[T]) -> Vec<u8> + Send + Sync + 'static) -> Self {
@@ -282,6 +302,10 @@ where
         if let Some(commits) = &mut self.commits {
             commits.wrote((self.handle.shared.bytes.load(Ordering::Relaxed) - bytes_before) as usize);
             if commits.due(became_empty) {
+                // A commit vouches for every earlier record of this writer:
+                // a lost or foreign-interleaved one fails the capture here,
+                // before the commit, not at the final flush.
+                self.writer.check_stored()?;
                 self.commit(became_empty)?;
             }
         }

@@ -7,8 +7,20 @@
 //! record to check it is valid: a zombie (the old process, still writing to
 //! Kafka) may have committed again between the scan and the epoch record,
 //! which makes the epoch void for every replayer; the resume then tries
-//! again from the newer commit. The caller gets a producer and the committed
-//! frontier `F` to restart its input from (see [`crate::capture::exactly_once`]).
+//! again from the newer commit. The caller gets a producer and this
+//! partition's committed frontier `F_w`.
+//!
+//! **Where the input restarts.** Not at `F_w` in general: if records move
+//! between workers before the capture (a keyed `exchange`, a `reduce`, a
+//! join), worker `v`'s input feeds worker `w`'s partition too, and a `v`
+//! restarted at `F_v > F_w` would never send `w` the records at times in
+//! `[F_w, F_v)` again. Every input restarts from the *meet* of every
+//! worker's committed frontier ([`meet`]), which is at or before each
+//! `F_w`; each producer drops what its own partition already committed
+//! (messages at times not beyond its `F_w`). [`resume`] sees one partition
+//! only, so its [`ResumePoint::restart_from`] is its own `F_w`;
+//! [`crate::capture::resumable::capture_exactly_once`] computes the meet
+//! collectively and returns it there.
 
 use std::time::{Duration, Instant};
 
@@ -33,9 +45,16 @@ const ATTEMPTS: usize = 5;
 /// Where a resumed capture continues.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResumePoint<T> {
-    /// The committed frontier: restart the input here. Data at times not
-    /// beyond it is dropped by the producer if sent again.
-    pub frontier: Antichain<T>,
+    /// Restart the input here. [`resume`] (one partition) sets this
+    /// partition's committed frontier, which is right only when no record
+    /// reaches the capture from another worker's input;
+    /// [`crate::capture::resumable::capture_exactly_once`] sets the meet of
+    /// every worker's committed frontier, which is right for any dataflow.
+    pub restart_from: Antichain<T>,
+    /// This partition's committed frontier (empty: its stream is complete).
+    /// The producer drops messages at times not beyond it: they were
+    /// committed before.
+    pub committed: Antichain<T>,
     /// The resume token stored with the commit continued (empty if none).
     pub token: Vec<u8>,
     /// Epochs of the stream before this one (0: nothing was there to resume,
@@ -49,7 +68,8 @@ impl<T: Timestamp> ResumePoint<T> {
     /// The point of a stream that starts now: timely's minimum time.
     pub fn fresh() -> Self {
         ResumePoint {
-            frontier: Antichain::from_elem(T::minimum()),
+            restart_from: Antichain::from_elem(T::minimum()),
+            committed: Antichain::from_elem(T::minimum()),
             token: Vec::new(),
             previous_epochs: 0,
             commit_offset: None,
@@ -113,7 +133,8 @@ where
         if confirm::<T, C, K>(&id, reader.as_mut(), &mut found, header.session, timeout)? {
             let frontier = found.commit.frontier();
             let point = ResumePoint {
-                frontier: frontier.clone(),
+                restart_from: frontier.clone(),
+                committed: frontier.clone(),
                 token: found.commit.token.clone(),
                 previous_epochs: found.chain.epochs() - 1,
                 commit_offset,
@@ -126,6 +147,20 @@ where
         }
     }
     Err(refuse(&id, &format!("another writer kept committing to the partition during {ATTEMPTS} resume attempts (a capture still running?)")))
+}
+
+/// The meet of committed frontiers: the earliest times of all of them, a
+/// frontier at or before each one (empty frontiers, complete streams,
+/// contribute nothing). Restarting every input there regenerates every
+/// record any partition still needs, whichever worker's input produces it.
+pub fn meet<'a, T: Timestamp>(frontiers: impl IntoIterator<Item = &'a Antichain<T>>) -> Antichain<T> {
+    let mut meet = Antichain::new();
+    for frontier in frontiers {
+        for time in frontier.elements() {
+            meet.insert(time.clone());
+        }
+    }
+    meet
 }
 
 fn refuse(id: &PartitionId, reason: &str) -> Error {
