@@ -76,3 +76,31 @@ fn a_resume_after_an_exchange_before_the_capture_replays_exactly() {
         eo::exchange_crash_and_resume(log, "t", crash_after);
     }
 }
+
+/// A stream whose epoch broke (a record lost after the last commit) while
+/// a writer keeps appending records replay ignores: the replay fails once
+/// it has delivered nothing for its idle timeout, naming the gap, instead
+/// of waiting as long as bytes keep arriving.
+#[test]
+fn a_replay_of_a_broken_epoch_times_out_while_ignored_records_keep_arriving() {
+    let _deadline = common::deadline();
+    let (_dir, log) = file_log();
+    // Rate-limited, so the frontier moves (and commits land) as it runs.
+    let spec = timely_kafka::cli::numbers::Numbers { rate: Some(40_000), ..eo::spec(2_000, 37) };
+    eo::capture_losing(log.clone(), "t", spec, vec![None], vec![Some(40)]);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = eo::keep_writing_ignored_records(log.clone(), "t", 0, stop.clone());
+    let outcome = eo::replay_until_done_or(
+        log.as_ref(),
+        "t",
+        0,
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(20),
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    let error = outcome.unwrap().expect("the replay of a broken epoch fails");
+    assert!(error.contains("incomplete") && error.contains("gap at offset"), "{error}");
+    assert!(!error.contains("frontier still [0]"), "commits before the gap were delivered: {error}");
+    assert!(written > 10, "the ignored writer wrote {written} records while the replay waited");
+}

@@ -12,9 +12,13 @@ use std::time::Duration;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use timely_kafka::cli::numbers::Numbers;
+use timely::dataflow::operators::Capture;
+use timely_kafka::capture::frame::{encode_frame, FrameHeader, FrameKind};
+use timely_kafka::cli::numbers::{timed_numbers, Numbers};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
+use timely_kafka::log::PartitionWriter;
+use timely_kafka::{CodecId, EventProducer, PartitionId, Result};
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
 
@@ -165,4 +169,82 @@ fn a_resume_after_an_exchange_before_the_capture_replays_exactly_on_the_mock_clu
     for (round, crash_after) in crashes.into_iter().enumerate() {
         eo::exchange_crash_and_resume(log.clone(), &format!("x{round}"), crash_after);
     }
+}
+
+/// Lets another writer append a record (of another session) to the
+/// partition just before its `at`-th record: a foreign record among the
+/// writer's own, which leaves its acknowledged offsets non-contiguous.
+struct Interleaved {
+    inner: Box<dyn PartitionWriter>,
+    other: Box<dyn PartitionWriter>,
+    at: u64,
+    appended: u64,
+}
+
+impl PartitionWriter for Interleaved {
+    fn partition(&self) -> &PartitionId {
+        self.inner.partition()
+    }
+    fn append(&mut self, record: &[u8]) -> Result<()> {
+        if self.appended == self.at {
+            let header = FrameHeader {
+                codec: CodecId::Bincode,
+                kind: FrameKind::Event,
+                session: 7,
+                seq: 1,
+                is_final: false,
+                exactly_once: false,
+            };
+            self.other.append(&encode_frame(header, b"").unwrap())?;
+            self.other.flush()?;
+        }
+        self.appended += 1;
+        self.inner.append(record)
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.inner.flush()
+    }
+    fn publish(&mut self) -> Result<()> {
+        self.inner.publish()
+    }
+    fn check_stored(&mut self) -> Result<()> {
+        self.inner.check_stored()
+    }
+    fn max_record_bytes(&self) -> usize {
+        self.inner.max_record_bytes()
+    }
+}
+
+/// A writer whose records are no longer contiguous (here another writer's
+/// record among them; a record the broker skipped is caught by the same
+/// check) fails at its next commit: no commit vouches for a stretch that
+/// holds a hole or a foreign record, the stream stays incomplete, and a
+/// resume continues from the last commit before it.
+#[test]
+fn a_writer_fails_at_its_next_commit_once_its_offsets_are_not_contiguous() {
+    let _deadline = common::deadline();
+    const FOREIGN_AT: u64 = 40;
+    let (_cluster, log) = mock_with(&["i"], 1);
+    let spec = Numbers { rate: Some(40_000), ..eo::spec(4_000, 29) };
+    let capture_log = log.clone();
+    let errors = timely::execute(timely::Config::thread(), move |worker| {
+        let inner = capture_log.writer("i", 0).unwrap();
+        let other = capture_log.writer("i", 0).unwrap();
+        let writer = Interleaved { inner, other, at: FOREIGN_AT, appended: 0 };
+        let producer = EventProducer::<u64, Vec<u64>, _>::exactly_once(writer, 0, 1, eo::eager()).unwrap();
+        let handle = producer.handle();
+        worker.dataflow::<u64, _, _>(|scope| timed_numbers(scope, spec).capture_into(producer));
+        while worker.step() {}
+        (handle.error(), handle.stats().commits)
+    })
+    .unwrap()
+    .join();
+    let (error, commits) = errors.into_iter().next().unwrap().unwrap();
+    let error = error.expect("the writer notices the foreign record");
+    assert!(error.contains("another writer shares the partition"), "{error}");
+    let points = eo::resume_capture(log.clone(), "i", Numbers { rate: None, ..spec }, 1).unwrap();
+    assert_eq!(points.len(), 1, "the stream must stay incomplete ({commits} commits written)");
+    let continued = points[0].commit_offset;
+    assert!(continued.is_some_and(|offset| offset < FOREIGN_AT), "continues commit at {continued:?}");
+    assert_eq!(eo::replay(log, "i", 1, 1), eo::expected(spec, 1));
 }

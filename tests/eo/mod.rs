@@ -355,3 +355,57 @@ pub fn replay_with_window(
     let delivered = delivered.lock().unwrap().clone();
     delivered
 }
+
+/// Writes a copy of the last record of `topic`/`partition` every few
+/// milliseconds until `stop`: a writer whose records replay ignores (the
+/// epoch they belong to broke, or was superseded) but that keeps the
+/// partition busy. Returns how many it wrote.
+pub fn keep_writing_ignored_records(
+    log: Arc<dyn LogBackend>,
+    topic: &str,
+    partition: u32,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    let topic = topic.to_string();
+    std::thread::spawn(move || {
+        let mut reader = log.reader(&topic, partition, 0).unwrap();
+        let mut last = None;
+        while let Some(record) = reader.poll_stored(Duration::from_secs(5)).unwrap() {
+            last = Some(record.payload.to_vec());
+        }
+        let last = last.expect("a stored record to copy");
+        let mut writer = log.writer(&topic, partition).unwrap();
+        let mut written = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            writer.append(&last).unwrap();
+            writer.flush().unwrap();
+            written += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        written
+    })
+}
+
+/// Reads `topic`/`partition` with a consumer whose idle timeout is
+/// `idle`, outside timely, until it completes or fails or `bound` passes;
+/// returns its error, if it failed.
+pub fn replay_until_done_or(
+    log: &dyn LogBackend,
+    topic: &str,
+    partition: u32,
+    idle: Duration,
+    bound: Duration,
+) -> std::result::Result<Option<String>, String> {
+    use timely::dataflow::operators::capture::event::EventIterator;
+    let mut consumer =
+        EventConsumer::<u64, Vec<u64>>::open(log, topic, partition, Duration::from_secs(5)).unwrap().idle_timeout(idle);
+    let handle = consumer.handle();
+    let started = std::time::Instant::now();
+    while !handle.is_complete() && !handle.is_failed() {
+        if started.elapsed() > bound {
+            return Err(format!("still waiting after {bound:?} ({:?})", handle.stats()));
+        }
+        let _ = consumer.next();
+    }
+    Ok(handle.error())
+}
