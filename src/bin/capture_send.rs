@@ -48,8 +48,10 @@ struct Args {
     /// committed events, and `--resume` can continue after a crash.
     #[arg(long)]
     exactly_once: bool,
-    /// Continue the exactly-once capture of TOPIC that did not complete, from
-    /// its committed frontier (implies --exactly-once; same -w as before).
+    /// Continue the exactly-once capture of TOPIC that did not complete: every
+    /// worker regenerates from the earliest committed time of all workers,
+    /// each partition drops what it had committed (implies --exactly-once;
+    /// same -w, COUNT, --records-per-time and --codec as before).
     #[arg(long)]
     resume: bool,
     /// Put number i at time i / K (default: every number at time 0), so the
