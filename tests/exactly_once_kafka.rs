@@ -161,14 +161,29 @@ fn request_errors_during_an_exactly_once_capture() {
 }
 
 /// The exchange-before-capture resume of `exactly_once_file.rs` on Kafka.
+fn exchange(log: Arc<dyn LogBackend>, topics: [&str; 2]) {
+    let crashes = [vec![Some(40), Some(300), None], vec![Some(220), Some(0), Some(90)]];
+    for (topic, crash_after) in topics.into_iter().zip(crashes) {
+        eo::exchange_crash_and_resume(log.clone(), topic, crash_after);
+    }
+}
+
 #[test]
 fn a_resume_after_an_exchange_before_the_capture_replays_exactly_on_the_mock_cluster() {
     let _deadline = common::deadline();
-    let crashes = [vec![Some(40), Some(300), None], vec![Some(220), Some(0), Some(90)]];
     let (_cluster, log) = mock_with(&["x0", "x1"], 3);
-    for (round, crash_after) in crashes.into_iter().enumerate() {
-        eo::exchange_crash_and_resume(log.clone(), &format!("x{round}"), crash_after);
-    }
+    exchange(log, ["x0", "x1"]);
+}
+
+#[test]
+fn a_resume_after_an_exchange_before_the_capture_replays_exactly_on_a_real_broker() {
+    let _deadline = common::deadline();
+    let Some(log) = broker() else {
+        eprintln!("KAFKA_BROKERS not set: skipping");
+        return;
+    };
+    let topics = [unique("exchange"), unique("exchange")];
+    exchange(log, [topics[0].as_str(), topics[1].as_str()]);
 }
 
 /// Lets another writer append a record (of another session) to the
@@ -220,16 +235,15 @@ impl PartitionWriter for Interleaved {
 /// check) fails at its next commit: no commit vouches for a stretch that
 /// holds a hole or a foreign record, the stream stays incomplete, and a
 /// resume continues from the last commit before it.
-#[test]
-fn a_writer_fails_at_its_next_commit_once_its_offsets_are_not_contiguous() {
-    let _deadline = common::deadline();
-    const FOREIGN_AT: u64 = 40;
-    let (_cluster, log) = mock_with(&["i"], 1);
+fn foreign_record(log: Arc<dyn LogBackend>, topic: &str) {
+    const FOREIGN_AT: u64 = 60;
+    log.create_topic(topic, 1, CodecId::Bincode, true).unwrap();
     let spec = Numbers { rate: Some(40_000), ..eo::spec(4_000, 29) };
     let capture_log = log.clone();
+    let name = topic.to_string();
     let errors = timely::execute(timely::Config::thread(), move |worker| {
-        let inner = capture_log.writer("i", 0).unwrap();
-        let other = capture_log.writer("i", 0).unwrap();
+        let inner = capture_log.writer(&name, 0).unwrap();
+        let other = capture_log.writer(&name, 0).unwrap();
         let writer = Interleaved { inner, other, at: FOREIGN_AT, appended: 0 };
         let producer = EventProducer::<u64, Vec<u64>, _>::exactly_once(writer, 0, 1, eo::eager()).unwrap();
         let handle = producer.handle();
@@ -242,9 +256,26 @@ fn a_writer_fails_at_its_next_commit_once_its_offsets_are_not_contiguous() {
     let (error, commits) = errors.into_iter().next().unwrap().unwrap();
     let error = error.expect("the writer notices the foreign record");
     assert!(error.contains("another writer shares the partition"), "{error}");
-    let points = eo::resume_capture(log.clone(), "i", Numbers { rate: None, ..spec }, 1).unwrap();
+    let points = eo::resume_capture(log.clone(), topic, Numbers { rate: None, ..spec }, 1).unwrap();
     assert_eq!(points.len(), 1, "the stream must stay incomplete ({commits} commits written)");
     let continued = points[0].commit_offset;
-    assert!(continued.is_some_and(|offset| offset < FOREIGN_AT), "continues commit at {continued:?}");
-    assert_eq!(eo::replay(log, "i", 1, 1), eo::expected(spec, 1));
+    assert!(continued.is_none_or(|offset| offset < FOREIGN_AT), "continues commit at {continued:?}");
+    assert_eq!(eo::replay(log, topic, 1, 1), eo::expected(spec, 1));
+}
+
+#[test]
+fn a_writer_fails_at_its_next_commit_once_its_offsets_are_not_contiguous() {
+    let _deadline = common::deadline();
+    let (_cluster, log) = mock_with(&["i"], 1);
+    foreign_record(log, "i");
+}
+
+#[test]
+fn a_writer_fails_at_its_next_commit_once_its_offsets_are_not_contiguous_on_a_real_broker() {
+    let _deadline = common::deadline();
+    let Some(log) = broker() else {
+        eprintln!("KAFKA_BROKERS not set: skipping");
+        return;
+    };
+    foreign_record(log, &unique("foreign"));
 }

@@ -253,3 +253,19 @@ where
     }
     Err(Error::Write { at: id.clone(), reason: format!("the epoch record written did not appear within {timeout:?}") })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_meet_is_at_or_before_every_frontier_and_skips_complete_streams() {
+        let frontiers =
+            [Antichain::from_elem(7u64), Antichain::new(), Antichain::from_elem(3), Antichain::from_elem(9)];
+        assert_eq!(meet(&frontiers), Antichain::from_elem(3));
+        assert_eq!(meet(&[Antichain::<u64>::new(), Antichain::new()]), Antichain::new());
+        let pairs = [Antichain::from_elem((2u64, 5u64)), Antichain::from_elem((4, 1))];
+        let met = meet(&pairs);
+        assert!(pairs.iter().all(|f| f.elements().iter().all(|t| met.less_equal(t))), "{met:?}");
+    }
+}

@@ -22,7 +22,7 @@ use timely_kafka::capture::resume::ResumePoint;
 use timely_kafka::capture::worker;
 use timely_kafka::cli::numbers::{timed_numbers, Numbers};
 use timely_kafka::log::{LogBackend, PartitionWriter};
-use timely_kafka::{Bincode, CaptureOptions, CodecId, EventConsumer, EventProducer, PartitionId, Result};
+use timely_kafka::{Bincode, CaptureOptions, CaptureStats, CodecId, EventConsumer, EventProducer, PartitionId, Result};
 
 /// Commits as often as the frontier moves, so crashes land between many commits.
 pub fn eager() -> ExactlyOnce {
@@ -198,18 +198,20 @@ pub fn resume_capture(
     spec: Numbers,
     workers: usize,
 ) -> std::result::Result<Vec<ResumePoint<u64>>, String> {
-    resume_capture_with(log, topic, spec, workers, false)
+    let resumed = resume_capture_with(log, topic, spec, workers, false)?;
+    Ok(resumed.into_iter().map(|(point, _)| point).collect())
 }
 
 /// [`resume_capture`]; `exchange`: the dataflow exchanges by key before
-/// capturing, as the capture it resumes did.
+/// capturing, as the capture it resumes did. Also returns each worker's
+/// capture totals.
 pub fn resume_capture_with(
     log: Arc<dyn LogBackend>,
     topic: &str,
     spec: Numbers,
     workers: usize,
     exchange: bool,
-) -> std::result::Result<Vec<ResumePoint<u64>>, String> {
+) -> std::result::Result<Vec<(ResumePoint<u64>, CaptureStats)>, String> {
     let topic = topic.to_string();
     let results = worker::execute(timely::Config::process(workers), move |worker| {
         let options = CaptureOptions::default();
@@ -222,8 +224,8 @@ pub fn resume_capture_with(
         let spec = Numbers { from_time, ..spec };
         worker.dataflow::<u64, _, _>(|scope| numbers(scope, spec, exchange).capture_into(producer));
         while worker.step() {}
-        handle.outcome()?;
-        Ok(point)
+        let stats = handle.outcome()?;
+        Ok((point, stats))
     });
     match results {
         Ok(points) => Ok(points),
@@ -241,12 +243,21 @@ pub fn exchange_crash_and_resume(log: Arc<dyn LogBackend>, topic: &str, crash_af
     let spec = spec(3_000, 29);
     let workers = crash_after.len();
     capture_exchanged_crashing(log.clone(), topic, spec, crash_after.clone());
-    let points = resume_capture_with(log.clone(), topic, spec, workers, true).unwrap();
-    assert_eq!(points.len(), workers, "{crash_after:?}: a stream to resume");
-    let committed: Vec<Option<u64>> = points.iter().map(|p| p.committed.elements().first().copied()).collect();
+    let resumed = resume_capture_with(log.clone(), topic, spec, workers, true).unwrap();
+    assert_eq!(resumed.len(), workers, "{crash_after:?}: a stream to resume");
+    let committed: Vec<Option<u64>> = resumed.iter().map(|(p, _)| p.committed.elements().first().copied()).collect();
     let earliest = committed.iter().flatten().min().copied();
-    for point in &points {
+    for (point, stats) in &resumed {
         assert_eq!(point.restart_from.elements().first().copied(), earliest, "{crash_after:?}: {committed:?}");
+        // The input restarted before this partition's own frontier: what
+        // it had committed came again and was dropped, not written.
+        let own = point.committed.elements().first().copied();
+        if own.is_none_or(|own| earliest.is_some_and(|earliest| earliest < own)) {
+            assert!(stats.dropped > 0, "{crash_after:?}: {committed:?}: {stats:?}");
+        }
+        if point.committed.is_empty() {
+            assert_eq!((stats.frames, stats.records), (0, 0), "a complete stream stays as it was: {stats:?}");
+        }
     }
     let expected = expected(spec, workers as u64);
     for replay_workers in [1, 2] {
