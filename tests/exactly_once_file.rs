@@ -85,7 +85,8 @@ fn a_resume_after_an_exchange_before_the_capture_replays_exactly() {
 fn a_replay_of_a_broken_epoch_times_out_while_ignored_records_keep_arriving() {
     let _deadline = common::deadline();
     let (_dir, log) = file_log();
-    // Rate-limited, so the frontier moves (and commits land) as it runs.
+    // Rate-limited, so the frontier usually moves (and commits land)
+    // before the lost record.
     let spec = timely_kafka::cli::numbers::Numbers { rate: Some(40_000), ..eo::spec(2_000, 37) };
     eo::capture_losing(log.clone(), "t", spec, vec![None], vec![Some(40)]);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -101,6 +102,5 @@ fn a_replay_of_a_broken_epoch_times_out_while_ignored_records_keep_arriving() {
     let written = writer.join().unwrap();
     let error = outcome.unwrap().expect("the replay of a broken epoch fails");
     assert!(error.contains("incomplete") && error.contains("gap at offset"), "{error}");
-    assert!(!error.contains("frontier still [0]"), "commits before the gap were delivered: {error}");
     assert!(written > 10, "the ignored writer wrote {written} records while the replay waited");
 }

@@ -131,7 +131,10 @@ fn survives(fault: impl FnOnce(&Cluster)) {
     let failed: Vec<String> = guards.join().unwrap().into_iter().filter_map(|r| r.err()).collect();
     if !failed.is_empty() {
         eprintln!("capture failed loudly ({failed:?}); resuming");
-        eo::resume_capture(log.clone(), "f", Numbers { rate: None, ..spec }, 2).unwrap();
+        let points = eo::resume_capture(log.clone(), "f", Numbers { rate: None, ..spec }, 2).unwrap();
+        // A writer that failed wrote no commit past its failure: never a
+        // failed capture with every stream complete.
+        assert!(!points.is_empty(), "the capture failed ({failed:?}) but every stream is complete");
     }
     assert_eq!(eo::replay(log, "f", 2, 3), eo::expected(spec, 2));
 }
@@ -143,6 +146,19 @@ fn broker_down_for_seconds_during_an_exactly_once_capture() {
         cluster.broker_down(1).unwrap();
         std::thread::sleep(Duration::from_secs(3));
         cluster.broker_up(1).unwrap();
+    });
+}
+
+/// Timed-out produce requests: librdkafka retries, and the mock cluster
+/// (which checks idempotent sequence numbers only for transactional
+/// producers) may acknowledge a batch it never stored; the writer must then
+/// fail at its next commit, leaving an incomplete stream a resume completes.
+#[test]
+fn request_timeouts_during_an_exactly_once_capture() {
+    let _deadline = common::deadline();
+    survives(|cluster| {
+        let timeouts = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT; 3];
+        cluster.request_errors(RDKafkaApiKey::Produce, &timeouts);
     });
 }
 
