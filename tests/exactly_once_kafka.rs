@@ -6,6 +6,7 @@
 mod common;
 mod eo;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use timely::dataflow::operators::Capture;
-use timely_kafka::capture::frame::{encode_frame, FrameHeader, FrameKind};
+use timely_kafka::capture::frame::{decode_frame, encode_frame, FrameHeader, FrameKind};
 use timely_kafka::cli::numbers::{timed_numbers, Numbers};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
@@ -203,13 +204,19 @@ fn a_resume_after_an_exchange_before_the_capture_replays_exactly_on_a_real_broke
 }
 
 /// Lets another writer append a record (of another session) to the
-/// partition just before its `at`-th record: a foreign record among the
-/// writer's own, which leaves its acknowledged offsets non-contiguous.
+/// partition just before its `at`-th record (`None`: before its final
+/// commit): a foreign record among the writer's own, which leaves its
+/// acknowledged offsets non-contiguous.
 struct Interleaved {
     inner: Box<dyn PartitionWriter>,
     other: Box<dyn PartitionWriter>,
-    at: u64,
+    at: Option<u64>,
     appended: u64,
+    inserted: Arc<AtomicU64>,
+}
+
+fn is_final_commit(record: &[u8]) -> bool {
+    decode_frame(record).is_ok_and(|frame| frame.header.kind == FrameKind::Commit && frame.header.is_final)
 }
 
 impl PartitionWriter for Interleaved {
@@ -217,7 +224,12 @@ impl PartitionWriter for Interleaved {
         self.inner.partition()
     }
     fn append(&mut self, record: &[u8]) -> Result<()> {
-        if self.appended == self.at {
+        let here = match self.at {
+            Some(at) => self.appended == at,
+            None => is_final_commit(record),
+        };
+        if here {
+            self.inserted.fetch_add(1, Ordering::Relaxed);
             let header = FrameHeader {
                 codec: CodecId::Bincode,
                 kind: FrameKind::Event,
@@ -260,7 +272,8 @@ fn foreign_record(log: Arc<dyn LogBackend>, topic: &str) {
     let errors = timely::execute(timely::Config::thread(), move |worker| {
         let inner = capture_log.writer(&name, 0).unwrap();
         let other = capture_log.writer(&name, 0).unwrap();
-        let writer = Interleaved { inner, other, at: FOREIGN_AT, appended: 0 };
+        let inserted = Arc::default();
+        let writer = Interleaved { inner, other, at: Some(FOREIGN_AT), appended: 0, inserted };
         let producer = EventProducer::<u64, Vec<u64>, _>::exactly_once(writer, 0, 1, eo::eager()).unwrap();
         let handle = producer.handle();
         worker.dataflow::<u64, _, _>(|scope| timed_numbers(scope, spec).capture_into(producer));
@@ -294,4 +307,56 @@ fn a_writer_fails_at_its_next_commit_once_its_offsets_are_not_contiguous_on_a_re
         return;
     };
     foreign_record(log, &unique("foreign"));
+}
+
+/// A log whose writers let another writer's record in just before their
+/// final commit: the resumed capture's last checked commit passed, and its
+/// final flush finds its offsets non-contiguous.
+struct ForeignBeforeFinalCommit {
+    inner: Arc<dyn LogBackend>,
+    inserted: Arc<AtomicU64>,
+}
+
+impl LogBackend for ForeignBeforeFinalCommit {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn topic_info(&self, topic: &str) -> Result<Option<timely_kafka::log::TopicInfo>> {
+        self.inner.topic_info(topic)
+    }
+    fn create_topic(&self, topic: &str, partitions: u32, codec: CodecId, overwrite: bool) -> Result<()> {
+        self.inner.create_topic(topic, partitions, codec, overwrite)
+    }
+    fn writer(&self, topic: &str, partition: u32) -> Result<Box<dyn PartitionWriter>> {
+        let (inner, other) = (self.inner.writer(topic, partition)?, self.inner.writer(topic, partition)?);
+        Ok(Box::new(Interleaved { inner, other, at: None, appended: 0, inserted: self.inserted.clone() }))
+    }
+    fn reader(&self, topic: &str, partition: u32, offset: u64) -> Result<Box<dyn timely_kafka::log::PartitionReader>> {
+        self.inner.reader(topic, partition, offset)
+    }
+}
+
+/// A resumed capture whose final flush meets another writer's record just
+/// before its final commit (an old capture still writing) reads its stream
+/// back: it is complete with the resume's final commit, and replay ignores
+/// the foreign record, so the resume succeeds instead of exiting 1 with a
+/// complete stream (which a further resume would only call complete).
+#[test]
+fn a_foreign_record_before_the_final_commit_does_not_fail_a_complete_resume() {
+    let _deadline = common::deadline();
+    let (_cluster, log) = mock_with(&["y"], 2);
+    let spec = eo::spec(4_000, 29);
+    eo::capture_crashing(log.clone(), "y", spec, vec![Some(60), Some(90)]);
+    let inserted = Arc::new(AtomicU64::new(0));
+    let interleaving: Arc<dyn LogBackend> =
+        Arc::new(ForeignBeforeFinalCommit { inner: log.clone(), inserted: inserted.clone() });
+    let points = eo::resume_capture(interleaving, "y", spec, 2).unwrap();
+    assert_eq!(points.len(), 2);
+    let resumed = points.iter().filter(|p| !p.committed.is_empty()).count();
+    assert!(resumed >= 1, "{points:?}");
+    assert_eq!(inserted.load(Ordering::Relaxed), resumed as u64, "a foreign record before each final commit");
+    assert_eq!(eo::resume_capture(log.clone(), "y", spec, 2).unwrap().len(), 0, "every stream is complete");
+    for workers in [1, 2] {
+        assert_eq!(eo::replay(log.clone(), "y", 2, workers), eo::expected(spec, 2), "{workers} workers");
+    }
 }

@@ -122,8 +122,15 @@ pub struct EventProducer<T, C, W: PartitionWriter = Box<dyn PartitionWriter>, K 
     final_written: bool,
     commits: Option<CommitState<T>>,
     token: Option<ResumeToken<T>>,
+    final_check: Option<FinalCheck>,
     _types: PhantomData<(C, K)>,
 }
+
+/// Reads the stream back after a failed final flush and says whether the
+/// stream is complete with this producer's final commit (see
+/// [`crate::capture::resume`]): another writer's records among this
+/// writer's own fail the flush, yet replay ignores them.
+pub(crate) type FinalCheck = Box<dyn FnMut() -> Result<bool> + Send + Sync>;
 
 /// Computes the opaque resume token stored with each commit from the
 /// committed frontier (e.g. the source offsets that produce it).
@@ -208,6 +215,7 @@ where
             final_written: false,
             commits,
             token: None,
+            final_check: None,
             _types: PhantomData,
         }
     }
@@ -229,6 +237,13 @@ where
         producer.handle.shared.frames.store(0, Ordering::Relaxed);
         producer.handle.shared.complete.store(true, Ordering::Release);
         producer
+    }
+
+    /// Asks `check` whether the stream is complete with this producer's
+    /// final commit when the final flush fails.
+    pub(crate) fn with_final_check(mut self, check: FinalCheck) -> Self {
+        self.final_check = Some(check);
+        self
     }
 
     /// Stores `token(committed frontier)` with every commit (exactly-once
@@ -311,7 +326,7 @@ where
         }
         if became_empty {
             self.final_written = true;
-            self.writer.flush()?;
+            self.flush_final()?;
             self.handle.shared.complete.store(true, Ordering::Release);
         } else if frontier_changed {
             self.writer.publish()?;
@@ -377,6 +392,21 @@ where
             self.append_frame(FrameKind::EventChunk, is_final && index + 1 == count)?;
         }
         self.buffer = encoded;
+        Ok(())
+    }
+
+    /// The flush after the final record. If it fails and the stream reads
+    /// back complete with this producer's final commit (the failure was
+    /// another writer's records among this writer's own, which replay
+    /// ignores), the capture has done its job.
+    fn flush_final(&mut self) -> Result<()> {
+        let Err(error) = self.writer.flush() else { return Ok(()) };
+        let complete = self.final_check.as_mut().is_some_and(|check| check().unwrap_or(false));
+        if !complete {
+            return Err(error);
+        }
+        // Nothing follows the final commit: no flush at drop either.
+        self.finished = true;
         Ok(())
     }
 

@@ -10,6 +10,14 @@
 //! again from the newer commit. The caller gets a producer and this
 //! partition's committed frontier `F_w`.
 //!
+//! The resumed producer keeps the scan's reader, positioned after its own
+//! epoch record. If its final flush fails (on Kafka: an old capture's
+//! records among its own, so its offsets are not contiguous), it reads its
+//! partition on from there as every replayer does; when the stream is
+//! complete with its own final commit, the old capture's records changed
+//! nothing and the capture succeeds. On Kafka that reader is a consumer
+//! held for the capture's duration (its prefetch is bounded, 2 MiB).
+//!
 //! **Where the input restarts.** Not at `F_w` in general: if records move
 //! between workers before the capture (a keyed `exchange`, a `reduce`, a
 //! join), worker `v`'s input feeds worker `w`'s partition too, and a `v`
@@ -141,7 +149,9 @@ where
             };
             let state = found.commit.state.clone();
             let commits = CommitState::resumed(options, state.clone(), frontier);
-            let mut producer = EventProducer::from_parts(writer, header.session, record.len(), Some(commits));
+            let check = final_check(id.clone(), reader, found.chain.clone(), header.session, timeout);
+            let mut producer =
+                EventProducer::from_parts(writer, header.session, record.len(), Some(commits)).with_final_check(check);
             producer.continue_from(&state);
             return Ok((producer, point));
         }
@@ -226,6 +236,50 @@ where
             Commit::decode::<C, K>(frame.payload).map_err(|source| Error::Frame { at: id.clone(), offset, source })?;
     }
     Ok(step)
+}
+
+/// After a failed final flush: reads the stream on from the resume's own
+/// epoch record (where `reader` and `chain` stand) to its end, as every
+/// replayer reads it, and says whether it is complete with a final commit of
+/// epoch `session`. An old capture still writing leaves its records among
+/// the resume's own, which fails the flush's contiguity check; if it did so
+/// only after the resume's last checked commit, the stream is nonetheless
+/// complete and exact, and the resume must not report a failure (a further
+/// `--resume` would only answer that every stream is complete). A lost
+/// record (a gap) or a newer valid epoch (this resume is the old capture
+/// now) reads back as not complete with `session`.
+fn final_check(
+    id: PartitionId,
+    mut reader: Box<dyn PartitionReader>,
+    mut chain: Chain,
+    session: u64,
+    timeout: Duration,
+) -> crate::capture::producer::FinalCheck {
+    Box::new(move || {
+        // Everything this writer sent is acknowledged by now: read up to the
+        // end as it stands (an end-of-partition event the reader queued
+        // while the capture ran is no end).
+        let end = reader.end_offset()?;
+        let deadline = Instant::now() + timeout;
+        let mut next = 0;
+        while next < end {
+            let Some(record) = reader.poll(Duration::from_millis(100))? else {
+                if Instant::now() >= deadline {
+                    return Ok(false);
+                }
+                continue;
+            };
+            let offset = record.offset;
+            let frame = frame::decode_frame(record.payload).map_err(|source| Error::Frame {
+                at: id.clone(),
+                offset,
+                source,
+            })?;
+            chain.accept(offset, &frame).map_err(|reason| Error::Protocol { at: id.clone(), offset, reason })?;
+            next = offset + 1;
+        }
+        Ok(chain.is_complete() && chain.current_session() == session)
+    })
 }
 
 /// Reads on until the epoch record of `session`; whether it is valid.
