@@ -6,6 +6,7 @@
 //! knows it exists.
 
 mod args;
+pub mod fingerprint;
 pub mod numbers;
 mod progress;
 
