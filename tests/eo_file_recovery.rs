@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::Fingerprint;
@@ -133,12 +133,6 @@ fn replay(data: &Path) -> Vec<Fingerprint> {
         .collect()
 }
 
-fn field(output: &Output, key: &str) -> u64 {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    last.split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{key}="))).unwrap().parse().unwrap()
-}
-
 #[test]
 fn a_zero_filled_tail_is_cut_and_the_resume_completes_exact() {
     let _deadline = common::deadline();
@@ -161,16 +155,14 @@ fn a_zero_filled_tail_is_cut_and_the_resume_completes_exact() {
     // Where the kill landed: every worker had committed and none had finished.
     assert_eq!(stderr.matches("resuming from committed time").count(), WORKERS as usize, "{stderr}");
 
-    assert_eq!(replay(dir.path()), vec![Fingerprint::expected(1, COUNT); WORKERS as usize]);
+    let expected: Vec<_> =
+        (0..WORKERS as u64).map(|w| common::capture_send_partition(w, WORKERS as u64, COUNT)).collect();
+    assert_eq!(replay(dir.path()), expected);
     let output = Command::new(env!("CARGO_BIN_EXE_capture_recv"))
         .env_remove("KAFKA_BROKERS")
         .args(["t", "-w3", "--idle-timeout", "10", "--data-dir", data])
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let workers = WORKERS as u64;
-    assert_eq!(
-        (field(&output, "records"), field(&output, "sum")),
-        (workers * COUNT, workers * COUNT * (COUNT - 1) / 2)
-    );
+    assert_eq!(common::recv_fingerprint(&output.stdout), common::capture_send_numbers(WORKERS as u64, COUNT));
 }

@@ -72,16 +72,6 @@ impl Drop for Reaped {
     }
 }
 
-fn field(output: &Output, key: &str) -> u64 {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    last.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key}= in {last:?}; stderr: {}", String::from_utf8_lossy(&output.stderr)))
-        .parse()
-        .unwrap()
-}
-
 /// Follows partition `p` of `t` until its stream completes; counts what it
 /// delivered in `live` as it goes.
 fn follow(
@@ -178,15 +168,13 @@ fn round(seed: u64) -> u64 {
     assert!(times.iter().all(|t| *t > 0 && *t < COUNT / PER_TIME), "{times:?}");
     assert!(delivered.iter().all(|d| *d > 0), "the followers were not live at the kill: {delivered:?}");
 
-    let expected = Fingerprint::expected(1, COUNT);
     for (p, follower) in followers.into_iter().enumerate() {
         let seen = follower.join().unwrap().unwrap_or_else(|e| panic!("partition {p}'s follower failed: {e}"));
-        assert_eq!(seen, expected, "partition {p}");
+        assert_eq!(seen, common::capture_send_partition(p as u64, WORKERS as u64, COUNT), "partition {p}");
     }
     let output = recv.output();
     assert!(output.status.success(), "capture_recv failed: {}", String::from_utf8_lossy(&output.stderr));
-    let count = COUNT * WORKERS as u64;
-    assert_eq!((field(&output, "records"), field(&output, "sum")), (count, WORKERS as u64 * COUNT * (COUNT - 1) / 2));
+    assert_eq!(common::recv_fingerprint(&output.stdout), common::capture_send_numbers(WORKERS as u64, COUNT));
     torn.iter().sum()
 }
 

@@ -57,6 +57,14 @@ pub fn capture_send_numbers(workers: u64, count: u64) -> Fingerprint {
     fp
 }
 
+/// What worker `worker` of `capture_send COUNT -w WORKERS` captures into
+/// its partition: `worker, worker + workers, ...`, `count` numbers.
+pub fn capture_send_partition(worker: u64, workers: u64, count: u64) -> Fingerprint {
+    let mut fp = Fingerprint::default();
+    (0..count).for_each(|i| fp.add(worker + i * workers));
+    fp
+}
+
 /// (records, sum, fingerprint) from a `capture_recv` final stdout line.
 pub fn recv_fingerprint(stdout: &[u8]) -> Fingerprint {
     let stdout = String::from_utf8_lossy(stdout);
