@@ -178,7 +178,7 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 
 FRAMES=$(((COUNT + 1023) / 1024 + FRAME_EXTRA)) # Kafka records per capture_send worker
 EXPECTED_RECORDS=$((COUNT * SEND_WORKERS))
-EXPECTED_SUM=$((SEND_WORKERS * (COUNT * (COUNT - 1) / 2)))
+EXPECTED_SUM=$((EXPECTED_RECORDS * (EXPECTED_RECORDS - 1) / 2))  # worker w sends w, w+N, ...: 0..COUNT*N
 RAW_RECORDS=$((SEND_WORKERS * FRAMES))
 
 STAGES=(capture_send raw_produce_single raw_produce_per_partition capture_recv raw_consume_per_thread

@@ -74,7 +74,7 @@ fn cli_round_trip_with_abomonation() {
     assert!(send.status.success(), "{}", String::from_utf8_lossy(&send.stderr));
     let recv = run(env!("CARGO_BIN_EXE_capture_recv"), &["ab", "-w2", "--codec", "abomonation"]);
     assert!(recv.status.success(), "{}", String::from_utf8_lossy(&recv.stderr));
-    assert!(String::from_utf8_lossy(&recv.stdout).contains("records=30000 sum=149985000"));
+    assert!(String::from_utf8_lossy(&recv.stdout).contains("records=30000 sum=449985000"));
     let wrong = run(env!("CARGO_BIN_EXE_capture_recv"), &["ab", "-w2"]);
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("captured with codec 'abomonation'"));

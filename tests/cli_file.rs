@@ -39,10 +39,6 @@ fn assert_one_line_error(output: &Output, program: &str, needle: &str) {
     assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{stderr}");
 }
 
-fn sum_of(workers: u64, count: u64) -> u64 {
-    workers * (count * count.saturating_sub(1) / 2)
-}
-
 #[test]
 fn five_workers_send_three_receive() {
     let _deadline = common::deadline();
@@ -55,8 +51,7 @@ fn five_workers_send_three_receive() {
     assert_ok(&recv);
     let stdout = String::from_utf8_lossy(&recv.stdout);
     assert_eq!(stdout.lines().filter(|l| l.starts_with("replayed: ")).count(), 3, "{stdout}");
-    assert_eq!(field(&recv, "records"), 500_000);
-    assert_eq!(field(&recv, "sum"), sum_of(5, 100_000));
+    assert_eq!(common::recv_fingerprint(&recv.stdout), common::capture_send_numbers(5, 100_000));
     assert_eq!(field(&recv, "bytes"), field(&send, "bytes"));
 }
 
@@ -68,8 +63,7 @@ fn kafkaesque_topic_per_worker_layout() {
     assert!(dir.path().join("old-2").exists());
     let recv = run("capture_recv", &["old", "-w2", "--topic-per-worker"], dir.path());
     assert_ok(&recv);
-    assert_eq!(field(&recv, "records"), 3000);
-    assert_eq!(field(&recv, "sum"), sum_of(3, 1000));
+    assert_eq!(common::recv_fingerprint(&recv.stdout), common::capture_send_numbers(3, 1000));
 }
 
 #[test]
@@ -82,7 +76,7 @@ fn capture_into_a_topic_with_data_needs_overwrite() {
     assert_ok(&run("capture_send", &["t", "7", "-w1", "--overwrite"], dir.path()));
     let recv = run("capture_recv", &["t"], dir.path());
     assert_ok(&recv);
-    assert_eq!((field(&recv, "records"), field(&recv, "sum")), (7, 21));
+    assert_eq!(common::recv_fingerprint(&recv.stdout), common::capture_send_numbers(1, 7));
 }
 
 #[test]

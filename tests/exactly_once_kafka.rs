@@ -6,22 +6,31 @@
 mod common;
 mod eo;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use timely_kafka::cli::numbers::Numbers;
+use timely::dataflow::operators::Capture;
+use timely_kafka::capture::frame::{decode_frame, encode_frame, FrameHeader, FrameKind};
+use timely_kafka::cli::numbers::{timed_numbers, Numbers};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
+use timely_kafka::log::PartitionWriter;
+use timely_kafka::{CodecId, EventProducer, PartitionId, Result};
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
 
 fn mock(topics: &[&str]) -> (Cluster, Arc<dyn LogBackend>) {
+    mock_with(topics, 2)
+}
+
+fn mock_with(topics: &[&str], partitions: i32) -> (Cluster, Arc<dyn LogBackend>) {
     let cluster = MockCluster::new(1).unwrap();
     for topic in topics {
-        cluster.create_topic(topic, 2, 1).unwrap();
+        cluster.create_topic(topic, partitions, 1).unwrap();
     }
     let log = KafkaLog::new(&cluster.bootstrap_servers(), &[]).unwrap();
     (cluster, Arc::new(log))
@@ -123,7 +132,10 @@ fn survives(fault: impl FnOnce(&Cluster)) {
     let failed: Vec<String> = guards.join().unwrap().into_iter().filter_map(|r| r.err()).collect();
     if !failed.is_empty() {
         eprintln!("capture failed loudly ({failed:?}); resuming");
-        eo::resume_capture(log.clone(), "f", Numbers { rate: None, ..spec }, 2).unwrap();
+        let points = eo::resume_capture(log.clone(), "f", Numbers { rate: None, ..spec }, 2).unwrap();
+        // A writer that failed wrote no commit past its failure: never a
+        // failed capture with every stream complete.
+        assert!(!points.is_empty(), "the capture failed ({failed:?}) but every stream is complete");
     }
     assert_eq!(eo::replay(log, "f", 2, 3), eo::expected(spec, 2));
 }
@@ -135,6 +147,19 @@ fn broker_down_for_seconds_during_an_exactly_once_capture() {
         cluster.broker_down(1).unwrap();
         std::thread::sleep(Duration::from_secs(3));
         cluster.broker_up(1).unwrap();
+    });
+}
+
+/// Timed-out produce requests: librdkafka retries, and the mock cluster
+/// (which checks idempotent sequence numbers only for transactional
+/// producers) may acknowledge a batch it never stored; the writer must then
+/// fail at its next commit, leaving an incomplete stream a resume completes.
+#[test]
+fn request_timeouts_during_an_exactly_once_capture() {
+    let _deadline = common::deadline();
+    survives(|cluster| {
+        let timeouts = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT; 3];
+        cluster.request_errors(RDKafkaApiKey::Produce, &timeouts);
     });
 }
 
@@ -150,4 +175,188 @@ fn request_errors_during_an_exactly_once_capture() {
         cluster.request_errors(RDKafkaApiKey::Produce, &errors);
         cluster.request_errors(RDKafkaApiKey::Fetch, &errors);
     });
+}
+
+/// The exchange-before-capture resume of `exactly_once_file.rs` on Kafka.
+fn exchange(log: Arc<dyn LogBackend>, topics: [&str; 2]) {
+    let crashes = [vec![Some(40), Some(300), None], vec![Some(220), Some(0), Some(90)]];
+    for (topic, crash_after) in topics.into_iter().zip(crashes) {
+        eo::exchange_crash_and_resume(log.clone(), topic, crash_after);
+    }
+}
+
+#[test]
+fn a_resume_after_an_exchange_before_the_capture_replays_exactly_on_the_mock_cluster() {
+    let _deadline = common::deadline();
+    let (_cluster, log) = mock_with(&["x0", "x1"], 3);
+    exchange(log, ["x0", "x1"]);
+}
+
+#[test]
+fn a_resume_after_an_exchange_before_the_capture_replays_exactly_on_a_real_broker() {
+    let _deadline = common::deadline();
+    let Some(log) = broker() else {
+        eprintln!("KAFKA_BROKERS not set: skipping");
+        return;
+    };
+    let topics = [unique("exchange"), unique("exchange")];
+    exchange(log, [topics[0].as_str(), topics[1].as_str()]);
+}
+
+/// Lets another writer append a record (of another session) to the
+/// partition just before its `at`-th record (`None`: before its final
+/// commit): a foreign record among the writer's own, which leaves its
+/// acknowledged offsets non-contiguous.
+struct Interleaved {
+    inner: Box<dyn PartitionWriter>,
+    other: Box<dyn PartitionWriter>,
+    at: Option<u64>,
+    appended: u64,
+    inserted: Arc<AtomicU64>,
+}
+
+fn is_final_commit(record: &[u8]) -> bool {
+    decode_frame(record).is_ok_and(|frame| frame.header.kind == FrameKind::Commit && frame.header.is_final)
+}
+
+impl PartitionWriter for Interleaved {
+    fn partition(&self) -> &PartitionId {
+        self.inner.partition()
+    }
+    fn append(&mut self, record: &[u8]) -> Result<()> {
+        let here = match self.at {
+            Some(at) => self.appended == at,
+            None => is_final_commit(record),
+        };
+        if here {
+            self.inserted.fetch_add(1, Ordering::Relaxed);
+            let header = FrameHeader {
+                codec: CodecId::Bincode,
+                kind: FrameKind::Event,
+                session: 7,
+                seq: 1,
+                is_final: false,
+                exactly_once: false,
+            };
+            self.other.append(&encode_frame(header, b"").unwrap())?;
+            self.other.flush()?;
+        }
+        self.appended += 1;
+        self.inner.append(record)
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.inner.flush()
+    }
+    fn publish(&mut self) -> Result<()> {
+        self.inner.publish()
+    }
+    fn check_stored(&mut self) -> Result<()> {
+        self.inner.check_stored()
+    }
+    fn max_record_bytes(&self) -> usize {
+        self.inner.max_record_bytes()
+    }
+}
+
+/// A writer whose records are no longer contiguous (here another writer's
+/// record among them; a record the broker skipped is caught by the same
+/// check) fails at its next commit: no commit vouches for a stretch that
+/// holds a hole or a foreign record, the stream stays incomplete, and a
+/// resume continues from the last commit before it.
+fn foreign_record(log: Arc<dyn LogBackend>, topic: &str) {
+    const FOREIGN_AT: u64 = 60;
+    log.create_topic(topic, 1, CodecId::Bincode, true).unwrap();
+    let spec = Numbers { rate: Some(40_000), ..eo::spec(4_000, 29) };
+    let capture_log = log.clone();
+    let name = topic.to_string();
+    let errors = timely::execute(timely::Config::thread(), move |worker| {
+        let inner = capture_log.writer(&name, 0).unwrap();
+        let other = capture_log.writer(&name, 0).unwrap();
+        let inserted = Arc::default();
+        let writer = Interleaved { inner, other, at: Some(FOREIGN_AT), appended: 0, inserted };
+        let producer = EventProducer::<u64, Vec<u64>, _>::exactly_once(writer, 0, 1, eo::eager()).unwrap();
+        let handle = producer.handle();
+        worker.dataflow::<u64, _, _>(|scope| timed_numbers(scope, spec).capture_into(producer));
+        while worker.step() {}
+        (handle.error(), handle.stats().commits)
+    })
+    .unwrap()
+    .join();
+    let (error, commits) = errors.into_iter().next().unwrap().unwrap();
+    let error = error.expect("the writer notices the foreign record").to_string();
+    assert!(error.contains("another writer shares the partition"), "{error}");
+    let points = eo::resume_capture(log.clone(), topic, Numbers { rate: None, ..spec }, 1).unwrap();
+    assert_eq!(points.len(), 1, "the stream must stay incomplete ({commits} commits written)");
+    let continued = points[0].commit_offset;
+    assert!(continued.is_none_or(|offset| offset < FOREIGN_AT), "continues commit at {continued:?}");
+    assert_eq!(eo::replay(log, topic, 1, 1), eo::expected(spec, 1));
+}
+
+#[test]
+fn a_writer_fails_at_its_next_commit_once_its_offsets_are_not_contiguous() {
+    let _deadline = common::deadline();
+    let (_cluster, log) = mock_with(&["i"], 1);
+    foreign_record(log, "i");
+}
+
+#[test]
+fn a_writer_fails_at_its_next_commit_once_its_offsets_are_not_contiguous_on_a_real_broker() {
+    let _deadline = common::deadline();
+    let Some(log) = broker() else {
+        eprintln!("KAFKA_BROKERS not set: skipping");
+        return;
+    };
+    foreign_record(log, &unique("foreign"));
+}
+
+/// A log whose writers let another writer's record in just before their
+/// final commit: the resumed capture's last checked commit passed, and its
+/// final flush finds its offsets non-contiguous.
+struct ForeignBeforeFinalCommit {
+    inner: Arc<dyn LogBackend>,
+    inserted: Arc<AtomicU64>,
+}
+
+impl LogBackend for ForeignBeforeFinalCommit {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn topic_info(&self, topic: &str) -> Result<Option<timely_kafka::log::TopicInfo>> {
+        self.inner.topic_info(topic)
+    }
+    fn create_topic(&self, topic: &str, partitions: u32, codec: CodecId, overwrite: bool) -> Result<()> {
+        self.inner.create_topic(topic, partitions, codec, overwrite)
+    }
+    fn writer(&self, topic: &str, partition: u32) -> Result<Box<dyn PartitionWriter>> {
+        let (inner, other) = (self.inner.writer(topic, partition)?, self.inner.writer(topic, partition)?);
+        Ok(Box::new(Interleaved { inner, other, at: None, appended: 0, inserted: self.inserted.clone() }))
+    }
+    fn reader(&self, topic: &str, partition: u32, offset: u64) -> Result<Box<dyn timely_kafka::log::PartitionReader>> {
+        self.inner.reader(topic, partition, offset)
+    }
+}
+
+/// A resumed capture whose final flush meets another writer's record just
+/// before its final commit (an old capture still writing) reads its stream
+/// back: it is complete with the resume's final commit, and replay ignores
+/// the foreign record, so the resume succeeds instead of exiting 1 with a
+/// complete stream (which a further resume would only call complete).
+#[test]
+fn a_foreign_record_before_the_final_commit_does_not_fail_a_complete_resume() {
+    let _deadline = common::deadline();
+    let (_cluster, log) = mock_with(&["y"], 2);
+    let spec = eo::spec(4_000, 29);
+    eo::capture_crashing(log.clone(), "y", spec, vec![Some(60), Some(90)]);
+    let inserted = Arc::new(AtomicU64::new(0));
+    let interleaving: Arc<dyn LogBackend> =
+        Arc::new(ForeignBeforeFinalCommit { inner: log.clone(), inserted: inserted.clone() });
+    let points = eo::resume_capture(interleaving, "y", spec, 2).unwrap();
+    assert_eq!(points.len(), 2);
+    let resumed = points.iter().filter(|p| !p.committed.is_empty()).count();
+    assert!(resumed >= 1, "{points:?}");
+    assert_eq!(inserted.load(Ordering::Relaxed), resumed as u64, "a foreign record before each final commit");
+    assert_eq!(eo::resume_capture(log.clone(), "y", spec, 2).unwrap().len(), 0, "every stream is complete");
+    for workers in [1, 2] {
+        assert_eq!(eo::replay(log.clone(), "y", 2, workers), eo::expected(spec, 2), "{workers} workers");
+    }
 }

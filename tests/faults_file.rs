@@ -56,7 +56,7 @@ fn killed_capture_is_reported_incomplete_then_overwritten() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let output = Command::new(recv).args(["k", "--data-dir"]).arg(dir.path()).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("records=2000 sum=999000"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("records=2000 sum=1999000"));
 }
 
 #[test]

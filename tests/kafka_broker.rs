@@ -52,8 +52,7 @@ fn cli_round_trip_five_to_three_on_a_real_broker() {
     let send = run("capture_send", &[&topic, &count.to_string(), "-w5"], &brokers);
     assert_eq!(field(&send, "records"), 5 * count);
     let recv = run("capture_recv", &[&topic, "-w3", "--idle-timeout", "10"], &brokers);
-    assert_eq!(field(&recv, "records"), 5 * count);
-    assert_eq!(field(&recv, "sum"), 5 * (count * (count - 1) / 2));
+    assert_eq!(common::recv_fingerprint(&recv.stdout), common::capture_send_numbers(5, count));
     assert_eq!(field(&recv, "bytes"), field(&send, "bytes"));
     // Re-running needs --overwrite, which deletes and recreates the topic.
     let again = Command::new(env!("CARGO_BIN_EXE_capture_send"))
@@ -64,7 +63,7 @@ fn cli_round_trip_five_to_three_on_a_real_broker() {
     assert!(!again.status.success());
     run("capture_send", &[&topic, "10", "-w2", "--overwrite"], &brokers);
     let recv = run("capture_recv", &[&topic], &brokers);
-    assert_eq!((field(&recv, "records"), field(&recv, "sum")), (20, 90));
+    assert_eq!(common::recv_fingerprint(&recv.stdout), common::capture_send_numbers(2, 10));
 }
 
 #[test]

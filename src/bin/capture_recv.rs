@@ -1,6 +1,7 @@
 //! `capture_recv TOPIC [STREAMS] -w M`: replays the captured streams of TOPIC
 //! with M workers (worker j takes every stream p with p % M == j) and reports
-//! how many records and what sum it saw.
+//! how many records, what sum and what fingerprint (a sum of a per-record
+//! hash, see `cli::fingerprint`) it saw.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use clap::Parser;
 use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely_kafka::capture::worker::{self, ReplayOptions};
-use timely_kafka::cli::{self, LogArgs, Progress, TimelyArgs, Totals};
+use timely_kafka::cli::{self, fingerprint, LogArgs, Progress, TimelyArgs, Totals};
 use timely_kafka::log::LogBackend;
 use timely_kafka::{Bincode, EventCodec, Result};
 
@@ -65,16 +66,37 @@ fn run(args: Args) -> Result<()> {
     };
     let seconds = started.elapsed().as_secs_f64();
     progress.finish();
-    let (records, sum, bytes) = result?;
+    let Seen { records, sum, fingerprint, bytes } = result?;
     println!(
-        "{PROGRAM}: records={records} sum={sum} bytes={bytes} seconds={seconds:.3} mb_per_s={:.1}",
+        "{PROGRAM}: records={records} sum={sum} fingerprint={fingerprint:016x} bytes={bytes} seconds={seconds:.3} \
+         mb_per_s={:.1}",
         cli::mb_per_s(bytes, seconds)
     );
     Ok(())
 }
 
-/// Replays on every local worker; returns (records, sum, bytes).
-fn replay<K>(args: &Args, config: timely::Config, log: Arc<dyn LogBackend>, totals: Totals) -> Result<(u64, u64, u64)>
+/// What the replay saw (sum and fingerprint wrap around).
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    records: u64,
+    sum: u64,
+    fingerprint: u64,
+    bytes: u64,
+}
+
+impl Seen {
+    fn add(self, other: Seen) -> Seen {
+        Seen {
+            records: self.records + other.records,
+            sum: self.sum.wrapping_add(other.sum),
+            fingerprint: self.fingerprint.wrapping_add(other.fingerprint),
+            bytes: self.bytes + other.bytes,
+        }
+    }
+}
+
+/// Replays on every local worker.
+fn replay<K>(args: &Args, config: timely::Config, log: Arc<dyn LogBackend>, totals: Totals) -> Result<Seen>
 where
     K: EventCodec<u64, Vec<u64>> + Send,
 {
@@ -99,7 +121,7 @@ where
             }));
         }
         let handles: Vec<_> = consumers.iter().map(|c| c.handle()).collect();
-        let seen = std::rc::Rc::new(std::cell::Cell::new((0u64, 0u64)));
+        let seen = std::rc::Rc::new(std::cell::Cell::new(Seen::default()));
         let counter = seen.clone();
         let probe = worker.dataflow::<u64, _, _>(|scope| {
             // Re-activate the replay after 1 ms rather than at once, so a
@@ -109,9 +131,13 @@ where
                 .replay_core(scope, Some(REPLAY_PERIOD))
                 .inspect_core(move |event| {
                     if let Ok((_, data)) = event {
-                        let (count, sum) = counter.get();
-                        let batch: u64 = data.iter().fold(0u64, |a, b| a.wrapping_add(*b));
-                        counter.set((count + data.len() as u64, sum.wrapping_add(batch)));
+                        let batch = Seen {
+                            records: data.len() as u64,
+                            sum: data.iter().fold(0u64, |a, b| a.wrapping_add(*b)),
+                            fingerprint: fingerprint::of(data),
+                            bytes: 0,
+                        };
+                        counter.set(counter.get().add(batch));
                     }
                 })
                 .probe()
@@ -120,12 +146,11 @@ where
         while !probe.done() {
             worker.step_or_park(Some(REPLAY_PERIOD));
         }
-        let (records, sum) = seen.get();
         let bytes = handles.iter().map(|h| h.stats().bytes).sum::<u64>();
-        Ok((records, sum, bytes))
+        Ok(Seen { bytes, ..seen.get() })
     })?;
-    for (records, _, _) in &results {
-        println!("replayed: {records}");
+    for seen in &results {
+        println!("replayed: {}", seen.records);
     }
-    Ok(results.into_iter().fold((0, 0, 0), |t, (r, s, b)| (t.0 + r, t.1.wrapping_add(s), t.2 + b)))
+    Ok(results.into_iter().fold(Seen::default(), Seen::add))
 }

@@ -1,16 +1,27 @@
-//! `capture_send TOPIC COUNT -w N`: each of N workers captures `0..COUNT` as
-//! `u64` into its own partition of TOPIC.
+//! `capture_send TOPIC COUNT -w N`: each of N workers captures COUNT numbers
+//! as `u64` into its own partition of TOPIC; worker w sends w, w + N, w + 2N,
+//! ..., so the whole capture is `0..COUNT * N` (see `cli::numbers`).
 //!
 //! `--exactly-once` writes commit points; `--resume` continues such a
-//! capture after a crash from its committed frontier, regenerating only the
-//! numbers at times at or beyond it (number i is at time i / K with
-//! `--records-per-time K`).
+//! capture after a crash, every worker regenerating the numbers at times at
+//! or beyond the meet of the workers' committed frontiers (a worker's i-th
+//! number is at time i / K with `--records-per-time K`); each partition
+//! drops what it had committed.
+//!
+//! Every commit stores, as its resume token, what the generator needs
+//! (COUNT, `--records-per-time`, codec): a resume with other values would
+//! regenerate different numbers than the ones committed, so it is refused.
+//! The token rather than the stream header: the header is written before
+//! anything is known to be resumable and its layout is shared by every
+//! stream, while the token is the protocol's place for "what the input
+//! needs to continue", and a library user stores their own there.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use timely::dataflow::operators::Capture;
+use timely_kafka::capture::collective::agree;
 use timely_kafka::capture::exactly_once::ExactlyOnce;
 use timely_kafka::capture::resumable::capture_exactly_once;
 use timely_kafka::capture::resume::ResumePoint;
@@ -18,7 +29,7 @@ use timely_kafka::capture::worker;
 use timely_kafka::cli::numbers::{numbers, timed_numbers, Numbers};
 use timely_kafka::cli::{self, LogArgs, Progress, TimelyArgs, Totals};
 use timely_kafka::log::LogBackend;
-use timely_kafka::{Bincode, CaptureOptions, EventCodec, Result};
+use timely_kafka::{Bincode, CaptureOptions, CodecId, EventCodec, Result};
 
 const PROGRAM: &str = "capture_send";
 
@@ -28,7 +39,7 @@ const PROGRAM: &str = "capture_send";
 struct Args {
     /// Topic to capture into (created with one partition per worker).
     topic: String,
-    /// Each worker captures the numbers 0..COUNT.
+    /// Numbers per worker (worker w of N sends w, w + N, ...: 0..COUNT*N in all).
     count: u64,
     /// Replace a topic that already holds data.
     #[arg(long, conflicts_with = "resume")]
@@ -37,8 +48,10 @@ struct Args {
     /// committed events, and `--resume` can continue after a crash.
     #[arg(long)]
     exactly_once: bool,
-    /// Continue the exactly-once capture of TOPIC that did not complete, from
-    /// its committed frontier (implies --exactly-once; same -w as before).
+    /// Continue the exactly-once capture of TOPIC that did not complete: every
+    /// worker regenerates from the earliest committed time of all workers,
+    /// each partition drops what it had committed (implies --exactly-once;
+    /// same -w, COUNT, --records-per-time and --codec as before).
     #[arg(long)]
     resume: bool,
     /// Put number i at time i / K (default: every number at time 0), so the
@@ -69,6 +82,10 @@ fn run(args: Args) -> Result<()> {
     args.log.check_codec()?;
     let config = args.timely.config()?;
     let log = args.log.open()?;
+    if args.exactly_once || args.resume {
+        // Before anything is created or overwritten.
+        log.check_exactly_once()?;
+    }
     log.prepare_writers()?;
     // Created before the timed capture (a resume creates a missing topic in
     // the capture itself); the other processes' workers wait for it there.
@@ -110,6 +127,7 @@ where
     let resume = args.resume;
     let spec = Numbers { count: args.count, per_time: args.records_per_time, from_time: 0, rate: args.rate };
     let plain = spec.per_time.is_none() && spec.rate.is_none() && exactly_once.is_none();
+    let token = generator_token(&spec, args.log.codec.id());
     let outcomes = worker::execute(config, move |worker| {
         // run() created the topic (a resume creates it only if missing).
         let options = CaptureOptions { layout, create_topic: resume, ..Default::default() };
@@ -119,10 +137,14 @@ where
                 let (producer, point) =
                     capture_exactly_once::<u64, Vec<u64>, K>(worker, log.as_ref(), &topic, &options, settings, resume)?;
                 if resume {
+                    agree(worker, same_capture(&topic, &point.token, &token))?;
                     eprintln!("{PROGRAM}: worker {}: {}", worker.index(), describe(&point));
                 }
-                // An empty frontier (a complete stream): regenerate nothing.
-                (producer, point.frontier.elements().first().copied().unwrap_or(u64::MAX))
+                let stored = token.clone();
+                let producer = producer.with_resume_token(move |_| stored.clone());
+                // Every input restarts at the meet of the committed frontiers
+                // (empty: every stream is complete, regenerate nothing).
+                (producer, point.restart_from.elements().first().copied().unwrap_or(u64::MAX))
             }
         };
         let handle = producer.handle();
@@ -144,13 +166,39 @@ where
     Ok(outcomes.into_iter().fold((0, 0), |totals, (records, bytes)| (totals.0 + records, totals.1 + bytes)))
 }
 
+/// What the generator needs to regenerate the same numbers, stored as the
+/// resume token of every commit. The version names the generator's scheme.
+fn generator_token(spec: &Numbers, codec: CodecId) -> Vec<u8> {
+    let per_time = spec.per_time.map_or_else(|| "none".to_string(), |k| k.to_string());
+    format!("capture_send numbers/2: COUNT={} --records-per-time {per_time} --codec {}", spec.count, codec.name())
+        .into_bytes()
+}
+
+/// Refuses a resume whose generator would regenerate other numbers than
+/// the ones committed (an empty token: nothing was committed yet).
+fn same_capture(topic: &str, stored: &[u8], ours: &[u8]) -> Result<()> {
+    if stored.is_empty() || stored == ours {
+        return Ok(());
+    }
+    Err(timely_kafka::Error::Config(format!(
+        "cannot resume '{topic}': it was captured as `{}`, this run is `{}`; resume with the same COUNT, \
+         --records-per-time and --codec",
+        String::from_utf8_lossy(stored),
+        String::from_utf8_lossy(ours)
+    )))
+}
+
 /// One line on where a resumed worker continues.
 fn describe(point: &ResumePoint<u64>) -> String {
-    match (point.frontier.elements().first(), point.previous_epochs) {
-        (None, _) => "stream already complete; nothing to regenerate".to_string(),
-        (Some(time), 0) => format!("no stream stored yet; capturing from time {time}"),
+    let restart = match point.restart_from.elements().first() {
+        Some(time) => format!("inputs restart at time {time}"),
+        None => "nothing to regenerate".to_string(),
+    };
+    match (point.committed.elements().first(), point.previous_epochs) {
+        (None, _) => format!("stream already complete; {restart}"),
+        (Some(time), 0) => format!("no stream stored yet (committed time {time}); {restart}"),
         (Some(time), epochs) => format!(
-            "resuming from committed time {time} (commit at offset {}; epoch {})",
+            "resuming from committed time {time} (commit at offset {}; epoch {}); {restart}",
             point.commit_offset.map_or_else(|| "none".to_string(), |o| o.to_string()),
             epochs + 1
         ),

@@ -11,9 +11,12 @@
 //! `EventIterator::next` cannot return an error, so an error is recorded in
 //! the [`ReplayHandle`] and the consumer closes its frontier, letting the
 //! computation end (see [`crate::capture::failure`]). The consumer also follows the stream's frontier: once it is
-//! empty the stream is complete and the consumer stops polling; if no record
-//! arrives for the idle timeout before that, the stream is reported
-//! incomplete instead of waiting forever.
+//! empty the stream is complete and the consumer stops polling; if it
+//! delivers nothing for the idle timeout before that, the stream is reported
+//! incomplete instead of waiting forever. Idle means "no event delivered",
+//! not "no bytes read": records the replay skips (an old writer's, an epoch
+//! broken by a gap, another session's) keep arriving from a writer that can
+//! never complete the stream, and must not keep the replay waiting.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
@@ -48,6 +51,8 @@ pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K 
     handle: ReplayHandle,
     idle_timeout: Option<Duration>,
     last_activity: Instant,
+    /// An event was delivered since `last_activity` was last set.
+    delivered_since: bool,
     served: usize,
     done: bool,
     note: Option<String>,
@@ -122,6 +127,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
             handle: ReplayHandle::default(),
             idle_timeout: None,
             last_activity: Instant::now(),
+            delivered_since: true,
             served: 0,
             done: false,
             note: None,
@@ -133,8 +139,9 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
         }
     }
 
-    /// Fails the replay if no record arrives for `timeout` before the stream
-    /// completes. Without it, the consumer waits for a live stream forever.
+    /// Fails the replay if it delivers no event for `timeout` before the
+    /// stream completes (records it skips do not count). Without it, the
+    /// consumer waits for a live stream forever.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
         self
@@ -395,6 +402,7 @@ where
             self.handle.shared.complete.store(true, Ordering::Release);
         }
         self.served += 1;
+        self.delivered_since = true;
         event
     }
 
@@ -402,11 +410,17 @@ where
     /// once it has been quiet for the idle timeout.
     fn went_quiet(&mut self) -> Option<Event<T, C>> {
         self.served = 0;
-        if self.empty_polls == 0 {
-            // The first empty poll after records: the stream went quiet now.
+        self.empty_polls = self.empty_polls.saturating_add(1);
+        self.idle_since_delivery()
+    }
+
+    /// Idle is measured from the last delivery: the first look after one
+    /// starts the clock (no clock read per event), records read since
+    /// without delivering anything do not restart it.
+    fn idle_since_delivery(&mut self) -> Option<Event<T, C>> {
+        if std::mem::take(&mut self.delivered_since) {
             self.last_activity = Instant::now();
         }
-        self.empty_polls = self.empty_polls.saturating_add(1);
         self.check_idle()
     }
 
@@ -435,6 +449,8 @@ where
                 }
             }
         }
-        None
+        // A long run of records that delivered nothing (a writer whose
+        // records are all ignored): still idle.
+        self.idle_since_delivery().map(Cow::Owned)
     }
 }

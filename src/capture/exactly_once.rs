@@ -10,12 +10,16 @@
 //! state after everything written before it.
 //!
 //! **Resuming.** A resumed capture's dataflow starts over, at timely's
-//! minimum time, and its caller replays its input from the committed
-//! frontier `F`. The stream it continues is already at `F`, so the producer
-//! translates: the frontier it writes is `max(N, F)` for the new dataflow's
-//! frontier `N` (so the replayed frontier never moves backwards), and it
-//! drops messages whose times are all not beyond `F` (they were committed
-//! before the crash). This needs totally ordered timestamps.
+//! minimum time, and its caller replays its input from a frontier at or
+//! before this partition's committed frontier `F` (the meet of every
+//! worker's, see [`crate::capture::resume`]: records may reach this
+//! partition from other workers' inputs). The stream it continues is
+//! already at `F`, so the producer translates: the frontier it writes is
+//! `max(N, F)` for the new dataflow's frontier `N` (so the replayed frontier
+//! never moves backwards, and nothing is written while the input catches up
+//! to `F`), and it drops messages whose times are all not beyond `F` (they
+//! were committed before the crash). A complete stream (`F` empty) drops
+//! everything and stays complete. This needs totally ordered timestamps.
 
 use std::time::{Duration, Instant};
 
@@ -149,8 +153,11 @@ impl<T: Timestamp> CommitState<T> {
 }
 
 /// `max(N, F)` for totally ordered times: the later of the two frontiers
-/// (empty once the new dataflow's frontier is empty).
+/// (empty once either is empty: a complete stream stays complete).
 fn max_frontier<T: Timestamp + TotalOrder>(upstream: &MutableAntichain<T>, from: &Antichain<T>) -> Antichain<T> {
+    if from.is_empty() {
+        return Antichain::new();
+    }
     let Some(now) = upstream.frontier().iter().next().cloned() else { return Antichain::new() };
     match from.elements().first() {
         Some(from) if now.less_than(from) => Antichain::from_elem(from.clone()),
@@ -176,5 +183,26 @@ mod tests {
         done.sort();
         assert_eq!(done, vec![(9, -1)]);
         assert!(commits.take_commit().is_empty());
+    }
+
+    #[test]
+    fn an_input_restarted_before_the_committed_frontier_writes_nothing_until_it_passes() {
+        let mut commits = CommitState::<u64>::resumed(ExactlyOnce::default(), vec![(7, 2)], Antichain::from_elem(7));
+        // Restarted at 2 (the meet of the workers' frontiers): times 2..7
+        // were committed here, so neither their messages nor progress count.
+        assert_eq!(commits.progress(&[(0, -1), (2, 1)]), Some(vec![(7, -1)]));
+        assert!(commits.drops(&[2]) && commits.drops(&[6]) && !commits.drops(&[7]));
+        assert_eq!(commits.progress(&[(2, -1), (5, 1)]), None);
+        let mut moved = commits.progress(&[(5, -1), (8, 1)]).unwrap();
+        moved.sort();
+        assert_eq!(moved, vec![(7, -1), (8, 1)]);
+    }
+
+    #[test]
+    fn a_complete_stream_drops_everything_and_writes_no_progress() {
+        let mut commits = CommitState::<u64>::resumed(ExactlyOnce::default(), Vec::new(), Antichain::new());
+        assert_eq!(commits.progress(&[(0, -1), (3, 1)]), None);
+        assert!(commits.drops(&[0]) && commits.drops(&[u64::MAX]));
+        assert_eq!(commits.progress(&[(3, -1)]), None);
     }
 }

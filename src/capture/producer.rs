@@ -28,7 +28,8 @@ use std::sync::Arc;
 
 use timely::container::Accountable;
 use timely::dataflow::operators::capture::event::{Event, EventPusher};
-use timely::progress::frontier::MutableAntichain;
+use timely::order::TotalOrder;
+use timely::progress::frontier::{Antichain, MutableAntichain};
 use timely::progress::Timestamp;
 
 use crate::capture::codec::{Bincode, EventCodec};
@@ -132,8 +133,15 @@ pub struct EventProducer<T, C, W: PartitionWriter = Box<dyn PartitionWriter>, K 
     final_written: bool,
     commits: Option<CommitState<T>>,
     token: Option<ResumeToken<T>>,
+    final_check: Option<FinalCheck>,
     _types: PhantomData<(C, K)>,
 }
+
+/// Reads the stream back after a failed final flush and says whether the
+/// stream is complete with this producer's final commit (see
+/// [`crate::capture::resume`]): another writer's records among this
+/// writer's own fail the flush, yet replay ignores them.
+pub(crate) type FinalCheck = Box<dyn FnMut() -> Result<bool> + Send + Sync>;
 
 /// Computes the opaque resume token stored with each commit from the
 /// committed frontier (e.g. the source offsets that produce it).
@@ -218,8 +226,35 @@ where
             final_written: false,
             commits,
             token: None,
+            final_check: None,
             _types: PhantomData,
         }
+    }
+
+    /// The producer of a worker whose exactly-once stream is already
+    /// complete, in a resumed capture: every time is committed there, so it
+    /// drops every message (counted in [`CaptureStats::dropped`]) and writes
+    /// no progress, and it reports complete from the start. Peers' inputs
+    /// may still route records to this worker; none reaches `writer`.
+    pub(crate) fn already_complete(writer: W) -> Self
+    where
+        T: TotalOrder,
+    {
+        let commits = CommitState::resumed(ExactlyOnce::default(), Vec::new(), Antichain::new());
+        let mut producer = Self::from_parts(writer, 0, 0, Some(commits));
+        producer.continue_from(&[]);
+        producer.final_written = true;
+        producer.finished = true;
+        producer.handle.shared.frames.store(0, Ordering::Relaxed);
+        producer.handle.shared.complete.store(true, Ordering::Release);
+        producer
+    }
+
+    /// Asks `check` whether the stream is complete with this producer's
+    /// final commit when the final flush fails.
+    pub(crate) fn with_final_check(mut self, check: FinalCheck) -> Self {
+        self.final_check = Some(check);
+        self
     }
 
     /// Stores `token(committed frontier)` with every commit (exactly-once
@@ -293,12 +328,16 @@ where
         if let Some(commits) = &mut self.commits {
             commits.wrote((self.handle.shared.bytes.load(Ordering::Relaxed) - bytes_before) as usize);
             if commits.due(became_empty) {
+                // A commit vouches for every earlier record of this writer:
+                // a lost or foreign-interleaved one fails the capture here,
+                // before the commit, not at the final flush.
+                self.writer.check_stored()?;
                 self.commit(became_empty)?;
             }
         }
         if became_empty {
             self.final_written = true;
-            self.writer.flush()?;
+            self.flush_final()?;
             self.handle.shared.complete.store(true, Ordering::Release);
         } else if frontier_changed {
             self.writer.publish()?;
@@ -321,9 +360,13 @@ where
                 self.write_error(format!("commit record of {} bytes exceeds the record limit", self.buffer.len()))
             );
         }
+        // A log that makes commits durable (the file log with `sync`) has
+        // them on disk, after what they cover, before they are counted.
+        self.writer.before_commit()?;
         self.append_frame(FrameKind::Commit, is_final)?;
+        self.writer.commit_point()?;
         self.handle.shared.commits.fetch_add(1, Ordering::Relaxed);
-        self.writer.publish()
+        Ok(())
     }
 
     /// Frames `self.buffer` (header space + payload) and appends it.
@@ -364,6 +407,21 @@ where
             self.append_frame(FrameKind::EventChunk, is_final && index + 1 == count)?;
         }
         self.buffer = encoded;
+        Ok(())
+    }
+
+    /// The flush after the final record. If it fails and the stream reads
+    /// back complete with this producer's final commit (the failure was
+    /// another writer's records among this writer's own, which replay
+    /// ignores), the capture has done its job.
+    fn flush_final(&mut self) -> Result<()> {
+        let Err(error) = self.writer.flush() else { return Ok(()) };
+        let complete = self.final_check.as_mut().is_some_and(|check| check().unwrap_or(false));
+        if !complete {
+            return Err(error);
+        }
+        // Nothing follows the final commit: no flush at drop either.
+        self.finished = true;
         Ok(())
     }
 

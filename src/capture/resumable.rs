@@ -3,11 +3,18 @@
 //! [`capture_exactly_once`] is [`crate::capture::worker::capture`] for a
 //! capture with commit points: collective, so every worker gets `Ok` or every
 //! worker gets the error. With `resume` each worker continues its partition's
-//! stream (see [`crate::capture::resume`]) and learns the frontier to restart
-//! its input from. A worker whose stream is already complete gets a producer
-//! that stores nothing and an empty frontier (its input has nothing to
-//! regenerate), so every worker still builds the same dataflow; when every
-//! stream is complete the resume is refused.
+//! stream (see [`crate::capture::resume`]) and every worker learns the same
+//! frontier to restart its input from: the meet of every worker's committed
+//! frontier. One worker's input may feed another worker's partition (an
+//! exchange before the capture), so no input may restart later than the
+//! earliest partition needs; each producer then drops what its own
+//! partition committed before (messages at times not beyond its own
+//! committed frontier, and the progress for them).
+//!
+//! A worker whose stream is already complete gets a producer that drops
+//! everything (every time is committed there) and stays complete, so its
+//! peers' inputs may still route records to it and every worker builds the
+//! same dataflow; when every stream is complete the resume is refused.
 
 use timely::order::TotalOrder;
 use timely::progress::frontier::Antichain;
@@ -15,10 +22,10 @@ use timely::progress::Timestamp;
 use timely::worker::Worker;
 
 use crate::capture::codec::EventCodec;
-use crate::capture::collective::all_gather;
+use crate::capture::collective::{agree, all_gather};
 use crate::capture::exactly_once::ExactlyOnce;
 use crate::capture::producer::EventProducer;
-use crate::capture::resume::{resume, ResumePoint};
+use crate::capture::resume::{meet, resume, ResumePoint};
 use crate::capture::topics::{open_capture_topic, Existing};
 use crate::capture::worker::{CaptureOptions, LogProducer};
 use crate::error::{Error, PartitionId, Result};
@@ -26,8 +33,10 @@ use crate::log::{LogBackend, PartitionWriter};
 
 /// Opens this worker's exactly-once producer: a new stream, or with
 /// `resume` the continuation of the stored one. Returns the producer and
-/// where it continues (`frontier` empty: this worker's stream was complete).
-/// Collective: call it on every worker.
+/// where it continues: restart the input at
+/// [`ResumePoint::restart_from`] (the same on every worker);
+/// [`ResumePoint::committed`] is this worker's own committed frontier
+/// (empty: its stream was complete). Collective: call it on every worker.
 pub fn capture_exactly_once<T, C, K>(
     worker: &mut Worker,
     log: &dyn LogBackend,
@@ -42,13 +51,14 @@ where
     K: EventCodec<T, C>,
 {
     let (index, peers) = (worker.index() as u32, worker.peers() as u32);
+    agree(worker, log.check_exactly_once())?;
     // A resume creates a missing topic (a capture that died before creating
-    // it) but never replaces one.
-    let existing = if resume_stream { Existing::Keep } else { Existing::PerOptions };
-    let (producer, point) = open_capture_topic(worker, log, topic, K::ID, options, existing, |name, partition| {
+    // it) but never replaces one, and refuses one captured by fewer workers.
+    let existing = if resume_stream { Existing::Resume } else { Existing::PerOptions };
+    let (producer, mut point) = open_capture_topic(worker, log, topic, K::ID, options, existing, |name, partition| {
         if resume_stream {
             match resume::<T, C, K>(log, name, partition, index, peers, exactly_once, options.topic_timeout) {
-                Err(Error::AlreadyComplete(at)) => Ok(complete_stream(at, index, peers)),
+                Err(Error::AlreadyComplete(at)) => Ok(complete_stream(at)),
                 other => other,
             }
         } else {
@@ -58,30 +68,39 @@ where
         }
     })?;
     if resume_stream {
-        let complete = all_gather(worker, point.frontier.is_empty());
-        if complete.iter().all(|c| *c) {
+        let committed: Vec<Antichain<T>> =
+            all_gather(worker, point.committed.elements().to_vec()).into_iter().map(Antichain::from).collect();
+        if committed.iter().all(|frontier| frontier.is_empty()) {
             return Err(Error::Config(format!(
                 "cannot resume '{topic}': every stream is complete (its final commit is stored); nothing to resume"
             )));
         }
+        point.restart_from = meet(&committed);
     }
     Ok((producer, point))
 }
 
 /// A producer for a worker whose stream is complete: it stores nothing.
-fn complete_stream<T, C, K>(at: PartitionId, index: u32, peers: u32) -> (LogProducer<T, C, K>, ResumePoint<T>)
+fn complete_stream<T, C, K>(at: PartitionId) -> (LogProducer<T, C, K>, ResumePoint<T>)
 where
-    T: Timestamp,
+    T: Timestamp + TotalOrder,
     C: timely::Accountable + 'static,
     K: EventCodec<T, C>,
 {
     let writer: Box<dyn PartitionWriter> = Box::new(Discard(at));
-    let producer = EventProducer::with_codec(writer, index, peers).expect("discarding writes cannot fail");
-    let point = ResumePoint { frontier: Antichain::new(), token: Vec::new(), previous_epochs: 0, commit_offset: None };
+    let producer = EventProducer::already_complete(writer);
+    let point = ResumePoint {
+        restart_from: Antichain::new(),
+        committed: Antichain::new(),
+        token: Vec::new(),
+        previous_epochs: 0,
+        commit_offset: None,
+    };
     (producer, point)
 }
 
-/// Stores nothing (a complete stream's worker regenerates nothing).
+/// Stores nothing: a complete stream's producer drops every message and
+/// writes no progress, so nothing ever reaches it.
 struct Discard(PartitionId);
 
 impl PartitionWriter for Discard {

@@ -7,8 +7,28 @@
 //! record to check it is valid: a zombie (the old process, still writing to
 //! Kafka) may have committed again between the scan and the epoch record,
 //! which makes the epoch void for every replayer; the resume then tries
-//! again from the newer commit. The caller gets a producer and the committed
-//! frontier `F` to restart its input from (see [`crate::capture::exactly_once`]).
+//! again from the newer commit. The caller gets a producer and this
+//! partition's committed frontier `F_w`.
+//!
+//! The resumed producer keeps the scan's reader, positioned after its own
+//! epoch record. If its final flush fails (on Kafka: an old capture's
+//! records among its own, so its offsets are not contiguous), it reads its
+//! partition on from there as every replayer does; when the stream is
+//! complete with its own final commit, the old capture's records changed
+//! nothing and the capture succeeds. On Kafka that reader is a consumer
+//! held for the capture's duration (its prefetch is bounded, 2 MiB).
+//!
+//! **Where the input restarts.** Not at `F_w` in general: if records move
+//! between workers before the capture (a keyed `exchange`, a `reduce`, a
+//! join), worker `v`'s input feeds worker `w`'s partition too, and a `v`
+//! restarted at `F_v > F_w` would never send `w` the records at times in
+//! `[F_w, F_v)` again. Every input restarts from the *meet* of every
+//! worker's committed frontier ([`meet`]), which is at or before each
+//! `F_w`; each producer drops what its own partition already committed
+//! (messages at times not beyond its `F_w`). [`resume`] sees one partition
+//! only, so its [`ResumePoint::restart_from`] is its own `F_w`;
+//! [`crate::capture::resumable::capture_exactly_once`] computes the meet
+//! collectively and returns it there.
 
 use std::time::{Duration, Instant};
 
@@ -33,9 +53,16 @@ const ATTEMPTS: usize = 5;
 /// Where a resumed capture continues.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResumePoint<T> {
-    /// The committed frontier: restart the input here. Data at times not
-    /// beyond it is dropped by the producer if sent again.
-    pub frontier: Antichain<T>,
+    /// Restart the input here. [`resume`] (one partition) sets this
+    /// partition's committed frontier, which is right only when no record
+    /// reaches the capture from another worker's input;
+    /// [`crate::capture::resumable::capture_exactly_once`] sets the meet of
+    /// every worker's committed frontier, which is right for any dataflow.
+    pub restart_from: Antichain<T>,
+    /// This partition's committed frontier (empty: its stream is complete).
+    /// The producer drops messages at times not beyond it: they were
+    /// committed before.
+    pub committed: Antichain<T>,
     /// The resume token stored with the commit continued (empty if none).
     pub token: Vec<u8>,
     /// Epochs of the stream before this one (0: nothing was there to resume,
@@ -49,7 +76,8 @@ impl<T: Timestamp> ResumePoint<T> {
     /// The point of a stream that starts now: timely's minimum time.
     pub fn fresh() -> Self {
         ResumePoint {
-            frontier: Antichain::from_elem(T::minimum()),
+            restart_from: Antichain::from_elem(T::minimum()),
+            committed: Antichain::from_elem(T::minimum()),
             token: Vec::new(),
             previous_epochs: 0,
             commit_offset: None,
@@ -113,19 +141,36 @@ where
         if confirm::<T, C, K>(&id, reader.as_mut(), &mut found, header.session, timeout)? {
             let frontier = found.commit.frontier();
             let point = ResumePoint {
-                frontier: frontier.clone(),
+                restart_from: frontier.clone(),
+                committed: frontier.clone(),
                 token: found.commit.token.clone(),
                 previous_epochs: found.chain.epochs() - 1,
                 commit_offset,
             };
             let state = found.commit.state.clone();
             let commits = CommitState::resumed(options, state.clone(), frontier);
-            let mut producer = EventProducer::from_parts(writer, header.session, record.len(), Some(commits));
+            let check = final_check(id.clone(), reader, found.chain.clone(), header.session, timeout);
+            let mut producer =
+                EventProducer::from_parts(writer, header.session, record.len(), Some(commits)).with_final_check(check);
             producer.continue_from(&state);
             return Ok((producer, point));
         }
     }
     Err(refuse(&id, &format!("another writer kept committing to the partition during {ATTEMPTS} resume attempts (a capture still running?)")))
+}
+
+/// The meet of committed frontiers: the earliest times of all of them, a
+/// frontier at or before each one (empty frontiers, complete streams,
+/// contribute nothing). Restarting every input there regenerates every
+/// record any partition still needs, whichever worker's input produces it.
+pub fn meet<'a, T: Timestamp>(frontiers: impl IntoIterator<Item = &'a Antichain<T>>) -> Antichain<T> {
+    let mut meet = Antichain::new();
+    for frontier in frontiers {
+        for time in frontier.elements() {
+            meet.insert(time.clone());
+        }
+    }
+    meet
 }
 
 fn refuse(id: &PartitionId, reason: &str) -> Error {
@@ -193,6 +238,50 @@ where
     Ok(step)
 }
 
+/// After a failed final flush: reads the stream on from the resume's own
+/// epoch record (where `reader` and `chain` stand) to its end, as every
+/// replayer reads it, and says whether it is complete with a final commit of
+/// epoch `session`. An old capture still writing leaves its records among
+/// the resume's own, which fails the flush's contiguity check; if it did so
+/// only after the resume's last checked commit, the stream is nonetheless
+/// complete and exact, and the resume must not report a failure (a further
+/// `--resume` would only answer that every stream is complete). A lost
+/// record (a gap) or a newer valid epoch (this resume is the old capture
+/// now) reads back as not complete with `session`.
+fn final_check(
+    id: PartitionId,
+    mut reader: Box<dyn PartitionReader>,
+    mut chain: Chain,
+    session: u64,
+    timeout: Duration,
+) -> crate::capture::producer::FinalCheck {
+    Box::new(move || {
+        // Everything this writer sent is acknowledged by now: read up to the
+        // end as it stands (an end-of-partition event the reader queued
+        // while the capture ran is no end).
+        let end = reader.end_offset()?;
+        let deadline = Instant::now() + timeout;
+        let mut next = 0;
+        while next < end {
+            let Some(record) = reader.poll(Duration::from_millis(100))? else {
+                if Instant::now() >= deadline {
+                    return Ok(false);
+                }
+                continue;
+            };
+            let offset = record.offset;
+            let frame = frame::decode_frame(record.payload).map_err(|source| Error::Frame {
+                at: id.clone(),
+                offset,
+                source,
+            })?;
+            chain.accept(offset, &frame).map_err(|reason| Error::Protocol { at: id.clone(), offset, reason })?;
+            next = offset + 1;
+        }
+        Ok(chain.is_complete() && chain.current_session() == session)
+    })
+}
+
 /// Reads on until the epoch record of `session`; whether it is valid.
 fn confirm<T, C, K>(
     id: &PartitionId,
@@ -217,4 +306,20 @@ where
         }
     }
     Err(Error::Write { at: id.clone(), reason: format!("the epoch record written did not appear within {timeout:?}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_meet_is_at_or_before_every_frontier_and_skips_complete_streams() {
+        let frontiers =
+            [Antichain::from_elem(7u64), Antichain::new(), Antichain::from_elem(3), Antichain::from_elem(9)];
+        assert_eq!(meet(&frontiers), Antichain::from_elem(3));
+        assert_eq!(meet(&[Antichain::<u64>::new(), Antichain::new()]), Antichain::new());
+        let pairs = [Antichain::from_elem((2u64, 5u64)), Antichain::from_elem((4, 1))];
+        let met = meet(&pairs);
+        assert!(pairs.iter().all(|f| f.elements().iter().all(|t| met.less_equal(t))), "{met:?}");
+    }
 }

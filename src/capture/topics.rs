@@ -21,8 +21,11 @@ use crate::log::LogBackend;
 pub(crate) enum Existing {
     /// As `options.overwrite` says: replace it, or refuse it if it holds data.
     PerOptions,
-    /// Keep it as it is (a resume continues what it holds).
-    Keep,
+    /// A resume: keep it as it is (the resume continues what it holds), but
+    /// refuse one with fewer partitions than streams (captured by fewer
+    /// workers); a missing one is created only with `options.create_topic`,
+    /// and checked even without it.
+    Resume,
 }
 
 /// The topics a capture of `streams` streams writes, and the partitions each
@@ -62,16 +65,27 @@ fn create(
     let (names, partitions) = capture_topics(options.layout, topic, streams);
     for name in &names {
         match existing {
-            Existing::Keep if log.topic_info(name)?.is_some() => {}
-            Existing::Keep => log.create_topic(name, partitions, codec, false)?,
             Existing::PerOptions => log.create_topic(name, partitions, codec, options.overwrite)?,
+            Existing::Resume => match log.topic_info(name)? {
+                Some(info) if info.partitions < partitions => {
+                    return Err(Error::Config(format!(
+                        "cannot resume '{topic}': it has {} partitions, captured by fewer workers than these \
+                         {streams}; resume with the same worker count (-w)",
+                        info.partitions
+                    )))
+                }
+                Some(_) => {}
+                None if options.create_topic => log.create_topic(name, partitions, codec, false)?,
+                None => {}
+            },
         }
     }
     Ok(())
 }
 
 /// The topic set-up of a capture, collective: worker 0 creates the topics
-/// (if `options.create_topic`), every worker waits for its own and calls
+/// (if `options.create_topic`; a resume's checks run either way), every
+/// worker waits for its own and calls
 /// `open` with its topic and partition. Returns what `open` returned on
 /// every worker, or the first error on every worker.
 pub(crate) fn open_capture_topic<R>(
@@ -84,7 +98,7 @@ pub(crate) fn open_capture_topic<R>(
     open: impl FnOnce(&str, u32) -> Result<R>,
 ) -> Result<R> {
     let (index, peers) = (worker.index() as u32, worker.peers() as u32);
-    if options.create_topic {
+    if options.create_topic || existing == Existing::Resume {
         let created = if index == 0 { create(log, topic, peers, codec, options, existing) } else { Ok(()) };
         agree(worker, created)?;
     }
@@ -140,12 +154,18 @@ mod tests {
         drop(writer);
         let error = create_capture_topics(&log, "one", 3, CodecId::Bincode, &partitioned).unwrap_err();
         assert!(matches!(error, Error::TopicNotEmpty(ref topic) if topic == "one"), "{error}");
-        // A resume keeps what the topic holds, and creates what is missing.
-        create(&log, "one", 3, CodecId::Bincode, &partitioned, Existing::Keep).unwrap();
+        // A resume keeps what the topic holds, refuses a topic captured by
+        // fewer workers, and creates what is missing only if asked to.
+        create(&log, "one", 3, CodecId::Bincode, &partitioned, Existing::Resume).unwrap();
         let mut reader = log.reader("one", 1, 0).unwrap();
         let record = reader.poll(Duration::from_secs(1)).unwrap().expect("the record is still there");
         assert_eq!(record.payload, b"kept");
-        create(&log, "fresh", 2, CodecId::Bincode, &partitioned, Existing::Keep).unwrap();
+        let error = create(&log, "one", 4, CodecId::Bincode, &partitioned, Existing::Resume).unwrap_err();
+        assert!(error.to_string().contains("it has 3 partitions, captured by fewer workers than these 4"), "{error}");
+        let existing_only = CaptureOptions { create_topic: false, ..Default::default() };
+        create(&log, "fresh", 2, CodecId::Bincode, &existing_only, Existing::Resume).unwrap();
+        assert_eq!(partitions(&log, "fresh"), None);
+        create(&log, "fresh", 2, CodecId::Bincode, &partitioned, Existing::Resume).unwrap();
         assert_eq!(partitions(&log, "fresh"), Some(2));
     }
 }

@@ -1,6 +1,6 @@
 //! What the binaries share: arguments, backend selection, the timely cluster
 //! configuration, error reporting, progress display, allocator settings and
-//! the numbers stream.
+//! the numbers stream and its fingerprint.
 //!
 //! Not library API: compiled only with the cargo feature `cli` (on by
 //! default, so `cargo build` builds the binaries), hidden from the docs, and
@@ -11,6 +11,7 @@
 //! nothing below it knows it exists.
 
 mod args;
+pub mod fingerprint;
 mod memory;
 pub mod numbers;
 mod progress;

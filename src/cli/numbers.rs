@@ -1,9 +1,16 @@
-//! The stream `capture_send` captures: the numbers `0..count` as `u64`.
+//! The stream `capture_send` captures: `count` numbers per worker, as `u64`.
+//!
+//! Worker `w` of `peers` sends `w, w + peers, w + 2 * peers, ...` (its `i`-th
+//! number is `w + peers * i`), so every worker sends different records and the
+//! whole capture is exactly `0..count * peers`: a replay that delivered one
+//! partition twice and lost another cannot match its count, sum and
+//! fingerprint by accident.
 //!
 //! By default every number is at time 0. [`Numbers`] spreads them over time
-//! (number `i` at time `i / per_time`, so the frontier advances as they are
-//! produced), starts at a given time (a resumed capture regenerates only the
-//! times at or beyond its committed frontier), and limits the rate.
+//! (a worker's `i`-th number at time `i / per_time`, so the frontier advances
+//! as they are produced), starts at a given time (a resumed capture
+//! regenerates only the times at or beyond its restart frontier), and limits
+//! the rate.
 //!
 //! Built batch by batch (1024 numbers per container, as timely's own
 //! container builder does) instead of through `to_stream`'s per-record
@@ -19,8 +26,15 @@ pub const BATCH: u64 = 1024;
 /// Containers emitted per activation before yielding to downstream operators.
 const BATCHES_PER_ACTIVATION: u64 = 64;
 
-/// The stream `0..count`, at time 0, in containers of [`BATCH`] numbers.
+/// The `i`-th number of worker `worker` of `peers`.
+pub fn value_of(worker: u64, peers: u64, i: u64) -> u64 {
+    worker + peers * i
+}
+
+/// This worker's `count` numbers (see the module doc), at time 0, in
+/// containers of [`BATCH`] numbers.
 pub fn numbers<'scope>(scope: Scope<'scope, u64>, count: u64) -> Stream<'scope, u64, Vec<u64>> {
+    let (worker, peers) = (scope.index() as u64, scope.peers() as u64);
     source(scope, "Numbers", move |capability, info| {
         let activator = scope.activator_for(info.address);
         let mut capability = Some(capability);
@@ -33,7 +47,7 @@ pub fn numbers<'scope>(scope: Scope<'scope, u64>, count: u64) -> Stream<'scope, 
                     break;
                 }
                 let end = (next + BATCH).min(count);
-                let mut batch: Vec<u64> = (next..end).collect();
+                let mut batch: Vec<u64> = (next..end).map(|i| value_of(worker, peers, i)).collect();
                 session.give_container(&mut batch);
                 next = end;
             }
@@ -47,12 +61,12 @@ pub fn numbers<'scope>(scope: Scope<'scope, u64>, count: u64) -> Stream<'scope, 
     })
 }
 
-/// How [`timed_numbers`] produces `0..count`.
+/// How [`timed_numbers`] produces a worker's `count` numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Numbers {
-    /// How many numbers.
+    /// How many numbers per worker.
     pub count: u64,
-    /// Numbers per timestamp: number `i` is at time `i / per_time`
+    /// Numbers per timestamp: a worker's `i`-th number is at time `i / per_time`
     /// (`None`: all at time 0).
     pub per_time: Option<u64>,
     /// First time produced: numbers at earlier times are skipped.
@@ -88,6 +102,7 @@ impl Numbers {
 /// The numbers of `spec` at their times, in containers of at most [`BATCH`]
 /// numbers (never spanning two times); the capability follows the times.
 pub fn timed_numbers<'scope>(scope: Scope<'scope, u64>, spec: Numbers) -> Stream<'scope, u64, Vec<u64>> {
+    let (worker, peers) = (scope.index() as u64, scope.peers() as u64);
     source(scope, "TimedNumbers", move |capability, info| {
         let activator = scope.activator_for(info.address);
         let mut next = spec.first();
@@ -118,7 +133,7 @@ pub fn timed_numbers<'scope>(scope: Scope<'scope, u64>, spec: Numbers) -> Stream
                 if let Some(rate) = spec.rate {
                     end = end.min(next + rate.clamp(1, BATCH));
                 }
-                let mut batch: Vec<u64> = (next..end).collect();
+                let mut batch: Vec<u64> = (next..end).map(|i| value_of(worker, peers, i)).collect();
                 output.session(&*cap).give_container(&mut batch);
                 produced += end - next;
                 next = end;

@@ -46,9 +46,32 @@ pub trait PartitionWriter: Send + Sync {
     fn publish(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Called just before a commit record is appended. A log that makes
+    /// commits durable makes every record appended so far durable here, so
+    /// a commit never reaches the disk before the records it covers.
+    fn before_commit(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Called just after a commit record is appended: makes it visible to
+    /// readers and, in a log that makes commits durable, durable before
+    /// returning. By default the same as [`PartitionWriter::publish`].
+    fn commit_point(&mut self) -> Result<()> {
+        self.publish()
+    }
     /// The largest record this partition accepts; larger events are chunked.
     fn max_record_bytes(&self) -> usize {
         usize::MAX
+    }
+    /// Waits until every record appended so far is acknowledged, and checks
+    /// that they are all stored: an exactly-once producer calls it before
+    /// each commit record, since a commit vouches for everything before it.
+    /// Kafka: every delivery report in, none failed, at contiguous offsets
+    /// (an idempotent producer that times out queued records skips them and
+    /// goes on, leaving a gap; another writer's records between them mean
+    /// the partition is shared). The file log stores appends in order in
+    /// one process, and its write errors surface at append or flush.
+    fn check_stored(&mut self) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -120,6 +143,11 @@ pub trait LogBackend: Send + Sync {
     fn prepare_writers(&self) -> Result<()> {
         Ok(())
     }
+    /// Refuses settings under which an exactly-once capture's commits
+    /// would not hold (Kafka: a producer without idempotence or `acks=all`).
+    fn check_exactly_once(&self) -> Result<()> {
+        Ok(())
+    }
     /// Opens the writer of one partition.
     fn writer(&self, topic: &str, partition: u32) -> Result<Box<dyn PartitionWriter>>;
     /// Opens a reader of one partition starting at `offset` (0 = the beginning).
@@ -139,8 +167,17 @@ impl PartitionWriter for Box<dyn PartitionWriter> {
     fn publish(&mut self) -> Result<()> {
         (**self).publish()
     }
+    fn before_commit(&mut self) -> Result<()> {
+        (**self).before_commit()
+    }
+    fn commit_point(&mut self) -> Result<()> {
+        (**self).commit_point()
+    }
     fn max_record_bytes(&self) -> usize {
         (**self).max_record_bytes()
+    }
+    fn check_stored(&mut self) -> Result<()> {
+        (**self).check_stored()
     }
 }
 

@@ -49,6 +49,38 @@ impl Fingerprint {
     }
 }
 
+/// What `capture_send COUNT -w WORKERS` captures: worker w sends w, w +
+/// workers, ..., so the whole capture is `0..workers * count`.
+pub fn capture_send_numbers(workers: u64, count: u64) -> Fingerprint {
+    let mut fp = Fingerprint::default();
+    (0..workers * count).for_each(|value| fp.add(value));
+    fp
+}
+
+/// What worker `worker` of `capture_send COUNT -w WORKERS` captures into
+/// its partition: `worker, worker + workers, ...`, `count` numbers.
+pub fn capture_send_partition(worker: u64, workers: u64, count: u64) -> Fingerprint {
+    let mut fp = Fingerprint::default();
+    (0..count).for_each(|i| fp.add(worker + i * workers));
+    fp
+}
+
+/// (records, sum, fingerprint) from a `capture_recv` final stdout line.
+pub fn recv_fingerprint(stdout: &[u8]) -> Fingerprint {
+    let stdout = String::from_utf8_lossy(stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let value = |key: &str| {
+        last.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in final line {last:?}"))
+    };
+    Fingerprint {
+        count: value("records").parse().unwrap(),
+        sum: value("sum").parse().unwrap(),
+        hash: u64::from_str_radix(value("fingerprint"), 16).unwrap(),
+    }
+}
+
 fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -1,5 +1,12 @@
 //! Shared by the exactly-once tests: captures that crash at a chosen record,
 //! resumes, and replays that check every record once and the frontier.
+//!
+//! Worker w of n generates w, w + n, ... (`cli::numbers`), so the whole
+//! capture is `0..count * n` and every partition holds different records.
+//! With `exchange` the capture sees them after an exchange by key (the
+//! record's index on its worker, `x / n`, modulo n): records generated on
+//! one worker are captured on another, as after a keyed `exchange`, a
+//! `reduce` or a join.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -7,12 +14,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use timely::dataflow::operators::capture::Replay;
+use timely::dataflow::operators::Exchange;
 use timely::dataflow::operators::{Capture, Inspect, Probe};
 use timely_kafka::capture::exactly_once::ExactlyOnce;
-use timely_kafka::capture::resume::{resume, ResumePoint};
+use timely_kafka::capture::resumable::capture_exactly_once;
+use timely_kafka::capture::resume::ResumePoint;
+use timely_kafka::capture::worker;
 use timely_kafka::cli::numbers::{timed_numbers, Numbers};
 use timely_kafka::log::{LogBackend, PartitionWriter};
-use timely_kafka::{Bincode, CodecId, EventConsumer, EventProducer, PartitionId, Result};
+use timely_kafka::{Bincode, CaptureOptions, CaptureStats, CodecId, EventConsumer, EventProducer, PartitionId, Result};
 
 /// Commits as often as the frontier moves, so crashes land between many commits.
 pub fn eager() -> ExactlyOnce {
@@ -61,11 +71,33 @@ impl PartitionWriter for CrashAfter {
     fn max_record_bytes(&self) -> usize {
         self.inner.max_record_bytes()
     }
+    fn check_stored(&mut self) -> Result<()> {
+        // A crashed process checks nothing; the records it held are not sent.
+        if self.left == 0 {
+            return Ok(());
+        }
+        self.inner.check_stored()
+    }
 }
 
 /// The numbers each capturing worker sends: `count` numbers, `per_time` per time.
 pub fn spec(count: u64, per_time: u64) -> Numbers {
     Numbers { count, per_time: Some(per_time), from_time: 0, rate: None }
+}
+
+/// The generated numbers, exchanged by key first if `exchange`.
+pub fn numbers<'scope>(
+    scope: timely::dataflow::Scope<'scope, u64>,
+    spec: Numbers,
+    exchange: bool,
+) -> timely::dataflow::Stream<'scope, u64, Vec<u64>> {
+    let peers = scope.peers() as u64;
+    let generated = timed_numbers(scope, spec);
+    if exchange {
+        generated.exchange(move |x| (x / peers) % peers)
+    } else {
+        generated
+    }
 }
 
 /// Creates `topic` (one partition per worker) and captures exactly-once;
@@ -83,7 +115,15 @@ pub fn capture_losing(
     lose: Vec<Option<u64>>,
 ) {
     let held = Arc::new(Mutex::new(Vec::new()));
-    let running = start_capture_losing(log, topic, spec, crash_after, lose, held);
+    let running = start_capture_losing(log, topic, spec, crash_after, lose, held, false);
+    running.join().unwrap().into_iter().for_each(|r| r.unwrap());
+}
+
+/// [`capture_crashing`] of a dataflow that exchanges records by key
+/// before capturing them.
+pub fn capture_exchanged_crashing(log: Arc<dyn LogBackend>, topic: &str, spec: Numbers, crash_after: Vec<Option<u64>>) {
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let running = start_capture_losing(log, topic, spec, crash_after, Vec::new(), held, true);
     running.join().unwrap().into_iter().for_each(|r| r.unwrap());
 }
 
@@ -98,7 +138,7 @@ pub fn start_capture(
     crash_after: Vec<Option<u64>>,
     held: Held,
 ) -> std::thread::JoinHandle<Vec<std::result::Result<(), String>>> {
-    start_capture_losing(log, topic, spec, crash_after, Vec::new(), held)
+    start_capture_losing(log, topic, spec, crash_after, Vec::new(), held, false)
 }
 
 fn start_capture_losing(
@@ -108,6 +148,7 @@ fn start_capture_losing(
     crash_after: Vec<Option<u64>>,
     lose: Vec<Option<u64>>,
     held: Held,
+    exchange: bool,
 ) -> std::thread::JoinHandle<Vec<std::result::Result<(), String>>> {
     let workers = crash_after.len();
     log.create_topic(topic, workers as u32, CodecId::Bincode, true).unwrap();
@@ -122,7 +163,7 @@ fn start_capture_losing(
         let producer =
             EventProducer::<u64, Vec<u64>, _>::exactly_once(writer, index as u32, workers as u32, eager()).unwrap();
         let handle = producer.handle();
-        worker.dataflow::<u64, _, _>(|scope| timed_numbers(scope, spec).capture_into(producer));
+        worker.dataflow::<u64, _, _>(|scope| numbers(scope, spec, exchange).capture_into(producer));
         while worker.step() {}
         if let Some(error) = handle.error() {
             panic!("{error}");
@@ -147,52 +188,85 @@ pub fn release_zombies(log: &dyn LogBackend, topic: &str, held: &Mutex<Vec<(u32,
     held.len()
 }
 
-/// Resumes every worker's stream (all partitions opened first, so a
-/// refusal is an error here rather than a hung computation) and runs the
-/// capture to completion; returns each worker's resume point (`None`: that
-/// stream was already complete), or the refusal.
+/// Resumes every worker's stream with the collective helper
+/// (`capture_exactly_once`) and runs the capture to completion, every input
+/// restarted at the frontier it returns; returns each worker's resume point
+/// (`committed` empty: that stream was already complete), or the refusal.
 pub fn resume_capture(
     log: Arc<dyn LogBackend>,
     topic: &str,
     spec: Numbers,
     workers: usize,
-) -> std::result::Result<Vec<Option<ResumePoint<u64>>>, String> {
-    let mut opened = Vec::new();
-    for index in 0..workers as u32 {
-        let options = eager();
-        let timeout = Duration::from_secs(10);
-        let resumed =
-            resume::<u64, Vec<u64>, Bincode>(log.as_ref(), topic, index, index, workers as u32, options, timeout);
-        match resumed {
-            Ok(opened_one) => opened.push(Some(opened_one)),
-            Err(timely_kafka::Error::AlreadyComplete(_)) => opened.push(None),
-            Err(error) => return Err(error.to_string()),
+) -> std::result::Result<Vec<ResumePoint<u64>>, String> {
+    let resumed = resume_capture_with(log, topic, spec, workers, false)?;
+    Ok(resumed.into_iter().map(|(point, _)| point).collect())
+}
+
+/// [`resume_capture`]; `exchange`: the dataflow exchanges by key before
+/// capturing, as the capture it resumes did. Also returns each worker's
+/// capture totals.
+pub fn resume_capture_with(
+    log: Arc<dyn LogBackend>,
+    topic: &str,
+    spec: Numbers,
+    workers: usize,
+    exchange: bool,
+) -> std::result::Result<Vec<(ResumePoint<u64>, CaptureStats)>, String> {
+    let topic = topic.to_string();
+    let results = worker::execute(timely::Config::process(workers), move |worker| {
+        let options = CaptureOptions::default();
+        let (producer, point) =
+            capture_exactly_once::<u64, Vec<u64>, Bincode>(worker, log.as_ref(), &topic, &options, eager(), true)?;
+        let handle = producer.handle();
+        // An empty restart frontier: every stream is complete (refused
+        // above), so some time is always left to regenerate here.
+        let from_time = *point.restart_from.elements().first().expect("a stream to resume");
+        let spec = Numbers { from_time, ..spec };
+        worker.dataflow::<u64, _, _>(|scope| numbers(scope, spec, exchange).capture_into(producer));
+        while worker.step() {}
+        let stats = handle.outcome()?;
+        Ok((point, stats))
+    });
+    match results {
+        Ok(points) => Ok(points),
+        // Nothing was left to resume: every stream had completed.
+        Err(error) if error.to_string().contains("every stream is complete") => Ok(Vec::new()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// Crashes every worker's partition at a different point of a capture that
+/// exchanges records before capturing them, resumes (every input from the
+/// meet of the committed frontiers), and checks the replay equals an
+/// uninterrupted run; returns the committed frontiers the crashes left.
+pub fn exchange_crash_and_resume(log: Arc<dyn LogBackend>, topic: &str, crash_after: Vec<Option<u64>>) {
+    let spec = spec(3_000, 29);
+    let workers = crash_after.len();
+    capture_exchanged_crashing(log.clone(), topic, spec, crash_after.clone());
+    let resumed = resume_capture_with(log.clone(), topic, spec, workers, true).unwrap();
+    assert_eq!(resumed.len(), workers, "{crash_after:?}: a stream to resume");
+    let committed: Vec<Option<u64>> = resumed.iter().map(|(p, _)| p.committed.elements().first().copied()).collect();
+    let earliest = committed.iter().flatten().min().copied();
+    for (point, stats) in &resumed {
+        assert_eq!(point.restart_from.elements().first().copied(), earliest, "{crash_after:?}: {committed:?}");
+        // The input restarted before this partition's own frontier: what
+        // it had committed came again and was dropped, not written.
+        let own = point.committed.elements().first().copied();
+        if own.is_none_or(|own| earliest.is_some_and(|earliest| earliest < own)) {
+            assert!(stats.dropped > 0, "{crash_after:?}: {committed:?}: {stats:?}");
+        }
+        if point.committed.is_empty() {
+            assert_eq!((stats.frames, stats.records), (0, 0), "a complete stream stays as it was: {stats:?}");
         }
     }
-    let points: Vec<Option<ResumePoint<u64>>> = opened.iter().map(|o| o.as_ref().map(|(_, p)| p.clone())).collect();
-    let producers =
-        Arc::new(Mutex::new(opened.into_iter().map(|o| o.map(|(producer, _)| producer)).collect::<Vec<_>>()));
-    let from: Vec<Option<u64>> =
-        points.iter().map(|p| p.as_ref().map(|p| p.frontier.elements().first().copied().unwrap_or(u64::MAX))).collect();
-    timely::execute(timely::Config::process(workers), move |worker| {
-        let index = worker.index();
-        // A worker whose stream is complete builds the same dataflow (timely
-        // needs identical dataflows on every worker), capturing nothing.
-        let producer = producers.lock().unwrap()[index].take();
-        let spec = Numbers { from_time: from[index].unwrap_or(spec.time_of(spec.count) + 1), ..spec };
-        worker.dataflow::<u64, _, _>(|scope| {
-            let numbers = timed_numbers(scope, spec);
-            match producer {
-                Some(producer) => numbers.capture_into(producer),
-                None => numbers.capture_into(std::sync::mpsc::channel().0),
-            }
-        });
-    })
-    .unwrap()
-    .join()
-    .into_iter()
-    .for_each(|r| r.unwrap());
-    Ok(points)
+    let expected = expected(spec, workers as u64);
+    for replay_workers in [1, 2] {
+        assert_eq!(
+            replay(log.clone(), topic, workers as u32, replay_workers),
+            expected,
+            "{crash_after:?}: {committed:?}"
+        );
+    }
 }
 
 /// What a replay delivered.
@@ -200,16 +274,28 @@ pub fn resume_capture(
 pub struct Delivered {
     pub count: u64,
     pub sum: u64,
+    /// Sum of a hash of every record: a record twice and another lost is caught.
+    pub fingerprint: u64,
     pub per_time: BTreeMap<u64, u64>,
 }
 
-/// What `workers` uninterrupted captures of `spec` deliver.
+impl Delivered {
+    fn add(&mut self, time: u64, record: u64) {
+        self.count += 1;
+        self.sum += record;
+        self.fingerprint = self.fingerprint.wrapping_add(timely_kafka::cli::fingerprint::mix(record));
+        *self.per_time.entry(time).or_default() += 1;
+    }
+}
+
+/// What `workers` uninterrupted captures of `spec` deliver: worker w's
+/// i-th number `w + workers * i` at time `spec.time_of(i)`.
 pub fn expected(spec: Numbers, workers: u64) -> Delivered {
     let mut delivered = Delivered::default();
     for i in 0..spec.count {
-        delivered.count += workers;
-        delivered.sum += i * workers;
-        *delivered.per_time.entry(spec.time_of(i)).or_default() += workers;
+        for w in 0..workers {
+            delivered.add(spec.time_of(i), w + workers * i);
+        }
     }
     delivered
 }
@@ -257,9 +343,7 @@ pub fn replay_with_window(
                         );
                         let mut delivered = shared.lock().unwrap();
                         for x in data.iter() {
-                            delivered.count += 1;
-                            delivered.sum += x;
-                            *delivered.per_time.entry(time).or_default() += 1;
+                            delivered.add(time, *x);
                         }
                     }
                     Err(new_frontier) => {
@@ -281,4 +365,58 @@ pub fn replay_with_window(
     .for_each(|r| r.unwrap());
     let delivered = delivered.lock().unwrap().clone();
     delivered
+}
+
+/// Writes a copy of the last record of `topic`/`partition` every few
+/// milliseconds until `stop`: a writer whose records replay ignores (the
+/// epoch they belong to broke, or was superseded) but that keeps the
+/// partition busy. Returns how many it wrote.
+pub fn keep_writing_ignored_records(
+    log: Arc<dyn LogBackend>,
+    topic: &str,
+    partition: u32,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    let topic = topic.to_string();
+    std::thread::spawn(move || {
+        let mut reader = log.reader(&topic, partition, 0).unwrap();
+        let mut last = None;
+        while let Some(record) = reader.poll_stored(Duration::from_secs(5)).unwrap() {
+            last = Some(record.payload.to_vec());
+        }
+        let last = last.expect("a stored record to copy");
+        let mut writer = log.writer(&topic, partition).unwrap();
+        let mut written = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            writer.append(&last).unwrap();
+            writer.flush().unwrap();
+            written += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        written
+    })
+}
+
+/// Reads `topic`/`partition` with a consumer whose idle timeout is
+/// `idle`, outside timely, until it completes or fails or `bound` passes;
+/// returns its error, if it failed.
+pub fn replay_until_done_or(
+    log: &dyn LogBackend,
+    topic: &str,
+    partition: u32,
+    idle: Duration,
+    bound: Duration,
+) -> std::result::Result<Option<String>, String> {
+    use timely::dataflow::operators::capture::event::EventIterator;
+    let mut consumer =
+        EventConsumer::<u64, Vec<u64>>::open(log, topic, partition, Duration::from_secs(5)).unwrap().idle_timeout(idle);
+    let handle = consumer.handle();
+    let started = std::time::Instant::now();
+    while !handle.is_complete() && !handle.is_failed() {
+        if started.elapsed() > bound {
+            return Err(format!("still waiting after {bound:?} ({:?})", handle.stats()));
+        }
+        let _ = consumer.next();
+    }
+    Ok(handle.error().map(|e| e.to_string()))
 }

@@ -12,12 +12,61 @@
 //! Segments roll at a configurable size so old data can be removed a file at a
 //! time, as in Kafka.
 //!
-//! Crash safety: a writer killed mid-append leaves a *torn tail*, a last record
-//! whose length runs past the end of the file or whose checksum fails. Readers
-//! treat it as the end of the readable log (it is never delivered), and the
-//! next writer truncates it when it opens the partition. A bad record with
-//! more data after it is corruption, reported with its offset. Readers can
-//! tail a partition while a writer in another process appends to it.
+//! # Torn tails and corruption
+//!
+//! A writer appends through a 1 MiB buffer, so a process that dies leaves a
+//! prefix of what it appended: its last record may be cut short (a partial
+//! header, or a header whose length runs past the end of the file), but
+//! every record before it is whole. A power failure can also leave zeros
+//! where the last pages not yet on disk were (some filesystems extend a file
+//! before its data reach the disk). Hence the rule, applied from the first
+//! record that is not whole and valid:
+//!
+//! - It is a **torn tail** when no byte from that record's last byte on
+//!   (its header's last byte, if its length is impossible) is non-zero: the
+//!   file ends before the record does, or zeros lasting to the end of the
+//!   file cover its end. Readers never deliver it; they stop there and wait.
+//!   The next writer cuts it when it opens the partition. Only the last
+//!   segment can end in one: a roll writes a segment out before it creates
+//!   the next.
+//! - Anything else is **corruption**: a bad checksum or an impossible length
+//!   followed by any non-zero byte (a flipped byte mid-segment, a corrupt
+//!   stream header, a whole last record whose last byte is wrong), or a
+//!   segment that ends inside a record with another segment after it.
+//!   Readers fail and the writer refuses to open, naming topic, partition
+//!   and offset; nothing is deleted.
+//!
+//! The file log stores no empty records, so zeros never read as records. The
+//! checksum covers the payload only, which leaves two cases the rule cannot
+//! tell from a crash, and cuts: a corrupt length field pointing past the end
+//! of the file, and a flipped byte in the very last record when that record
+//! ends in zero bytes.
+//!
+//! A reader that follows a partition across its writer's crash may hold the
+//! first bytes of the torn tail when the next writer cuts them and appends
+//! new records in their place: it notices (the file got shorter, or its
+//! bytes changed under what it buffered) and reads on from the first record
+//! it has not delivered, which the cut never reaches.
+//!
+//! # Durability (`sync`)
+//!
+//! By default a flushed record survives a crash of the process (it is in the
+//! page cache) but not of the machine. With `sync=true`:
+//!
+//! - every commit of an exactly-once capture is on disk before the capture
+//!   counts it ([`crate::CaptureStats::commits`]): everything before it is
+//!   fsynced, then the commit record is written and fsynced, so no commit
+//!   reaches the disk without the records it covers;
+//! - every flush fsyncs: the end of a stream (its final record, or final
+//!   commit), a resume's epoch record, [`crate::EventProducer::finish`], and
+//!   the segment written out before a roll; creating a segment or a topic,
+//!   and cutting a torn tail, also fsync the directories involved.
+//!
+//! It does not cover records between commits: they are written (readers see
+//! them) at every frontier change without an fsync, so a plain capture is
+//! durable only once its stream ends, and a power failure can take back
+//! records a reader has seen, including a commit whose fsync was under way
+//! (a reader sees a record once it is written, before its fsync returns).
 
 mod reader;
 mod segment;
@@ -64,8 +113,8 @@ impl FileLog {
     }
 
     /// Applies `key=value` properties: `segment.bytes` and `sync` (`true` to
-    /// fsync on every flush; by default flushed data survives a process crash
-    /// but not a power failure).
+    /// fsync every commit and flush, see the [module doc](self); by default
+    /// flushed data survives a process crash but not a power failure).
     pub fn with_properties(mut self, properties: &[(String, String)]) -> Result<Self> {
         for (key, value) in properties {
             match key.as_str() {
@@ -135,8 +184,26 @@ impl FileLog {
         let tmp = dir.join(format!("{METADATA_FILE}.tmp.{}", std::process::id()));
         let json = serde_json::to_vec_pretty(metadata).expect("metadata serializes");
         fs::write(&tmp, json).map_err(|e| Error::io(&tmp, e))?;
+        if self.sync {
+            File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+        }
         let path = dir.join(METADATA_FILE);
         fs::rename(&tmp, &path).map_err(|e| Error::io(path, e))
+    }
+
+    /// With `sync`: fsyncs the directories a new topic added entries to.
+    fn sync_topic_dirs(&self, topic: &str, partitions: u32) -> Result<()> {
+        if !self.sync {
+            return Ok(());
+        }
+        let mut dirs = vec![self.root.clone(), self.topic_dir(topic)?];
+        for partition in 0..partitions {
+            dirs.push(self.partition_dir(topic, partition)?);
+        }
+        for dir in dirs {
+            File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(&dir, e))?;
+        }
+        Ok(())
     }
 
     /// Deletes every segment of a partition, holding its writer lock meanwhile.
@@ -204,7 +271,7 @@ impl FileLog {
                 File::create(&first).map_err(|e| Error::io(first, e))?;
             }
         }
-        Ok(())
+        self.sync_topic_dirs(topic, partitions)
     }
 
     /// Opens the writer of a partition with its concrete type.

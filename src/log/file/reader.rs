@@ -1,12 +1,25 @@
 //! Reading one partition, following new segments and appends as they arrive.
+//!
+//! A reader that follows a live partition can outlive its writer: when the
+//! writer dies mid-append the reader holds the first bytes of a torn record,
+//! and the next writer truncates them and appends new records in their
+//! place. Splicing what was buffered with what is read next would make a
+//! record of both, so the reader checks that the bytes it buffered are still
+//! the file's before it trusts a record built from them: whenever it stops
+//! at the end of the file inside a record, and whenever a record fails its
+//! checks. If they are not (the file got shorter, or its bytes changed), it
+//! drops them and reads again from the first record it has not delivered:
+//! the writer cuts only a torn tail, so every record delivered before it is
+//! still there.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::segment::{
-    hop_records, open_segment, parse_record, segment_name, segments, Parsed, MAX_RECORD_BYTES, RECORD_HEADER,
+    classify_tail, hop_records, open_segment, parse_record, segment_name, segments, Parsed, Tail, RECORD_HEADER,
 };
 use crate::error::{Error, PartitionId, Result};
 use crate::log::{PartitionReader, Record};
@@ -18,9 +31,15 @@ pub struct FileReader {
     dir: PathBuf,
     segment: File,
     segment_path: PathBuf,
+    segment_base: u64,
     buffer: Vec<u8>,
     start: usize,
     end: usize,
+    /// Position in the segment just past the last byte read into `buffer`.
+    read_to: u64,
+    /// Length and modification time of the segment when the buffered bytes
+    /// were last found to be the file's: unchanged, no need to compare again.
+    verified: Option<(u64, SystemTime)>,
     /// Offset of the record at `buffer[start..]`.
     next_offset: u64,
     /// Records before this offset are skipped (reader opened mid-segment).
@@ -47,9 +66,12 @@ impl FileReader {
             dir,
             segment,
             segment_path: path,
+            segment_base: base,
             buffer: vec![0; 1 << 20],
             start: 0,
             end: 0,
+            read_to: position,
+            verified: None,
             next_offset: base + records,
             skip_until: offset,
         })
@@ -71,17 +93,94 @@ impl FileReader {
         }
         let read = self.segment.read(&mut self.buffer[self.end..]).map_err(|e| Error::io(&self.segment_path, e))?;
         self.end += read;
+        self.read_to += read as u64;
         Ok(read)
     }
 
-    /// Whether bytes exist beyond what has been read: in this segment or a later one.
-    fn more_follows(&self) -> Result<bool> {
-        Ok(self.next_segment()?.is_some())
+    /// Position in the segment of `buffer[start]`: the first record not delivered.
+    fn undelivered_position(&self) -> u64 {
+        self.read_to - (self.end - self.start) as u64
     }
 
-    fn next_segment(&self) -> Result<Option<PathBuf>> {
-        let path = self.dir.join(segment_name(self.next_offset));
-        Ok(if path != self.segment_path && path.exists() { Some(path) } else { None })
+    /// Whether the buffered bytes are no longer the segment's: a writer cut
+    /// them (a torn tail) and may have appended others in their place.
+    fn rewritten(&mut self) -> Result<bool> {
+        if self.start == self.end {
+            return Ok(false);
+        }
+        let path = &self.segment_path;
+        let metadata = self.segment.metadata().map_err(|e| Error::io(path, e))?;
+        if metadata.len() < self.read_to {
+            return Ok(true);
+        }
+        let snapshot = (metadata.len(), metadata.modified().map_err(|e| Error::io(path, e))?);
+        if self.verified == Some(snapshot) {
+            return Ok(false);
+        }
+        let mut position = self.undelivered_position();
+        let mut on_disk = vec![0u8; (self.end - self.start).min(1 << 20)];
+        for buffered in self.buffer[self.start..self.end].chunks(on_disk.len()) {
+            let on_disk = &mut on_disk[..buffered.len()];
+            match self.segment.read_exact_at(on_disk, position) {
+                Ok(()) if on_disk == buffered => position += buffered.len() as u64,
+                Ok(()) => return Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(true),
+                Err(e) => return Err(Error::io(path, e)),
+            }
+        }
+        self.verified = Some(snapshot);
+        Ok(false)
+    }
+
+    /// Drops the buffered bytes and reads again from the first record not
+    /// delivered.
+    fn reread_undelivered(&mut self) -> Result<()> {
+        let position = self.undelivered_position();
+        let len = self.segment.metadata().map_err(|e| Error::io(&self.segment_path, e))?.len();
+        if len < position {
+            return Err(self.corrupt(format!(
+                "{} shrank to {len} bytes, below records already read (to byte {position})",
+                self.segment_path.display()
+            )));
+        }
+        self.segment.seek(SeekFrom::Start(position)).map_err(|e| Error::io(&self.segment_path, e))?;
+        (self.start, self.end, self.read_to, self.verified) = (0, 0, position, None);
+        Ok(())
+    }
+
+    /// The segment after the current one, if it exists yet.
+    fn next_segment(&self) -> Result<Option<(u64, PathBuf)>> {
+        Ok(segments(&self.dir)?.into_iter().find(|(base, _)| *base > self.segment_base))
+    }
+
+    /// At the end of the segment, with `next` following it: moves to `next`
+    /// unless more of this one is to be read. The writer wrote this segment
+    /// out before it created the next, so whatever is read now is the rest
+    /// of this one (moving on at the first end seen could skip it).
+    fn leave_for(&mut self, (base, next): (u64, PathBuf)) -> Result<()> {
+        if self.fill()? > 0 {
+            return Ok(());
+        }
+        if self.start != self.end {
+            // A new writer that cut our torn tail may have rolled since.
+            if self.rewritten()? {
+                return self.reread_undelivered();
+            }
+            return Err(self.corrupt(format!(
+                "segment {} ends inside a record but a later segment exists",
+                self.segment_path.display()
+            )));
+        }
+        if base != self.next_offset {
+            return Err(self.corrupt(format!(
+                "segment {} ends here but the next one, {}, starts at offset {base}",
+                self.segment_path.display(),
+                next.display()
+            )));
+        }
+        self.segment = open_segment(&next)?;
+        (self.segment_path, self.segment_base, self.read_to, self.verified) = (next, base, 0, None);
+        Ok(())
     }
 
     /// Finds the next whole record in the buffer, reading as needed, without
@@ -99,34 +198,35 @@ impl FileReader {
                     }
                     return Ok(Some((offset, payload_start, payload_start + payload_len)));
                 }
-                Parsed::BadLength(len) => {
-                    return Err(self.corrupt(format!("record length {len} exceeds {MAX_RECORD_BYTES}")));
-                }
-                Parsed::BadChecksum { stored, computed, record_len } => {
-                    // A bad last record is a torn tail unless data follows it.
-                    let follows_in_buffer = self.end > self.start + record_len;
-                    if follows_in_buffer || self.fill()? > 0 || self.more_follows()? {
-                        return Err(
-                            self.corrupt(format!("checksum mismatch (stored {stored:08x}, computed {computed:08x})"))
-                        );
-                    }
-                    return Ok(None);
-                }
                 Parsed::Partial => {
                     if self.fill()? > 0 {
                         continue;
                     }
+                    // At the end of the file, maybe inside a torn record.
+                    if self.rewritten()? {
+                        self.reread_undelivered()?;
+                        continue;
+                    }
                     match self.next_segment()? {
-                        Some(path) if self.start == self.end => {
-                            self.segment = open_segment(&path)?;
-                            self.segment_path = path;
-                        }
-                        Some(_) => {
-                            return Err(self.corrupt(format!(
-                                "segment {} ends inside a record but a later segment exists",
-                                self.segment_path.display()
-                            )));
-                        }
+                        Some(next) => self.leave_for(next)?,
+                        None => return Ok(None),
+                    }
+                }
+                bad => {
+                    if self.rewritten()? {
+                        self.reread_undelivered()?;
+                        continue;
+                    }
+                    if classify_tail(&self.buffer[self.start..self.end], false) == Tail::Corrupt {
+                        return Err(self.corrupt(bad.reason()));
+                    }
+                    if self.fill()? > 0 {
+                        continue; // more bytes decide it
+                    }
+                    // A torn tail, which the next writer cuts; in a segment
+                    // that another follows, corruption.
+                    match self.next_segment()? {
+                        Some(next) => self.leave_for(next)?,
                         None => return Ok(None),
                     }
                 }

@@ -45,6 +45,7 @@
 
 mod admin;
 mod config;
+mod ordering;
 mod producer;
 mod quick_close;
 mod reader;
@@ -214,6 +215,10 @@ impl KafkaLog {
 impl LogBackend for KafkaLog {
     fn name(&self) -> &'static str {
         "kafka"
+    }
+
+    fn check_exactly_once(&self) -> Result<()> {
+        self.check_exactly_once_settings()
     }
 
     fn topic_info(&self, topic: &str) -> Result<Option<TopicInfo>> {

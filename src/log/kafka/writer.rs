@@ -129,6 +129,12 @@ impl PartitionWriter for KafkaWriter {
         self.check_deliveries()
     }
 
+    /// Everything [`PartitionWriter::flush`] checks: every record reported,
+    /// none failed, at contiguous offsets.
+    fn check_stored(&mut self) -> Result<()> {
+        self.flush()
+    }
+
     fn max_record_bytes(&self) -> usize {
         self.max_record
     }
