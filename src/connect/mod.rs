@@ -8,3 +8,6 @@
 
 pub mod sink;
 pub mod source;
+pub mod status;
+
+pub use status::ConnectorStatus;

@@ -20,6 +20,15 @@
 //! it, so a restarted job resumes without losing or re-emitting finished
 //! output. Records emitted but not yet finished when a job dies are consumed
 //! again after the restart (at-least-once for unfinished work).
+//!
+//! Failures never panic (see [`crate::connect::status`]): a consumer that
+//! cannot be created, subscribe or assign, a missing topic, a fatal consumer
+//! error, or a broker that stays unreachable (errors and no record for
+//! `broker_timeout`, and then no metadata answer) is recorded in
+//! `config.status` and closes the source's frontier; so does a failure
+//! anywhere else in the computation. After a failure no offset is committed:
+//! the closed frontier finished nothing. Transient errors are counted and
+//! printed once each.
 
 mod config;
 mod fetch_end;
@@ -39,9 +48,11 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 
+use crate::connect::status::reason;
+use crate::error::Error;
 pub use config::{time, SourceConfig, SourceEnd, SourceRecord};
 use fetch_end::fetched_high_watermark;
-use reader::{apply_rebalances, is_fatal, open_reader, PartitionState, Rebalances};
+use reader::{apply_rebalances, is_fatal, open_reader, topic_partitions, PartitionState, Rebalances};
 
 /// Reads `topic` into a stream of `D` at times chosen by `logic`.
 ///
@@ -73,11 +84,29 @@ where
         let capability = capabilities.pop().expect("one output, one capability");
         let activator = scope.activator_for(info.address);
         let changes = Arc::new(Mutex::new(Rebalances::default()));
-        let mut reader = open_reader(&config, &topic, index, peers, changes.clone(), commit_probe);
-        let mut partitions: BTreeMap<u32, PartitionState> = BTreeMap::new();
+        let context = format!("kafka source of topic '{topic}'");
+        let status = config.status.clone();
         let mut capability: Option<Capability<u64>> = Some(capability);
+        let mut reader = match open_reader(&config, &topic, index, peers, changes.clone(), commit_probe) {
+            Ok(reader) => Some(reader),
+            Err(error) => {
+                status.fail(&context, error);
+                capability = None;
+                None
+            }
+        };
+        let mut partitions: BTreeMap<u32, PartitionState> = BTreeMap::new();
         let mut ever_assigned = false;
+        // Since when errors arrived and no record did (the broker may be gone).
+        let mut unhealthy_since: Option<Instant> = None;
         move |_frontiers| {
+            let Some(reader) = reader.as_mut() else { return false };
+            if status.failed_anywhere() {
+                // The closed frontier finished nothing: commit no offset.
+                reader.failed = true;
+                capability = None;
+                return false;
+            }
             let Some(cap) = capability.as_mut() else {
                 // Released: wait for the output to finish, then commit its offsets.
                 if reader.probe.as_ref().is_none_or(|p| p.done()) {
@@ -94,6 +123,9 @@ where
             while read < config.batch && !config.stop.load(Ordering::Relaxed) {
                 let Some(result) = reader.consumer.poll(Duration::ZERO) else { break };
                 apply_rebalances(&config, &changes, &mut partitions, cap.time(), &mut ever_assigned);
+                if !matches!(result, Err(ref error) if !matches!(error, KafkaError::PartitionEOF(_))) {
+                    unhealthy_since = None;
+                }
                 match result {
                     Ok(message) => {
                         read += 1;
@@ -142,10 +174,29 @@ where
                             }
                         }
                     }
+                    Err(error) if is_fatal(&error) => {
+                        status.fail(&context, Error::Kafka(error.to_string()));
+                        reader.failed = true;
+                        capability = None;
+                        return false;
+                    }
                     Err(error) => {
-                        if is_fatal(&error) {
-                            panic!("kafka source: topic '{}': {error}", reader.topic);
-                        }
+                        status.warn(format!("kafka source of topic '{}': {error}", reader.topic));
+                        unhealthy_since.get_or_insert_with(Instant::now);
+                    }
+                }
+            }
+            if let Some(since) = unhealthy_since.filter(|since| since.elapsed() >= config.broker_timeout) {
+                // Errors and no record for the whole timeout: is the broker there at all?
+                let probe_timeout = config.broker_timeout.min(Duration::from_secs(5));
+                match topic_partitions(&reader.consumer, &reader.topic, probe_timeout) {
+                    Ok(_) => unhealthy_since = None,
+                    Err(error) => {
+                        let reason = format!("broker unreachable for {:?} ({})", since.elapsed(), reason(&error));
+                        status.fail(&context, Error::Kafka(reason));
+                        reader.failed = true;
+                        capability = None;
+                        return false;
                     }
                 }
             }

@@ -11,6 +11,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use timely::dataflow::ProbeHandle;
 
 use super::config::{SourceConfig, SourceEnd};
+use crate::error::Error;
 use crate::log::kafka::PRODUCER_ONLY;
 
 /// Assignment changes reported by librdkafka's rebalance callbacks.
@@ -71,13 +72,16 @@ pub(super) struct Reader {
     /// Next offset per partition of everything finished so far.
     pub(super) finished: HashMap<u32, u64>,
     pub(super) probe: Option<ProbeHandle<u64>>,
+    /// Set when the computation failed: its closed frontier finished
+    /// nothing, so no offset may be committed any more.
+    pub(super) failed: bool,
 }
 
 impl Reader {
     /// Moves the offsets of every time the probe has passed (or of every time,
     /// with `all`) into `finished`, and commits them.
     pub(super) fn commit_finished(&mut self, all: bool, mode: CommitMode) {
-        if !self.group {
+        if !self.group || self.failed {
             return;
         }
         let mut changed = false;
@@ -127,12 +131,27 @@ impl Drop for Reader {
     }
 }
 
+/// Whether a consumer error ends the source: librdkafka's fatal errors and
+/// those no retry can fix (a missing topic, a refused authorization, an
+/// offset deleted by retention).
 pub(super) fn is_fatal(error: &KafkaError) -> bool {
     use rdkafka::error::RDKafkaErrorCode::*;
-    matches!(
-        error,
-        KafkaError::MessageConsumption(UnknownTopicOrPartition | TopicAuthorizationFailed | GroupAuthorizationFailed)
-    )
+    let code = match error {
+        KafkaError::MessageConsumption(code) | KafkaError::MessageConsumptionFatal(code) => *code,
+        KafkaError::Global(code) => *code,
+        _ => return false,
+    };
+    matches!(error, KafkaError::MessageConsumptionFatal(_))
+        || matches!(
+            code,
+            UnknownTopicOrPartition
+                | UnknownTopic
+                | TopicAuthorizationFailed
+                | GroupAuthorizationFailed
+                | OffsetOutOfRange
+                | AutoOffsetReset
+                | Fatal
+        )
 }
 
 pub(super) fn open_reader(
@@ -142,7 +161,7 @@ pub(super) fn open_reader(
     peers: usize,
     changes: Arc<Mutex<Rebalances>>,
     probe: Option<ProbeHandle<u64>>,
-) -> Reader {
+) -> Result<Reader, Error> {
     let group = config.group_id.clone();
     let group_id = group.clone().unwrap_or_else(|| "timely-kafka-source".into());
     let defaults: &[(&str, &str)] = &[
@@ -159,35 +178,52 @@ pub(super) fn open_reader(
         .kafka
         .config(defaults, PRODUCER_ONLY)
         .create_with_context(context)
-        .unwrap_or_else(|e| panic!("kafka source: cannot create consumer: {e}"));
+        .map_err(|e| Error::Kafka(format!("cannot create consumer: {e}")))?;
     if group.is_some() {
-        consumer.subscribe(&[topic]).unwrap_or_else(|e| panic!("kafka source: subscribe to '{topic}': {e}"));
+        consumer.subscribe(&[topic]).map_err(|e| Error::Kafka(format!("cannot subscribe: {e}")))?;
     } else {
-        let partitions = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(30))
-            .ok()
-            .and_then(|m| m.topics().iter().find(|t| t.name() == topic).map(|t| t.partitions().len() as u32))
-            .filter(|n| *n > 0)
-            .unwrap_or_else(|| panic!("kafka source: topic '{topic}' does not exist or has no partitions"));
+        let partitions = topic_partitions(&consumer, topic, config.broker_timeout)?;
         let mine: Vec<u32> = (0..partitions).filter(|p| *p as usize % peers == index).collect();
         let mut list = TopicPartitionList::new();
         for partition in &mine {
             let _ = list.add_partition_offset(topic, *partition as i32, Offset::Beginning);
         }
-        consumer.assign(&list).unwrap_or_else(|e| panic!("kafka source: assign '{topic}': {e}"));
+        consumer.assign(&list).map_err(|e| Error::Kafka(format!("cannot assign partitions: {e}")))?;
         if let Ok(mut changes) = changes.lock() {
             changes.assigned.extend(mine);
             changes.settled = true;
         }
     }
-    Reader {
+    Ok(Reader {
         consumer,
         topic: topic.to_string(),
         group: group.is_some(),
         pending: BTreeMap::new(),
         finished: HashMap::new(),
         probe,
+        failed: false,
+    })
+}
+
+/// The partition count of `topic`: an error if the broker does not answer
+/// within `timeout` or the topic does not exist.
+pub(super) fn topic_partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<u32, Error> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| Error::Kafka(format!("no metadata within {timeout:?}: {e}")))?;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len() as u32);
+    if partitions == 0 {
+        return Err(Error::MissingTopic(topic.to_string()));
     }
+    Ok(partitions)
 }
 
 /// Applies assignment changes: new partitions start at the current frontier.
