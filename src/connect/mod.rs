@@ -6,6 +6,7 @@
 //! records to a topic. They use [`crate::log::kafka`] for client
 //! configuration and nothing from [`crate::capture`].
 
+pub mod exactly_once;
 pub mod sink;
 pub mod source;
 pub mod status;

@@ -62,10 +62,11 @@ impl std::fmt::Debug for ConnectorStatus {
 impl ConnectorStatus {
     /// Records `error` as this connector's failure (the first one wins),
     /// its message prefixed by `what` (e.g. "kafka sink to topic 'out'")
-    /// unless it already names the topic on its own.
+    /// unless it already names the topic on its own (or `what` is empty).
     pub(crate) fn fail(&self, what: &str, error: Error) {
         let error = match error {
             Error::MissingTopic(_) => error,
+            other if what.is_empty() => other,
             other => Error::Kafka(format!("{what}: {}", reason(&other))),
         };
         self.shared.failure.record("connector failed", error);

@@ -10,6 +10,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use timely::dataflow::ProbeHandle;
 
+use super::binding::SourceResume;
 use super::config::{SourceConfig, SourceEnd};
 use crate::error::Error;
 use crate::log::kafka::PRODUCER_ONLY;
@@ -59,6 +60,8 @@ pub(super) struct PartitionState {
     /// arrives (see [`super::fetch_end`]).
     pub(super) end_pending: bool,
     pub(super) done: bool,
+    /// The offset after the last record delivered (exactly-once mode).
+    pub(super) next_offset: u64,
 }
 
 /// The source's consumer and its offset bookkeeping. Commits everything
@@ -161,15 +164,22 @@ pub(super) fn open_reader(
     peers: usize,
     changes: Arc<Mutex<Rebalances>>,
     probe: Option<ProbeHandle<u64>>,
+    resume: Option<&SourceResume>,
 ) -> Result<Reader, Error> {
     let group = config.group_id.clone();
+    if group.is_some() && resume.is_some() {
+        return Err(Error::Config(
+            "exactly-once reading assigns partitions itself: a consumer group cannot be used".into(),
+        ));
+    }
     let group_id = group.clone().unwrap_or_else(|| "timely-kafka-source".into());
     let defaults: &[(&str, &str)] = &[
         ("group.id", &group_id),
         ("enable.auto.commit", "false"),
         ("enable.auto.offset.store", "false"),
         ("enable.partition.eof", "true"),
-        ("auto.offset.reset", "earliest"),
+        // Exactly once: an offset deleted by retention is an error, never a jump.
+        ("auto.offset.reset", if resume.is_some() { "error" } else { "earliest" }),
         ("fetch.wait.max.ms", "10"),
         ("allow.auto.create.topics", "false"),
     ];
@@ -186,7 +196,15 @@ pub(super) fn open_reader(
         let mine: Vec<u32> = (0..partitions).filter(|p| *p as usize % peers == index).collect();
         let mut list = TopicPartitionList::new();
         for partition in &mine {
-            let _ = list.add_partition_offset(topic, *partition as i32, Offset::Beginning);
+            let offset = match resume {
+                Some(resume) => {
+                    let from = resume.read_from(*partition);
+                    check_retained(&consumer, topic, *partition, from, config.broker_timeout)?;
+                    Offset::Offset(from as i64)
+                }
+                None => Offset::Beginning,
+            };
+            let _ = list.add_partition_offset(topic, *partition as i32, offset);
         }
         consumer.assign(&list).map_err(|e| Error::Kafka(format!("cannot assign partitions: {e}")))?;
         if let Ok(mut changes) = changes.lock() {
@@ -203,6 +221,27 @@ pub(super) fn open_reader(
         probe,
         failed: false,
     })
+}
+
+/// Fails unless `partition` still holds `from` (retention may have deleted
+/// it: reading on would silently skip records the committed state needs).
+fn check_retained<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: u32,
+    from: u64,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let (low, _high) = consumer.fetch_watermarks(topic, partition as i32, timeout).map_err(|e| {
+        Error::Kafka(format!("topic '{topic}' partition {partition}: no offsets within {timeout:?}: {e}"))
+    })?;
+    if low > from as i64 {
+        return Err(Error::Kafka(format!(
+            "topic '{topic}' partition {partition}: records from offset {from} are needed but retention deleted \
+             everything below offset {low}; the pipeline cannot continue exactly once"
+        )));
+    }
+    Ok(())
 }
 
 /// The partition count of `topic`: an error if the broker does not answer
@@ -253,7 +292,14 @@ pub(super) fn apply_rebalances(
         };
         let end_pending = config.end == SourceEnd::CurrentEnd;
         let done = end == Some(0);
-        let state = PartitionState { watermark: *frontier, last_record: Instant::now(), end, end_pending, done };
+        let state = PartitionState {
+            watermark: *frontier,
+            last_record: Instant::now(),
+            end,
+            end_pending,
+            done,
+            next_offset: 0,
+        };
         partitions.insert(partition, state);
     }
     if let Ok(mut assigned) = config.assigned.lock() {
