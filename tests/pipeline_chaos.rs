@@ -1,0 +1,236 @@
+//! The proof of the exactly-once pipeline, on Apache Kafka (set
+//! `KAFKA_BROKERS`; skipped with a printed line otherwise).
+//!
+//! kafka-python (an independent client: tests/interop/chaos_words.py) writes
+//! unique lines continuously in small batches while `word_count
+//! --exactly-once --live --idle-exit 8 -w 2` is SIGKILLed at
+//! `CHAOS_KILLS` (default 20) random moments (random run times, so some
+//! land during start-up, fencing or the progress read, others mid-commit)
+//! and started again each time with the same arguments; twice an instance
+//! is SIGSTOPped while a new one takes over, then SIGCONTed: that zombie must
+//! be fenced (it ends with an error saying so) and write nothing. Finally
+//! the pipeline runs to its end, and kafka-python reads the output with
+//! read_committed: each word's counts strictly increase, no (word, count)
+//! repeats, the last count equals the word's occurrences in the input.
+//!
+//! The seed is printed; `CHAOS_SEED=<seed>` replays the same schedule.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const WORKERS: &str = "2";
+const LINES: u64 = 6000;
+const BATCH: u64 = 20;
+const PAUSE_MS: u64 = 150;
+const ZOMBIES: usize = 2;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The venv with kafka-python that scripts/interop.sh uses (created if missing).
+fn python() -> PathBuf {
+    let venv = root().join("target/interop-venv");
+    let python = venv.join("bin/python");
+    let ready = |python: &Path| Command::new(python).args(["-c", "import kafka"]).status().is_ok_and(|s| s.success());
+    if !ready(&python) {
+        let created = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().unwrap();
+        assert!(created.success(), "python3 -m venv failed");
+        let pip = Command::new(venv.join("bin/pip")).args(["install", "--quiet", "kafka-python"]).status().unwrap();
+        assert!(pip.success(), "pip install kafka-python failed");
+    }
+    python
+}
+
+fn interop(python: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(python);
+    command.arg(root().join("tests/interop/chaos_words.py")).args(args);
+    command
+}
+
+fn build_word_count() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo).current_dir(root()).args(["build", "--quiet", "--example", "word_count"]).status();
+    assert!(built.unwrap().success(), "cargo build --example word_count failed");
+    root().join("target/debug/examples/word_count")
+}
+
+/// One running instance of the pipeline, its output in files.
+struct Instance {
+    child: Child,
+    name: String,
+    stderr: PathBuf,
+    started: Instant,
+}
+
+impl Instance {
+    fn start(binary: &Path, brokers: &str, input: &str, output: &str, dir: &Path, name: String) -> Instance {
+        let stderr = dir.join(format!("{name}.err"));
+        let child = Command::new(binary)
+            .args(["--brokers", brokers, "--input", input, "--output", output, "--exactly-once", "--live"])
+            .args(["--idle-exit", "8", "-w", WORKERS, "--interval-ms", "200", "--commit-interval-ms", "100"])
+            .stdout(std::fs::File::create(dir.join(format!("{name}.out"))).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Instance { child, name, stderr, started: Instant::now() }
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: signals a child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0, "kill {}", self.name);
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Whether it had got past start-up (fenced, read the progress).
+    fn resumed(&self) -> bool {
+        self.stderr().contains("resuming after commit")
+    }
+
+    /// Waits for it to exit, at most `limit`; its status.
+    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("{} did not exit within {limit:?}; stderr: {}", self.name, self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(mut self) -> bool {
+        let resumed = self.resumed();
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+        resumed
+    }
+}
+
+/// The commit an instance resumed after, from its start-up line.
+fn resumed_commit(stderr: &str) -> Option<u64> {
+    let line = stderr.lines().find(|l| l.contains("resuming after commit"))?;
+    line.split_whitespace().skip_while(|w| *w != "commit").nth(1)?.parse().ok()
+}
+
+#[test]
+fn word_count_exactly_once_survives_kills_and_zombies() {
+    let Ok(brokers) = std::env::var("KAFKA_BROKERS") else {
+        println!("pipeline_chaos: skipped (set KAFKA_BROKERS to an Apache Kafka with transactions)");
+        return;
+    };
+    let _deadline = common::deadline();
+    let seed: u64 = std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    let kills: usize = std::env::var("CHAOS_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    println!("pipeline_chaos: seed {seed} (CHAOS_SEED={seed} replays it), {kills} kills, {ZOMBIES} zombies");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let binary = build_word_count();
+    let python = python();
+    let dir = tempfile::tempdir_in(root().join("target")).unwrap();
+    let run = format!("chaos-{}-{seed}", std::process::id());
+    let (input, output) = (format!("{run}-lines"), format!("{run}-counts"));
+    let topics = interop(&python, &["topics", &brokers, &input, &output, "2"]).status().unwrap();
+    assert!(topics.success(), "creating the topics failed");
+
+    let mut writer = interop(
+        &python,
+        &[
+            "produce",
+            &brokers,
+            &input,
+            &LINES.to_string(),
+            &BATCH.to_string(),
+            &PAUSE_MS.to_string(),
+            &seed.to_string(),
+        ],
+    )
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+
+    // Which kills become zombie take-overs.
+    let mut zombie_at: Vec<usize> = Vec::new();
+    while zombie_at.len() < ZOMBIES.min(kills) {
+        let at = rng.random_range(1..kills.max(2));
+        if !zombie_at.contains(&at) {
+            zombie_at.push(at);
+        }
+    }
+    let start = |n: usize| Instance::start(&binary, &brokers, &input, &output, dir.path(), format!("instance-{n}"));
+    let mut landed_after_start_up = 0;
+    let mut commits_seen = Vec::new();
+    let mut next = 0;
+    let mut current = start(next);
+    for kill in 0..kills {
+        std::thread::sleep(Duration::from_millis(rng.random_range(100..3000)));
+        if zombie_at.contains(&kill) {
+            // Freeze it, let a new instance take over, then wake it up.
+            current.signal(libc::SIGSTOP);
+            next += 1;
+            let successor = start(next);
+            std::thread::sleep(Duration::from_millis(rng.random_range(1500..4000)));
+            let mut zombie = std::mem::replace(&mut current, successor);
+            zombie.signal(libc::SIGCONT);
+            let status = zombie.wait(Duration::from_secs(60));
+            let stderr = zombie.stderr();
+            println!(
+                "pipeline_chaos: zombie {} (stopped {:?} after start) ended with {status}: {}",
+                zombie.name,
+                zombie.started.elapsed(),
+                stderr.lines().last().unwrap_or("")
+            );
+            assert!(!status.success(), "zombie {} ended successfully: {stderr}", zombie.name);
+            assert!(
+                stderr.contains("fenced") || stderr.contains("Fenced") || !zombie.resumed(),
+                "zombie {} failed without being fenced: {stderr}",
+                zombie.name
+            );
+            std::thread::sleep(Duration::from_millis(rng.random_range(100..2000)));
+        }
+        let ran = current.started.elapsed();
+        let name = current.name.clone();
+        commits_seen.extend(resumed_commit(&current.stderr()));
+        let resumed = current.kill();
+        landed_after_start_up += usize::from(resumed);
+        println!(
+            "pipeline_chaos: kill {kill}: SIGKILL {name} after {ran:?} ({})",
+            if resumed { "running" } else { "during start-up" }
+        );
+        next += 1;
+        current = start(next);
+    }
+    let written = writer.wait().unwrap();
+    assert!(written.success(), "the kafka-python writer failed");
+    // Run to the end: idle for 8 s after the last line, then the last commit.
+    let status = current.wait(Duration::from_secs(150));
+    let stderr = current.stderr();
+    assert!(status.success(), "the final run failed: {stderr}");
+    let last = resumed_commit(&stderr).expect("the final run resumed");
+    commits_seen.push(last);
+    println!(
+        "pipeline_chaos: {kills} kills ({landed_after_start_up} after start-up), final run resumed after commit {last}; \
+         commits at each restart: {commits_seen:?}"
+    );
+    assert!(landed_after_start_up > 0, "every kill landed during start-up: the schedule tested nothing");
+    assert!(commits_seen.windows(2).all(|w| w[0] <= w[1]), "a restart resumed from an older commit: {commits_seen:?}");
+    assert!(last > 0, "nothing was committed before the final run");
+
+    let check = interop(&python, &["check", &brokers, &input, &output]).output().unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    println!("{report}");
+    assert!(check.status.success(), "the output is not exact: {}", String::from_utf8_lossy(&check.stderr));
+    assert!(report.contains(&format!("lines={LINES}")), "the input does not hold every line: {report}");
+}
