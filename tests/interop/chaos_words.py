@@ -35,14 +35,17 @@ def line(rng, i):
 def produce(brokers, topic, lines, batch, pause_ms, seed):
     rng = random.Random(seed)
     producer = KafkaProducer(bootstrap_servers=brokers, acks="all", linger_ms=5)
+    size = 0
     for start in range(0, lines, batch):
-        futures = [producer.send(topic, value=line(rng, i).encode()) for i in range(start, min(lines, start + batch))]
+        values = [line(rng, i).encode() for i in range(start, min(lines, start + batch))]
+        size += sum(len(value) for value in values)
+        futures = [producer.send(topic, value=value) for value in values]
         producer.flush()
         for future in futures:
             future.get(timeout=30)
         time.sleep(pause_ms / 1000)
     producer.close()
-    print(f"chaos-produce: {lines} lines")
+    print(f"chaos-produce: {lines} lines {size} bytes")
 
 
 def read_to_end(brokers, topic, isolation, limit_s=90.0):
