@@ -234,3 +234,29 @@ fn word_count_exactly_once_survives_kills_and_zombies() {
     assert!(check.status.success(), "the output is not exact: {}", String::from_utf8_lossy(&check.stderr));
     assert!(report.contains(&format!("lines={LINES}")), "the input does not hold every line: {report}");
 }
+
+#[test]
+fn a_transaction_timeout_above_the_broker_maximum_is_refused_at_start() {
+    let Ok(brokers) = std::env::var("KAFKA_BROKERS") else {
+        println!("pipeline_chaos: skipped (set KAFKA_BROKERS to an Apache Kafka with transactions)");
+        return;
+    };
+    use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
+    use timely_kafka::log::{kafka::KafkaLog, LogBackend};
+    let _deadline = common::deadline();
+    let log = KafkaLog::new(&brokers, &[]).unwrap();
+    let topic = format!("chaos-timeout-{}", std::process::id());
+    for name in [&topic, &format!("{topic}-out")] {
+        log.create_topic(name, 1, timely_kafka::CodecId::None, false).unwrap();
+    }
+    let mut config = ExactlyOnceConfig::new(log, &topic, &format!("{topic}-out"));
+    // Kafka's default transaction.max.timeout.ms is 15 minutes.
+    config.transaction_timeout = Duration::from_secs(16 * 60);
+    let result = timely_kafka::capture::worker::execute(timely::Config::process(2), move |w| {
+        exactly_once::open(w, &config).map(|_| ())
+    });
+    let message = result.unwrap_err().to_string();
+    println!("pipeline_chaos: {message}");
+    assert!(message.contains("transaction.max.timeout.ms"), "{message}");
+    assert!(!message.contains('\n'));
+}

@@ -124,3 +124,24 @@ pub(super) fn read_progress(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_progress_record_reads_back_as_written() {
+        let progress = Progress {
+            format: PROGRESS_FORMAT,
+            writer: "timely-kafka.lines.counts".into(),
+            commit: 7,
+            frontier: 1_700_000_000_200,
+            input: "lines".into(),
+            offsets: [(0, 120), (1, 0), (12, 9)].into(),
+            starts: [(0, 0), (1, 0), (12, 3)].into(),
+        };
+        let bytes = serde_json::to_vec(&progress).unwrap();
+        assert_eq!(serde_json::from_slice::<Progress>(&bytes).unwrap(), progress);
+        assert_ne!(probe_key(&progress.writer).as_bytes(), progress.writer.as_bytes());
+    }
+}

@@ -189,3 +189,20 @@ pub(super) fn build<'scope, K, V>(
         },
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_stops_at_the_time_boundary_past_the_size_bound() {
+        let outputs: Outputs<Vec<u8>, Vec<u8>> =
+            (0..10u64).map(|t| (t * 2, vec![(vec![0u8; 10], vec![0u8; 90]); 3])).collect();
+        // 300 bytes per time.
+        assert_eq!(commit_frontier(&outputs, 20, 1 << 20), 20);
+        assert_eq!(commit_frontier(&outputs, 20, 300), 1);
+        assert_eq!(commit_frontier(&outputs, 20, 700), 5);
+        assert_eq!(commit_frontier(&outputs, 3, 700), 3);
+        assert_eq!(commit_frontier(&Outputs::<Vec<u8>, Vec<u8>>::new(), 7, 1), 7);
+    }
+}

@@ -120,3 +120,80 @@ impl Binder {
         self.reported.drain().map(|((time, partition), next)| (time, (partition, next)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn resume(frontier: u64, bound: &[(u32, u64)], replay_from_start: bool) -> SourceResume {
+        SourceResume {
+            frontier,
+            offsets: bound.iter().copied().collect(),
+            starts: bound.iter().map(|(p, _)| (*p, 0)).collect(),
+            replay_from_start,
+        }
+    }
+
+    fn state() -> PartitionState {
+        PartitionState {
+            watermark: 0,
+            last_record: Instant::now(),
+            end: None,
+            end_pending: false,
+            done: false,
+            next_offset: 0,
+        }
+    }
+
+    #[test]
+    fn records_stay_on_their_side_of_the_committed_frontier() {
+        let binder = Binder::new(resume(10, &[(0, 5)], true));
+        // Below the binding: before F, whatever the time function says.
+        assert_eq!(binder.time(0, 4, 3), 3);
+        assert_eq!(binder.time(0, 4, 25), 9);
+        // At or after it: at F or later.
+        assert_eq!(binder.time(0, 5, 3), 10);
+        assert_eq!(binder.time(0, 6, 25), 25);
+        // A partition the commit does not name is bound at its start (0).
+        assert_eq!(binder.time(7, 0, 3), 10);
+    }
+
+    #[test]
+    fn nothing_committed_changes_no_time() {
+        let binder = Binder::new(SourceResume::default());
+        assert_eq!((binder.time(0, 0, 0), binder.time(3, 9, 42)), (0, 42));
+        assert!(!binder.below(0, 0));
+    }
+
+    #[test]
+    fn replay_from_start_reads_below_the_binding_and_seeking_does_not() {
+        let mut partitions: BTreeMap<u32, PartitionState> = [(0, state()), (1, state())].into();
+        let mut binder = Binder::new(resume(10, &[(0, 5), (1, 0)], true));
+        binder.initialize(&mut partitions);
+        // Partition 0 re-reads from 0 (below its binding: never idle), at times
+        // from 0; partition 1 has nothing below its binding: it starts at F.
+        assert_eq!((partitions[&0].next_offset, partitions[&0].watermark), (0, 0));
+        assert_eq!((partitions[&1].next_offset, partitions[&1].watermark), (0, 10));
+        assert!(binder.below(0, 0) && binder.below(0, 4) && !binder.below(0, 5));
+
+        let mut partitions: BTreeMap<u32, PartitionState> = [(0, state())].into();
+        let mut binder = Binder::new(resume(10, &[(0, 5)], false));
+        binder.initialize(&mut partitions);
+        assert_eq!((partitions[&0].next_offset, partitions[&0].watermark), (5, 10));
+        assert!(!binder.below(0, 5));
+    }
+
+    #[test]
+    fn reports_carry_the_next_offset_per_time_and_partition() {
+        let mut binder = Binder::new(SourceResume::default());
+        binder.report(1, 0, 3);
+        binder.report(1, 0, 7);
+        binder.report(1, 1, 2);
+        binder.report(2, 0, 8);
+        let mut reports: Vec<_> = binder.drain().collect();
+        reports.sort();
+        assert_eq!(reports, vec![(1, (0, 8)), (1, (1, 3)), (2, (0, 9))]);
+        assert_eq!(binder.drain().count(), 0);
+    }
+}
