@@ -246,7 +246,12 @@ fn main() {
         };
         let pipeline = match (&args.output, args.exactly_once) {
             (Some(output), true) => {
-                Some(exactly_once::open(worker, &ExactlyOnceConfig::new(kafka.clone(), &args.topic, output))?)
+                let pipeline = exactly_once::open(worker, &ExactlyOnceConfig::new(kafka.clone(), &args.topic, output))?;
+                if worker.index() == 0 {
+                    let resume = pipeline.resume();
+                    eprintln!("{PROGRAM}: resuming after commit {} at frontier {}", resume.commit, resume.frontier);
+                }
+                Some(pipeline)
             }
             _ => None,
         };

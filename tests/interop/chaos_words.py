@@ -48,9 +48,10 @@ def produce(brokers, topic, lines, batch, pause_ms, seed):
     print(f"chaos-produce: {lines} lines {size} bytes")
 
 
-def read_to_end(brokers, topic, isolation, limit_s=90.0):
+def read_to_end(brokers, topic, isolation, limit_s=90.0, with_timestamps=False):
     """Every record of `topic` up to the end offsets asked for at the start
-    (the last stable offsets, read_committed), as (partition, offset, key, value)."""
+    (the last stable offsets, read_committed), as (partition, offset, key,
+    value), plus the timestamp if asked."""
     consumer = KafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False, isolation_level=isolation)
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     if not partitions:
@@ -64,7 +65,10 @@ def read_to_end(brokers, topic, isolation, limit_s=90.0):
         if time.time() > deadline:
             fail(f"topic {topic}: could not read to the end offsets {ends} within {limit_s}s")
         for messages in consumer.poll(timeout_ms=200).values():
-            records.extend((m.partition, m.offset, m.key, m.value) for m in messages if m.offset < ends[TopicPartition(topic, m.partition)])
+            for m in messages:
+                if m.offset < ends[TopicPartition(topic, m.partition)]:
+                    record = (m.partition, m.offset, m.key, m.value)
+                    records.append(record + (m.timestamp,) if with_timestamps else record)
     consumer.close()
     return records
 
