@@ -48,6 +48,9 @@ fn copy(brokers: &str, accept_mock: bool, fail_elsewhere: bool) -> Result<(u64, 
         let mut config = ExactlyOnceConfig::new(log.clone(), "in", "out").commit_interval(Duration::from_millis(10));
         config.accept_broker_without_aborts = accept_mock;
         config.timeout = Duration::from_secs(10);
+        // ~23 KB of output in 10 times of at most ~2.4 KB: a transaction
+        // holds at most ~4.4 KB, so at least 6, however fast the input is read.
+        config.max_transaction_bytes = 2_000;
         let pipeline = exactly_once::open(w, &config)?;
         let source = SourceConfig::new(log.clone()).end(SourceEnd::CurrentEnd).broker_timeout(Duration::from_secs(5));
         let handle = w.dataflow::<u64, _, _>(|scope| {
@@ -71,6 +74,10 @@ fn high_watermark(brokers: &str, topic: &str, partition: i32) -> i64 {
     consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)).unwrap().1
 }
 
+fn unreachable() -> KafkaLog {
+    KafkaLog::unchecked("127.0.0.1:1", &[]).unwrap()
+}
+
 fn one_line(error: Error) -> String {
     let message = error.to_string();
     assert!(!message.contains('\n'), "not one line: {message}");
@@ -92,7 +99,7 @@ fn a_copy_is_exact_and_a_second_run_writes_nothing_again() {
     let (_cluster, brokers) = cluster();
     let (commits, written) = copy(&brokers, true, false).unwrap();
     assert_eq!(written, COUNT);
-    assert!(commits >= 2, "{commits} commits for 10 times of 100 records per partition");
+    assert!(commits >= 6, "{commits} commits of at most ~4.4 KB for ~23 KB of output");
     assert_eq!(read_all(&brokers, "out", 2), expected(COUNT));
     // Everything is committed: a restart re-reads the input, drops it all.
     assert_eq!(copy(&brokers, true, false).unwrap(), (0, 0));
@@ -148,4 +155,55 @@ fn fatal_transactional_errors_end_with_a_clear_error_and_a_restart_succeeds() {
     // records and progress too, so the copy is still exact for its readers.
     copy(&brokers, true, false).unwrap();
     assert_eq!(read_all(&brokers, "out", 2), expected(COUNT));
+}
+
+#[test]
+fn a_source_failure_the_sink_cannot_see_still_commits_nothing() {
+    // Plain timely::execute: no computation to learn of the failure from,
+    // as for a source failing in another process. Worker 0's source reads
+    // its partition (every record at time 0) and ends; the others fail at
+    // once, without their clean-end report, so the sink's closed frontier
+    // commits nothing, though it holds records.
+    let _deadline = common::deadline();
+    let (_cluster, brokers) = cluster();
+    let source_status = timely_kafka::connect::ConnectorStatus::default();
+    let status = source_status.clone();
+    let pipeline_brokers = brokers.clone();
+    let results = timely::execute(timely::Config::process(WORKERS), move |w| {
+        let log = KafkaLog::new(&pipeline_brokers, &[]).unwrap();
+        let mut config = ExactlyOnceConfig::new(log, "in", "out");
+        config.accept_broker_without_aborts = true;
+        let pipeline = exactly_once::open(w, &config).unwrap();
+        // The other workers' sources cannot reach any broker.
+        let source_log = if w.index() == 0 { KafkaLog::new(&pipeline_brokers, &[]).unwrap() } else { unreachable() };
+        let mut source =
+            SourceConfig::new(source_log).end(SourceEnd::CurrentEnd).broker_timeout(Duration::from_secs(2));
+        source.status = status.clone();
+        let records = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let counter = records.clone();
+        let handle = w.dataflow::<u64, _, _>(|scope| {
+            let resume = pipeline.source_resume();
+            let (values, binding) =
+                kafka_source_exactly_once(scope, source, "in", resume, |r| parse(r).map(|v| (0, v)));
+            let values = values.map(move |v| {
+                counter.set(counter.get() + 1);
+                v
+            });
+            pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
+        });
+        while w.step_or_park(Some(Duration::from_millis(5))) {}
+        (handle.commits(), handle.status().is_complete(), handle.dropped() + records.get())
+    })
+    .unwrap()
+    .join();
+    let message = source_status.error().expect("the source failed");
+    assert!(message.contains("no metadata"), "{message}");
+    let mut read = 0;
+    for result in results {
+        let (commits, complete, records) = result.unwrap();
+        assert_eq!((commits, complete), (0, false), "a failure-closed frontier was committed or called complete");
+        read += records;
+    }
+    assert_eq!(read, COUNT / 3, "worker 0 read its partition");
+    assert_eq!(high_watermark(&brokers, "out", 0) + high_watermark(&brokers, "out", 1), 0);
 }

@@ -51,12 +51,23 @@
 //! measures it). Stateless pipelines turn it off and seek to the binding.
 //!
 //! *Failures*: a commit error is handled by librdkafka's class (see
-//! `transactions.rs`). A failure anywhere in the computation stops the sink
-//! before its next commit: a failure-closed frontier is never committed.
-//! A frontier that closes without a failure (the input's end, or a source
-//! told to stop) commits everything read, with the frontier one past the
-//! latest time seen and the binding of what was read — never as "complete":
-//! a later start continues after it.
+//! `transactions.rs`). A failure anywhere in the process's computation
+//! stops the sink before its next commit. A frontier that closes commits
+//! only if every worker's source reported a clean end (its input's end, or
+//! told to stop): a source failing in another process, which this one learns
+//! of only when the computation ends, closes its frontier without one, so a
+//! failure-closed frontier is never committed. A clean close commits
+//! everything read, with the frontier one past the latest time seen and the
+//! binding of what was read — never as "complete": a later start continues
+//! after it. (Commits before a failure are sound whatever failed in a
+//! source: the binding records exactly which records each commit covers.)
+//!
+//! *Zombies*: an instance frozen (or partitioned away) while a newer one
+//! started is fenced by the newer one's `init_transactions`; its next
+//! transactional call fails with a fatal "fenced" error and it stops. An
+//! instance frozen *before* its own `init_transactions` fences the newer
+//! one when it wakes, which then stops instead: either way one writer wins,
+//! and it read the progress after fencing the other.
 
 mod progress;
 mod sink;

@@ -13,6 +13,7 @@ use timely::ExchangeData;
 
 use super::progress::Progress;
 use super::transactions::TransactionalWriter;
+use crate::connect::source::CLEAN_END;
 use crate::connect::status::ConnectorStatus;
 
 /// When a sink commits.
@@ -90,8 +91,11 @@ pub(super) fn build<'scope, K, V>(
     let mut buffered: Outputs<K, V> = BTreeMap::new();
     let mut reports: BTreeMap<u64, BTreeMap<u32, u64>> = BTreeMap::new();
     let mut latest: Option<u64> = None;
+    // Workers whose source ended without a failure.
+    let mut ended = std::collections::BTreeSet::new();
     let mut last_commit = Instant::now();
     let scope = outputs.scope();
+    let peers = scope.peers();
     outputs.binary_frontier::<Vec<(u32, u64)>, timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
         binding,
         to_writer,
@@ -113,10 +117,18 @@ pub(super) fn build<'scope, K, V>(
                 });
                 bindings.for_each(|time, entries| {
                     let Some(&time) = time.least() else { return };
-                    latest = latest.max(Some(time));
-                    if time >= resume {
+                    if entries.iter().any(|(partition, _)| *partition != CLEAN_END) {
+                        latest = latest.max(Some(time));
+                    }
+                    if time < resume {
+                        ended.extend(entries.iter().filter(|(p, _)| *p == CLEAN_END).map(|(_, worker)| *worker));
+                    } else {
                         let at = reports.entry(time).or_default();
                         for (partition, next) in entries.drain(..) {
+                            if partition == CLEAN_END {
+                                ended.insert(next);
+                                continue;
+                            }
                             let entry = at.entry(partition).or_default();
                             *entry = (*entry).max(next);
                         }
@@ -136,6 +148,11 @@ pub(super) fn build<'scope, K, V>(
                     .copied();
                 // A closed frontier (input ended or stopped) commits everything
                 // read: the next instance continues after it, never "complete".
+                // Without a clean end from every worker's source, it closed
+                // because something failed (maybe in another process): no commit.
+                if frontier.is_none() && ended.len() < peers {
+                    return;
+                }
                 let target = frontier.unwrap_or_else(|| latest.map_or(resume, |t| t + 1).max(resume));
                 if target <= committed.frontier {
                     if frontier.is_none() {
@@ -149,41 +166,42 @@ pub(super) fn build<'scope, K, V>(
                     activator.activate_after(policy.interval.saturating_sub(last_commit.elapsed()));
                     return;
                 }
-                let mut progress = committed.clone();
-                progress.commit += 1;
-                progress.frontier = upto;
-                for entries in reports.range(..upto).map(|(_, entries)| entries) {
-                    for (partition, next) in entries {
-                        let entry = progress.offsets.entry(*partition).or_default();
-                        *entry = (*entry).max(*next);
-                    }
-                }
-                let records = || {
-                    buffered
-                        .range(..upto)
-                        .flat_map(|(_, records)| records.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
-                };
-                match writer.commit(records, &progress) {
-                    Ok(()) => {
-                        let written: usize = buffered.range(..upto).map(|(_, records)| records.len()).sum();
-                        handle.written.fetch_add(written as u64, Ordering::Relaxed);
-                        handle.commits.fetch_add(1, Ordering::Relaxed);
-                        handle.frontier.store(upto, Ordering::Relaxed);
-                        buffered = buffered.split_off(&upto);
-                        reports = reports.split_off(&upto);
-                        committed = progress;
-                        last_commit = Instant::now();
-                        if upto < target {
-                            activator.activate();
-                        } else if frontier.is_none() {
-                            status.set_complete();
+                // Commit up to `target`, in several transactions if the size
+                // bound says so, all in this activation: once its inputs have
+                // closed, the operator may never be scheduled again.
+                while committed.frontier < target {
+                    let upto = commit_frontier(&buffered, target, policy.max_bytes);
+                    let mut progress = committed.clone();
+                    progress.commit += 1;
+                    progress.frontier = upto;
+                    for entries in reports.range(..upto).map(|(_, entries)| entries) {
+                        for (partition, next) in entries {
+                            let entry = progress.offsets.entry(*partition).or_default();
+                            *entry = (*entry).max(*next);
                         }
                     }
-                    Err(error) => {
+                    let records = || {
+                        buffered
+                            .range(..upto)
+                            .flat_map(|(_, records)| records.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+                    };
+                    if let Err(error) = writer.commit(records, &progress) {
                         status.fail("", error);
                         buffered.clear();
                         reports.clear();
+                        return;
                     }
+                    let written: usize = buffered.range(..upto).map(|(_, records)| records.len()).sum();
+                    handle.written.fetch_add(written as u64, Ordering::Relaxed);
+                    handle.commits.fetch_add(1, Ordering::Relaxed);
+                    handle.frontier.store(upto, Ordering::Relaxed);
+                    buffered = buffered.split_off(&upto);
+                    reports = reports.split_off(&upto);
+                    committed = progress;
+                    last_commit = Instant::now();
+                }
+                if frontier.is_none() {
+                    status.set_complete();
                 }
             }
         },

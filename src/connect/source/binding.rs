@@ -22,11 +22,24 @@
 //!   read again;
 //! - reports, at each time `t`, the next offset of every partition that
 //!   delivered (or dropped) records at `t`: the sink's commit at frontier
-//!   `F'` takes, per partition, the largest such offset at times before `F'`.
+//!   `F'` takes, per partition, the largest such offset at times before `F'`;
+//! - reports, when it ends without a failure (its input's end, or told to
+//!   stop), a *clean end* from its worker. The sink commits a closed frontier
+//!   only with a clean end from every worker: a source that failed in
+//!   another process (which this one learns of only when the computation
+//!   ends) closes its frontier without one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::reader::PartitionState;
+
+/// The "partition" of a clean-end report (no Kafka partition has it).
+pub const CLEAN_END: u32 = u32::MAX;
+
+/// The report of worker `index`'s source ending without a failure.
+pub(crate) fn clean_end(index: usize) -> (u32, u64) {
+    (CLEAN_END, index as u64)
+}
 
 /// Where an exactly-once source resumes: the committed frontier and binding.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

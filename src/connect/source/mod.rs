@@ -53,7 +53,7 @@ use timely::dataflow::{ProbeHandle, Scope, Stream};
 use crate::connect::status::reason;
 use crate::error::Error;
 use binding::Binder;
-pub use binding::SourceResume;
+pub use binding::{SourceResume, CLEAN_END};
 pub use config::{time, SourceConfig, SourceEnd, SourceRecord};
 use fetch_end::fetched_high_watermark;
 use reader::{apply_rebalances, is_fatal, open_reader, topic_partitions, PartitionState, Rebalances};
@@ -288,6 +288,10 @@ where
                 // Explicitly assigned nothing: this worker will never read anything.
                 || (!reader.group && ever_assigned && partitions.is_empty());
             if finished {
+                if binder.is_some() {
+                    // Ended, not failed: the sink may commit the closed frontier.
+                    binding_output.session(&cap.binding).give(binding::clean_end(index));
+                }
                 capability = None;
                 activator.activate();
                 return true;
