@@ -12,8 +12,9 @@
 //!
 //! A closed frontier after a failure looks like a finished input to the
 //! operators downstream. Nothing in `connect` that writes results treats it
-//! so: a sink checks [`ConnectorStatus::failed_anywhere`] before it reports
-//! completion, commits a transaction or a consumer offset.
+//! so: a sink checks whether anything in the computation failed before it
+//! reports completion or commits a transaction, and a source before it
+//! commits a consumer-group offset.
 //!
 //! Errors librdkafka reports as transient (a broker connection lost for a
 //! moment) are not failures: they are counted, and each distinct one is
