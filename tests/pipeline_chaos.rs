@@ -3,7 +3,8 @@
 //!
 //! kafka-python (an independent client: tests/interop/chaos_words.py) writes
 //! unique lines continuously in small batches while `word_count
-//! --exactly-once --live --idle-exit 8 -w 2` is SIGKILLed at
+//! --exactly-once --live --idle-exit 8 -w N` (N = 1, 2, 3 by turns: the
+//! pipeline's identity must not depend on it) is SIGKILLed at
 //! `CHAOS_KILLS` (default 20) random moments (random run times, so some
 //! land during start-up, fencing or the progress read, others mid-commit)
 //! and started again each time with the same arguments; twice an instance
@@ -29,7 +30,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const WORKERS: &str = "2";
+/// Replaced by each instance's worker count.
+const WORKERS: &str = "WORKERS";
 const ZOMBIES: usize = 2;
 
 fn root() -> PathBuf {
@@ -72,10 +74,14 @@ struct Instance {
 }
 
 impl Instance {
-    fn start(binary: &Path, args: &[String], dir: &Path, name: String) -> Instance {
+    /// Starts instance `n`; its worker count is 1, 2 or 3 by turns (the
+    /// pipeline's identity must not depend on it).
+    fn start(binary: &Path, args: &[String], dir: &Path, n: usize) -> Instance {
+        let name = format!("instance-{n}");
         let stderr = dir.join(format!("{name}.err"));
+        let workers = (n % 3 + 1).to_string();
         let child = Command::new(binary)
-            .args(args)
+            .args(args.iter().map(|a| if a == "WORKERS" { &workers } else { a }))
             .stdout(std::fs::File::create(dir.join(format!("{name}.out"))).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
@@ -177,7 +183,7 @@ fn chaos(scenario: Scenario) {
             zombie_at.push(at);
         }
     }
-    let start = |n: usize| Instance::start(&binary, &args, dir.path(), format!("instance-{n}"));
+    let start = |n: usize| Instance::start(&binary, &args, dir.path(), n);
     let mut landed_after_start_up = 0;
     let mut commits_seen = Vec::new();
     let mut next = 0;
@@ -324,5 +330,56 @@ fn a_transaction_timeout_above_the_broker_maximum_is_refused_at_start() {
     let message = result.unwrap_err().to_string();
     println!("pipeline_chaos: {message}");
     assert!(message.contains("transaction.max.timeout.ms"), "{message}");
+    assert!(!message.contains('\n'));
+}
+
+#[test]
+fn retention_past_the_binding_is_a_hard_error() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    use timely::dataflow::operators::vec::Map;
+    use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
+    use timely_kafka::log::{kafka::KafkaLog, LogBackend};
+    use timely_kafka::source::{kafka_source_exactly_once, SourceConfig, SourceEnd};
+
+    let Ok(brokers) = std::env::var("KAFKA_BROKERS") else {
+        println!("pipeline_chaos: skipped (set KAFKA_BROKERS to an Apache Kafka with transactions)");
+        return;
+    };
+    let _deadline = common::deadline();
+    let log = KafkaLog::new(&brokers, &[]).unwrap();
+    let input = format!("chaos-retention-{}", std::process::id());
+    let output = format!("{input}-out");
+    for name in [&input, &output] {
+        log.create_topic(name, 1, timely_kafka::CodecId::None, false).unwrap();
+    }
+    common::records::produce(&brokers, &input, 1, 100, 1_000_000);
+    let copy = |log: KafkaLog, input: String, output: String| {
+        timely_kafka::capture::worker::execute(timely::Config::process(2), move |w| {
+            let pipeline = exactly_once::open(w, &ExactlyOnceConfig::new(log.clone(), &input, &output))?;
+            let source = SourceConfig::new(log.clone()).end(SourceEnd::CurrentEnd);
+            let handle = w.dataflow::<u64, _, _>(|scope| {
+                let resume = pipeline.source_resume();
+                let (values, binding) = kafka_source_exactly_once(scope, source, &input, resume, |r| {
+                    common::records::parse(r).map(|v| (r.offset, v))
+                });
+                pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
+            });
+            while w.step_or_park(Some(Duration::from_millis(5))) {}
+            Ok(handle.written())
+        })
+    };
+    let written: u64 = copy(log.clone(), input.clone(), output.clone()).unwrap().into_iter().sum();
+    assert_eq!(written, 100);
+    // Retention (here: DeleteRecords) removes offsets the state needs.
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let mut below = TopicPartitionList::new();
+    below.add_partition_offset(&input, 0, Offset::Offset(50)).unwrap();
+    futures_executor::block_on(admin.delete_records(&below, &AdminOptions::new())).unwrap();
+    let message = copy(log, input, output).unwrap_err().to_string();
+    println!("pipeline_chaos: {message}");
+    assert!(message.contains("retention") && message.contains("partition 0"), "{message}");
     assert!(!message.contains('\n'));
 }
