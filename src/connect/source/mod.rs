@@ -21,6 +21,11 @@
 //! output. Records emitted but not yet finished when a job dies are consumed
 //! again after the restart (at-least-once for unfinished work).
 //!
+//! Exactly once ([`kafka_source_exactly_once`], for
+//! [`crate::connect::exactly_once`]): no group, offsets from the pipeline's
+//! last commit, times kept on their side of its frontier, and a second
+//! stream reporting which offsets each time covers (`binding.rs`).
+//!
 //! Failures never panic (see [`crate::connect::status`]): a consumer that
 //! cannot be created, subscribe or assign, a missing topic, a fatal consumer
 //! error, or a broker that stays unreachable (errors and no record for
