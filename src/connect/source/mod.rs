@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::CommitMode;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
@@ -103,6 +103,10 @@ where
 {
     source(scope, config, topic, None, Some(resume), logic)
 }
+
+/// How many offset resets an exactly-once source answers by seeking
+/// before it fails (a reset that keeps coming back is not a reconnect).
+const MAX_RESEEKS: u32 = 100;
 
 /// The binding reports of an exactly-once source: at time `t`,
 /// `(partition, next offset)` after the records read at `t`.
@@ -168,6 +172,8 @@ where
         let mut ever_assigned = false;
         // Since when errors arrived and no record did (the broker may be gone).
         let mut unhealthy_since: Option<Instant> = None;
+        // Offset resets answered by seeking (exactly once), bounded.
+        let mut resets = 0;
         move |_frontiers| {
             let Some(reader) = reader.as_mut() else { return false };
             if status.failed_anywhere() {
@@ -255,6 +261,20 @@ where
                             if config.end == SourceEnd::CurrentEnd {
                                 state.done = true;
                             }
+                        }
+                    }
+                    Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))
+                        if binder.is_some() && resets < MAX_RESEEKS =>
+                    {
+                        resets += 1;
+                        status.warn(format!("kafka source of topic '{}': offset reset asked; seeking", reader.topic));
+                        let next: Vec<(u32, u64)> =
+                            partitions.iter().filter(|(_, p)| !p.done).map(|(id, p)| (*id, p.next_offset)).collect();
+                        if let Err(error) = reader.reseek(&next, config.broker_timeout) {
+                            status.fail(&context, error);
+                            reader.failed = true;
+                            capability = None;
+                            return false;
                         }
                     }
                     Err(error) if is_fatal(&error) => {

@@ -126,6 +126,23 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// Exactly once, when librdkafka asks for an offset reset (which
+    /// `auto.offset.reset=error` turns into an error): an offset was
+    /// deleted, or a position librdkafka validated after a reconnect was
+    /// refused. The source knows the offset it needs next in each partition:
+    /// while retained, it seeks there; otherwise it is the retention error.
+    pub(super) fn reseek(&self, next: &[(u32, u64)], timeout: Duration) -> Result<(), Error> {
+        for &(partition, offset) in next {
+            check_retained(&self.consumer, &self.topic, partition, offset, timeout)?;
+            self.consumer.seek(&self.topic, partition as i32, Offset::Offset(offset as i64), timeout).map_err(|e| {
+                Error::Kafka(format!("topic '{}' partition {partition}: cannot seek to {offset}: {e}", self.topic))
+            })?;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Reader {
     fn drop(&mut self) {
         // Commit, synchronously so it is not lost as the consumer closes,
