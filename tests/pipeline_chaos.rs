@@ -354,7 +354,9 @@ fn retention_past_the_binding_is_a_hard_error() {
     for name in [&input, &output] {
         log.create_topic(name, 1, timely_kafka::CodecId::None, false).unwrap();
     }
-    common::records::produce(&brokers, &input, 1, 100, 1_000_000);
+    // Recent timestamps: the broker's time-based retention must not be what deletes them.
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    common::records::produce(&brokers, &input, 1, 100, now_ms);
     let copy = |log: KafkaLog, input: String, output: String| {
         timely_kafka::capture::worker::execute(timely::Config::process(2), move |w| {
             let pipeline = exactly_once::open(w, &ExactlyOnceConfig::new(log.clone(), &input, &output))?;

@@ -6,8 +6,10 @@ output back with read_committed.
     python chaos_temps.py check BROKERS INPUT OUTPUT INTERVAL_MS
 
 produce: reading i is "sensor-<i % 9> <temperature>" in partition i % 3,
-with Kafka timestamp BASE_MS + 10 i (so each partition's timestamps
-increase and a 1000 ms bucket holds 100 readings), in flushed batches.
+with Kafka timestamp BASE + 10 i, BASE the start's second (so each
+partition's timestamps increase and a 1000 ms bucket holds 100 readings),
+in flushed batches. Timestamps are recent: the broker's time-based
+retention (7 days by default) deletes older ones.
 check: per bucket of the input's timestamps, the output holds exactly one
 record (key: the bucket's start in ms), whose count equals the bucket's
 readings and whose average equals theirs (to the 3 decimals printed).
@@ -23,20 +25,19 @@ from kafka import KafkaProducer
 from chaos_words import read_to_end
 from kafka_client import fail, run
 
-BASE_MS = 1_700_000_000_000
-
 
 def produce(brokers, topic, readings, batch, pause_ms, seed):
     rng = random.Random(seed)
     producer = KafkaProducer(bootstrap_servers=brokers, acks="all", linger_ms=5)
     temperatures = [20.0] * 9
+    base_ms = int(time.time()) * 1000
     for start in range(0, readings, batch):
         futures = []
         for i in range(start, min(readings, start + batch)):
             sensor = i % 9
             temperatures[sensor] += rng.uniform(-1, 1)
             value = f"sensor-{sensor} {temperatures[sensor]:.2f}".encode()
-            futures.append(producer.send(topic, value=value, partition=i % 3, timestamp_ms=BASE_MS + 10 * i))
+            futures.append(producer.send(topic, value=value, partition=i % 3, timestamp_ms=base_ms + 10 * i))
         producer.flush()
         for future in futures:
             future.get(timeout=30)

@@ -128,10 +128,11 @@ impl Reader {
 
 impl Reader {
     /// Exactly once, when librdkafka asks for an offset reset (which
-    /// `auto.offset.reset=error` turns into an error): an offset was
-    /// deleted, or a position librdkafka validated after a reconnect was
-    /// refused. The source knows the offset it needs next in each partition:
-    /// while retained, it seeks there; otherwise it is the retention error.
+    /// `auto.offset.reset=error` turns into an error without naming the
+    /// partition): retention deleted the position, or librdkafka could not
+    /// validate it. The source knows the offset it needs next in each
+    /// partition: while retained it seeks there; otherwise it is the
+    /// retention error, naming the partition and offsets.
     pub(super) fn reseek(&self, next: &[(u32, u64)], timeout: Duration) -> Result<(), Error> {
         for &(partition, offset) in next {
             check_retained(&self.consumer, &self.topic, partition, offset, timeout)?;
