@@ -48,6 +48,7 @@ mod config;
 mod producer;
 mod quick_close;
 mod reader;
+mod watermarks;
 mod writer;
 
 use std::sync::{Arc, Mutex};
