@@ -10,6 +10,12 @@
 //! describe a state that resolves by itself, so they are asked again, in
 //! short steps, until the backend's timeout; anything else, or the timeout,
 //! is the caller's error.
+//!
+//! A client also keeps the leader it last learnt: after a leader is killed,
+//! librdkafka sent the question to the dead node until it timed out, every
+//! time (measured on a 3-node cluster: a minute of timeouts after the new
+//! leader was elected). So each try is bounded to a few seconds, and before
+//! asking again the client refreshes the topic's metadata.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +24,9 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 
 /// How long to wait before asking again.
 const RETRY_STEP: Duration = Duration::from_millis(50);
+/// The longest one try may take, so a question sent to a dead leader is
+/// asked again of the new one within the caller's timeout.
+const TRY_BOUND: Duration = Duration::from_secs(5);
 
 /// `(low, high)` watermarks of `topic`/`partition`, asking again while the
 /// answer is one of the transient ones (see the module doc), within `timeout`.
@@ -28,10 +37,14 @@ pub(crate) fn watermarks<C: ClientContext>(
     timeout: Duration,
 ) -> KafkaResult<(i64, i64)> {
     let deadline = Instant::now() + timeout;
+    let bounded = || deadline.saturating_duration_since(Instant::now()).min(TRY_BOUND).max(Duration::from_millis(1));
     loop {
-        let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-        match client.fetch_watermarks(topic, partition, remaining) {
-            Err(error) if transient(&error) && Instant::now() + RETRY_STEP < deadline => std::thread::sleep(RETRY_STEP),
+        match client.fetch_watermarks(topic, partition, bounded()) {
+            Err(error) if transient(&error) && Instant::now() + RETRY_STEP < deadline => {
+                std::thread::sleep(RETRY_STEP);
+                // Learn the current leader (an error here shows in the next try).
+                let _ = client.fetch_metadata(Some(topic), bounded());
+            }
             answer => return answer,
         }
     }
@@ -53,6 +66,8 @@ fn transient(error: &KafkaError) -> bool {
                 | RDKafkaErrorCode::BrokerTransportFailure
                 | RDKafkaErrorCode::AllBrokersDown
                 | RDKafkaErrorCode::KafkaStorageError
+                | RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::RequestTimedOut
         )
     )
 }
