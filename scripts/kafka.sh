@@ -409,6 +409,9 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
+[[ "$nodes" =~ ^[1-9]$ ]] || die "--nodes must be a count from 1 to 9, got '$nodes'"
+[[ -z "$node" || "$node" =~ ^[1-9]$ ]] || die "--node must be a node id from 1 to 9, got '$node'"
+
 case "$cmd" in
   start)
     if [[ -n "$node" ]]; then start_one "$node"; else start_all "$nodes"; fi ;;

@@ -19,7 +19,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -319,14 +319,14 @@ impl Capture {
         } else if self.exactly_once {
             args.push("--exactly-once".into());
         }
-        Command::new(env!("CARGO_BIN_EXE_capture_send"))
-            .args(&args)
-            .env("KAFKA_BROKERS", &cluster.brokers)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn capture_send")
+        Child::spawn(
+            Command::new(env!("CARGO_BIN_EXE_capture_send"))
+                .args(&args)
+                .env("KAFKA_BROKERS", &cluster.brokers)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )
     }
 
     /// What the capture writes, from the generator itself with the same
@@ -346,6 +346,40 @@ impl Capture {
         .unwrap()
         .join();
         results.into_iter().map(Result::unwrap).fold(Fingerprint::default(), Fingerprint::merge)
+    }
+}
+
+/// A spawned binary, killed (by its pid) if the test ends before it did.
+struct Child(Option<std::process::Child>);
+
+impl Child {
+    fn spawn(command: &mut Command) -> Child {
+        Child(Some(command.spawn().expect("spawn a binary")))
+    }
+
+    fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        self.0.as_mut().expect("a child not yet waited for").try_wait()
+    }
+
+    fn kill(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+        }
+    }
+
+    fn wait_with_output(mut self) -> std::io::Result<Output> {
+        self.0.take().expect("a child not yet waited for").wait_with_output()
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            if child.try_wait().is_ok_and(|status| status.is_none()) {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
     }
 }
 
@@ -380,15 +414,15 @@ fn field(output: &Output, key: &str) -> Option<String> {
 }
 
 fn spawn_replay(cluster: &Cluster, topic: &str, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_capture_recv"))
-        .args([topic, &format!("-w{READERS}"), "--idle-timeout", "120"])
-        .args(extra)
-        .env("KAFKA_BROKERS", &cluster.brokers)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn capture_recv")
+    Child::spawn(
+        Command::new(env!("CARGO_BIN_EXE_capture_recv"))
+            .args([topic, &format!("-w{READERS}"), "--idle-timeout", "120"])
+            .args(extra)
+            .env("KAFKA_BROKERS", &cluster.brokers)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
 }
 
 /// Checks a finished `capture_recv` against `expected`: count and sum from
