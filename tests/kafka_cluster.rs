@@ -392,7 +392,7 @@ fn finish_within(mut child: Child, what: &str, bound: Duration) -> Output {
     let deadline = Instant::now() + bound;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() >= deadline {
-            let _ = child.kill();
+            child.kill();
             let output = child.wait_with_output().unwrap();
             panic!("{what} did not end within {bound:?}: {}", String::from_utf8_lossy(&output.stderr));
         }
