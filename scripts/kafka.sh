@@ -201,9 +201,6 @@ transaction.state.log.num.partitions=4
 share.coordinator.state.topic.replication.factor=$rf
 share.coordinator.state.topic.min.isr=$isr
 group.initial.rebalance.delay.ms=0
-# A killed node is fenced (and its partitions move) after this, not Kafka's 9 s.
-broker.session.timeout.ms=6000
-broker.heartbeat.interval.ms=1000
 ${KAFKA_PROPS:-}
 EOF
 }
