@@ -94,3 +94,16 @@ pub use capture::stream::{StreamHeader, StreamLayout};
 pub use capture::worker::{CaptureOptions, ReplayOptions};
 pub use codec_id::CodecId;
 pub use error::{Error, FrameError, PartitionId, Result};
+
+/// The Rust blocks of README.md and docs/, compiled (and, unless marked
+/// `no_run`, run) by `cargo test --doc`, so the documentation cannot drift
+/// from the API.
+#[cfg(doctest)]
+mod documentation {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../docs/guide.md")]
+    struct Guide;
+    #[doc = include_str!("../docs/exactly-once.md")]
+    struct ExactlyOnceGuide;
+}
