@@ -82,9 +82,9 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{ProbeHandle, StreamVec};
 use timely_kafka::cli;
+use timely_kafka::connect::source::{kafka_source, time, SourceConfig, SourceEnd, SourceRecord};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::source::{kafka_source, time, SourceConfig, SourceEnd, SourceRecord};
 
 const PROGRAM: &str = "average_temp";
 

@@ -38,9 +38,9 @@ use rand::Rng;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 use timely_kafka::cli;
+use timely_kafka::connect::sink::{kafka_sink, SinkConfig};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::sink::{kafka_sink, SinkConfig};
 use timely_kafka::CodecId;
 
 const PROGRAM: &str = "temp_gen";

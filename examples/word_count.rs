@@ -46,10 +46,10 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Inspect, Probe, ToStream};
 use timely::dataflow::ProbeHandle;
 use timely_kafka::cli;
+use timely_kafka::connect::sink::{kafka_sink, SinkConfig};
+use timely_kafka::connect::source::{kafka_source, SourceConfig, SourceEnd, SourceRecord};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::sink::{kafka_sink, SinkConfig};
-use timely_kafka::source::{kafka_source, SourceConfig, SourceEnd, SourceRecord};
 use timely_kafka::CodecId;
 
 const PROGRAM: &str = "word_count";

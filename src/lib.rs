@@ -45,7 +45,7 @@
 //! Most programs want the per-worker helpers of [`capture::worker`] instead:
 //! topic setup, partition assignment and session choice in one call each,
 //! and [`capture::worker::execute`], which returns a capture or replay
-//! failure in any worker as an `Err` ([`capture::failure`] says how a
+//! failure in any worker as an `Err` ([`capture::worker::failure`] says how a
 //! failure ends the computation, with or without the helpers).
 //!
 //! The crate never ends the host process or changes its exit status: a
@@ -82,15 +82,16 @@ pub mod connect;
 pub mod error;
 pub mod log;
 
-// The paths of earlier releases, where every module sat at the crate root.
-pub use capture::{codec, consumer, frame, producer, session, stream};
-pub use connect::{sink, source};
-
-pub use capture::codec::{Bincode, EventCodec};
-pub use capture::consumer::{EventConsumer, ReplayHandle, ReplayStats};
-pub use capture::failure::exit_on_unhandled_failure;
+pub use capture::exactly_once::resume::ResumePoint;
+pub use capture::exactly_once::ExactlyOnce;
 pub use capture::producer::{CaptureHandle, CaptureStats, EventProducer};
-pub use capture::stream::{StreamHeader, StreamLayout};
+pub use capture::replay::consumer::EventConsumer;
+pub use capture::replay::handle::{ReplayHandle, ReplayStats};
+#[cfg(feature = "abomonation")]
+pub use capture::wire::codec::Abomonation;
+pub use capture::wire::codec::{Bincode, EventCodec};
+pub use capture::wire::stream::{StreamHeader, StreamLayout};
+pub use capture::worker::failure::exit_on_unhandled_failure;
 pub use capture::worker::{CaptureOptions, ReplayOptions};
 pub use codec_id::CodecId;
 pub use error::{Error, FrameError, PartitionId, Result};

@@ -14,7 +14,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use timely::dataflow::operators::Capture;
-use timely_kafka::capture::frame::{decode_frame, encode_frame, FrameHeader, FrameKind};
+use timely_kafka::capture::wire::frame::{decode_frame, encode_frame, FrameHeader, FrameKind};
 use timely_kafka::cli::numbers::{timed_numbers, Numbers};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;

@@ -206,9 +206,9 @@ fn reading_a_replay_error_twice_gives_the_same_error() {
 /// (no final record, no final commit), on any worker.
 #[test]
 fn a_capture_fed_by_a_failed_replay_is_not_stored_as_complete() {
-    use timely_kafka::capture::exactly_once::ExactlyOnce;
     use timely_kafka::capture::inspect::inspect_topic;
-    use timely_kafka::capture::resumable::capture_exactly_once;
+    use timely_kafka::capture::worker::capture_exactly_once;
+    use timely_kafka::ExactlyOnce;
     let _deadline = common::deadline();
     let (dir, log) = corrupt_topic();
     for exactly_once in [false, true] {

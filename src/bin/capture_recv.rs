@@ -60,7 +60,7 @@ fn run(args: Args) -> Result<()> {
     let result = match args.log.codec {
         cli::CodecArg::Bincode => replay::<Bincode>(&args, config, log, totals.clone()),
         #[cfg(feature = "abomonation")]
-        cli::CodecArg::Abomonation => replay::<timely_kafka::codec::Abomonation>(&args, config, log, totals.clone()),
+        cli::CodecArg::Abomonation => replay::<timely_kafka::Abomonation>(&args, config, log, totals.clone()),
         #[cfg(not(feature = "abomonation"))]
         cli::CodecArg::Abomonation => unreachable!("checked by check_codec"),
     };

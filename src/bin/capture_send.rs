@@ -21,14 +21,14 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use timely::dataflow::operators::Capture;
-use timely_kafka::capture::collective::agree;
-use timely_kafka::capture::exactly_once::ExactlyOnce;
-use timely_kafka::capture::resumable::capture_exactly_once;
-use timely_kafka::capture::resume::ResumePoint;
 use timely_kafka::capture::worker;
+use timely_kafka::capture::worker::capture_exactly_once;
+use timely_kafka::capture::worker::collective::agree;
 use timely_kafka::cli::numbers::{numbers, timed_numbers, Numbers};
 use timely_kafka::cli::{self, LogArgs, Progress, TimelyArgs, Totals};
 use timely_kafka::log::LogBackend;
+use timely_kafka::ExactlyOnce;
+use timely_kafka::ResumePoint;
 use timely_kafka::{Bincode, CaptureOptions, CodecId, EventCodec, Result};
 
 const PROGRAM: &str = "capture_send";
@@ -102,7 +102,7 @@ fn run(args: Args) -> Result<()> {
     let result = match args.log.codec {
         cli::CodecArg::Bincode => capture::<Bincode>(&args, config, log, totals.clone()),
         #[cfg(feature = "abomonation")]
-        cli::CodecArg::Abomonation => capture::<timely_kafka::codec::Abomonation>(&args, config, log, totals.clone()),
+        cli::CodecArg::Abomonation => capture::<timely_kafka::Abomonation>(&args, config, log, totals.clone()),
         #[cfg(not(feature = "abomonation"))]
         cli::CodecArg::Abomonation => unreachable!("checked by check_codec"),
     };

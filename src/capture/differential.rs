@@ -54,7 +54,7 @@ use timely::dataflow::operators::Capture;
 use timely::dataflow::Scope;
 use timely::progress::Timestamp;
 
-use crate::capture::codec::Bincode;
+use crate::capture::wire::codec::Bincode;
 use crate::capture::worker::{LogConsumer, LogProducer};
 
 /// The producer of a collection's updates (what [`crate::capture::worker::capture`] returns for it).

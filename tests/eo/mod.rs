@@ -16,12 +16,12 @@ use std::time::Duration;
 use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::Exchange;
 use timely::dataflow::operators::{Capture, Inspect, Probe};
-use timely_kafka::capture::exactly_once::ExactlyOnce;
-use timely_kafka::capture::resumable::capture_exactly_once;
-use timely_kafka::capture::resume::ResumePoint;
 use timely_kafka::capture::worker;
+use timely_kafka::capture::worker::capture_exactly_once;
 use timely_kafka::cli::numbers::{timed_numbers, Numbers};
 use timely_kafka::log::{LogBackend, PartitionWriter};
+use timely_kafka::ExactlyOnce;
+use timely_kafka::ResumePoint;
 use timely_kafka::{Bincode, CaptureOptions, CaptureStats, CodecId, EventConsumer, EventProducer, PartitionId, Result};
 
 /// Commits as often as the frontier moves, so crashes land between many commits.

@@ -21,7 +21,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use timely::dataflow::operators::capture::Event;
 use timely::progress::Stamp;
 
-use crate::capture::codec::{decode_bincode_from, encode_bincode};
+use crate::capture::wire::bincode::{decode_bincode_from, encode_bincode};
 use crate::error::FrameError;
 
 /// bincode's variant index of `Event::Messages`.
@@ -156,7 +156,7 @@ fn decode_numbers<T: DeserializeOwned + Ord, P: Plain>(body: &[u8]) -> Option<(S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::codec::{decode_bincode, encode_bincode};
+    use crate::capture::wire::bincode::{decode_bincode, encode_bincode};
     use proptest::prelude::*;
 
     fn through_serde<T: Serialize, C: Serialize>(event: &Event<T, C>) -> Vec<u8> {

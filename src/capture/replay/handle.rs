@@ -7,12 +7,12 @@
 //!
 //! The handle is the only place that tells a replay that completed from one
 //! that failed: both close the replayed stream's frontier, and downstream
-//! operators see "done" either way (see [`crate::capture::failure`]).
+//! operators see "done" either way (see [`crate::capture::worker::failure`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::capture::failure::FailureSlot;
+use crate::capture::worker::failure::FailureSlot;
 use crate::error::Error;
 
 /// Totals of one replay.
@@ -70,7 +70,7 @@ impl ReplayHandle {
 
     /// The error that stopped the replay, if any; it names topic, partition
     /// and offset. Reading it has no side effect (see
-    /// [`crate::capture::failure`]).
+    /// [`crate::capture::worker::failure`]).
     pub fn error(&self) -> Option<Error> {
         self.shared.error.error()
     }

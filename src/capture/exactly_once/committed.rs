@@ -31,11 +31,12 @@ use timely::dataflow::operators::capture::Event;
 use timely::progress::frontier::Antichain;
 use timely::progress::{ChangeBatch, Timestamp};
 
-use crate::capture::chain::{Chain, ChainStep, CommitSeen};
-use crate::capture::chunks::ChunkAssembler;
-use crate::capture::codec::EventCodec;
-use crate::capture::commit::{committed_at, Commit};
-use crate::capture::frame::{self, FrameKind};
+use crate::capture::exactly_once::chain::{Chain, ChainStep, CommitSeen};
+use crate::capture::exactly_once::rules::committed_at;
+use crate::capture::wire::chunks::{split_chunk, ChunkAssembler};
+use crate::capture::wire::codec::EventCodec;
+use crate::capture::wire::commit::Commit;
+use crate::capture::wire::frame::{self, FrameKind};
 use crate::error::{Error, PartitionId, Result};
 use crate::log::PartitionReader;
 
@@ -207,11 +208,6 @@ impl<T: Timestamp> CommittedReplay<T> {
         self.chain.broken()
     }
 
-    /// Epochs followed so far.
-    pub fn epochs(&self) -> u32 {
-        self.chain.epochs()
-    }
-
     fn error(&self, offset: u64, reason: impl Into<String>) -> Error {
         Error::Protocol { at: self.id.clone(), offset, reason: reason.into() }
     }
@@ -240,11 +236,7 @@ impl<T: Timestamp> CommittedReplay<T> {
         let Some(record) = reader.poll(wait)? else { return Ok(Next::Idle) };
         read(record.payload.len());
         let offset = record.offset;
-        let frame = frame::decode_frame(record.payload).map_err(|source| Error::Frame {
-            at: self.id.clone(),
-            offset,
-            source,
-        })?;
+        let frame = frame::decode_frame(record.payload).map_err(Error::frame_at(&self.id, offset))?;
         let step = self.chain.accept(offset, &frame).map_err(|reason| self.error(offset, reason))?;
         match step {
             ChainStep::Ignored => Ok(Next::Busy),
@@ -268,11 +260,7 @@ impl<T: Timestamp> CommittedReplay<T> {
                 Ok(Next::Busy)
             }
             ChainStep::Commit(seen) => {
-                let commit = Commit::decode::<C, K>(frame.payload).map_err(|source| Error::Frame {
-                    at: self.id.clone(),
-                    offset,
-                    source,
-                })?;
+                let commit = Commit::decode::<C, K>(frame.payload).map_err(Error::frame_at(&self.id, offset))?;
                 let frontier = commit.frontier();
                 if seen.is_final != frontier.is_empty() {
                     return Err(self.error(offset, "commit's final flag disagrees with its frontier"));
@@ -350,25 +338,24 @@ impl<T: Timestamp> CommittedReplay<T> {
         let Phase::Deliver { target, next_held, last_seq, chunk_start, .. } = &mut self.phase else {
             unreachable!("deliver_record is called in the deliver phase")
         };
-        let frame =
-            frame::decode_frame(payload).map_err(|source| Error::Frame { at: self.id.clone(), offset, source })?;
+        let frame = frame::decode_frame(payload).map_err(Error::frame_at(&self.id, offset))?;
         let header = frame.header;
         if header.session != target.seen.session || header.seq <= *last_seq {
             return Ok(Delivery::Skip);
         }
         *last_seq = header.seq;
-        let frame_error = |source| Error::Frame { at: self.id.clone(), offset, source };
+        let frame_error = Error::frame_at(&self.id, offset);
         let event = match header.kind {
             FrameKind::Event => {
                 *chunk_start = offset;
-                K::decode(frame.payload).map_err(frame_error)?
+                K::decode(frame.payload).map_err(&frame_error)?
             }
             FrameKind::EventChunk => {
-                if frame.payload.get(..4) == Some(&[0, 0, 0, 0]) {
+                if split_chunk(frame.payload).is_some_and(|(index, _, _)| index == 0) {
                     *chunk_start = offset;
                 }
-                match self.chunks.accept(frame.payload).map_err(frame_error)? {
-                    Some(bytes) => K::decode(&bytes).map_err(frame_error)?,
+                match self.chunks.accept(frame.payload).map_err(&frame_error)? {
+                    Some(bytes) => K::decode(&bytes).map_err(&frame_error)?,
                     None => return Ok(Delivery::Partial),
                 }
             }

@@ -10,7 +10,7 @@
 //!
 //! `EventIterator::next` cannot return an error, so an error is recorded in
 //! the [`ReplayHandle`] and the consumer closes its frontier, letting the
-//! computation end (see [`crate::capture::failure`]). The consumer also follows the stream's frontier: once it is
+//! computation end (see [`crate::capture::worker::failure`]). The consumer also follows the stream's frontier: once it is
 //! empty the stream is complete and the consumer stops polling; if it
 //! delivers nothing for the idle timeout before that, the stream is reported
 //! incomplete instead of waiting forever. Idle means "no event delivered",
@@ -28,15 +28,15 @@ use timely::dataflow::operators::capture::event::{Event, EventIterator};
 use timely::progress::frontier::MutableAntichain;
 use timely::progress::Timestamp;
 
-use crate::capture::chunks::ChunkAssembler;
-use crate::capture::codec::{Bincode, EventCodec};
-use crate::capture::committed::{CommittedReplay, Next, WINDOW_BYTES};
-use crate::capture::failure;
-use crate::capture::frame::{self, FrameKind};
-use crate::capture::protocol::{Protocol, Step};
-pub use crate::capture::replay_handle::{ReplayHandle, ReplayStats};
-use crate::capture::session::choose_session;
-use crate::capture::stream::StreamHeader;
+use crate::capture::exactly_once::committed::{CommittedReplay, Next, WINDOW_BYTES};
+pub use crate::capture::replay::handle::ReplayHandle;
+use crate::capture::replay::protocol::{Protocol, Step};
+use crate::capture::replay::session::choose_session;
+use crate::capture::wire::chunks::ChunkAssembler;
+use crate::capture::wire::codec::{Bincode, EventCodec};
+use crate::capture::wire::frame::{self, FrameKind};
+use crate::capture::wire::stream::StreamHeader;
+use crate::capture::worker::failure;
 use crate::error::{Error, PartitionId, Result};
 use crate::log::{LogBackend, PartitionReader};
 
@@ -77,7 +77,7 @@ where
 
 impl<T: Timestamp, C, K: EventCodec<T, C>> EventConsumer<T, C, Box<dyn PartitionReader>, K> {
     /// Opens a consumer of `topic`/`partition` positioned at the session it
-    /// should replay: the newest complete one (see [`crate::capture::session`]).
+    /// should replay: the newest complete one (see [`crate::capture::replay::session`]).
     /// Records of other sessions are skipped. `timeout` bounds each read
     /// made while choosing.
     pub fn open(log: &dyn LogBackend, topic: &str, partition: u32, timeout: Duration) -> Result<Self> {
@@ -234,7 +234,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
         true
     }
 
-    /// Records `error` and closes the frontier (see [`crate::capture::failure`]).
+    /// Records `error` and closes the frontier (see [`crate::capture::worker::failure`]).
     fn fail(&mut self, error: Error) -> Option<Event<T, C>> {
         self.handle.shared.error.record("replay failed", error);
         self.close()

@@ -1,7 +1,7 @@
 //! A capture's topics: which ones, who creates them, and waiting for them.
 //!
 //! Written once for everything that captures: [`crate::capture::worker::capture`],
-//! [`crate::capture::resumable::capture_exactly_once`] and a program that
+//! [`crate::capture::worker::capture_exactly_once`] and a program that
 //! sets its topics up before its computation starts (`capture_send` does,
 //! on process 0, so its timing leaves topic creation out).
 
@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use timely::worker::Worker;
 
-use crate::capture::collective::agree;
-use crate::capture::stream::StreamLayout;
+use crate::capture::wire::stream::StreamLayout;
+use crate::capture::worker::collective::agree;
 use crate::capture::worker::CaptureOptions;
 use crate::codec_id::CodecId;
 use crate::error::{Error, Result};

@@ -7,7 +7,7 @@
 //! [`capture`] and [`replay`] do that, and [`execute`] runs a computation
 //! whose capture or replay failures come back as its `Err`.
 //!
-//! The helpers are *collective* (see [`crate::capture::collective`]): every
+//! The helpers are *collective* (see [`crate::capture::worker::collective`]): every
 //! worker must call them, in the same order, and they return `Ok` on every
 //! worker or an error on every worker. So returning early with `?` is safe:
 //! no worker is left waiting for a peer that never builds its dataflow.
@@ -37,22 +37,30 @@
 //! assert_eq!(sums.iter().sum::<u64>(), 90);
 //! ```
 
+#[doc(hidden)]
+pub mod collective;
+mod exactly_once;
+pub mod failure;
+mod topics;
+
+pub use exactly_once::capture_exactly_once;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use timely::progress::Timestamp;
 use timely::worker::Worker;
 
-use crate::capture::codec::{Bincode, EventCodec};
-use crate::capture::collective::{agree, all_gather};
-use crate::capture::consumer::EventConsumer;
-use crate::capture::failure::{self, Computation};
 use crate::capture::producer::EventProducer;
-use crate::capture::stream::{read_first_header, StreamHeader, StreamLayout};
-pub use crate::capture::topics::{create_capture_topics, wait_for_topic};
-use crate::capture::topics::{open_capture_topic, Existing};
+use crate::capture::replay::consumer::EventConsumer;
+use crate::capture::wire::codec::{Bincode, EventCodec};
+use crate::capture::wire::stream::{read_first_header, StreamHeader, StreamLayout};
+use crate::capture::worker::collective::{agree, all_gather};
 use crate::error::{Error, Result};
 use crate::log::{LogBackend, PartitionReader, PartitionWriter, TopicInfo};
+use failure::Computation;
+pub use topics::{create_capture_topics, wait_for_topic};
+use topics::{open_capture_topic, Existing};
 
 /// The producer [`capture`] returns: over any backend's writer.
 pub type LogProducer<T, C, K = Bincode> = EventProducer<T, C, Box<dyn PartitionWriter>, K>;
@@ -311,7 +319,7 @@ fn stream_count(
 /// returns each worker's result, or the computation's first error: a
 /// capture or replay failure in any worker (which also stopped the replays
 /// and captures of every worker of this process; see
-/// [`crate::capture::failure`]), a failure reported by another process, or
+/// [`crate::capture::worker::failure`]), a failure reported by another process, or
 /// an error a worker returned.
 ///
 /// A failure closes the frontiers of the replayed streams, so the workers'
