@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use timely::dataflow::operators::capture::event::Event;
 use timely::progress::Stamp;
-use timely_kafka::capture::wire::frame::{self, FrameHeader, FrameKind};
+use timely_kafka::internal::frame::{self, FrameHeader, FrameKind};
 use timely_kafka::CodecId;
 use timely_kafka::{Bincode, EventCodec, StreamHeader};
 

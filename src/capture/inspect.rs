@@ -16,7 +16,7 @@
 //! `frontier=unknown(<type name>)`.
 //!
 //! An exactly-once stream is followed through its epochs with the same
-//! rules replay uses ([`crate::capture::exactly_once::chain`]); its line adds the number
+//! rules replay uses (the same code); its line adds the number
 //! of epochs and the committed frontier (what a replay delivers now), and
 //! `complete` means its final commit is stored.
 //!

@@ -33,10 +33,10 @@
 pub mod differential;
 pub(crate) mod exactly_once;
 pub mod inspect;
-pub mod producer;
+pub(crate) mod producer;
 pub(crate) mod replay;
-pub mod wire;
-pub mod worker;
+pub(crate) mod wire;
+pub(crate) mod worker;
 
 // Paths the `pipelines` branch uses from `connect/`; kept while it merges.
 #[allow(unused_imports)]

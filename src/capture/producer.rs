@@ -99,7 +99,7 @@ impl CaptureHandle {
     }
 
     /// The first error, if any; it names topic and partition. Reading it has
-    /// no side effect (see [`crate::capture::worker::failure`]).
+    /// no side effect (see [the crate's failure rules](crate#failures)).
     pub fn error(&self) -> Option<Error> {
         self.shared.error.error()
     }
@@ -179,7 +179,8 @@ where
 
     /// An exactly-once producer (codec `K`): it writes commit records, and
     /// replay delivers only what they cover. To continue such a stream after
-    /// a crash, open it with [`crate::capture::exactly_once::resume::resume`] instead.
+    /// a crash, open it with [`crate::capture_exactly_once`] and
+    /// [`crate::StreamStart::Resume`] instead.
     pub fn exactly_once(writer: W, worker: u32, peers: u32, options: ExactlyOnce) -> Result<Self> {
         let header = StreamHeader::new::<T, C>(K::ID, worker, peers);
         Self::start(writer, &header, Some(CommitState::new(options)))

@@ -1,8 +1,8 @@
 //! The partition log: what capture and replay need from storage, and no more.
 //!
 //! This layer knows nothing of timely or of frames: records are opaque bytes.
-//! [`crate::capture`] builds on it; it uses only [`crate::error`] and
-//! [`crate::codec_id`].
+//! The stream protocol builds on it; it uses only the crate's error types
+//! and [`crate::CodecId`].
 //!
 //! A *topic* has a fixed number of *partitions*; each partition is an
 //! append-only sequence of opaque records addressed by a dense offset. That is

@@ -54,7 +54,7 @@ const ATTEMPTS: usize = 5;
 /// Where a resumed capture continues.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResumePoint<T> {
-    /// Restart the input here. [`resume`] (one partition) sets this
+    /// Restart the input here. A single partition's resume sets this
     /// partition's committed frontier, which is right only when no record
     /// reaches the capture from another worker's input;
     /// [`crate::capture::worker::capture_exactly_once`] sets the meet of

@@ -77,7 +77,8 @@ where
 
 impl<T: Timestamp, C, K: EventCodec<T, C>> EventConsumer<T, C, Box<dyn PartitionReader>, K> {
     /// Opens a consumer of `topic`/`partition` positioned at the session it
-    /// should replay: the newest complete one (see [`crate::capture::replay::session`]).
+    /// should replay: the newest complete one (a restarted capture appends a new session
+    /// after the torn remains of the old).
     /// Records of other sessions are skipped. `timeout` bounds each read
     /// made while choosing.
     pub fn open(log: &dyn LogBackend, topic: &str, partition: u32, timeout: Duration) -> Result<Self> {

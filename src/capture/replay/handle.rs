@@ -70,7 +70,7 @@ impl ReplayHandle {
 
     /// The error that stopped the replay, if any; it names topic, partition
     /// and offset. Reading it has no side effect (see
-    /// [`crate::capture::worker::failure`]).
+    /// [the crate's failure rules](crate#failures)).
     pub fn error(&self) -> Option<Error> {
         self.shared.error.error()
     }

@@ -44,11 +44,11 @@ pub enum FrameKind {
     Event = 2,
     /// A piece of an encoded event too large for one record.
     EventChunk = 3,
-    /// An exactly-once commit point: the stream's committed frontier (see
-    /// [`crate::capture::wire::commit`]).
+    /// An exactly-once commit point: the stream's committed frontier (payload:
+    /// token length, token, progress state).
     Commit = 4,
     /// The first record of a resumed exactly-once capture: a stream header
-    /// plus the commit it continues (see [`crate::capture::wire::commit`]).
+    /// plus the commit it continues.
     Epoch = 5,
 }
 
