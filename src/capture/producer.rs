@@ -76,8 +76,15 @@ struct CaptureShared {
 /// computation's frontiers still close and every worker ends: the capture
 /// operator looks done. [`CaptureHandle::outcome`] says whether it is.
 #[derive(Clone, Default)]
+#[must_use = "the handle is how a failure is seen"]
 pub struct CaptureHandle {
     shared: Arc<CaptureShared>,
+}
+
+impl std::fmt::Debug for CaptureHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureHandle").field("stats", &self.stats()).field("error", &self.error()).finish()
+    }
 }
 
 impl CaptureHandle {
@@ -137,6 +144,18 @@ pub struct EventProducer<T, C, W: PartitionWriter = Box<dyn PartitionWriter>, K 
     token: Option<ResumeToken<T>>,
     final_check: Option<FinalCheck>,
     _types: PhantomData<(C, K)>,
+}
+
+impl<T, C, W: PartitionWriter, K> std::fmt::Debug for EventProducer<T, C, W, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventProducer")
+            .field("partition", &self.id)
+            .field("session", &self.session)
+            .field("next_seq", &self.next_seq)
+            .field("exactly_once", &self.commits.is_some())
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Reads the stream back after a failed final flush and says whether the

@@ -65,6 +65,17 @@ pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K 
     _types: PhantomData<(C, K)>,
 }
 
+impl<T, C, R: PartitionReader, K> std::fmt::Debug for EventConsumer<T, C, R, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventConsumer")
+            .field("partition", &self.protocol.id)
+            .field("exactly_once", &self.committed.is_some())
+            .field("done", &self.done)
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T: Timestamp, C, R: PartitionReader> EventConsumer<T, C, R, Bincode>
 where
     Bincode: EventCodec<T, C>,

@@ -47,8 +47,19 @@ pub(super) struct ReplayShared {
 /// [`crate::capture::worker::execute`], which returns the failure) before
 /// trusting what they computed.
 #[derive(Clone, Default)]
+#[must_use = "the handle is how a failure is seen"]
 pub struct ReplayHandle {
     pub(super) shared: Arc<ReplayShared>,
+}
+
+impl std::fmt::Debug for ReplayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplayHandle")
+            .field("stats", &self.stats())
+            .field("complete", &self.is_complete())
+            .field("error", &self.error())
+            .finish()
+    }
 }
 
 impl ReplayHandle {
