@@ -127,8 +127,8 @@ where
         let seen = std::rc::Rc::new(std::cell::Cell::new(Seen::default()));
         let counter = seen.clone();
         let probe = worker.dataflow::<u64, _, _>(|scope| {
-            // Re-activate the replay after 1 ms rather than at once, so a
-            // worker with nothing to read can park (`step_or_park` below)
+            // Re-activate the replay after REPLAY_PERIOD rather than at once,
+            // so a worker with nothing to read can park (`step_until_done`)
             // instead of spinning on the cores the Kafka client threads need.
             consumers
                 .replay_core(scope, Some(REPLAY_PERIOD))

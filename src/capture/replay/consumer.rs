@@ -99,9 +99,9 @@ impl<T: Timestamp, C, K: EventCodec<T, C>> EventConsumer<T, C, Box<dyn Partition
     /// [`EventConsumer::open`], reading the stream header before returning
     /// only if `read_header`; otherwise the first `next` reads it. A replay
     /// needs one stream's header up front (the stream count); the others'
-    /// first fetches are large and arrive over tens of milliseconds on a busy
-    /// broker (80 MB from tansu: the last of five 30 to 80 ms into the
-    /// replay), and no worker should wait for all of them to start.
+    /// first fetches are large and, on a busy broker, the last of them
+    /// arrives well into the replay: no worker should wait for all of them
+    /// to start.
     pub(crate) fn open_at_session(
         log: &dyn LogBackend,
         topic: &str,
@@ -359,8 +359,9 @@ where
 thread_local! {
     /// Since when no consumer on this thread (a timely worker) has got a
     /// record, as its first empty poll after one noticed; `None` while
-    /// records flow. Records only clear it: reading the clock per record
-    /// (twice, before) showed as 3% of a replay's CPU in `perf`.
+    /// records flow. Records only clear it: the clock is read per empty
+    /// poll, never per record, because a per-record clock read is a visible
+    /// share of a replay's CPU (`docs/benchmarks.md`).
     static QUIET_SINCE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
 }
 

@@ -67,11 +67,34 @@ mod abomonation_codec {
     /// **Trusted data only**: the checksum rules out accidental corruption, but
     /// a crafted record can still describe memory that abomonation will trust.
     ///
+    /// **Alignment at most 8**: abomonation decodes in place, and the bytes
+    /// it decodes from are aligned to 8 (the container starts 8-aligned, and
+    /// abomonation puts a `Vec`'s elements right after its 24-byte header).
+    /// A type aligned to more than 8 (`u128`, `i128`, `#[repr(align(16))]`)
+    /// anywhere in the container would be read misaligned, which is
+    /// undefined behaviour. The codec refuses a container aligned to more
+    /// than 8 at compile time; it cannot see the element types inside a
+    /// `Vec`, so for `Vec<u128>` and the like use [`crate::Bincode`].
+    ///
+    /// ```compile_fail
+    /// # use timely_kafka::{Abomonation, EventCodec};
+    /// #[derive(Clone)]
+    /// #[repr(align(16))]
+    /// struct Wide(u64);
+    /// impl abomonation::Abomonation for Wide {}
+    /// let mut out = Vec::new();
+    /// let event = timely::dataflow::operators::capture::Event::Progress(vec![(0u64, 1i64)]);
+    /// <Abomonation as EventCodec<u64, Wide>>::encode(&event, &mut out).unwrap();
+    /// ```
+    ///
     /// Payload: tag byte 0 + bincode `Vec<(T, i64)>` for progress; tag byte 1,
     /// stamp length (u32 LE), bincode stamp, zero padding to a multiple of 8,
     /// then the abomonated container, for messages.
     #[derive(Clone, Copy, Debug, Default)]
     pub struct Abomonation;
+
+    /// The alignment [`Abomonation`] decodes with.
+    const DECODE_ALIGN: usize = std::mem::align_of::<u64>();
 
     impl<T, C> EventCodec<T, C> for Abomonation
     where
@@ -81,6 +104,7 @@ mod abomonation_codec {
         const ID: CodecId = CodecId::Abomonation;
 
         fn encode(event: &Event<T, C>, out: &mut Vec<u8>) -> Result<(), FrameError> {
+            const { assert!(std::mem::align_of::<C>() <= DECODE_ALIGN, "abomonation: container aligned to more than 8") };
             match event {
                 Event::Progress(updates) => {
                     out.push(0);
@@ -105,6 +129,7 @@ mod abomonation_codec {
         }
 
         fn decode(payload: &[u8]) -> Result<Event<T, C>, FrameError> {
+            const { assert!(std::mem::align_of::<C>() <= DECODE_ALIGN, "abomonation: container aligned to more than 8") };
             let (&tag, rest) = payload.split_first().ok_or_else(|| FrameError::Decode("empty payload".into()))?;
             match tag {
                 0 => Ok(Event::Progress(decode_bincode(rest)?)),

@@ -4,8 +4,7 @@
 //! numbers' little-endian bytes, and serde walks it one element at a time
 //! (a visitor call, a bounds check and a push per number). For the most
 //! common capture, a stream of `Vec` of a primitive number type, that walk
-//! was about a tenth of a Kafka replay's CPU on a 2-core machine
-//! (`perf`, 80 MB of `Vec<u64>` from tansu), as much as the frame checksum.
+//! costs as much CPU as the frame checksum (figures in `docs/benchmarks.md`).
 //! Here such events are encoded and decoded with one copy of the numbers'
 //! bytes (on little-endian targets; elsewhere one number at a time).
 //!
