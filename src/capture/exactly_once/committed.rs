@@ -40,8 +40,10 @@ use crate::capture::wire::frame::{self, FrameKind};
 use crate::error::{Error, PartitionId, Result};
 use crate::log::PartitionReader;
 
-/// How long a delivery pass waits for a record it knows is stored.
-const REREAD_TIMEOUT: Duration = Duration::from_millis(200);
+/// Reads never wait: a record not yet here (a re-read after a seek on
+/// Kafka needs a fetch) is `Next::Idle`, and the replay looks again on its
+/// next activation, so no other operator of the worker waits for it.
+const NO_WAIT: Duration = Duration::ZERO;
 
 /// The commit replay delivered last.
 struct Delivered<T> {
@@ -212,17 +214,15 @@ impl<T: Timestamp> CommittedReplay<T> {
         Error::Protocol { at: self.id.clone(), offset, reason: reason.into() }
     }
 
-    /// Reads at most one record and says what came of it. `wait` bounds the
-    /// wait for a new record while scanning.
+    /// Reads at most one record, without waiting, and says what came of it.
     pub fn step<C, K: EventCodec<T, C>>(
         &mut self,
         reader: &mut dyn PartitionReader,
-        wait: Duration,
         read: &mut dyn FnMut(usize),
     ) -> Result<Next<T, C>> {
         match self.phase {
             Phase::Done => Ok(Next::Idle),
-            Phase::Scan => self.scan::<C, K>(reader, wait, read),
+            Phase::Scan => self.scan::<C, K>(reader, read),
             Phase::Deliver { .. } => self.deliver::<C, K>(reader),
         }
     }
@@ -230,10 +230,9 @@ impl<T: Timestamp> CommittedReplay<T> {
     fn scan<C, K: EventCodec<T, C>>(
         &mut self,
         reader: &mut dyn PartitionReader,
-        wait: Duration,
         read: &mut dyn FnMut(usize),
     ) -> Result<Next<T, C>> {
-        let Some(record) = reader.poll(wait)? else { return Ok(Next::Idle) };
+        let Some(record) = reader.poll(NO_WAIT)? else { return Ok(Next::Idle) };
         read(record.payload.len());
         let offset = record.offset;
         let frame = frame::decode_frame(record.payload).map_err(Error::frame_at(&self.id, offset))?;
@@ -299,7 +298,7 @@ impl<T: Timestamp> CommittedReplay<T> {
             return Ok(self.window.after(outcome, offset, bytes));
         }
         let commit_offset = target.seen.offset;
-        let Some(record) = reader.poll(REREAD_TIMEOUT)? else {
+        let Some(record) = reader.poll(NO_WAIT)? else {
             return Ok(Next::Idle);
         };
         let offset = record.offset;

@@ -45,6 +45,12 @@ use crate::log::{LogBackend, PartitionReader};
 const EVENTS_PER_ACTIVATION: usize = 256;
 
 /// Replays one log partition as a timely event stream.
+///
+/// `next` never waits for a record, so a quiet partition holds up no other
+/// operator of its worker: replay it with `replay_core(scope,
+/// Some(REPLAY_PERIOD))` and step with [`crate::step_until_done`], which
+/// park the worker between looks (timely's `replay_into` would look again
+/// at once, forever).
 pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K = Bincode> {
     reader: R,
     protocol: Protocol<T>,
@@ -56,7 +62,6 @@ pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K 
     served: usize,
     done: bool,
     note: Option<String>,
-    empty_polls: u32,
     committed: Option<CommittedReplay<T>>,
     /// The stream header of an exactly-once stream was read at open
     /// (session, offset): committed replay starts at the first `next`.
@@ -143,7 +148,6 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
             served: 0,
             done: false,
             note: None,
-            empty_polls: 0,
             committed: None,
             committed_start: None,
             window_bytes: None,
@@ -319,20 +323,18 @@ where
             if self.committed.is_some() {
                 return self.next_committed();
             }
-            // Poll without waiting while records flow (see `idle_wait`).
-            let wait = idle_wait(self.empty_polls);
-            let step = match self.reader.poll(wait) {
+            // Never wait: the replay operator is activated again after its
+            // period, and the worker parks in between (`step_until_done`).
+            let step = match self.reader.poll(Duration::ZERO) {
                 Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(None) => return self.went_quiet().map(Cow::Owned),
                 Ok(Some(record)) => {
-                    saw_record();
                     let shared = &self.handle.shared;
                     shared.frames.fetch_add(1, Ordering::Relaxed);
                     shared.bytes.fetch_add(record.payload.len() as u64, Ordering::Relaxed);
                     self.protocol.accept::<C, K>(record.offset, record.payload, &shared.duplicates)
                 }
             };
-            self.empty_polls = 0;
             match step {
                 Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(Step::Skip) => continue,
@@ -353,43 +355,6 @@ where
                 }
             }
         }
-    }
-}
-
-thread_local! {
-    /// Since when no consumer on this thread (a timely worker) has got a
-    /// record, as its first empty poll after one noticed; `None` while
-    /// records flow. Records only clear it: the clock is read per empty
-    /// poll, never per record, because a per-record clock read is a visible
-    /// share of a replay's CPU (`docs/benchmarks.md`).
-    static QUIET_SINCE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
-}
-
-fn saw_record() {
-    QUIET_SINCE.with(|since| since.set(None));
-}
-
-/// How long a poll may wait for a record. A worker replays several
-/// partitions: while any of them delivers, none waits (a wait on an empty
-/// partition would stall the busy one). Once the whole worker has seen
-/// nothing for a millisecond, an empty partition waits up to 2 ms, so a
-/// replay that outruns its broker leaves the cores to the client threads
-/// fetching its data instead of spinning.
-fn idle_wait(empty_polls: u32) -> Duration {
-    if empty_polls == 0 {
-        return Duration::ZERO;
-    }
-    let quiet = QUIET_SINCE.with(|since| match since.get() {
-        Some(at) => at.elapsed() >= Duration::from_millis(1),
-        None => {
-            since.set(Some(Instant::now()));
-            false
-        }
-    });
-    if quiet {
-        Duration::from_millis(2)
-    } else {
-        Duration::ZERO
     }
 }
 
@@ -423,7 +388,6 @@ where
     /// once it has been quiet for the idle timeout.
     fn went_quiet(&mut self) -> Option<Event<T, C>> {
         self.served = 0;
-        self.empty_polls = self.empty_polls.saturating_add(1);
         self.idle_since_delivery()
     }
 
@@ -445,18 +409,12 @@ where
             shared.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         };
         for _ in 0..RECORDS_PER_CALL {
-            let wait = idle_wait(self.empty_polls);
             let committed = self.committed.as_mut().expect("exactly-once replay");
-            match committed.step::<C, K>(&mut self.reader, wait, &mut read) {
+            match committed.step::<C, K>(&mut self.reader, &mut read) {
                 Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(Next::Idle) => return self.went_quiet().map(Cow::Owned),
-                Ok(Next::Busy) => {
-                    saw_record();
-                    self.empty_polls = 0;
-                }
+                Ok(Next::Busy) => {}
                 Ok(Next::Event(event)) => {
-                    saw_record();
-                    self.empty_polls = 0;
                     let complete = committed.is_done();
                     return Some(Cow::Owned(self.hand_out(event, complete)));
                 }
