@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --example average_temp -- [--brokers B] [--topic temps] [--interval-ms 1000] [-w N]
 //!                                     [--group G] [--live [--idle-exit SECS]]
+//!                                     [--exactly-once --output temps-averages]
 //! ```
 //!
 //! Each record's Kafka timestamp, rounded down to `--interval-ms`, is its
@@ -26,6 +27,17 @@
 //! ```text
 //! average_temp: records=<n> average=<x> bad=<b>
 //! ```
+//!
+//! `--exactly-once --output TOPIC` also writes each bucket, once the
+//! frontier has passed it, as a record keyed by the bucket (decimal
+//! milliseconds) with value `records=<n> average=<x>`, in Kafka transactions
+//! with the pipeline's progress (`connect::exactly_once`): killed at any
+//! moment and started again with the same arguments, the output topic holds
+//! every bucket exactly once for read_committed readers. Each start reads
+//! the input again from its beginning (the running average is state) and
+//! writes only buckets after the last commit. It needs a broker with
+//! transactions (Apache Kafka), cannot be combined with `--group`, and
+//! refuses other brokers in one line.
 //!
 //! Three ways to run it, with a broker holding topic `temps` (3 partitions):
 //! librdkafka's mock cluster as below, or any Kafka (`--brokers` defaults to
@@ -79,10 +91,14 @@ use clap::Parser;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{ProbeHandle, StreamVec};
-use timely_kafka::cli;
-use timely_kafka::connect::source::{kafka_source, time, SourceConfig, SourceEnd, SourceRecord};
+use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
+use timely_kafka::connect::source::{
+    kafka_source, kafka_source_exactly_once, time, SourceConfig, SourceEnd, SourceRecord,
+};
+use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
 
@@ -110,9 +126,20 @@ struct Args {
     /// With --live: stop once records have arrived and none has for SECS seconds.
     #[arg(long, value_name = "SECS", requires = "live")]
     idle_exit: Option<u64>,
+    /// Write each bucket's count and average to this topic (with --exactly-once).
+    #[arg(long, requires = "exactly_once")]
+    output: Option<String>,
+    /// Write the buckets exactly once (Kafka transactions; restartable).
+    #[arg(long, requires = "output", conflicts_with = "group")]
+    exactly_once: bool,
     /// Timely worker threads.
     #[arg(short = 'w', long, default_value_t = 1)]
     workers: usize,
+}
+
+fn fail(error: impl std::fmt::Display) -> ! {
+    eprintln!("{PROGRAM}: error: {error}");
+    std::process::exit(1);
 }
 
 /// Temperature sum and record count.
@@ -137,30 +164,30 @@ fn parse_temperature(payload: Option<&[u8]>) -> Option<f64> {
 fn require_topic(kafka: &KafkaLog, topic: &str) {
     match kafka.topic_info(topic) {
         Ok(Some(_)) => {}
-        Ok(None) => cli::fail(PROGRAM, format!("topic '{topic}' does not exist")),
-        Err(error) => cli::fail(PROGRAM, error),
+        Ok(None) => fail(format!("topic '{topic}' does not exist")),
+        Err(error) => fail(error),
     }
 }
 
 /// Adds up the sums at each time; once the input frontier has passed a time,
-/// calls `complete` with it and its total and emits the total at that time.
+/// calls `complete` with it and its total and emits `(time, total)` at that time.
 fn sums_per_time<'scope, P>(
-    stream: StreamVec<'scope, u64, Sums>,
+    stream: StreamVec<'scope, u64, (u64, Sums)>,
     pact: P,
     name: &str,
     mut complete: impl FnMut(u64, Sums) + 'static,
-) -> StreamVec<'scope, u64, Sums>
+) -> StreamVec<'scope, u64, (u64, Sums)>
 where
-    P: ParallelizationContract<u64, Vec<Sums>>,
+    P: ParallelizationContract<u64, Vec<(u64, Sums)>>,
 {
-    stream.unary_frontier::<CapacityContainerBuilder<Vec<Sums>>, _, _, _>(pact, name, |_capability, _info| {
+    stream.unary_frontier::<CapacityContainerBuilder<Vec<(u64, Sums)>>, _, _, _>(pact, name, |_capability, _info| {
         let mut stash = BTreeMap::new();
         move |(input, frontier), output| {
             let port = output.output_index();
             input.for_each_stamp(|capability, data| {
                 let Some(capability) = capability.retain_least(port) else { return };
                 let (_, total) = stash.entry(*capability.time()).or_insert_with(|| (capability, (0.0, 0)));
-                for (sum, count) in data.flat_map(|d| d.drain(..)) {
+                for (_, (sum, count)) in data.flat_map(|d| d.drain(..)) {
                     total.0 += sum;
                     total.1 += count;
                 }
@@ -170,25 +197,28 @@ where
                     break;
                 }
                 let (capability, total) = entry.remove();
-                complete(*capability.time(), total);
-                output.session(&capability).give(total);
+                let time = *capability.time();
+                complete(time, total);
+                output.session(&capability).give((time, total));
             }
         }
     })
 }
 
 fn main() {
-    cli::exit_on_panic(PROGRAM);
     let args = Args::parse();
     if args.workers == 0 {
-        cli::fail(PROGRAM, "-w must be at least 1");
+        fail("-w must be at least 1");
     }
-    let kafka = KafkaLog::new(&args.brokers, &[]).unwrap_or_else(|e| cli::fail(PROGRAM, e));
+    let kafka = KafkaLog::new(&args.brokers, &[]).unwrap_or_else(|e| fail(e));
     require_topic(&kafka, &args.topic);
+    if let Some(output) = &args.output {
+        require_topic(&kafka, output);
+    }
     let config = if args.workers > 1 { timely::Config::process(args.workers) } else { timely::Config::thread() };
     // Records this process has read (all workers), for --idle-exit.
     let seen = Arc::new(AtomicU64::new(0));
-    let guards = timely::execute(config, move |worker| {
+    let results = execute(config, move |worker| {
         let mut config =
             SourceConfig::new(kafka.clone()).end(if args.live { SourceEnd::Live } else { SourceEnd::CurrentEnd });
         if let Some(group) = &args.group {
@@ -207,7 +237,8 @@ fn main() {
                 Some(temperature) => {
                     counts.records += 1;
                     counts.sum += temperature;
-                    Some((bucket(record), (temperature, 1)))
+                    let time = bucket(record);
+                    Some((time, (time, (temperature, 1))))
                 }
                 None => {
                     counts.bad += 1;
@@ -215,22 +246,50 @@ fn main() {
                 }
             }
         };
+        let pipeline = match (&args.output, args.exactly_once) {
+            (Some(output), true) => {
+                let pipeline = exactly_once::open(worker, &ExactlyOnceConfig::new(kafka.clone(), &args.topic, output))?;
+                if worker.index() == 0 {
+                    let resume = pipeline.resume();
+                    eprintln!("{PROGRAM}: resuming after commit {} at frontier {}", resume.commit, resume.frontier);
+                }
+                Some(pipeline)
+            }
+            _ => None,
+        };
+        let resume = pipeline.as_ref().map_or(0, |p| p.resume().frontier);
         let mut running: Sums = (0.0, 0);
         let report = move |bucket: u64, (sum, count): Sums| {
             running = (running.0 + sum, running.1 + count);
-            println!(
-                "bucket={bucket} records={count} average={:.3} running_records={} running_average={:.3}",
-                sum / count as f64,
-                running.1,
-                running.0 / running.1 as f64
-            );
+            // Buckets an earlier run committed are rebuilt, not reported again.
+            if bucket >= resume {
+                println!(
+                    "bucket={bucket} records={count} average={:.3} running_records={} running_average={:.3}",
+                    sum / count as f64,
+                    running.1,
+                    running.0 / running.1 as f64
+                );
+            }
         };
         let probe = ProbeHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
-            let temperatures = kafka_source(scope, config, &args.topic, Some(probe.clone()), logic);
+            let (temperatures, binding) = match &pipeline {
+                Some(pipeline) => {
+                    let (data, binding) =
+                        kafka_source_exactly_once(scope, config, &args.topic, pipeline.source_resume(), logic);
+                    (data, Some(binding))
+                }
+                None => (kafka_source(scope, config, &args.topic, Some(probe.clone()), logic), None),
+            };
             let local = sums_per_time(temperatures, Pipeline, "LocalSums", |_, _| {});
-            let to_first = Exchange::new(|_: &Sums| 0);
-            sums_per_time(local, to_first, "Averages", report).probe_with(&probe);
+            let to_first = Exchange::new(|_: &(u64, Sums)| 0);
+            let averages = sums_per_time(local, to_first, "Averages", report).probe_with(&probe);
+            if let (Some(pipeline), Some(binding)) = (pipeline, binding) {
+                let records = averages.map(|(bucket, (sum, count))| {
+                    (bucket.to_string(), format!("records={count} average={:.3}", sum / count as f64))
+                });
+                pipeline.sink(records, binding);
+            }
         });
 
         let (mut last_seen, mut last_change) = (0, Instant::now());
@@ -252,14 +311,14 @@ fn main() {
                 }
             }
         }
-        while worker.step() {}
+        // The exactly-once sink's last commit.
+        while worker.step_or_park(Some(Duration::from_millis(5))) {}
         let counts = *counts.borrow();
-        counts
+        Ok(counts)
     })
-    .unwrap_or_else(|e| cli::fail(PROGRAM, e));
+    .unwrap_or_else(|e| fail(e));
     let mut total = Counts::default();
-    for result in guards.join() {
-        let counts = result.unwrap_or_else(|e| cli::fail(PROGRAM, e));
+    for counts in results {
         total.records += counts.records;
         total.sum += counts.sum;
         total.bad += counts.bad;

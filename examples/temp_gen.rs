@@ -37,8 +37,8 @@ use clap::Parser;
 use rand::Rng;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
-use timely_kafka::cli;
 use timely_kafka::connect::sink::{kafka_sink, SinkConfig};
+use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
 use timely_kafka::CodecId;
@@ -72,16 +72,20 @@ struct Args {
     workers: usize,
 }
 
+fn fail(error: impl std::fmt::Display) -> ! {
+    eprintln!("{PROGRAM}: error: {error}");
+    std::process::exit(1);
+}
+
 /// Creates `topic` unless it exists with at least `partitions` partitions.
 fn ensure_topic(kafka: &KafkaLog, topic: &str, partitions: u32) {
     if let Err(error) = kafka.create_topic(topic, partitions, CodecId::None, false) {
         match kafka.topic_info(topic) {
             Ok(Some(info)) if info.partitions >= partitions => {}
-            Ok(Some(info)) => cli::fail(
-                PROGRAM,
-                format!("topic '{topic}' has {} partitions, at least {partitions} needed", info.partitions),
-            ),
-            _ => cli::fail(PROGRAM, error),
+            Ok(Some(info)) => {
+                fail(format!("topic '{topic}' has {} partitions, at least {partitions} needed", info.partitions))
+            }
+            _ => fail(error),
         }
     }
 }
@@ -92,15 +96,14 @@ fn sensor_of(key: &[u8]) -> u32 {
 }
 
 fn main() {
-    cli::exit_on_panic(PROGRAM);
     let args = Args::parse();
     if args.sensors == 0 || args.workers == 0 {
-        cli::fail(PROGRAM, "--sensors and -w must be at least 1");
+        fail("--sensors and -w must be at least 1");
     }
-    let kafka = KafkaLog::new(&args.brokers, &[]).unwrap_or_else(|e| cli::fail(PROGRAM, e));
+    let kafka = KafkaLog::new(&args.brokers, &[]).unwrap_or_else(|e| fail(e));
     ensure_topic(&kafka, &args.topic, args.partitions);
     let config = if args.workers > 1 { timely::Config::process(args.workers) } else { timely::Config::thread() };
-    let guards = timely::execute(config, move |worker| {
+    let written = execute(config, move |worker| {
         let (index, peers) = (worker.index() as u64, worker.peers() as u64);
         let (count, sensors, rate) = (args.count, args.sensors, args.rate);
         let sink_config = SinkConfig::new(kafka.clone()).partitioner(|key, partitions| sensor_of(key) % partitions);
@@ -140,12 +143,9 @@ fn main() {
         }
         drop(input);
         while worker.step() {}
-        sink.acknowledged()
+        Ok(sink.acknowledged())
     })
-    .unwrap_or_else(|e| cli::fail(PROGRAM, e));
-    let mut records = 0;
-    for result in guards.join() {
-        records += result.unwrap_or_else(|e| cli::fail(PROGRAM, e));
-    }
+    .unwrap_or_else(|e| fail(e));
+    let records: u64 = written.into_iter().sum();
     println!("{PROGRAM}: records={records}");
 }

@@ -1,8 +1,10 @@
 //! `word_count`: counts the words of the text lines in a Kafka topic and writes
-//! `(word, count)` records to another, with `kafka_source` and `kafka_sink`.
+//! `(word, count)` records to another, with `kafka_source` and `kafka_sink`,
+//! or exactly once with `connect::exactly_once`.
 //!
 //! ```text
-//! cargo run --example word_count -- [--brokers B] [--input lines] [--output word-counts] [--produce-sample] [-w N]
+//! cargo run --example word_count -- [--brokers B] [--input lines] [--output word-counts] [--produce-sample]
+//!                                   [--live [--idle-exit SECS]] [--exactly-once] [-w N]
 //! ```
 //!
 //! Self-contained run against librdkafka's mock cluster (it cannot create
@@ -16,27 +18,42 @@
 //! ```
 //!
 //! `--produce-sample` first writes a few lines of sample text into the input
-//! topic (again on every run, so counts grow). The job then reads every record
-//! of the input topic present when it starts (`SourceEnd::CurrentEnd`), its
-//! partitions spread over the workers; splits lines into lower-case words;
-//! exchanges the words by hash, so each word is counted by one worker and the
-//! counts are global; and once the frontier has passed a time, writes the new
-//! count of each word that changed at that time, keyed by the word (a
-//! changelog: the latest record per key is the count, fit for a compacted
-//! topic). Every record is read at time 0 here, so each word is written once,
-//! when the input is complete; choose `time::event_time_bucket` instead to
-//! update counts per interval on a live topic. The sink flushes as its
-//! frontier advances, so the job ends only after the broker has acknowledged
-//! every count.
+//! topic (again on every run, so counts grow). The job reads the input
+//! topic's partitions, spread over the workers; splits lines into lower-case
+//! words; exchanges the words by hash, so each word is counted by one worker
+//! and the counts are global; and once the frontier has passed a time,
+//! writes the new count of each word that changed at that time, keyed by the
+//! word, the count in decimal (a changelog: the latest record per key is the
+//! count, fit for a compacted topic).
+//!
+//! By default it reads every record present when it starts
+//! (`SourceEnd::CurrentEnd`), all at time 0, so each word is written once.
+//! `--live` follows the topic instead, a record's time being its Kafka
+//! timestamp rounded down to `--interval-ms`, so counts are written per
+//! interval; `--idle-exit SECS` stops once no record has arrived for SECS
+//! seconds.
+//!
+//! `--exactly-once` writes the counts in Kafka transactions with the
+//! pipeline's progress (topic `<output>.progress`, created if missing): the
+//! job can be killed at any moment and started again with the same
+//! arguments, any number of times, and the output topic holds, for
+//! read_committed readers, each word's counts exactly as one uninterrupted
+//! run would have written them. It needs a broker with transactions (Apache
+//! Kafka) and refuses others in one line. Each start reads the input again
+//! from its beginning to rebuild the counts, and writes only what comes
+//! after the last commit.
 //!
 //! Prints the most frequent words, then one line
-//! `word_count: words=<distinct words> lines=<n> written=<records acknowledged>`.
+//! `word_count: words=<distinct words> lines=<n> written=<records written>`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use timely::container::CapacityContainerBuilder;
@@ -44,10 +61,13 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Inspect, Probe, ToStream};
-use timely::dataflow::ProbeHandle;
-use timely_kafka::cli;
+use timely::dataflow::{ProbeHandle, Stream};
+use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
 use timely_kafka::connect::sink::{kafka_sink, SinkConfig};
-use timely_kafka::connect::source::{kafka_source, SourceConfig, SourceEnd, SourceRecord};
+use timely_kafka::connect::source::{
+    kafka_source, kafka_source_exactly_once, time, SourceConfig, SourceEnd, SourceRecord,
+};
+use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
 use timely_kafka::CodecId;
@@ -64,7 +84,7 @@ const SAMPLE: &[&str] = &[
 ];
 
 /// Count the words of a Kafka topic of text lines into another topic.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = PROGRAM)]
 struct Args {
     /// Kafka bootstrap brokers.
@@ -79,31 +99,52 @@ struct Args {
     /// First write a few sample lines into the input topic.
     #[arg(long)]
     produce_sample: bool,
+    /// Follow the input topic instead of stopping at its current end.
+    #[arg(long)]
+    live: bool,
+    /// With --live: stop once no record has arrived for SECS seconds.
+    #[arg(long, value_name = "SECS", requires = "live")]
+    idle_exit: Option<u64>,
+    /// With --live: the width of a time, in milliseconds of Kafka timestamp.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+    /// Write the counts exactly once (Kafka transactions; restartable).
+    #[arg(long)]
+    exactly_once: bool,
+    /// With --exactly-once: the shortest time between commits, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    commit_interval_ms: u64,
     /// Timely worker threads.
     #[arg(short = 'w', long, default_value_t = 1)]
     workers: usize,
 }
 
-/// Creates `topic` unless it exists with at least `partitions` partitions.
+fn fail(error: impl std::fmt::Display) -> ! {
+    eprintln!("{PROGRAM}: error: {error}");
+    std::process::exit(1);
+}
+
+/// Creates `topic` unless it exists.
 fn ensure_topic(kafka: &KafkaLog, topic: &str, partitions: u32) {
     if let Err(error) = kafka.create_topic(topic, partitions, CodecId::None, false) {
         match kafka.topic_info(topic) {
             Ok(Some(_)) => {}
-            _ => cli::fail(PROGRAM, error),
+            _ => fail(error),
         }
     }
 }
 
 /// Writes the sample lines to `topic` (keyed by line number) with a one-worker dataflow.
-fn produce_sample(kafka: KafkaLog, topic: String) -> u64 {
-    timely::execute_directly(move |worker| {
-        let sink = worker.dataflow::<u64, _, _>(|scope| {
+fn produce_sample(kafka: KafkaLog, topic: String) -> timely_kafka::Result<u64> {
+    let written = execute(timely::Config::thread(), move |w| {
+        let sink = w.dataflow::<u64, _, _>(|scope| {
             let lines = SAMPLE.iter().enumerate().map(|(i, line)| (i.to_string(), line.to_string()));
-            kafka_sink(lines.to_stream(scope).container::<Vec<_>>(), SinkConfig::new(kafka), &topic)
+            kafka_sink(lines.to_stream(scope).container::<Vec<_>>(), SinkConfig::new(kafka.clone()), &topic)
         });
-        while worker.step() {}
-        sink.acknowledged()
-    })
+        while w.step() {}
+        Ok(sink.acknowledged())
+    })?;
+    Ok(written.into_iter().sum())
 }
 
 /// The lower-case words of a line, without surrounding punctuation.
@@ -121,6 +162,49 @@ fn hash(word: &str) -> u64 {
     hasher.finish()
 }
 
+/// Running counts per word: once the frontier has passed a time, the new
+/// total of every word that changed at it, at that time.
+fn count<'scope>(
+    words: Stream<'scope, u64, Vec<(String, u64)>>,
+    distinct: Rc<Cell<usize>>,
+) -> Stream<'scope, u64, Vec<(String, u64)>> {
+    let by_word = Exchange::new(|(word, _): &(String, u64)| hash(word));
+    words.unary_frontier::<CapacityContainerBuilder<Vec<(String, u64)>>, _, _, _>(
+        by_word,
+        "WordCount",
+        move |_capability, _info| {
+            let mut totals = HashMap::<String, u64>::new();
+            // Per time: a capability for it and the counts that arrived at it.
+            let mut pending = BTreeMap::new();
+            move |(input, frontier), output| {
+                let port = output.output_index();
+                input.for_each_stamp(|capability, data| {
+                    let Some(capability) = capability.retain_least(port) else { return };
+                    let (_, changes) =
+                        pending.entry(*capability.time()).or_insert_with(|| (capability, HashMap::new()));
+                    for (word, count) in data.flat_map(|d| d.drain(..)) {
+                        *changes.entry(word).or_insert(0u64) += count;
+                    }
+                });
+                // Times the frontier has passed are complete: apply and emit their changes.
+                while let Some(entry) = pending.first_entry() {
+                    if frontier.frontier().less_equal(entry.key()) {
+                        break;
+                    }
+                    let (capability, changes) = entry.remove();
+                    let mut session = output.session(&capability);
+                    for (word, count) in changes {
+                        let total = totals.entry(word.clone()).or_insert(0);
+                        *total += count;
+                        session.give((word, *total));
+                    }
+                    distinct.set(totals.len());
+                }
+            }
+        },
+    )
+}
+
 /// What one worker did.
 struct Report {
     lines: u64,
@@ -129,92 +213,104 @@ struct Report {
     top: Vec<(String, u64)>,
 }
 
-fn main() {
-    cli::exit_on_panic(PROGRAM);
-    let args = Args::parse();
-    if args.workers == 0 {
-        cli::fail(PROGRAM, "-w must be at least 1");
-    }
-    let kafka = KafkaLog::new(&args.brokers, &[]).unwrap_or_else(|e| cli::fail(PROGRAM, e));
-    ensure_topic(&kafka, &args.input, 2);
-    ensure_topic(&kafka, &args.output, 2);
-    if args.produce_sample {
-        let written = produce_sample(kafka.clone(), args.input.clone());
-        eprintln!("{PROGRAM}: wrote {written} sample lines to '{}'", args.input);
-    }
+fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
     let config = if args.workers > 1 { timely::Config::process(args.workers) } else { timely::Config::thread() };
-    let guards = timely::execute(config, move |worker| {
+    // Records this process has read (all workers), for --idle-exit.
+    let seen = Arc::new(AtomicU64::new(0));
+    execute(config, move |w| {
+        let end = if args.live { SourceEnd::Live } else { SourceEnd::CurrentEnd };
         // Worker j reads the partitions p with p % peers == j; one with none finishes at once.
-        let source_config = SourceConfig::new(kafka.clone()).end(SourceEnd::CurrentEnd);
-        let sink_config = SinkConfig::new(kafka.clone());
+        let source_config = SourceConfig::new(kafka.clone()).end(end);
+        let stop = source_config.stop.clone();
         let lines = Rc::new(Cell::new(0u64));
-        let counted = lines.clone();
+        let (counted, seen_by_source) = (lines.clone(), seen.clone());
+        let bucket = time::event_time_bucket(args.interval_ms);
+        let live = args.live;
         let read_line = move |record: &SourceRecord<'_>| {
+            seen_by_source.fetch_add(1, Ordering::Relaxed);
             let line = String::from_utf8_lossy(record.payload?).into_owned();
             counted.set(counted.get() + 1);
-            Some((0, line))
+            Some((if live { bucket(record) } else { 0 }, line))
         };
-        let counts = Rc::new(Cell::new(0usize));
-        let distinct = counts.clone();
-        let top = Rc::new(std::cell::RefCell::new(HashMap::<String, u64>::new()));
+        let pipeline = if args.exactly_once {
+            let config = ExactlyOnceConfig::new(kafka.clone(), &args.input, &args.output)
+                .commit_interval(Duration::from_millis(args.commit_interval_ms));
+            let pipeline = exactly_once::open(w, &config)?;
+            if w.index() == 0 {
+                let resume = pipeline.resume();
+                eprintln!("{PROGRAM}: resuming after commit {} at frontier {}", resume.commit, resume.frontier);
+            }
+            Some(pipeline)
+        } else {
+            None
+        };
+        let distinct = Rc::new(Cell::new(0usize));
+        let top = Rc::new(RefCell::new(HashMap::<String, u64>::new()));
         let final_counts = top.clone();
         let probe = ProbeHandle::new();
-        let sink = worker.dataflow::<u64, _, _>(|scope| {
-            let words = kafka_source(scope, source_config, &args.input, None, read_line).flat_map(|line| words(&line));
-            let by_word = Exchange::new(|(word, _): &(String, u64)| hash(word));
-            let counted = words.unary_frontier::<CapacityContainerBuilder<Vec<(String, u64)>>, _, _, _>(
-                by_word,
-                "WordCount",
-                move |_capability, _info| {
-                    let mut totals = HashMap::<String, u64>::new();
-                    // Per time: a capability for it and the counts that arrived at it.
-                    let mut pending = BTreeMap::new();
-                    move |(input, frontier), output| {
-                        let port = output.output_index();
-                        input.for_each_stamp(|capability, data| {
-                            let Some(capability) = capability.retain_least(port) else { return };
-                            let (_, changes) =
-                                pending.entry(*capability.time()).or_insert_with(|| (capability, HashMap::new()));
-                            for (word, count) in data.flat_map(|d| d.drain(..)) {
-                                *changes.entry(word).or_insert(0u64) += count;
-                            }
-                        });
-                        // Times the frontier has passed are complete: apply and emit their changes.
-                        while let Some(entry) = pending.first_entry() {
-                            if frontier.frontier().less_equal(entry.key()) {
-                                break;
-                            }
-                            let (capability, changes) = entry.remove();
-                            let mut session = output.session(&capability);
-                            for (word, count) in changes {
-                                let total = totals.entry(word.clone()).or_insert(0);
-                                *total += count;
-                                session.give((word, *total));
-                            }
-                            distinct.set(totals.len());
-                        }
-                    }
-                },
-            );
-            let counted = counted.inspect(move |(word, count)| {
-                final_counts.borrow_mut().insert(word.clone(), *count);
-            });
-            counted.clone().probe_with(&probe);
-            kafka_sink(counted.map(|(word, count)| (word, count.to_string())), sink_config, &args.output)
+        let written = w.dataflow::<u64, _, _>(|scope| {
+            let (lines, binding) = match &pipeline {
+                Some(pipeline) => {
+                    let resume = pipeline.source_resume();
+                    let (lines, binding) =
+                        kafka_source_exactly_once(scope, source_config, &args.input, resume, read_line);
+                    (lines, Some(binding))
+                }
+                None => (kafka_source(scope, source_config, &args.input, None, read_line), None),
+            };
+            let counts = count(lines.flat_map(|line| words(&line)), distinct.clone())
+                .inspect(move |(word, count)| {
+                    final_counts.borrow_mut().insert(word.clone(), *count);
+                })
+                .probe_with(&probe);
+            let records = counts.map(|(word, count)| (word, count.to_string()));
+            match (pipeline, binding) {
+                (Some(pipeline), Some(binding)) => {
+                    let handle = pipeline.sink(records, binding);
+                    Box::new(move || handle.written()) as Box<dyn Fn() -> u64>
+                }
+                _ => {
+                    let handle = kafka_sink(records, SinkConfig::new(kafka.clone()), &args.output);
+                    Box::new(move || handle.acknowledged())
+                }
+            }
         });
+        let (mut last_seen, mut last_change) = (0, Instant::now());
         while !probe.done() {
-            worker.step();
+            w.step_or_park(Some(Duration::from_millis(5)));
+            if let Some(idle) = args.idle_exit {
+                let now = seen.load(Ordering::Relaxed);
+                if now != last_seen {
+                    (last_seen, last_change) = (now, Instant::now());
+                } else if last_change.elapsed() >= Duration::from_secs(idle) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
         }
-        while worker.step() {}
+        // The sink's last commit.
+        while w.step_or_park(Some(Duration::from_millis(5))) {}
         let mut top: Vec<(String, u64)> = top.borrow_mut().drain().collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         top.truncate(5);
-        Report { lines: lines.get(), words: counts.get(), written: sink.acknowledged(), top }
+        Ok(Report { lines: lines.get(), words: distinct.get(), written: written(), top })
     })
-    .unwrap_or_else(|e| cli::fail(PROGRAM, e));
+}
+
+fn main() {
+    let args = Args::parse();
+    if args.workers == 0 {
+        fail("-w must be at least 1");
+    }
+    let kafka = KafkaLog::new(&args.brokers, &[]).unwrap_or_else(|e| fail(e));
+    ensure_topic(&kafka, &args.input, 2);
+    ensure_topic(&kafka, &args.output, 2);
+    if args.produce_sample {
+        let written = produce_sample(kafka.clone(), args.input.clone()).unwrap_or_else(|e| fail(e));
+        eprintln!("{PROGRAM}: wrote {written} sample lines to '{}'", args.input);
+    }
+    let reports = run(args, kafka).unwrap_or_else(|e| fail(e));
     let (mut lines, mut words, mut written, mut top) = (0, 0, 0, Vec::new());
-    for result in guards.join() {
-        let report = result.unwrap_or_else(|e| cli::fail(PROGRAM, e));
+    for report in reports {
         lines += report.lines;
         words += report.words;
         written += report.written;

@@ -11,7 +11,11 @@
 #   RUNS          runs per point; medians (3)
 #   FILE_TOTAL    numbers captured in all, file log (default 40000000: ~320 MB)
 #   KAFKA_TOTAL   numbers captured in all, Kafka (default 10000000: ~80 MB)
-#   BROKERS       Kafka brokers; default: start tansu on 127.0.0.1:$TANSU_PORT
+#   BROKERS       Kafka brokers; default: start Apache Kafka (scripts/kafka.sh,
+#                 data on disk) on 127.0.0.1:$KAFKA_BENCH_PORT
+#   CLUSTER=1     that Apache Kafka as a 3-node cluster (replication factor 3)
+#   KAFKA_BENCH_PORT  its first port (default 19393)
+#   TANSU=1       start tansu on 127.0.0.1:$TANSU_PORT instead
 #   TANSU_PORT    (default 19093)
 #   SKIP          "file" or "kafka" to leave one out
 #   OUT           output directory (default docs)
@@ -20,7 +24,7 @@ cd "$(dirname "$0")/.."
 
 for arg in "$@"; do
   case "$arg" in
-    WORKERS=* | RUNS=* | FILE_TOTAL=* | KAFKA_TOTAL=* | BROKERS=* | TANSU_PORT=* | SKIP=* | OUT=*) export "${arg?}" ;;
+    WORKERS=* | RUNS=* | FILE_TOTAL=* | KAFKA_TOTAL=* | BROKERS=* | CLUSTER=* | TANSU=* | KAFKA_BENCH_PORT=* | TANSU_PORT=* | SKIP=* | OUT=*) export "${arg?}" ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_scale.sh: unknown argument '$arg' (expected KEY=VALUE)" >&2; exit 2 ;;
   esac
@@ -30,6 +34,7 @@ RUNS="${RUNS:-3}"
 FILE_TOTAL="${FILE_TOTAL:-40000000}"
 KAFKA_TOTAL="${KAFKA_TOTAL:-10000000}"
 TANSU_PORT="${TANSU_PORT:-19093}"
+KAFKA_BENCH_PORT="${KAFKA_BENCH_PORT:-19393}"
 SKIP="${SKIP:-}"
 OUT="${OUT:-docs}"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
@@ -37,7 +42,12 @@ WORK="$TARGET_DIR/bench-scale"
 mkdir -p "$WORK" "$OUT"
 
 STARTED_TANSU=0
+STARTED_KAFKA=0
+scale_kafka() { KAFKA_DIR="$TARGET_DIR/bench-scale-apache-kafka" KAFKA_PORT="$KAFKA_BENCH_PORT" scripts/kafka.sh "$@"; }
 cleanup() {
+  if [[ "$STARTED_KAFKA" == 1 ]]; then
+    scale_kafka stop || true
+  fi
   if [[ "$STARTED_TANSU" == 1 ]]; then
     BROKER_PORT=$TANSU_PORT BROKER_DIR="$TARGET_DIR/bench-scale-broker" scripts/broker.sh stop || true
   fi
@@ -48,7 +58,12 @@ trap cleanup EXIT
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
 
 cargo build --release --quiet --bins
-if [[ "$SKIP" != kafka && -z "${BROKERS:-}" ]]; then
+if [[ "$SKIP" != kafka && -z "${BROKERS:-}" && "${TANSU:-0}" != 1 ]]; then
+  nodes=1
+  [[ "${CLUSTER:-0}" != 1 ]] || nodes=3
+  STARTED_KAFKA=1
+  BROKERS="$(scale_kafka start --nodes "$nodes")"
+elif [[ "$SKIP" != kafka && -z "${BROKERS:-}" ]]; then
   BROKER_PORT=$TANSU_PORT BROKER_DIR="$TARGET_DIR/bench-scale-broker" scripts/broker.sh start >&2
   STARTED_TANSU=1
   BROKERS="127.0.0.1:$TANSU_PORT"

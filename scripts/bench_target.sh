@@ -10,11 +10,13 @@ cargo build --release --quiet --bench "$name" --message-format=json |
   python3 -c '
 import json, sys
 name = sys.argv[1]
+found = None
+# Read to the end: leaving early breaks cargo'"'"'s pipe, and it fails.
 for line in sys.stdin:
     msg = json.loads(line)
     if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == name and msg.get("executable"):
-        print(msg["executable"])
-        break
-else:
+        found = found or msg["executable"]
+if not found:
     sys.exit(f"bench_target.sh: no executable for bench target {name}")
+print(found)
 ' "$name"

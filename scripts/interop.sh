@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Interop with an independent Kafka client: kafka-python (pure Python, its own
-# protocol implementation, no librdkafka) writes the topics the examples read
-# with kafka_source, and reads back what word_count wrote with kafka_sink.
+# Interop with independent Kafka clients: kafka-python (pure Python, its own
+# protocol implementation, no librdkafka) and Apache Kafka's Java console
+# tools (ConsoleProducer, ConsoleConsumer; the jars scripts/kafka.sh installs)
+# write the topics the examples read with kafka_source, and read back what
+# word_count wrote with kafka_sink.
 #
 #   scripts/interop.sh BROKERS      e.g. scripts/interop.sh 127.0.0.1:19092
 #
@@ -10,6 +12,9 @@
 #                 what kafka-python wrote (tests/interop/temps.py)
 #   word_count    reads every line kafka-python wrote; kafka-python reads its
 #                 output topic back and finds each word's count (words.py)
+#   the same two with the Java producer writing and the Java consumer reading
+#   (average_temp's buckets then come from the timestamps the broker stored:
+#   the console producer cannot choose them). INTEROP_JAVA=0 leaves them out.
 # Exits non-zero with a one-line reason (interop: FAIL: ...) on any mismatch
 # or error; the Python checks print their own. The venv lives in
 # target/interop-venv (created, and kafka-python installed, when missing).
@@ -48,5 +53,41 @@ RUN="interop-$$-$(date +%s)"
 "$E/word_count" --brokers "$BROKERS" --input "$RUN-lines" --output "$RUN-counts" -w 2 \
   >"$OUT/word_count" 2>"$OUT/word_count.err" || fail "word_count failed: $(tail -n 1 "$OUT/word_count.err")"
 "$PY" tests/interop/words.py check "$BROKERS" "$RUN-counts" <"$OUT/word_count"
+
+if [[ "${INTEROP_JAVA:-1}" == 1 ]]; then
+  java_tool() { scripts/kafka.sh run "$@"; }
+  java_topic() {
+    java_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BROKERS" --create --topic "$1" --partitions 3 \
+      >/dev/null || fail "the Java TopicCommand could not create $1"
+  }
+  java_produce() {
+    java_tool org.apache.kafka.tools.ConsoleProducer --bootstrap-server "$BROKERS" --topic "$1" \
+      --producer-property acks=all "${@:2}" || fail "the Java ConsoleProducer failed writing $1"
+  }
+  # Reads $1 from the beginning until $2 records arrived (or 20 s without one).
+  java_consume() {
+    java_tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$BROKERS" --topic "$1" \
+      --from-beginning --max-messages "$2" --timeout-ms 20000 --isolation-level read_committed "${@:3}" \
+      2>"$OUT/java_consume.err" || fail "the Java ConsoleConsumer failed reading $1: $(tail -n 1 "$OUT/java_consume.err")"
+  }
+  echo "interop: Apache Kafka's Java console tools ($(scripts/kafka.sh install))" >&2
+
+  "$PY" tests/interop/temps.py lines >"$OUT/temps.lines"
+  java_topic "$RUN-jtemps"
+  java_produce "$RUN-jtemps" --property parse.key=true --property 'key.separator=|' <"$OUT/temps.lines"
+  java_consume "$RUN-jtemps" "$(wc -l <"$OUT/temps.lines")" --property print.timestamp=true >"$OUT/jtemps.stored"
+  "$E/average_temp" --brokers "$BROKERS" --topic "$RUN-jtemps" -w 2 >"$OUT/javerage_temp" 2>"$OUT/javerage_temp.err" \
+    || fail "average_temp (Java-written input) failed: $(tail -n 1 "$OUT/javerage_temp.err")"
+  "$PY" tests/interop/temps.py check-stored "$OUT/jtemps.stored" <"$OUT/javerage_temp"
+
+  "$PY" tests/interop/words.py lines >"$OUT/words.lines"
+  java_topic "$RUN-jlines"
+  java_produce "$RUN-jlines" <"$OUT/words.lines"
+  "$E/word_count" --brokers "$BROKERS" --input "$RUN-jlines" --output "$RUN-jcounts" -w 2 \
+    >"$OUT/jword_count" 2>"$OUT/jword_count.err" || fail "word_count (Java-written input) failed: $(tail -n 1 "$OUT/jword_count.err")"
+  written=$(sed -n 's/^word_count:.* written=\([0-9]*\).*/\1/p' "$OUT/jword_count" | tail -n 1)
+  java_consume "$RUN-jcounts" "${written:-1}" --property print.key=true --property key.separator=$'\t' >"$OUT/jcounts.read"
+  "$PY" tests/interop/words.py check-read "$OUT/jcounts.read" <"$OUT/jword_count"
+fi
 
 echo "interop: ok"

@@ -117,7 +117,8 @@ pub use capture::worker::{
 };
 pub use codec_id::CodecId;
 pub use connect::sink::{kafka_sink, SinkConfig, SinkHandle};
-pub use connect::source::{kafka_source, SourceConfig, SourceEnd, SourceRecord};
+pub use connect::source::{kafka_source, kafka_source_exactly_once, SourceConfig, SourceEnd, SourceRecord};
+pub use connect::ConnectorStatus;
 pub use error::{Error, FrameError, PartitionId, Result};
 pub use log::file::FileLog;
 pub use log::kafka::KafkaLog;

@@ -37,7 +37,3 @@ pub(crate) mod producer;
 pub(crate) mod replay;
 pub(crate) mod wire;
 pub(crate) mod worker;
-
-// Paths the `pipelines` branch uses from `connect/`; kept while it merges.
-#[allow(unused_imports)]
-pub(crate) use worker::{collective, failure};

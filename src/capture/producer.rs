@@ -12,12 +12,12 @@
 //!
 //! `EventPusher::push` cannot return an error, so a write failure is recorded
 //! in the producer's [`CaptureHandle`] with a message naming topic, partition
-//! and cause, printed once, and returned by `worker::execute`; the producer
+//! and cause, printed once, and returned by `execute`; the producer
 //! stops writing (see [`crate::capture::worker::failure`]): a capture never loses
 //! data silently.
 //!
 //! A frontier closed by a failure upstream (a replay that failed) looks like
-//! the end of the stream. Under `worker::execute` the producer checks
+//! the end of the stream. Under `execute` the producer checks
 //! [`crate::capture::worker::failure::frontier_closed_by_failure`] before every
 //! write, so such a stream stays without its final record (and its final
 //! commit), as the incomplete stream it is.

@@ -3,8 +3,16 @@
 //!
 //! [`source::kafka_source`] reads any topic into a timely stream at times the
 //! user's logic picks; [`sink::kafka_sink`] writes a stream of `(key, value)`
-//! records to a topic. They use [`crate::log::kafka`] for client
-//! configuration and nothing from [`crate::capture`].
+//! records to a topic (at least once). [`exactly_once`] joins them into a
+//! pipeline whose output survives being killed at any moment: a
+//! transactional sink whose commits carry the source offsets
+//! ([`source::kafka_source_exactly_once`]). [`status`] is how they fail.
+//! They use [`crate::log::kafka`] for client configuration and, from
+//! [`crate::capture`], only the failure recording and the collective steps.
 
+pub mod exactly_once;
 pub mod sink;
 pub mod source;
+pub mod status;
+
+pub use status::ConnectorStatus;

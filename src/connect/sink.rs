@@ -1,10 +1,20 @@
-//! `kafka_sink`: a dataflow's `(key, value)` records out to a Kafka topic.
+//! `kafka_sink`: a dataflow's `(key, value)` records out to a Kafka topic
+//! (at least once; [`crate::connect::exactly_once`] writes transactionally).
 //!
 //! Records are produced as they arrive, with backpressure on a full local
 //! queue. Whenever the input frontier advances, the sink waits for the
 //! delivery reports of its records and checks every one: once the frontier
 //! has passed a time, everything at that time is acknowledged by the broker,
-//! or the worker stops with the broker's error naming the topic.
+//! or the sink fails with the broker's error naming the topic.
+//!
+//! Failing never panics (see [`crate::connect::status`]): a producer that
+//! cannot be created, a missing topic, a failed delivery, a queue full for
+//! too long or records unacknowledged after `flush_timeout` are recorded in
+//! the sink's status, become the computation's failure (returned by
+//! `execute`), and the sink drops the rest of its input.
+//! The handle reports completion only when the input ended with nothing
+//! failed anywhere in the computation: an input frontier closed by a failed
+//! source is not the end of the data.
 //!
 //! The sink sends through its [`KafkaLog`]'s producer, the one client shared
 //! with every other sink and capture writer of that log in the process; its
@@ -20,7 +30,9 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 use timely::progress::{Antichain, Timestamp};
 
-use crate::log::kafka::{send_record, Deliveries, KafkaLog};
+use super::status::ConnectorStatus;
+use crate::error::Error;
+use crate::log::kafka::{send_record, Deliveries, KafkaLog, SharedProducer};
 
 /// Chooses a partition from a record's key and the topic's partition count.
 pub type Partitioner = Arc<dyn Fn(&[u8], u32) -> u32 + Send + Sync>;
@@ -32,7 +44,7 @@ pub struct SinkConfig {
     pub kafka: KafkaLog,
     /// `None`: Kafka's default partitioner (by key hash). `Some`: this one.
     pub partitioner: Option<Partitioner>,
-    /// Bound on each flush.
+    /// Bound on each flush, and on the topic's metadata at start.
     pub flush_timeout: Duration,
 }
 
@@ -47,13 +59,20 @@ impl SinkConfig {
         self.partitioner = Some(Arc::new(partitioner));
         self
     }
+
+    /// Sets the flush (and metadata) timeout.
+    pub fn flush_timeout(mut self, timeout: Duration) -> Self {
+        self.flush_timeout = timeout;
+        self
+    }
 }
 
-/// Counters of a running sink.
+/// Counters and status of a running sink.
 #[derive(Clone, Default)]
 pub struct SinkHandle {
     sent: Arc<AtomicU64>,
     deliveries: Arc<Deliveries>,
+    status: ConnectorStatus,
 }
 
 impl SinkHandle {
@@ -65,6 +84,29 @@ impl SinkHandle {
     pub fn acknowledged(&self) -> u64 {
         self.deliveries.acked()
     }
+    /// Failure, warnings and completion.
+    pub fn status(&self) -> &ConnectorStatus {
+        &self.status
+    }
+}
+
+/// The shared producer and, with a partitioner, the topic's partition count;
+/// an error names the topic.
+fn open(config: &SinkConfig, topic: &str) -> Result<(Arc<SharedProducer>, u32), Error> {
+    let producer = config.kafka.shared_producer()?;
+    let metadata = producer
+        .client()
+        .fetch_metadata(Some(topic), config.flush_timeout)
+        .map_err(|e| Error::Kafka(format!("no metadata within {:?}: {e}", config.flush_timeout)))?;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len() as u32);
+    if partitions == 0 {
+        return Err(Error::MissingTopic(topic.to_string()));
+    }
+    Ok((producer, partitions))
 }
 
 /// Writes every `(key, value)` of `stream` to `topic`.
@@ -75,58 +117,74 @@ where
     V: AsRef<[u8]> + 'static,
 {
     let handle = SinkHandle::default();
-    let producer = config.kafka.shared_producer().unwrap_or_else(|e| panic!("kafka sink: {e}"));
-    let deliveries = handle.deliveries.clone();
-    let partitions = match &config.partitioner {
-        None => 0,
-        Some(_) => producer
-            .client()
-            .fetch_metadata(Some(topic), Duration::from_secs(30))
-            .ok()
-            .and_then(|m| m.topics().iter().find(|t| t.name() == topic).map(|t| t.partitions().len() as u32))
-            .filter(|n| *n > 0)
-            .unwrap_or_else(|| panic!("kafka sink: topic '{topic}' does not exist")),
+    let status = handle.status.clone();
+    let context = format!("kafka sink to topic '{topic}'");
+    let opened = open(&config, topic);
+    let (producer, partitions) = match opened {
+        Ok((producer, partitions)) => (Some(producer), partitions),
+        Err(error) => {
+            status.fail(&context, error);
+            (None, 0)
+        }
     };
+    let deliveries = handle.deliveries.clone();
     let topic = topic.to_string();
     let sent = handle.sent.clone();
     let mut flushed_to = Antichain::from_elem(T::minimum());
-    let check = move |deliveries: &Deliveries| {
-        if let Some(message) = deliveries.first_error() {
-            panic!("kafka sink: {message}");
-        }
+    let fail = move |status: &ConnectorStatus, reason: String| {
+        status.fail(&context, Error::Kafka(reason));
     };
     // Records waiting in librdkafka's queue for longer than this fail their
     // delivery anyway (message.timeout.ms); a queue full for as long is stuck.
     let queue_timeout = 2 * config.flush_timeout.max(Duration::from_secs(30));
     stream.sink(Pipeline, &format!("KafkaSink({topic})"), move |(input, frontier)| {
+        let producer = match &producer {
+            Some(producer) if !status.failed_anywhere() => producer,
+            // Failed (here or anywhere in the computation): drop the rest.
+            _ => {
+                input.for_each(|_time, data| data.clear());
+                return;
+            }
+        };
+        let mut failed = None;
         input.for_each(|_time, data| {
             for (key, value) in data.drain(..) {
+                if failed.is_some() {
+                    continue;
+                }
                 let key = key.as_ref();
                 let mut record =
                     BaseRecord::with_opaque_to(&topic, deliveries.clone()).key(key).payload(value.as_ref());
                 if let Some(partitioner) = &config.partitioner {
                     record = record.partition(partitioner(key, partitions).min(partitions - 1) as i32);
                 }
-                if let Err(reason) = send_record(&producer, record, queue_timeout) {
-                    panic!("kafka sink: topic '{topic}': {reason}");
+                match send_record(producer, record, queue_timeout) {
+                    Ok(()) => {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(reason) => failed = Some(reason),
                 }
-                sent.fetch_add(1, Ordering::Relaxed);
             }
         });
-        check(&deliveries);
+        if let Some(reason) = failed.or_else(|| deliveries.first_error()) {
+            return fail(&status, reason);
+        }
         if frontier.frontier() != flushed_to.borrow() {
             // Only this sink's records: other writers sharing the producer
             // do not hold it up.
             let sent = sent.load(Ordering::Relaxed);
             if !deliveries.wait_reported(sent, config.flush_timeout) {
-                panic!(
-                    "kafka sink: topic '{topic}': {} of {sent} records unacknowledged after {:?}",
-                    sent - deliveries.acked(),
-                    config.flush_timeout
-                );
+                let unacknowledged = sent - deliveries.acked();
+                let timeout = config.flush_timeout;
+                return fail(&status, format!("{unacknowledged} of {sent} records unacknowledged after {timeout:?}"));
             }
-            check(&deliveries);
+            if let Some(reason) = deliveries.first_error() {
+                return fail(&status, reason);
+            }
             flushed_to = frontier.frontier().to_owned();
+            if flushed_to.is_empty() && !status.failed_anywhere() {
+                status.set_complete();
+            }
         }
     });
     handle

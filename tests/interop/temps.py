@@ -4,8 +4,16 @@ per-second buckets, total count, average and bad count must match.
 
     python temps.py produce BROKERS TOPIC       writes, prints nothing
     python temps.py check < output             compares average_temp's output
+    python temps.py lines                      prints the records as KEY|VALUE lines
+                                               (for Kafka's Java ConsoleProducer)
+    python temps.py check-stored STORED < output
+                                               compares average_temp's output with the
+                                               records as stored (STORED: Java
+                                               ConsoleConsumer lines CreateTime:MS<TAB>VALUE)
 
-The data is a pure function of the seed, so `check` recomputes it.
+The data is a pure function of the seed, so `check` recomputes it. The Java
+console producer cannot choose record timestamps (the broker's clock
+stamps them), so its check takes the buckets from the timestamps stored.
 """
 
 import random
@@ -68,8 +76,32 @@ def close(printed, hundredths, count):
     return abs(float(printed) - hundredths / 100 / count) <= 0.0005 + 1e-9
 
 
-def check(output):
-    want = expected()
+def stored_expected(stored):
+    """Per bucket start (ms): (count, sum in hundredths), from stored records."""
+    buckets = {}
+    readings = 0
+    for line in stored.splitlines():
+        if not line.startswith("CreateTime:"):
+            continue
+        stamp, _, value = line[len("CreateTime:"):].partition("\t")
+        parts = value.split()
+        if len(parts) != 2 or not parts[0].startswith("sensor-"):
+            continue
+        whole, _, frac = parts[1].partition(".")
+        hundredths = int(whole.lstrip("-") or "0") * 100 + int(frac)
+        if whole.startswith("-"):
+            hundredths = -hundredths
+        bucket = int(stamp) - int(stamp) % 1000
+        count, total = buckets.get(bucket, (0, 0))
+        buckets[bucket] = (count + 1, total + hundredths)
+        readings += 1
+    if readings != READINGS:
+        fail(f"the Java consumer read {readings} readings back, the Java producer wrote {READINGS}")
+    return buckets
+
+
+def check(output, want=None, writer="kafka-python"):
+    want = want or expected()
     got = {}
     for line in output.splitlines():
         if line.startswith("bucket="):
@@ -86,8 +118,8 @@ def check(output):
     total = sum(t for _, t in want.values())
     if records != READINGS or bad != BAD or not close(field(last, "average"), total, READINGS):
         fail(f"average_temp read records={records} bad={bad} average={field(last, 'average')}; "
-             f"kafka-python wrote records={READINGS} bad={BAD} average={total / 100 / READINGS:.4f}")
-    print(f"interop: average_temp read all {READINGS} readings and {BAD} bad records written by kafka-python; "
+             f"{writer} wrote records={READINGS} bad={BAD} average={total / 100 / READINGS:.4f}")
+    print(f"interop: average_temp read all {READINGS} readings and {BAD} bad records written by {writer}; "
           f"{len(want)} buckets, averages equal")
 
 
@@ -97,8 +129,15 @@ def main():
         produce_batches(sys.argv[2], sys.argv[3], records(), batches=30)
     elif sys.argv[1:] == ["check"]:
         check(sys.stdin.read())
+    elif sys.argv[1:] == ["lines"]:
+        for record in records():
+            print(f"{record['key'].decode()}|{record['value'].decode()}")
+    elif sys.argv[1:2] == ["check-stored"] and len(sys.argv) == 3:
+        with open(sys.argv[2]) as stored:
+            want = stored_expected(stored.read())
+        check(sys.stdin.read(), want, writer="the Java console producer")
     else:
-        fail("usage: temps.py produce BROKERS TOPIC | check < output")
+        fail("usage: temps.py produce BROKERS TOPIC | check < output | lines | check-stored STORED < output")
 
 
 if __name__ == "__main__":

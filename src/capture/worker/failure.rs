@@ -114,7 +114,6 @@ impl FailureSlot {
 
     /// The recorded error's message with its context (`replay failed:
     /// topic 'T' partition P offset O: ...`), if any.
-    #[allow(dead_code)] // connect/ reports with it (pipelines branch)
     pub fn message(&self) -> Option<String> {
         lock(&self.first).as_ref().map(|failure| failure.message())
     }
@@ -122,7 +121,6 @@ impl FailureSlot {
     /// The same as [`FailureSlot::message`]: reading no longer handles the
     /// failure. Kept so code written against the old name compiles.
     #[doc(hidden)]
-    #[allow(dead_code)] // connect/ reports with it (pipelines branch)
     pub fn take_message(&self) -> Option<String> {
         self.message()
     }

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::connect::status::ConnectorStatus;
 use crate::log::kafka::KafkaLog;
 
 /// One Kafka record, as user logic sees it.
@@ -78,6 +79,11 @@ pub struct SourceConfig {
     pub stop: Arc<AtomicBool>,
     /// The partitions this source currently reads (updated on rebalance).
     pub assigned: Arc<Mutex<Vec<u32>>>,
+    /// Bound on metadata at start, and on how long the broker may stay
+    /// unreachable (errors and no record) before the source fails.
+    pub broker_timeout: Duration,
+    /// The source's failure and warnings, shared by every worker's part.
+    pub status: ConnectorStatus,
 }
 
 impl SourceConfig {
@@ -91,6 +97,8 @@ impl SourceConfig {
             batch: 4096,
             stop: Arc::new(AtomicBool::new(false)),
             assigned: Arc::new(Mutex::new(Vec::new())),
+            broker_timeout: Duration::from_secs(30),
+            status: ConnectorStatus::default(),
         }
     }
 
@@ -103,6 +111,12 @@ impl SourceConfig {
     /// Stops at `end`.
     pub fn end(mut self, end: SourceEnd) -> Self {
         self.end = end;
+        self
+    }
+
+    /// Sets the broker timeout.
+    pub fn broker_timeout(mut self, timeout: Duration) -> Self {
+        self.broker_timeout = timeout;
         self
     }
 

@@ -20,7 +20,22 @@
 //! it, so a restarted job resumes without losing or re-emitting finished
 //! output. Records emitted but not yet finished when a job dies are consumed
 //! again after the restart (at-least-once for unfinished work).
+//!
+//! Exactly once ([`kafka_source_exactly_once`], for
+//! [`crate::connect::exactly_once`]): no group, offsets from the pipeline's
+//! last commit, times kept on their side of its frontier, and a second
+//! stream reporting which offsets each time covers (`binding.rs`).
+//!
+//! Failures never panic (see [`crate::connect::status`]): a consumer that
+//! cannot be created, subscribe or assign, a missing topic, a fatal consumer
+//! error, or a broker that stays unreachable (errors and no record for
+//! `broker_timeout`, and then no metadata answer) is recorded in
+//! `config.status` and closes the source's frontier; so does a failure
+//! anywhere else in the computation. After a failure no offset is committed:
+//! the closed frontier finished nothing. Transient errors are counted and
+//! printed once each.
 
+mod binding;
 mod config;
 mod fetch_end;
 mod reader;
@@ -31,17 +46,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::CommitMode;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
+use timely::dataflow::StreamVec;
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 
+use crate::connect::status::reason;
+use crate::error::Error;
+use binding::Binder;
+pub use binding::{SourceResume, CLEAN_END};
 pub use config::{time, SourceConfig, SourceEnd, SourceRecord};
 use fetch_end::fetched_high_watermark;
-use reader::{apply_rebalances, is_fatal, open_reader, PartitionState, Rebalances};
+use reader::{apply_rebalances, is_fatal, open_reader, topic_partitions, PartitionState, Rebalances};
 
 /// Reads `topic` into a stream of `D` at times chosen by `logic`.
 ///
@@ -55,8 +75,67 @@ pub fn kafka_source<'scope, D, L>(
     config: SourceConfig,
     topic: &str,
     commit_probe: Option<ProbeHandle<u64>>,
-    mut logic: L,
+    logic: L,
 ) -> Stream<'scope, u64, Vec<D>>
+where
+    D: Clone + 'static,
+    L: FnMut(&SourceRecord<'_>) -> Option<(u64, D)> + 'static,
+{
+    source(scope, config, topic, commit_probe, None, logic).0
+}
+
+/// [`kafka_source`] for an exactly-once pipeline: reads from where `resume`
+/// says (see [`SourceResume`]), keeps every record on its side of the
+/// committed frontier, and returns beside the data the *binding* stream: at
+/// each time, `(partition, next offset)` for the records read at that time,
+/// which the exactly-once sink stores with each commit. Every partition is
+/// read by worker `p % peers` (no consumer group).
+pub fn kafka_source_exactly_once<'scope, D, L>(
+    scope: Scope<'scope, u64>,
+    config: SourceConfig,
+    topic: &str,
+    resume: SourceResume,
+    logic: L,
+) -> (Stream<'scope, u64, Vec<D>>, BindingStream<'scope>)
+where
+    D: Clone + 'static,
+    L: FnMut(&SourceRecord<'_>) -> Option<(u64, D)> + 'static,
+{
+    source(scope, config, topic, None, Some(resume), logic)
+}
+
+/// How many offset resets an exactly-once source answers by seeking
+/// before it fails (a reset that keeps coming back is not a reconnect).
+const MAX_RESEEKS: u32 = 100;
+
+/// The binding reports of an exactly-once source: at time `t`,
+/// `(partition, next offset)` after the records read at `t`.
+pub type BindingStream<'scope> = StreamVec<'scope, u64, (u32, u64)>;
+
+/// Both capabilities of a running source, always at the same time.
+struct Capabilities {
+    data: Capability<u64>,
+    binding: Capability<u64>,
+}
+
+impl Capabilities {
+    fn time(&self) -> &u64 {
+        self.data.time()
+    }
+    fn downgrade(&mut self, time: &u64) {
+        self.data.downgrade(time);
+        self.binding.downgrade(time);
+    }
+}
+
+fn source<'scope, D, L>(
+    scope: Scope<'scope, u64>,
+    config: SourceConfig,
+    topic: &str,
+    commit_probe: Option<ProbeHandle<u64>>,
+    resume: Option<SourceResume>,
+    mut logic: L,
+) -> (Stream<'scope, u64, Vec<D>>, BindingStream<'scope>)
 where
     D: Clone + 'static,
     L: FnMut(&SourceRecord<'_>) -> Option<(u64, D)> + 'static,
@@ -67,17 +146,42 @@ where
     let info = builder.operator_info();
     let (output, stream) = builder.new_output::<Vec<D>>();
     let mut output = OutputBuilder::<_, CapacityContainerBuilder<Vec<D>>>::from(output);
+    let (binding_output, binding_stream) = builder.new_output::<Vec<(u32, u64)>>();
+    let mut binding_output = OutputBuilder::<_, CapacityContainerBuilder<Vec<(u32, u64)>>>::from(binding_output);
     // `build_reschedule`: after releasing its capability the operator stays
     // alive, and its consumer in the group, until its last offsets commit.
     builder.build_reschedule(move |mut capabilities| {
-        let capability = capabilities.pop().expect("one output, one capability");
+        let binding = capabilities.pop().expect("two outputs, two capabilities");
+        let data = capabilities.pop().expect("two outputs, two capabilities");
         let activator = scope.activator_for(info.address);
         let changes = Arc::new(Mutex::new(Rebalances::default()));
-        let mut reader = open_reader(&config, &topic, index, peers, changes.clone(), commit_probe);
+        let context = format!("kafka source of topic '{topic}'");
+        let status = config.status.clone();
+        let mut capability = Some(Capabilities { data, binding });
+        let opened = open_reader(&config, &topic, index, peers, changes.clone(), commit_probe, resume.as_ref());
+        let mut reader = match opened {
+            Ok(reader) => Some(reader),
+            Err(error) => {
+                status.fail(&context, error);
+                capability = None;
+                None
+            }
+        };
+        let mut binder = resume.map(Binder::new);
         let mut partitions: BTreeMap<u32, PartitionState> = BTreeMap::new();
-        let mut capability: Option<Capability<u64>> = Some(capability);
         let mut ever_assigned = false;
+        // Since when errors arrived and no record did (the broker may be gone).
+        let mut unhealthy_since: Option<Instant> = None;
+        // Offset resets answered by seeking (exactly once), bounded.
+        let mut resets = 0;
         move |_frontiers| {
+            let Some(reader) = reader.as_mut() else { return false };
+            if status.failed_anywhere() {
+                // The closed frontier finished nothing: commit no offset.
+                reader.failed = true;
+                capability = None;
+                return false;
+            }
             let Some(cap) = capability.as_mut() else {
                 // Released: wait for the output to finish, then commit its offsets.
                 if reader.probe.as_ref().is_none_or(|p| p.done()) {
@@ -89,11 +193,21 @@ where
                 return true;
             };
             let mut output = output.activate();
-            apply_rebalances(&config, &changes, &mut partitions, cap.time(), &mut ever_assigned);
+            let mut binding_output = binding_output.activate();
+            let rebalance = |partitions: &mut _, frontier, ever_assigned: &mut _, binder: &mut Option<Binder>| {
+                apply_rebalances(&config, &changes, partitions, frontier, ever_assigned);
+                if let Some(binder) = binder.as_mut() {
+                    binder.initialize(partitions);
+                }
+            };
+            rebalance(&mut partitions, cap.time(), &mut ever_assigned, &mut binder);
             let mut read = 0;
             while read < config.batch && !config.stop.load(Ordering::Relaxed) {
                 let Some(result) = reader.consumer.poll(Duration::ZERO) else { break };
-                apply_rebalances(&config, &changes, &mut partitions, cap.time(), &mut ever_assigned);
+                rebalance(&mut partitions, cap.time(), &mut ever_assigned, &mut binder);
+                if !matches!(result, Err(ref error) if !matches!(error, KafkaError::PartitionEOF(_))) {
+                    unhealthy_since = None;
+                }
                 match result {
                     Ok(message) => {
                         read += 1;
@@ -118,17 +232,24 @@ where
                             continue;
                         }
                         state.last_record = Instant::now();
-                        if let Some((time, datum)) = logic(&record) {
-                            let time = time.max(*cap.time());
-                            state.watermark = state.watermark.max(time);
-                            output.session(&cap.delayed(&time)).give(datum);
-                            let next = reader.pending.entry(time).or_default().entry(partition).or_default();
-                            *next = (*next).max(offset + 1);
-                        } else {
-                            let time = *cap.time();
-                            let next = reader.pending.entry(time).or_default().entry(partition).or_default();
-                            *next = (*next).max(offset + 1);
+                        state.next_offset = offset + 1;
+                        let emitted = logic(&record);
+                        let time = emitted.as_ref().map_or(*cap.time(), |(time, _)| *time).max(*cap.time());
+                        let time = match binder.as_mut() {
+                            Some(binder) => {
+                                // Monotone in offset, then on its side of the committed frontier.
+                                let time = binder.time(partition, offset, time.max(state.watermark));
+                                binder.report(time, partition, offset);
+                                time
+                            }
+                            None => time,
+                        };
+                        state.watermark = state.watermark.max(time);
+                        if let Some((_, datum)) = emitted {
+                            output.session(&cap.data.delayed(&time)).give(datum);
                         }
+                        let next = reader.pending.entry(time).or_default().entry(partition).or_default();
+                        *next = (*next).max(offset + 1);
                         if state.end.is_some_and(|end| offset + 1 >= end) {
                             state.done = true;
                         }
@@ -142,10 +263,48 @@ where
                             }
                         }
                     }
-                    Err(error) => {
-                        if is_fatal(&error) {
-                            panic!("kafka source: topic '{}': {error}", reader.topic);
+                    Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))
+                        if binder.is_some() && resets < MAX_RESEEKS =>
+                    {
+                        resets += 1;
+                        status.warn(format!("kafka source of topic '{}': offset reset asked; seeking", reader.topic));
+                        let next: Vec<(u32, u64)> =
+                            partitions.iter().filter(|(_, p)| !p.done).map(|(id, p)| (*id, p.next_offset)).collect();
+                        if let Err(error) = reader.reseek(&next, config.broker_timeout) {
+                            status.fail(&context, error);
+                            reader.failed = true;
+                            capability = None;
+                            return false;
                         }
+                    }
+                    Err(error) if is_fatal(&error) => {
+                        status.fail(&context, Error::Kafka(error.to_string()));
+                        reader.failed = true;
+                        capability = None;
+                        return false;
+                    }
+                    Err(error) => {
+                        status.warn(format!("kafka source of topic '{}': {error}", reader.topic));
+                        unhealthy_since.get_or_insert_with(Instant::now);
+                    }
+                }
+            }
+            if let Some(binder) = binder.as_mut() {
+                for (time, report) in binder.drain() {
+                    binding_output.session(&cap.binding.delayed(&time)).give(report);
+                }
+            }
+            if let Some(since) = unhealthy_since.filter(|since| since.elapsed() >= config.broker_timeout) {
+                // Errors and no record for the whole timeout: is the broker there at all?
+                let probe_timeout = config.broker_timeout.min(Duration::from_secs(5));
+                match topic_partitions(&reader.consumer, &reader.topic, probe_timeout) {
+                    Ok(_) => unhealthy_since = None,
+                    Err(error) => {
+                        let reason = format!("broker unreachable for {:?} ({})", since.elapsed(), reason(&error));
+                        status.fail(&context, Error::Kafka(reason));
+                        reader.failed = true;
+                        capability = None;
+                        return false;
                     }
                 }
             }
@@ -154,16 +313,24 @@ where
                 // Explicitly assigned nothing: this worker will never read anything.
                 || (!reader.group && ever_assigned && partitions.is_empty());
             if finished {
+                if binder.is_some() {
+                    // Ended, not failed: the sink may commit the closed frontier.
+                    binding_output.session(&cap.binding).give(binding::clean_end(index));
+                }
                 capability = None;
                 activator.activate();
                 return true;
             }
-            // The frontier: least watermark of running, non-idle partitions.
+            // The frontier: least watermark of running, non-idle partitions
+            // (exactly once: a partition below its binding is never idle).
             let now = Instant::now();
-            let running =
-                partitions.values().filter(|p| !p.done && now.duration_since(p.last_record) < config.idle_timeout);
+            let running = partitions.iter().filter(|(partition, p)| {
+                !p.done
+                    && (now.duration_since(p.last_record) < config.idle_timeout
+                        || binder.as_ref().is_some_and(|b| b.below(**partition, p.next_offset)))
+            });
             let frontier =
-                running.map(|p| p.watermark).min().or_else(|| partitions.values().map(|p| p.watermark).max());
+                running.map(|(_, p)| p.watermark).min().or_else(|| partitions.values().map(|p| p.watermark).max());
             if let Some(frontier) = frontier {
                 if frontier > *cap.time() {
                     cap.downgrade(&frontier);
@@ -178,5 +345,5 @@ where
             true
         }
     });
-    stream
+    (stream, binding_stream)
 }

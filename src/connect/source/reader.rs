@@ -10,7 +10,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use timely::dataflow::ProbeHandle;
 
+use super::binding::SourceResume;
 use super::config::{SourceConfig, SourceEnd};
+use crate::error::Error;
 use crate::log::kafka::PRODUCER_ONLY;
 
 /// Assignment changes reported by librdkafka's rebalance callbacks.
@@ -58,6 +60,8 @@ pub(super) struct PartitionState {
     /// arrives (see [`super::fetch_end`]).
     pub(super) end_pending: bool,
     pub(super) done: bool,
+    /// The offset after the last record delivered (exactly-once mode).
+    pub(super) next_offset: u64,
 }
 
 /// The source's consumer and its offset bookkeeping. Commits everything
@@ -71,13 +75,16 @@ pub(super) struct Reader {
     /// Next offset per partition of everything finished so far.
     pub(super) finished: HashMap<u32, u64>,
     pub(super) probe: Option<ProbeHandle<u64>>,
+    /// Set when the computation failed: its closed frontier finished
+    /// nothing, so no offset may be committed any more.
+    pub(super) failed: bool,
 }
 
 impl Reader {
     /// Moves the offsets of every time the probe has passed (or of every time,
     /// with `all`) into `finished`, and commits them.
     pub(super) fn commit_finished(&mut self, all: bool, mode: CommitMode) {
-        if !self.group {
+        if !self.group || self.failed {
             return;
         }
         let mut changed = false;
@@ -119,6 +126,24 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// Exactly once, when librdkafka asks for an offset reset (which
+    /// `auto.offset.reset=error` turns into an error without naming the
+    /// partition): retention deleted the position, or librdkafka could not
+    /// validate it. The source knows the offset it needs next in each
+    /// partition: while retained it seeks there; otherwise it is the
+    /// retention error, naming the partition and offsets.
+    pub(super) fn reseek(&self, next: &[(u32, u64)], timeout: Duration) -> Result<(), Error> {
+        for &(partition, offset) in next {
+            check_retained(&self.consumer, &self.topic, partition, offset, timeout)?;
+            self.consumer.seek(&self.topic, partition as i32, Offset::Offset(offset as i64), timeout).map_err(|e| {
+                Error::Kafka(format!("topic '{}' partition {partition}: cannot seek to {offset}: {e}", self.topic))
+            })?;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Reader {
     fn drop(&mut self) {
         // Commit, synchronously so it is not lost as the consumer closes,
@@ -127,12 +152,27 @@ impl Drop for Reader {
     }
 }
 
+/// Whether a consumer error ends the source: librdkafka's fatal errors and
+/// those no retry can fix (a missing topic, a refused authorization, an
+/// offset deleted by retention).
 pub(super) fn is_fatal(error: &KafkaError) -> bool {
     use rdkafka::error::RDKafkaErrorCode::*;
-    matches!(
-        error,
-        KafkaError::MessageConsumption(UnknownTopicOrPartition | TopicAuthorizationFailed | GroupAuthorizationFailed)
-    )
+    let code = match error {
+        KafkaError::MessageConsumption(code) | KafkaError::MessageConsumptionFatal(code) => *code,
+        KafkaError::Global(code) => *code,
+        _ => return false,
+    };
+    matches!(error, KafkaError::MessageConsumptionFatal(_))
+        || matches!(
+            code,
+            UnknownTopicOrPartition
+                | UnknownTopic
+                | TopicAuthorizationFailed
+                | GroupAuthorizationFailed
+                | OffsetOutOfRange
+                | AutoOffsetReset
+                | Fatal
+        )
 }
 
 pub(super) fn open_reader(
@@ -142,15 +182,22 @@ pub(super) fn open_reader(
     peers: usize,
     changes: Arc<Mutex<Rebalances>>,
     probe: Option<ProbeHandle<u64>>,
-) -> Reader {
+    resume: Option<&SourceResume>,
+) -> Result<Reader, Error> {
     let group = config.group_id.clone();
+    if group.is_some() && resume.is_some() {
+        return Err(Error::Config(
+            "exactly-once reading assigns partitions itself: a consumer group cannot be used".into(),
+        ));
+    }
     let group_id = group.clone().unwrap_or_else(|| "timely-kafka-source".into());
     let defaults: &[(&str, &str)] = &[
         ("group.id", &group_id),
         ("enable.auto.commit", "false"),
         ("enable.auto.offset.store", "false"),
         ("enable.partition.eof", "true"),
-        ("auto.offset.reset", "earliest"),
+        // Exactly once: an offset deleted by retention is an error, never a jump.
+        ("auto.offset.reset", if resume.is_some() { "error" } else { "earliest" }),
         ("fetch.wait.max.ms", "10"),
         ("allow.auto.create.topics", "false"),
     ];
@@ -159,35 +206,81 @@ pub(super) fn open_reader(
         .kafka
         .config(defaults, PRODUCER_ONLY)
         .create_with_context(context)
-        .unwrap_or_else(|e| panic!("kafka source: cannot create consumer: {e}"));
+        .map_err(|e| Error::Kafka(format!("cannot create consumer: {e}")))?;
     if group.is_some() {
-        consumer.subscribe(&[topic]).unwrap_or_else(|e| panic!("kafka source: subscribe to '{topic}': {e}"));
+        consumer.subscribe(&[topic]).map_err(|e| Error::Kafka(format!("cannot subscribe: {e}")))?;
     } else {
-        let partitions = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(30))
-            .ok()
-            .and_then(|m| m.topics().iter().find(|t| t.name() == topic).map(|t| t.partitions().len() as u32))
-            .filter(|n| *n > 0)
-            .unwrap_or_else(|| panic!("kafka source: topic '{topic}' does not exist or has no partitions"));
+        let partitions = topic_partitions(&consumer, topic, config.broker_timeout)?;
         let mine: Vec<u32> = (0..partitions).filter(|p| *p as usize % peers == index).collect();
         let mut list = TopicPartitionList::new();
         for partition in &mine {
-            let _ = list.add_partition_offset(topic, *partition as i32, Offset::Beginning);
+            let offset = match resume {
+                Some(resume) => {
+                    let from = resume.read_from(*partition);
+                    check_retained(&consumer, topic, *partition, from, config.broker_timeout)?;
+                    Offset::Offset(from as i64)
+                }
+                None => Offset::Beginning,
+            };
+            let _ = list.add_partition_offset(topic, *partition as i32, offset);
         }
-        consumer.assign(&list).unwrap_or_else(|e| panic!("kafka source: assign '{topic}': {e}"));
+        consumer.assign(&list).map_err(|e| Error::Kafka(format!("cannot assign partitions: {e}")))?;
         if let Ok(mut changes) = changes.lock() {
             changes.assigned.extend(mine);
             changes.settled = true;
         }
     }
-    Reader {
+    Ok(Reader {
         consumer,
         topic: topic.to_string(),
         group: group.is_some(),
         pending: BTreeMap::new(),
         finished: HashMap::new(),
         probe,
+        failed: false,
+    })
+}
+
+/// Fails unless `partition` still holds `from` (retention may have deleted
+/// it: reading on would silently skip records the committed state needs).
+fn check_retained<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: u32,
+    from: u64,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let (low, _high) = consumer.fetch_watermarks(topic, partition as i32, timeout).map_err(|e| {
+        Error::Kafka(format!("topic '{topic}' partition {partition}: no offsets within {timeout:?}: {e}"))
+    })?;
+    if low > from as i64 {
+        return Err(Error::Kafka(format!(
+            "topic '{topic}' partition {partition}: records from offset {from} are needed but retention deleted \
+             everything below offset {low}; the pipeline cannot continue exactly once"
+        )));
     }
+    Ok(())
+}
+
+/// The partition count of `topic`: an error if the broker does not answer
+/// within `timeout` or the topic does not exist.
+pub(super) fn topic_partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<u32, Error> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| Error::Kafka(format!("no metadata within {timeout:?}: {e}")))?;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len() as u32);
+    if partitions == 0 {
+        return Err(Error::MissingTopic(topic.to_string()));
+    }
+    Ok(partitions)
 }
 
 /// Applies assignment changes: new partitions start at the current frontier.
@@ -217,7 +310,14 @@ pub(super) fn apply_rebalances(
         };
         let end_pending = config.end == SourceEnd::CurrentEnd;
         let done = end == Some(0);
-        let state = PartitionState { watermark: *frontier, last_record: Instant::now(), end, end_pending, done };
+        let state = PartitionState {
+            watermark: *frontier,
+            last_record: Instant::now(),
+            end,
+            end_pending,
+            done,
+            next_offset: 0,
+        };
         partitions.insert(partition, state);
     }
     if let Ok(mut assigned) = config.assigned.lock() {

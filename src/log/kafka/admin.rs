@@ -88,8 +88,7 @@ impl KafkaLog {
 
     pub(super) fn has_data(&self, client: &BaseConsumer, topic: &str, partitions: u32) -> Result<bool> {
         for partition in 0..partitions {
-            let (low, high) = client
-                .fetch_watermarks(topic, partition as i32, self.timeout)
+            let (low, high) = super::watermarks::watermarks(client.client(), topic, partition as i32, self.timeout)
                 .map_err(|e| Error::Kafka(format!("watermarks of topic '{topic}' partition {partition}: {e}")))?;
             if high > low {
                 return Ok(true);

@@ -15,8 +15,10 @@
 //! replay never depends on consumer-group offsets. `auto.offset.reset=error`
 //! turns "the offset I asked for was deleted by retention" into an error
 //! instead of a silent jump. Fetch settings favour catching up fast: brokers
-//! such as tansu answer a fetch only when `fetch.wait.max.ms` expires, so it
-//! defaults to 5 ms here instead of librdkafka's 500.
+//! such as tansu answer a fetch only when `fetch.wait.max.ms` expires, and
+//! Apache Kafka waits it out at the end of every partition (an 80 MB replay:
+//! 599 MB/s with 5 ms, 440 with 50, 125 with librdkafka's 500), so it
+//! defaults to 5 ms here.
 //!
 //! Defaults (each overridable with `-X key=value`):
 //!
@@ -29,7 +31,7 @@
 //! | `compression.type` | `none` | frames are often incompressible; opt in |
 //! | `message.timeout.ms` | `30000` | a failing broker fails the capture in bounded time |
 //! | `queue.buffering.max.kbytes` | `65536` | the process's producer buffers at most 64 MiB (librdkafka: 1 GB) |
-//! | `fetch.wait.max.ms` | `5` | fast catch-up on brokers that wait out the fetch |
+//! | `fetch.wait.max.ms` | `5` | fast catch-up: tansu waits out every fetch, Apache Kafka the one at a partition's end |
 //! | `fetch.max.bytes` / `max.partition.fetch.bytes` | 16 MiB / 4 MiB | large fetches, bounded buffers |
 //! | `queued.max.messages.kbytes` | `2048` | prefetch at most 2 MiB per partition read (plus the fetch in flight) |
 //! | `fetch.queue.backoff.ms` | `2` | a full prefetch queue delays the next fetch 2 ms, not librdkafka's 1 s |
@@ -49,6 +51,7 @@ mod ordering;
 mod producer;
 mod quick_close;
 mod reader;
+mod watermarks;
 mod writer;
 
 use std::sync::{Arc, Mutex};

@@ -35,6 +35,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::watermarks::watermarks;
 use super::{KafkaLog, QuickClose};
 use crate::error::{Error, PartitionId, Result};
 use crate::log::{PartitionReader, Record};
@@ -276,9 +277,7 @@ impl PartitionReader for KafkaReader {
     }
 
     fn first_available_offset(&mut self) -> Result<Option<u64>> {
-        let (low, _) = self
-            .consumer
-            .fetch_watermarks(&self.id.topic, self.id.partition as i32, self.timeout)
+        let (low, _) = watermarks(self.consumer.client(), &self.id.topic, self.id.partition as i32, self.timeout)
             .map_err(|e| Error::Kafka(format!("{}: watermarks: {e}", self.id)))?;
         Ok(Some(low.max(0) as u64))
     }
@@ -297,9 +296,7 @@ impl PartitionReader for KafkaReader {
 
     /// ListOffsets' answer, which may be short (see the module doc).
     fn reported_end_offset(&mut self) -> Result<u64> {
-        let (_, high) = self
-            .consumer
-            .fetch_watermarks(&self.id.topic, self.id.partition as i32, self.timeout)
+        let (_, high) = watermarks(self.consumer.client(), &self.id.topic, self.id.partition as i32, self.timeout)
             .map_err(|e| Error::Kafka(format!("{}: watermarks: {e}", self.id)))?;
         let listed = high.max(0) as u64;
         self.listed_end = Some(listed);

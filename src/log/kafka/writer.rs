@@ -7,6 +7,7 @@ use std::time::Duration;
 use rdkafka::producer::BaseRecord;
 
 use super::producer::{send_record, Deliveries, SharedProducer};
+use super::watermarks::watermarks;
 use super::KafkaLog;
 use crate::error::{Error, PartitionId, Result};
 use crate::log::PartitionWriter;
@@ -59,14 +60,12 @@ impl KafkaWriter {
             std::cmp::Ordering::Equal => true,
             std::cmp::Ordering::Greater => false,
             std::cmp::Ordering::Less => {
-                let (_, end) = self
-                    .producer
-                    .client()
-                    .fetch_watermarks(&self.id.topic, self.id.partition as i32, self.timeout)
-                    .map_err(|e| Error::Write {
-                        at: self.id.clone(),
-                        reason: format!("cannot read the end offset: {e}"),
-                    })?;
+                let (_, end) =
+                    watermarks(self.producer.client(), &self.id.topic, self.id.partition as i32, self.timeout)
+                        .map_err(|e| Error::Write {
+                            at: self.id.clone(),
+                            reason: format!("cannot read the end offset: {e}"),
+                        })?;
                 (end - min) as u64 == sent
             }
         };

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Pipeline benchmark: word_count and average_temp on Apache Kafka, at least
+# once and with --exactly-once, on the same input (medians of RUNS, each on
+# a fresh output topic), with every process's peak RSS, and the exactly-once
+# restart costs.
+#
+#   scripts/bench_pipeline.sh [KEY=VALUE ...]      (or set them in the environment)
+#
+#   BROKERS   Apache Kafka bootstrap servers. Default: $KAFKA_BROKERS, else
+#             start scripts/kafka.sh (KAFKA_PORT, default 19392) and stop it on exit.
+#   LINES     input lines for word_count (200000; written by kafka-python)
+#   READINGS  readings for average_temp (300000; written by temp_gen)
+#   WORKERS   timely workers (2)
+#   RUNS      runs per mode; the table shows medians (3)
+#   BUILD=0   use the examples already in target/release
+#
+# word_count at least once = kafka_source -> count -> kafka_sink (acks=all,
+# idempotent); exactly once = the same dataflow with the transactional sink
+# (one transaction per commit, 500 ms commit interval). average_temp at
+# least once only prints its buckets; exactly once also writes them through
+# the transactional sink. Both read the input to its current end and stop.
+# Restart costs, word_count exactly once:
+#   start-up           a start on an empty input: the fixed cost of a run
+#   restart-committed  a start on an output where everything is committed:
+#                      fencing, the progress read, and re-reading the input
+#                      (the state is rebuilt from it; nothing is written)
+#   restart-after-kill a run SIGKILLed at half the median run time, then the
+#                      wall time of the restart that finishes the job
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for arg in "$@"; do
+  [[ $arg == *=* ]] || { echo "usage: $0 [KEY=VALUE ...]" >&2; exit 2; }
+  export "${arg?}"
+done
+LINES="${LINES:-200000}"
+READINGS="${READINGS:-300000}"
+WORKERS="${WORKERS:-2}"
+RUNS="${RUNS:-3}"
+BROKERS="${BROKERS:-${KAFKA_BROKERS:-}}"
+PY=target/interop-venv/bin/python
+E=target/release/examples
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/bench_pipeline.XXXXXX")"
+
+cleanup() {
+  rm -rf "$TMP"
+  if [[ -n "${STARTED_KAFKA:-}" ]]; then scripts/kafka.sh stop || true; fi
+}
+trap cleanup EXIT
+
+fail() { echo "bench_pipeline: $*" >&2; exit 1; }
+
+if [[ -z $BROKERS ]]; then
+  export KAFKA_PORT="${KAFKA_PORT:-19392}"
+  scripts/kafka.sh start >/dev/null
+  STARTED_KAFKA=1
+  BROKERS="$(scripts/kafka.sh bootstrap)"
+fi
+if ! "$PY" -c 'import kafka' 2>/dev/null; then
+  python3 -m venv target/interop-venv && target/interop-venv/bin/pip install --quiet kafka-python
+fi
+if [[ "${BUILD:-1}" != 0 ]]; then
+  cargo build --quiet --release --example word_count --example average_temp --example temp_gen
+fi
+
+RUN="bench-$$-$(date +%s)"
+create_topic() {
+  "$PY" -c "import sys; sys.path.insert(0, 'tests/interop'); from kafka_client import create_topic; create_topic('$BROKERS', '$1', $2)"
+}
+
+# Runs a command under /usr/bin/time; sets SECONDS_TAKEN and RSS_MIB.
+measure() {
+  local start end
+  start=$(date +%s.%N)
+  /usr/bin/time -v -o "$TMP/time" "$@" >"$TMP/out" 2>"$TMP/err" || fail "'$*' failed: $(tail -n 1 "$TMP/err")"
+  end=$(date +%s.%N)
+  SECONDS_TAKEN=$(echo "$end - $start" | bc -l)
+  RSS_MIB=$(awk '/Maximum resident/ {printf "%.0f", $NF / 1024}' "$TMP/time")
+}
+
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+echo "bench_pipeline: brokers $BROKERS, $WORKERS workers, $RUNS runs per mode" >&2
+create_topic "$RUN-lines" 2
+produced=$("$PY" tests/interop/chaos_words.py produce "$BROKERS" "$RUN-lines" "$LINES" 5000 0 1)
+LINE_BYTES=$(echo "$produced" | awk '{print $4}')
+"$E/temp_gen" --brokers "$BROKERS" --topic "$RUN-temps" --count "$READINGS" --rate 0 -w 2 >/dev/null
+TEMP_BYTES=$((READINGS * 16))
+
+# bench MODE_NAME INPUT_RECORDS INPUT_BYTES COMMAND... (OUT in the command is replaced by a fresh topic)
+declare -A SECS RSS
+bench() {
+  local name=$1 records=$2 bytes=$3
+  shift 3
+  local secs=() rss=() run
+  for run in $(seq "$RUNS"); do
+    local out="$RUN-$name-$run" args=()
+    create_topic "$out" 2
+    for a in "$@"; do args+=("${a//OUT/$out}"); done
+    measure "${args[@]}"
+    secs+=("$SECONDS_TAKEN")
+    rss+=("$RSS_MIB")
+    LAST_OUT=$out
+  done
+  SECS[$name]=$(printf '%s\n' "${secs[@]}" | median)
+  RSS[$name]=$(printf '%s\n' "${rss[@]}" | median)
+  printf '%-22s %8.2f s %10.0f rec/s %7.2f MB/s %6s MiB peak RSS\n' "$name" "${SECS[$name]}" \
+    "$(echo "$records / ${SECS[$name]}" | bc -l)" "$(echo "$bytes / ${SECS[$name]} / 1000000" | bc -l)" "${RSS[$name]}"
+}
+
+echo "word_count: $LINES lines ($LINE_BYTES bytes) in 2 partitions; average_temp: $READINGS readings in 3 partitions"
+WC=("$E/word_count" --brokers "$BROKERS" --input "$RUN-lines" --output OUT -w "$WORKERS")
+AT=("$E/average_temp" --brokers "$BROKERS" --topic "$RUN-temps" -w "$WORKERS")
+bench word_count-alo "$LINES" "$LINE_BYTES" "${WC[@]}"
+bench word_count-eo "$LINES" "$LINE_BYTES" "${WC[@]}" --exactly-once
+EO_OUT=$LAST_OUT
+bench average_temp-alo "$READINGS" "$TEMP_BYTES" "${AT[@]}"
+bench average_temp-eo "$READINGS" "$TEMP_BYTES" "${AT[@]}" --exactly-once --output OUT
+
+ratio() { echo "${SECS[$1]} / ${SECS[$2]}" | bc -l; }
+printf 'throughput ratio exactly-once / at-least-once: word_count %.2f, average_temp %.2f\n' \
+  "$(ratio word_count-alo word_count-eo)" "$(ratio average_temp-alo average_temp-eo)"
+
+# Restart costs.
+startups=()
+for run in $(seq "$RUNS"); do
+  create_topic "$RUN-empty-$run" 2
+  measure "$E/word_count" --brokers "$BROKERS" --input "$RUN-empty-$run" --output "$RUN-empty-$run-out" -w "$WORKERS" \
+    --exactly-once
+  startups+=("$SECONDS_TAKEN")
+done
+printf '%-22s %8.2f s (empty input: transaction timeout check, fencing, aborted probe, progress read)\n' \
+  start-up "$(printf '%s\n' "${startups[@]}" | median)"
+restarts=()
+for _ in $(seq "$RUNS"); do
+  measure "${WC[@]/OUT/$EO_OUT}" --exactly-once
+  restarts+=("$SECONDS_TAKEN")
+done
+printf '%-22s %8.2f s (fence, progress read, re-read %s lines, nothing written)\n' restart-committed \
+  "$(printf '%s\n' "${restarts[@]}" | median)" "$LINES"
+restarts=()
+half=$(echo "${SECS[word_count-eo]} / 2" | bc -l)
+for run in $(seq "$RUNS"); do
+  out="$RUN-killed-$run"
+  create_topic "$out" 2
+  "${WC[@]/OUT/$out}" --exactly-once >/dev/null 2>&1 &
+  pid=$!
+  sleep "$half"
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  measure "${WC[@]/OUT/$out}" --exactly-once
+  restarts+=("$SECONDS_TAKEN")
+done
+printf '%-22s %8.2f s (killed at %.1f s, then the restart that finishes the job)\n' restart-after-kill \
+  "$(printf '%s\n' "${restarts[@]}" | median)" "$half"
+echo "bench_pipeline: word_count_ratio=$(ratio word_count-alo word_count-eo) average_temp_ratio=$(ratio average_temp-alo average_temp-eo)"

@@ -1,0 +1,298 @@
+//! Exactly-once pipelines: a Kafka topic in, a timely computation, a Kafka
+//! topic out; killed at any moment and started again, the output topic holds
+//! (to read_committed readers) exactly the output of one uninterrupted run.
+//!
+//! # Design
+//!
+//! *One commit point.* The output topic is written only in Kafka
+//! transactions, by one transactional producer on worker 0 (all outputs are
+//! exchanged to it). A transaction holds the outputs at the times a frontier
+//! advance completed and, written last, a *progress record* in a
+//! one-partition progress topic: the new frontier `F`, the *binding* (per
+//! source partition, the offset `o` such that every record below `o` got a
+//! time before `F` and every later one gets `F` or later), where each
+//! partition's input starts, the commit number and the format version
+//! ([`Progress`]). Nothing else is durable: no consumer-group offsets, no
+//! local state. Commits happen when the frontier advanced and the commit
+//! interval passed, or earlier at a time boundary once the completed outputs
+//! exceed the size bound.
+//!
+//! *Restart* ([`open`], collective): worker 0 (1) checks
+//! `transaction.timeout.ms` against the broker's maximum; (2) calls
+//! `init_transactions` with the pipeline's transactional id, which fences
+//! every earlier instance and aborts its open transaction. The identity is
+//! the same whatever the worker count (one writer, named by the pipeline,
+//! not by a worker index), so a resized restart fences too; (3) writes one
+//! probe record in a transaction it aborts; (4) reads the progress topic
+//! completely: the high watermark with read_uncommitted, then every
+//! committed record up to it with read_committed — a timeout is an error.
+//! If the aborted probe was visible, the broker has no abort semantics
+//! (librdkafka's mock cluster) and exactly-once refuses to start in one
+//! line; a broker without transactions (tansu) already fails at (2). Every
+//! worker then learns the last commit: the sources seek by it, the sink
+//! drops outputs at times before its frontier.
+//!
+//! *Source* ([`crate::connect::source::kafka_source_exactly_once`]): times are made
+//! monotone in offset per partition and kept on their side of the committed
+//! frontier (`source/binding.rs`); a partition still below its bound offset
+//! never counts as idle. Any time function is accepted: what must survive a
+//! restart is only which side of `F` each record is on, and the binding
+//! records exactly that. Times at or after `F` may differ from the run that
+//! died; none of its outputs there were committed. Retention that deleted a
+//! needed offset is an error (`auto.offset.reset=error` and a check at
+//! start), never a skip.
+//!
+//! *State* (counts, reductions): by default every partition is read again
+//! from where the pipeline's input began ([`ExactlyOnceConfig::replay_from_start`]);
+//! the records below the binding rebuild the state at `F`, their outputs
+//! (all before `F`) are dropped by the sink, and the computation continues
+//! exactly where the commit left it. Simple and correct for any operator;
+//! the cost is re-reading the input on every restart (scripts/bench_pipeline.sh
+//! measures it). Stateless pipelines turn it off and seek to the binding.
+//!
+//! *Failures*: a commit error is handled by librdkafka's class (see
+//! `transactions.rs`). A failure anywhere in the process's computation
+//! stops the sink before its next commit. A frontier that closes commits
+//! only if every worker's source reported a clean end (its input's end, or
+//! told to stop): a source failing in another process, which this one learns
+//! of only when the computation ends, closes its frontier without one, so a
+//! failure-closed frontier is never committed. A clean close commits
+//! everything read, with the frontier one past the latest time seen and the
+//! binding of what was read — never as "complete": a later start continues
+//! after it. (Commits before a failure are sound whatever failed in a
+//! source: the binding records exactly which records each commit covers.)
+//!
+//! *Zombies*: an instance frozen (or partitioned away) while a newer one
+//! started is fenced by the newer one's `init_transactions`; its next
+//! transactional call fails with a fatal "fenced" error and it stops. An
+//! instance frozen *before* its own `init_transactions` fences the newer
+//! one when it wakes, which then stops instead: either way one writer wins,
+//! and it read the progress after fencing the other.
+
+mod progress;
+mod sink;
+mod transactions;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use timely::dataflow::{Stream, StreamVec};
+use timely::worker::Worker;
+use timely::ExchangeData;
+
+pub use progress::{Progress, PROGRESS_FORMAT};
+pub use sink::ExactlyOnceHandle;
+
+use crate::capture::worker::collective::{agree, all_gather};
+use crate::codec_id::CodecId;
+use crate::connect::source::SourceResume;
+use crate::error::{Error, Result};
+use crate::log::kafka::{KafkaLog, PRODUCER_ONLY};
+use crate::log::LogBackend;
+use progress::read_progress;
+use sink::CommitPolicy;
+use transactions::TransactionalWriter;
+
+/// An exactly-once pipeline: its topics, its identity and its commit policy.
+#[derive(Clone)]
+pub struct ExactlyOnceConfig {
+    /// Brokers and client properties.
+    pub kafka: KafkaLog,
+    /// The source topic.
+    pub input: String,
+    /// The output topic (must exist).
+    pub output: String,
+    /// The one-partition progress topic (created if missing). Default
+    /// `<output>.progress`.
+    pub progress_topic: String,
+    /// The pipeline's identity: the transactional id of its one writer.
+    /// Every instance of the pipeline must use the same. Default
+    /// `timely-kafka.<input>.<output>`.
+    pub transactional_id: String,
+    /// The shortest time between commits.
+    pub commit_interval: Duration,
+    /// A transaction's outputs, in bytes, above which it commits at the
+    /// earliest time boundary past it.
+    pub max_transaction_bytes: usize,
+    /// `transaction.timeout.ms` (must not exceed the broker's maximum).
+    pub transaction_timeout: Duration,
+    /// Bound on each start-up step and each commit.
+    pub timeout: Duration,
+    /// Read each source partition from its start on every run, so stateful
+    /// operators rebuild their state (default); `false` seeks to the binding.
+    pub replay_from_start: bool,
+    /// Tests only: accept a broker whose read_committed readers see aborted
+    /// records (librdkafka's mock cluster). Its output is exact only while
+    /// nothing is aborted.
+    #[doc(hidden)]
+    pub accept_broker_without_aborts: bool,
+}
+
+impl ExactlyOnceConfig {
+    /// A pipeline from `input` to `output` with the default names and policy.
+    pub fn new(kafka: KafkaLog, input: &str, output: &str) -> Self {
+        ExactlyOnceConfig {
+            kafka,
+            input: input.to_string(),
+            output: output.to_string(),
+            progress_topic: format!("{output}.progress"),
+            transactional_id: format!("timely-kafka.{input}.{output}"),
+            commit_interval: Duration::from_millis(500),
+            max_transaction_bytes: 16 << 20,
+            transaction_timeout: Duration::from_secs(60),
+            timeout: Duration::from_secs(30),
+            replay_from_start: true,
+            accept_broker_without_aborts: false,
+        }
+    }
+
+    /// Sets the commit interval.
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+}
+
+/// A started pipeline on one worker: where to resume, and (worker 0) the
+/// fenced transactional writer.
+pub struct Pipeline {
+    config: ExactlyOnceConfig,
+    resume: Progress,
+    writer: Option<TransactionalWriter>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("resume", &self.resume).field("writer", &self.writer.is_some()).finish()
+    }
+}
+
+impl Pipeline {
+    /// The last commit (frontier 0 and the input's start offsets if none).
+    pub fn resume(&self) -> &Progress {
+        &self.resume
+    }
+
+    /// Where the source resumes.
+    pub fn source_resume(&self) -> SourceResume {
+        SourceResume {
+            frontier: self.resume.frontier,
+            offsets: self.resume.offsets.clone(),
+            starts: self.resume.starts.clone(),
+            replay_from_start: self.config.replay_from_start,
+        }
+    }
+
+    /// The sink: commits `outputs` with the source's `binding` stream.
+    pub fn sink<'scope, K, V>(
+        self,
+        outputs: Stream<'scope, u64, Vec<(K, V)>>,
+        binding: StreamVec<'scope, u64, (u32, u64)>,
+    ) -> ExactlyOnceHandle
+    where
+        K: ExchangeData + AsRef<[u8]>,
+        V: ExchangeData + AsRef<[u8]>,
+    {
+        let handle = ExactlyOnceHandle::default();
+        let policy =
+            CommitPolicy { interval: self.config.commit_interval, max_bytes: self.config.max_transaction_bytes };
+        sink::build(outputs, binding, self.writer, self.resume, policy, handle.clone());
+        handle
+    }
+}
+
+/// Starts the pipeline on every worker (collective: call it on each, before
+/// building the dataflow): worker 0 fences earlier instances and reads the
+/// last commit, and every worker learns it.
+pub fn open(worker: &mut Worker, config: &ExactlyOnceConfig) -> Result<Pipeline> {
+    let started =
+        if worker.index() == 0 { start(config).map(|(w, p)| (Some(w), p)) } else { Ok((None, Default::default())) };
+    let shared = started.as_ref().map(|(_, progress)| progress.clone()).map_err(|e| e.to_string());
+    let gathered = all_gather(worker, shared);
+    let (writer, _) = agree(worker, started)?;
+    let resume = match gathered.into_iter().next() {
+        Some(Ok(progress)) => progress,
+        Some(Err(message)) => return Err(Error::Dataflow(message)),
+        None => return Err(Error::Dataflow("worker 0 did not report the last commit".into())),
+    };
+    Ok(Pipeline { config: config.clone(), resume, writer })
+}
+
+/// Worker 0's part of [`open`].
+fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> {
+    let log = &config.kafka;
+    if log.topic_info(&config.output)?.is_none() {
+        return Err(Error::MissingTopic(config.output.clone()));
+    }
+    if log.topic_info(&config.progress_topic)?.is_none() {
+        log.create_topic(&config.progress_topic, 1, CodecId::None, false)?;
+    }
+    let input = log.topic_info(&config.input)?.ok_or_else(|| Error::MissingTopic(config.input.clone()))?;
+    let writer = TransactionalWriter::start(
+        log,
+        &config.transactional_id,
+        &config.output,
+        &config.progress_topic,
+        config.transaction_timeout,
+        config.timeout,
+    )?;
+    let (last, probe_visible) = read_progress(log, &config.progress_topic, &config.transactional_id, config.timeout)?;
+    if probe_visible && !config.accept_broker_without_aborts {
+        return Err(Error::Config(format!(
+            "exactly-once sink refused: the brokers show aborted transactions to read_committed readers \
+             (progress topic '{}'; librdkafka's mock cluster?): exactly-once needs a broker with transactions, \
+             such as Apache Kafka",
+            config.progress_topic
+        )));
+    }
+    let mut progress = match last {
+        Some(progress) if progress.format != PROGRESS_FORMAT => {
+            return Err(Error::Config(format!(
+                "progress topic '{}': format {} written by a newer version (this one reads {PROGRESS_FORMAT})",
+                config.progress_topic, progress.format
+            )))
+        }
+        Some(progress) if progress.input != config.input => {
+            return Err(Error::Config(format!(
+                "progress topic '{}' belongs to a pipeline reading topic '{}', not '{}'",
+                config.progress_topic, progress.input, config.input
+            )))
+        }
+        Some(progress) => progress,
+        None => Progress {
+            format: PROGRESS_FORMAT,
+            writer: config.transactional_id.clone(),
+            input: config.input.clone(),
+            ..Default::default()
+        },
+    };
+    // Partitions the last commit does not know (a first start, or added
+    // since) begin at their first retained offset.
+    let missing: Vec<u32> = (0..input.partitions).filter(|p| !progress.starts.contains_key(p)).collect();
+    if !missing.is_empty() {
+        let starts = first_offsets(log, &config.input, &missing, config.timeout)?;
+        for (partition, start) in starts {
+            progress.starts.insert(partition, start);
+            progress.offsets.entry(partition).or_insert(start);
+        }
+    }
+    Ok((writer, progress))
+}
+
+/// The first retained offset of each of `partitions` of `topic`.
+fn first_offsets(log: &KafkaLog, topic: &str, partitions: &[u32], timeout: Duration) -> Result<BTreeMap<u32, u64>> {
+    let consumer: BaseConsumer = log
+        .config(&[("group.id", "timely-kafka-offsets")], PRODUCER_ONLY)
+        .create()
+        .map_err(|e| Error::Kafka(format!("topic '{topic}': cannot create consumer: {e}")))?;
+    partitions
+        .iter()
+        .map(|&partition| {
+            let (low, _) = consumer.fetch_watermarks(topic, partition as i32, timeout).map_err(|e| {
+                Error::Kafka(format!("topic '{topic}' partition {partition}: no offsets within {timeout:?}: {e}"))
+            })?;
+            Ok((partition, low.max(0) as u64))
+        })
+        .collect()
+}

@@ -1,0 +1,149 @@
+//! The progress record and reading it back completely.
+//!
+//! Each transaction ends with one progress record in a one-partition
+//! progress topic, keyed by the writer's transactional id. A restart reads
+//! it back only after fencing (so no transaction of an earlier instance can
+//! still commit), and reads *all* of it: the true high watermark first
+//! (read_uncommitted), then every committed record up to it
+//! (read_committed). A read that cannot get there in time is an error,
+//! never "the latest record I saw": a stale progress record would restart
+//! from an older commit and write its outputs twice.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::log::kafka::{KafkaLog, PRODUCER_ONLY};
+
+/// The progress record's format version.
+pub const PROGRESS_FORMAT: u32 = 1;
+
+/// What one commit made durable, written last in its transaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// [`PROGRESS_FORMAT`].
+    pub format: u32,
+    /// The transactional id of the writer (the pipeline's identity).
+    pub writer: String,
+    /// How many commits this pipeline has made, this one included.
+    pub commit: u64,
+    /// Every output at a time before this one is committed; none after.
+    pub frontier: u64,
+    /// The source topic.
+    pub input: String,
+    /// Per source partition, the offset bound to `frontier`.
+    pub offsets: BTreeMap<u32, u64>,
+    /// Per source partition, where the pipeline's input begins.
+    pub starts: BTreeMap<u32, u64>,
+}
+
+/// The key of the aborted probe record every start writes (see
+/// `transactions.rs`): a read_committed reader must never see it.
+pub(super) fn probe_key(writer: &str) -> String {
+    format!("{writer}.abort-probe")
+}
+
+/// The last committed progress record of `writer` in `topic` (partition 0),
+/// and whether an aborted probe record was visible to read_committed.
+pub(super) fn read_progress(
+    log: &KafkaLog,
+    topic: &str,
+    writer: &str,
+    timeout: Duration,
+) -> Result<(Option<Progress>, bool)> {
+    let consumer = |isolation: &str| -> Result<BaseConsumer> {
+        let defaults = [
+            ("group.id", "timely-kafka-progress"),
+            ("enable.auto.commit", "false"),
+            ("enable.partition.eof", "false"),
+            ("auto.offset.reset", "error"),
+            ("fetch.wait.max.ms", "10"),
+            ("isolation.level", isolation),
+        ];
+        log.config(&defaults, PRODUCER_ONLY)
+            .create()
+            .map_err(|e| Error::Kafka(format!("progress topic '{topic}': cannot create consumer: {e}")))
+    };
+    let (low, high) = consumer("read_uncommitted")?
+        .fetch_watermarks(topic, 0, timeout)
+        .map_err(|e| Error::Kafka(format!("progress topic '{topic}': no high watermark within {timeout:?}: {e}")))?;
+    if high <= low {
+        return Ok((None, false));
+    }
+    let committed = consumer("read_committed")?;
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Offset(low))
+        .and_then(|()| committed.assign(&list))
+        .map_err(|e| Error::Kafka(format!("progress topic '{topic}': cannot assign partition 0: {e}")))?;
+    let probe = probe_key(writer);
+    let (mut last, mut probe_seen, mut last_error) = (None, false, String::new());
+    let deadline = Instant::now() + timeout;
+    loop {
+        // The position passes control records too (transaction markers).
+        let position = committed
+            .position()
+            .ok()
+            .and_then(|list| list.find_partition(topic, 0).and_then(|e| e.offset().to_raw()))
+            .unwrap_or(-1);
+        if position >= high {
+            return Ok((last, probe_seen));
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Kafka(format!(
+                "progress topic '{topic}' partition 0: read_committed reached offset {position} of {high} within \
+                 {timeout:?}{last_error} (a transaction of another writer still open?); refusing to resume from a \
+                 stale commit"
+            )));
+        }
+        // Short: the partition's last records are transaction markers, which
+        // move the position without waking the poll.
+        match committed.poll(Duration::from_millis(10)) {
+            None => {}
+            Some(Ok(message)) => {
+                let key = message.key().unwrap_or_default();
+                if key == probe.as_bytes() {
+                    probe_seen = true;
+                } else if key == writer.as_bytes() {
+                    let progress: Progress =
+                        serde_json::from_slice(message.payload().unwrap_or_default()).map_err(|e| {
+                            Error::Kafka(format!(
+                                "progress topic '{topic}' partition 0 offset {}: not a progress record: {e}",
+                                message.offset()
+                            ))
+                        })?;
+                    last = Some(progress);
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            // Transient (a broker connection): retried until the deadline.
+            Some(Err(error)) => last_error = format!(" (last error: {error})"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_progress_record_reads_back_as_written() {
+        let progress = Progress {
+            format: PROGRESS_FORMAT,
+            writer: "timely-kafka.lines.counts".into(),
+            commit: 7,
+            frontier: 1_700_000_000_200,
+            input: "lines".into(),
+            offsets: [(0, 120), (1, 0), (12, 9)].into(),
+            starts: [(0, 0), (1, 0), (12, 3)].into(),
+        };
+        let bytes = serde_json::to_vec(&progress).unwrap();
+        assert_eq!(serde_json::from_slice::<Progress>(&bytes).unwrap(), progress);
+        assert_ne!(probe_key(&progress.writer).as_bytes(), progress.writer.as_bytes());
+    }
+}

@@ -1,0 +1,226 @@
+//! The exactly-once sink operator: buffers outputs and binding reports per
+//! time on worker 0 and commits each frontier advance as one transaction.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::{Stream, StreamVec};
+use timely::ExchangeData;
+
+use super::progress::Progress;
+use super::transactions::TransactionalWriter;
+use crate::connect::source::CLEAN_END;
+use crate::connect::status::ConnectorStatus;
+
+/// When a sink commits.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct CommitPolicy {
+    pub(super) interval: Duration,
+    pub(super) max_bytes: usize,
+}
+
+/// Counters and status of a running exactly-once sink.
+#[derive(Clone, Debug, Default)]
+pub struct ExactlyOnceHandle {
+    pub(super) status: ConnectorStatus,
+    pub(super) commits: Arc<AtomicU64>,
+    pub(super) written: Arc<AtomicU64>,
+    pub(super) dropped: Arc<AtomicU64>,
+    pub(super) frontier: Arc<AtomicU64>,
+}
+
+impl ExactlyOnceHandle {
+    /// Failure, warnings and completion.
+    pub fn status(&self) -> &ConnectorStatus {
+        &self.status
+    }
+    /// Transactions this instance committed.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+    /// Output records this instance committed.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+    /// Output records at times before the resume frontier: committed by an
+    /// earlier instance, so not written again.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+    /// The frontier of the last commit (the resume frontier before any).
+    pub fn committed_frontier(&self) -> u64 {
+        self.frontier.load(Ordering::Relaxed)
+    }
+}
+
+/// Per time: the outputs at that time.
+type Outputs<K, V> = BTreeMap<u64, Vec<(K, V)>>;
+
+/// The commit frontier: `target`, or earlier where the outputs of the
+/// times before it already exceed `max_bytes` (transactions stay bounded).
+fn commit_frontier<K: AsRef<[u8]>, V: AsRef<[u8]>>(outputs: &Outputs<K, V>, target: u64, max_bytes: usize) -> u64 {
+    let mut bytes = 0;
+    for (time, records) in outputs.range(..target) {
+        bytes += records.iter().map(|(k, v)| k.as_ref().len() + v.as_ref().len()).sum::<usize>();
+        if bytes >= max_bytes {
+            return time + 1;
+        }
+    }
+    target
+}
+
+pub(super) fn build<'scope, K, V>(
+    outputs: Stream<'scope, u64, Vec<(K, V)>>,
+    binding: StreamVec<'scope, u64, (u32, u64)>,
+    writer: Option<TransactionalWriter>,
+    mut committed: Progress,
+    policy: CommitPolicy,
+    handle: ExactlyOnceHandle,
+) where
+    K: ExchangeData + AsRef<[u8]>,
+    V: ExchangeData + AsRef<[u8]>,
+{
+    let status = handle.status.clone();
+    handle.frontier.store(committed.frontier, Ordering::Relaxed);
+    let to_writer = Exchange::new(|_: &(K, V)| 0);
+    let reports_to_writer = Exchange::new(|_: &(u32, u64)| 0);
+    let mut buffered: Outputs<K, V> = BTreeMap::new();
+    let mut reports: BTreeMap<u64, BTreeMap<u32, u64>> = BTreeMap::new();
+    let mut latest: Option<u64> = None;
+    // Workers whose source ended without a failure.
+    let mut ended = std::collections::BTreeSet::new();
+    let mut last_commit = Instant::now();
+    let scope = outputs.scope();
+    let peers = scope.peers();
+    outputs.binary_frontier::<Vec<(u32, u64)>, timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
+        binding,
+        to_writer,
+        reports_to_writer,
+        "ExactlyOnceSink",
+        move |_capability, info| {
+            let activator = scope.activator_for(info.address);
+            move |(data, data_frontier), (bindings, binding_frontier), _output| {
+                let resume = committed.frontier;
+                data.for_each(|time, records| {
+                    let Some(&time) = time.least() else { return };
+                    latest = latest.max(Some(time));
+                    if time < resume {
+                        handle.dropped.fetch_add(records.len() as u64, Ordering::Relaxed);
+                        records.clear();
+                    } else {
+                        buffered.entry(time).or_default().append(records);
+                    }
+                });
+                bindings.for_each(|time, entries| {
+                    let Some(&time) = time.least() else { return };
+                    if entries.iter().any(|(partition, _)| *partition != CLEAN_END) {
+                        latest = latest.max(Some(time));
+                    }
+                    if time < resume {
+                        ended.extend(entries.iter().filter(|(p, _)| *p == CLEAN_END).map(|(_, worker)| *worker));
+                    } else {
+                        let at = reports.entry(time).or_default();
+                        for (partition, next) in entries.drain(..) {
+                            if partition == CLEAN_END {
+                                ended.insert(next);
+                                continue;
+                            }
+                            let entry = at.entry(partition).or_default();
+                            *entry = (*entry).max(next);
+                        }
+                    }
+                });
+                let Some(writer) = writer.as_ref() else { return };
+                if status.failed_anywhere() {
+                    // A failed input never commits: its closed frontier is no end.
+                    buffered.clear();
+                    reports.clear();
+                    return;
+                }
+                let frontier = [data_frontier.frontier().first(), binding_frontier.frontier().first()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .copied();
+                // A closed frontier (input ended or stopped) commits everything
+                // read: the next instance continues after it, never "complete".
+                // Without a clean end from every worker's source, it closed
+                // because something failed (maybe in another process): no commit.
+                if frontier.is_none() && ended.len() < peers {
+                    return;
+                }
+                let target = frontier.unwrap_or_else(|| latest.map_or(resume, |t| t + 1).max(resume));
+                if target <= committed.frontier {
+                    if frontier.is_none() {
+                        status.set_complete();
+                    }
+                    return;
+                }
+                let upto = commit_frontier(&buffered, target, policy.max_bytes);
+                let due = frontier.is_none() || upto < target || last_commit.elapsed() >= policy.interval;
+                if !due {
+                    activator.activate_after(policy.interval.saturating_sub(last_commit.elapsed()));
+                    return;
+                }
+                // Commit up to `target`, in several transactions if the size
+                // bound says so, all in this activation: once its inputs have
+                // closed, the operator may never be scheduled again.
+                while committed.frontier < target {
+                    let upto = commit_frontier(&buffered, target, policy.max_bytes);
+                    let mut progress = committed.clone();
+                    progress.commit += 1;
+                    progress.frontier = upto;
+                    for entries in reports.range(..upto).map(|(_, entries)| entries) {
+                        for (partition, next) in entries {
+                            let entry = progress.offsets.entry(*partition).or_default();
+                            *entry = (*entry).max(*next);
+                        }
+                    }
+                    let records = || {
+                        buffered
+                            .range(..upto)
+                            .flat_map(|(_, records)| records.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+                    };
+                    if let Err(error) = writer.commit(records, &progress) {
+                        status.fail("", error);
+                        buffered.clear();
+                        reports.clear();
+                        return;
+                    }
+                    let written: usize = buffered.range(..upto).map(|(_, records)| records.len()).sum();
+                    handle.written.fetch_add(written as u64, Ordering::Relaxed);
+                    handle.commits.fetch_add(1, Ordering::Relaxed);
+                    handle.frontier.store(upto, Ordering::Relaxed);
+                    buffered = buffered.split_off(&upto);
+                    reports = reports.split_off(&upto);
+                    committed = progress;
+                    last_commit = Instant::now();
+                }
+                if frontier.is_none() {
+                    status.set_complete();
+                }
+            }
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_stops_at_the_time_boundary_past_the_size_bound() {
+        let outputs: Outputs<Vec<u8>, Vec<u8>> =
+            (0..10u64).map(|t| (t * 2, vec![(vec![0u8; 10], vec![0u8; 90]); 3])).collect();
+        // 300 bytes per time.
+        assert_eq!(commit_frontier(&outputs, 20, 1 << 20), 20);
+        assert_eq!(commit_frontier(&outputs, 20, 300), 1);
+        assert_eq!(commit_frontier(&outputs, 20, 700), 5);
+        assert_eq!(commit_frontier(&outputs, 3, 700), 3);
+        assert_eq!(commit_frontier(&Outputs::<Vec<u8>, Vec<u8>>::new(), 7, 1), 7);
+    }
+}

@@ -1,0 +1,245 @@
+//! The transactional producer: start (check, fence, probe) and commit, with
+//! each of librdkafka's transactional error classes handled.
+//!
+//! - *retriable* (a timeout, a coordinator moving): the same call again,
+//!   until the commit timeout;
+//! - *abortable* (`txn_requires_abort`: a record that failed delivery, a
+//!   partition the transaction could not add): abort, then the whole
+//!   transaction again from the last commit — its outputs are still
+//!   buffered, nothing of them is visible — a bounded number of times;
+//! - *fatal* (fenced by a newer instance, an invalid configuration) or
+//!   unclassified: the sink stops with one line naming the writer.
+//!
+//! At start: `transaction.timeout.ms` is checked against the broker's
+//! `transaction.max.timeout.ms` (above it, `init_transactions` fails
+//! fatally); `init_transactions` fences every earlier instance with the same
+//! transactional id and aborts its open transaction; then one probe record
+//! is written in a transaction that is aborted, so the progress read can
+//! tell a broker whose read_committed readers see aborted records
+//! (librdkafka's mock cluster) from one that implements transactions.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::util::Timeout;
+
+use super::progress::{probe_key, Progress};
+use crate::error::{Error, Result};
+use crate::log::kafka::{KafkaLog, CONSUMER_ONLY, PRODUCER_ONLY};
+
+/// How often an abortable failure restarts the transaction before the sink gives up.
+const ATTEMPTS: u32 = 5;
+
+/// What went wrong in a transaction, by librdkafka's class.
+enum Failure {
+    Abortable(String),
+    Fatal(String),
+}
+
+fn classify(error: &KafkaError) -> Option<&rdkafka::error::RDKafkaError> {
+    match error {
+        KafkaError::Transaction(inner) => Some(inner),
+        _ => None,
+    }
+}
+
+/// The one transactional writer of a pipeline.
+pub(super) struct TransactionalWriter {
+    producer: ThreadedProducer<DefaultProducerContext>,
+    id: String,
+    output: String,
+    progress_topic: String,
+    timeout: Duration,
+}
+
+impl TransactionalWriter {
+    /// Creates the producer, checks the transaction timeout, fences earlier
+    /// instances and writes the aborted probe record.
+    pub(super) fn start(
+        log: &KafkaLog,
+        id: &str,
+        output: &str,
+        progress_topic: &str,
+        transaction_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let what = format!("exactly-once sink (transactional.id '{id}')");
+        check_transaction_timeout(log, transaction_timeout, timeout, &what)?;
+        let transaction_ms = transaction_timeout.as_millis().to_string();
+        let message_ms = transaction_timeout.min(Duration::from_secs(30)).as_millis().to_string();
+        let defaults = [
+            ("transactional.id", id),
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("transaction.timeout.ms", transaction_ms.as_str()),
+            ("message.timeout.ms", message_ms.as_str()),
+            ("queue.buffering.max.kbytes", "65536"),
+            ("allow.auto.create.topics", "false"),
+        ];
+        let producer: ThreadedProducer<DefaultProducerContext> = log
+            .config(&defaults, CONSUMER_ONLY)
+            .create()
+            .map_err(|e| Error::Kafka(format!("{what}: cannot create producer: {e}")))?;
+        producer.init_transactions(timeout).map_err(|e| {
+            Error::Kafka(format!(
+                "{what}: init_transactions failed: {e} (exactly-once needs a broker with transactions, such as \
+                 Apache Kafka)"
+            ))
+        })?;
+        let writer = TransactionalWriter {
+            producer,
+            id: id.to_string(),
+            output: output.to_string(),
+            progress_topic: progress_topic.to_string(),
+            timeout,
+        };
+        writer.probe().map_err(|e| Error::Kafka(format!("{what}: aborted probe transaction failed: {e}")))?;
+        Ok(writer)
+    }
+
+    /// One record in a transaction that is aborted.
+    fn probe(&self) -> std::result::Result<(), String> {
+        self.producer.begin_transaction().map_err(|e| e.to_string())?;
+        let key = probe_key(&self.id);
+        let record = BaseRecord::<str, str>::to(&self.progress_topic).partition(0).key(&key).payload("probe");
+        self.producer.send(record).map_err(|(e, _)| e.to_string())?;
+        self.producer.flush(self.timeout).map_err(|e| e.to_string())?;
+        self.abort().map_err(|failure| match failure {
+            Failure::Abortable(m) | Failure::Fatal(m) => m,
+        })
+    }
+
+    /// Commits `outputs` and, last, `progress`, in one transaction; an
+    /// abortable failure restarts it (a bounded number of times).
+    pub(super) fn commit<'a, I>(&self, outputs: impl Fn() -> I, progress: &Progress) -> Result<()>
+    where
+        I: Iterator<Item = (&'a [u8], &'a [u8])>,
+    {
+        let what = format!("exactly-once sink to topic '{}' (transactional.id '{}')", self.output, self.id);
+        let mut last = String::new();
+        for _ in 0..ATTEMPTS {
+            match self.try_commit(outputs(), progress) {
+                Ok(()) => return Ok(()),
+                Err(Failure::Fatal(reason)) => return Err(Error::Kafka(format!("{what}: {reason}"))),
+                Err(Failure::Abortable(reason)) => {
+                    last = reason;
+                    if let Err(Failure::Fatal(reason) | Failure::Abortable(reason)) = self.abort() {
+                        return Err(Error::Kafka(format!("{what}: abort after '{last}' failed: {reason}")));
+                    }
+                }
+            }
+        }
+        Err(Error::Kafka(format!("{what}: commit {} aborted {ATTEMPTS} times; last: {last}", progress.commit)))
+    }
+
+    fn try_commit<'a>(
+        &self,
+        outputs: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+        progress: &Progress,
+    ) -> std::result::Result<(), Failure> {
+        self.producer.begin_transaction().map_err(|e| fatal_or_abortable(&e))?;
+        let deadline = Instant::now() + self.timeout;
+        for (key, value) in outputs {
+            self.send(BaseRecord::to(&self.output).key(key).payload(value), deadline)?;
+        }
+        let payload = serde_json::to_vec(progress).map_err(|e| Failure::Fatal(e.to_string()))?;
+        let key = self.id.as_bytes();
+        self.send(BaseRecord::to(&self.progress_topic).partition(0).key(key).payload(&payload[..]), deadline)?;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            match self.producer.commit_transaction(remaining) {
+                Ok(()) => return Ok(()),
+                // Retriable: the same call again (it resumes the commit).
+                Err(error) if classify(&error).is_some_and(|e| e.is_retriable()) && Instant::now() < deadline => {}
+                Err(error) => return Err(fatal_or_abortable(&error)),
+            }
+        }
+    }
+
+    /// Queues one record, waiting while the local queue is full.
+    fn send(&self, mut record: BaseRecord<'_, [u8], [u8]>, deadline: Instant) -> std::result::Result<(), Failure> {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    if Instant::now() >= deadline {
+                        return Err(Failure::Abortable("the local queue stayed full until the commit timeout".into()));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                    record = returned;
+                }
+                Err((error, _)) => return Err(fatal_or_abortable(&error)),
+            }
+        }
+    }
+
+    fn abort(&self) -> std::result::Result<(), Failure> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            match self.producer.abort_transaction(remaining) {
+                Ok(()) => return Ok(()),
+                Err(error) if classify(&error).is_some_and(|e| e.is_retriable()) && Instant::now() < deadline => {}
+                Err(error) => return Err(Failure::Fatal(error.to_string())),
+            }
+        }
+    }
+}
+
+/// Fatal (fenced, misconfigured) or unclassified errors stop the sink;
+/// those librdkafka says require an abort, and plain produce errors (the
+/// record was never part of a commit), restart the transaction.
+fn fatal_or_abortable(error: &KafkaError) -> Failure {
+    match classify(error) {
+        Some(inner) if inner.is_fatal() => {
+            let fenced =
+                matches!(inner.code(), RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch);
+            if fenced {
+                Failure::Fatal(format!("fenced by a newer instance of this pipeline (this one is a zombie): {error}"))
+            } else {
+                Failure::Fatal(format!("fatal transaction error: {error}"))
+            }
+        }
+        Some(inner) if inner.txn_requires_abort() => Failure::Abortable(error.to_string()),
+        Some(_) => Failure::Fatal(format!("transaction error: {error}")),
+        None => match error {
+            KafkaError::MessageProduction(_) => Failure::Abortable(error.to_string()),
+            _ => Failure::Fatal(error.to_string()),
+        },
+    }
+}
+
+/// Refuses a `transaction.timeout.ms` above the broker's
+/// `transaction.max.timeout.ms`. A broker that does not describe its
+/// configuration is not checked here: `init_transactions` then reports the
+/// same problem as a fatal error.
+fn check_transaction_timeout(log: &KafkaLog, transaction: Duration, timeout: Duration, what: &str) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        log.config(&[], &[PRODUCER_ONLY, CONSUMER_ONLY].concat())
+            .create()
+            .map_err(|e| Error::Kafka(format!("{what}: cannot create admin client: {e}")))?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, timeout)
+        .map_err(|e| Error::Kafka(format!("{what}: brokers did not answer within {timeout:?}: {e}")))?;
+    let Some(broker) = metadata.brokers().first().map(|b| b.id()) else { return Ok(()) };
+    let options = AdminOptions::new().request_timeout(Some(Timeout::After(timeout)));
+    let described = futures_executor::block_on(admin.describe_configs(&[ResourceSpecifier::Broker(broker)], &options));
+    let maximum = described
+        .ok()
+        .and_then(|results| results.into_iter().next())
+        .and_then(|result| result.ok())
+        .and_then(|resource| resource.get("transaction.max.timeout.ms").and_then(|e| e.value.clone()))
+        .and_then(|value| value.parse::<u128>().ok());
+    match maximum {
+        Some(maximum) if transaction.as_millis() > maximum => Err(Error::Config(format!(
+            "{what}: transaction.timeout.ms {} is above the broker's transaction.max.timeout.ms {maximum}",
+            transaction.as_millis()
+        ))),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,209 @@
+//! The exactly-once pipeline against librdkafka's mock cluster, which
+//! answers the transactional calls but shows aborted records to
+//! read_committed readers: exactly-once refuses it in one line, and with
+//! the tests-only override the commit protocol runs on it, so injected
+//! transactional errors can be checked (an outcome is exact only while no
+//! transaction is aborted, which is what the retriable cases assert).
+
+mod common;
+
+use std::time::Duration;
+
+use common::records::{expected, parse, produce, read_all};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::ClientConfig;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::Probe;
+use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
+use timely_kafka::connect::source::{kafka_source, kafka_source_exactly_once, time, SourceConfig, SourceEnd};
+use timely_kafka::execute;
+use timely_kafka::log::kafka::KafkaLog;
+use timely_kafka::{Error, Result};
+
+type Cluster = MockCluster<'static, DefaultProducerContext>;
+
+const WORKERS: usize = 3;
+const COUNT: u64 = 3_000;
+
+fn cluster() -> (Cluster, String) {
+    let cluster = MockCluster::new(1).unwrap();
+    for (topic, partitions) in [("in", 3), ("out", 2), ("out.progress", 1)] {
+        cluster.create_topic(topic, partitions, 1).unwrap();
+    }
+    let brokers = cluster.bootstrap_servers();
+    produce(&brokers, "in", 3, COUNT, 1_000_000);
+    (cluster, brokers)
+}
+
+/// Copies `in` to `out` exactly once (times: offset / 100), with 3 workers;
+/// `fail_elsewhere` adds a source of a missing topic to the computation.
+/// Returns the commits and records written, summed over the workers.
+fn copy(brokers: &str, accept_mock: bool, fail_elsewhere: bool) -> Result<(u64, u64)> {
+    let brokers = brokers.to_string();
+    let per_worker = execute(timely::Config::process(WORKERS), move |w| {
+        let log = KafkaLog::new(&brokers, &[])?;
+        let mut config = ExactlyOnceConfig::new(log.clone(), "in", "out").commit_interval(Duration::from_millis(10));
+        config.accept_broker_without_aborts = accept_mock;
+        config.timeout = Duration::from_secs(10);
+        // ~23 KB of output in 10 times of at most ~2.4 KB: a transaction
+        // holds at most ~4.4 KB, so at least 6, however fast the input is read.
+        config.max_transaction_bytes = 2_000;
+        let pipeline = exactly_once::open(w, &config)?;
+        let source = SourceConfig::new(log.clone()).end(SourceEnd::CurrentEnd).broker_timeout(Duration::from_secs(5));
+        let handle = w.dataflow::<u64, _, _>(|scope| {
+            let resume = pipeline.source_resume();
+            let (values, binding) = kafka_source_exactly_once(scope, source.clone(), "in", resume, |r| {
+                parse(r).map(|v| (r.offset / 100, v))
+            });
+            if fail_elsewhere {
+                kafka_source(scope, source, "missing", None, |r| parse(r).map(|v| (time::offset(r), v))).probe();
+            }
+            pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
+        });
+        while w.step_or_park(Some(Duration::from_millis(5))) {}
+        Ok((handle.commits(), handle.written()))
+    })?;
+    Ok(per_worker.into_iter().fold((0, 0), |(c, r), (commits, written)| (c + commits, r + written)))
+}
+
+fn high_watermark(brokers: &str, topic: &str, partition: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)).unwrap().1
+}
+
+fn unreachable() -> KafkaLog {
+    KafkaLog::unchecked("127.0.0.1:1", &[]).unwrap()
+}
+
+fn one_line(error: Error) -> String {
+    let message = error.to_string();
+    assert!(!message.contains('\n'), "not one line: {message}");
+    message
+}
+
+#[test]
+fn exactly_once_refuses_the_mock_cluster_in_one_line() {
+    let _deadline = common::deadline();
+    let (_cluster, brokers) = cluster();
+    let message = one_line(copy(&brokers, false, false).unwrap_err());
+    assert!(message.contains("refused") && message.contains("aborted"), "{message}");
+    assert_eq!(high_watermark(&brokers, "out", 0) + high_watermark(&brokers, "out", 1), 0);
+}
+
+#[test]
+fn a_copy_is_exact_and_a_second_run_writes_nothing_again() {
+    let _deadline = common::deadline();
+    let (_cluster, brokers) = cluster();
+    let (commits, written) = copy(&brokers, true, false).unwrap();
+    assert_eq!(written, COUNT);
+    assert!(commits >= 6, "{commits} commits of at most ~4.4 KB for ~23 KB of output");
+    assert_eq!(read_all(&brokers, "out", 2), expected(COUNT));
+    // Everything is committed: a restart re-reads the input, drops it all.
+    assert_eq!(copy(&brokers, true, false).unwrap(), (0, 0));
+    assert_eq!(read_all(&brokers, "out", 2), expected(COUNT));
+}
+
+#[test]
+fn a_failed_input_never_commits() {
+    let _deadline = common::deadline();
+    let (_cluster, brokers) = cluster();
+    let message = one_line(copy(&brokers, true, true).unwrap_err());
+    assert!(message.contains("missing"), "{message}");
+    // Nothing was written, and the next start finds no commit.
+    assert_eq!(high_watermark(&brokers, "out", 0) + high_watermark(&brokers, "out", 1), 0);
+    assert_eq!(copy(&brokers, true, false).unwrap().1, COUNT);
+    assert_eq!(read_all(&brokers, "out", 2), expected(COUNT));
+}
+
+#[test]
+fn retriable_transactional_errors_end_exact() {
+    use RDKafkaRespErr::*;
+    let _deadline = common::deadline();
+    let (cluster, brokers) = cluster();
+    cluster.request_errors(RDKafkaApiKey::InitProducerId, &[RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS]);
+    cluster.request_errors(
+        RDKafkaApiKey::AddPartitionsToTxn,
+        &[RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS, RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS],
+    );
+    cluster.request_errors(RDKafkaApiKey::Produce, &[RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS]);
+    cluster.request_errors(
+        RDKafkaApiKey::EndTxn,
+        &[RD_KAFKA_RESP_ERR_NOT_COORDINATOR, RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS],
+    );
+    let (_, written) = copy(&brokers, true, false).unwrap();
+    assert_eq!(written, COUNT);
+    assert_eq!(read_all(&brokers, "out", 2), expected(COUNT));
+}
+
+#[test]
+fn fatal_transactional_errors_end_with_a_clear_error_and_a_restart_succeeds() {
+    use RDKafkaRespErr::*;
+    let _deadline = common::deadline();
+    let (cluster, brokers) = cluster();
+    // Fencing refused at start.
+    cluster.request_errors(RDKafkaApiKey::InitProducerId, &[RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED]);
+    let message = one_line(copy(&brokers, true, false).unwrap_err());
+    assert!(message.contains("init_transactions"), "{message}");
+    // Fenced at the first commit: a newer instance took over.
+    cluster.request_errors(RDKafkaApiKey::EndTxn, &[RD_KAFKA_RESP_ERR_PRODUCER_FENCED]);
+    let message = one_line(copy(&brokers, true, false).unwrap_err());
+    assert!(message.contains("fenced") || message.contains("Fenced"), "{message}");
+    // The next start continues; the mock shows the fenced transaction's
+    // records and progress too, so the copy is still exact for its readers.
+    copy(&brokers, true, false).unwrap();
+    assert_eq!(read_all(&brokers, "out", 2), expected(COUNT));
+}
+
+#[test]
+fn a_source_failure_the_sink_cannot_see_still_commits_nothing() {
+    // Plain timely::execute: no computation to learn of the failure from,
+    // as for a source failing in another process. Worker 0's source reads
+    // its partition (every record at time 0) and ends; the others fail at
+    // once, without their clean-end report, so the sink's closed frontier
+    // commits nothing, though it holds records.
+    let _deadline = common::deadline();
+    let (_cluster, brokers) = cluster();
+    let source_status = timely_kafka::connect::ConnectorStatus::default();
+    let status = source_status.clone();
+    let pipeline_brokers = brokers.clone();
+    let results = timely::execute(timely::Config::process(WORKERS), move |w| {
+        let log = KafkaLog::new(&pipeline_brokers, &[]).unwrap();
+        let mut config = ExactlyOnceConfig::new(log, "in", "out");
+        config.accept_broker_without_aborts = true;
+        let pipeline = exactly_once::open(w, &config).unwrap();
+        // The other workers' sources cannot reach any broker.
+        let source_log = if w.index() == 0 { KafkaLog::new(&pipeline_brokers, &[]).unwrap() } else { unreachable() };
+        let mut source =
+            SourceConfig::new(source_log).end(SourceEnd::CurrentEnd).broker_timeout(Duration::from_secs(2));
+        source.status = status.clone();
+        let records = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let counter = records.clone();
+        let handle = w.dataflow::<u64, _, _>(|scope| {
+            let resume = pipeline.source_resume();
+            let (values, binding) =
+                kafka_source_exactly_once(scope, source, "in", resume, |r| parse(r).map(|v| (0, v)));
+            let values = values.map(move |v| {
+                counter.set(counter.get() + 1);
+                v
+            });
+            pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
+        });
+        while w.step_or_park(Some(Duration::from_millis(5))) {}
+        (handle.commits(), handle.status().is_complete(), handle.dropped() + records.get())
+    })
+    .unwrap()
+    .join();
+    let message = source_status.error().expect("the source failed");
+    assert!(message.contains("no metadata"), "{message}");
+    let mut read = 0;
+    for result in results {
+        let (commits, complete, records) = result.unwrap();
+        assert_eq!((commits, complete), (0, false), "a failure-closed frontier was committed or called complete");
+        read += records;
+    }
+    assert_eq!(read, COUNT / 3, "worker 0 read its partition");
+    assert_eq!(high_watermark(&brokers, "out", 0) + high_watermark(&brokers, "out", 1), 0);
+}
