@@ -94,11 +94,13 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{ProbeHandle, StreamVec};
-use timely_kafka::capture::worker;
 use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
+use timely_kafka::connect::source::{
+    kafka_source, kafka_source_exactly_once, time, SourceConfig, SourceEnd, SourceRecord,
+};
+use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::source::{kafka_source, kafka_source_exactly_once, time, SourceConfig, SourceEnd, SourceRecord};
 
 const PROGRAM: &str = "average_temp";
 
@@ -216,7 +218,7 @@ fn main() {
     let config = if args.workers > 1 { timely::Config::process(args.workers) } else { timely::Config::thread() };
     // Records this process has read (all workers), for --idle-exit.
     let seen = Arc::new(AtomicU64::new(0));
-    let results = worker::execute(config, move |worker| {
+    let results = execute(config, move |worker| {
         let mut config =
             SourceConfig::new(kafka.clone()).end(if args.live { SourceEnd::Live } else { SourceEnd::CurrentEnd });
         if let Some(group) = &args.group {

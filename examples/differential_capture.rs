@@ -10,9 +10,8 @@
 
 use clap::Parser;
 use differential_dataflow::input::Input;
-use timely_kafka::capture::differential::CaptureCollection;
-use timely_kafka::capture::worker::{self, CaptureOptions};
-use timely_kafka::Bincode;
+use timely_kafka::differential::CaptureCollection;
+use timely_kafka::{capture, execute, CaptureOptions};
 
 #[path = "support/differential.rs"]
 mod common;
@@ -33,9 +32,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let log = args.setup.log()?;
     let (topic, rounds) = (args.topic.clone(), args.rounds);
-    let summaries = worker::execute(args.setup.config(), move |w| {
+    let summaries = execute(args.setup.config(), move |w| {
         let options = CaptureOptions { overwrite: true, ..Default::default() };
-        let producer = worker::capture::<u64, common::Updates, Bincode>(w, log.as_ref(), &topic, &options)?;
+        let producer = capture(w, log.as_ref(), &topic, options.clone())?;
         let index = w.index() as u64;
         let summary = common::Summary::default();
         let (mut input, probe) = w.dataflow::<u64, _, _>(|scope| {

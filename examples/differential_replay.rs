@@ -2,9 +2,8 @@
 //! count, and joins and reduces it: prints the same `result:` line.
 
 use clap::Parser;
-use timely_kafka::capture::differential::ReplayCollection;
-use timely_kafka::capture::worker::{self, ReplayOptions};
-use timely_kafka::Bincode;
+use timely_kafka::differential::ReplayCollection;
+use timely_kafka::{execute, replay, ReplayOptions};
 
 #[path = "support/differential.rs"]
 mod common;
@@ -22,9 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let log = args.setup.log()?;
     let topic = args.topic.clone();
-    let summaries = worker::execute(args.setup.config(), move |w| {
-        let streams =
-            worker::replay::<u64, common::Updates, Bincode>(w, log.as_ref(), &topic, &ReplayOptions::default())?;
+    let summaries = execute(args.setup.config(), move |w| {
+        let streams = replay(w, log.as_ref(), &topic, ReplayOptions::default())?;
         let summary = common::Summary::default();
         let probe =
             w.dataflow::<u64, _, _>(|scope| common::join_and_reduce(streams.replay_collection(scope), summary.clone()));

@@ -37,10 +37,10 @@ use clap::Parser;
 use rand::Rng;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
-use timely_kafka::capture::worker;
+use timely_kafka::connect::sink::{kafka_sink, SinkConfig};
+use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::sink::{kafka_sink, SinkConfig};
 use timely_kafka::CodecId;
 
 const PROGRAM: &str = "temp_gen";
@@ -103,7 +103,7 @@ fn main() {
     let kafka = KafkaLog::new(&args.brokers, &[]).unwrap_or_else(|e| fail(e));
     ensure_topic(&kafka, &args.topic, args.partitions);
     let config = if args.workers > 1 { timely::Config::process(args.workers) } else { timely::Config::thread() };
-    let written = worker::execute(config, move |worker| {
+    let written = execute(config, move |worker| {
         let (index, peers) = (worker.index() as u64, worker.peers() as u64);
         let (count, sensors, rate) = (args.count, args.sensors, args.rate);
         let sink_config = SinkConfig::new(kafka.clone()).partitioner(|key, partitions| sensor_of(key) % partitions);

@@ -62,12 +62,14 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Inspect, Probe, ToStream};
 use timely::dataflow::{ProbeHandle, Stream};
-use timely_kafka::capture::worker;
 use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
+use timely_kafka::connect::sink::{kafka_sink, SinkConfig};
+use timely_kafka::connect::source::{
+    kafka_source, kafka_source_exactly_once, time, SourceConfig, SourceEnd, SourceRecord,
+};
+use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::sink::{kafka_sink, SinkConfig};
-use timely_kafka::source::{kafka_source, kafka_source_exactly_once, time, SourceConfig, SourceEnd, SourceRecord};
 use timely_kafka::CodecId;
 
 const PROGRAM: &str = "word_count";
@@ -134,7 +136,7 @@ fn ensure_topic(kafka: &KafkaLog, topic: &str, partitions: u32) {
 
 /// Writes the sample lines to `topic` (keyed by line number) with a one-worker dataflow.
 fn produce_sample(kafka: KafkaLog, topic: String) -> timely_kafka::Result<u64> {
-    let written = worker::execute(timely::Config::thread(), move |w| {
+    let written = execute(timely::Config::thread(), move |w| {
         let sink = w.dataflow::<u64, _, _>(|scope| {
             let lines = SAMPLE.iter().enumerate().map(|(i, line)| (i.to_string(), line.to_string()));
             kafka_sink(lines.to_stream(scope).container::<Vec<_>>(), SinkConfig::new(kafka.clone()), &topic)
@@ -215,7 +217,7 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
     let config = if args.workers > 1 { timely::Config::process(args.workers) } else { timely::Config::thread() };
     // Records this process has read (all workers), for --idle-exit.
     let seen = Arc::new(AtomicU64::new(0));
-    worker::execute(config, move |w| {
+    execute(config, move |w| {
         let end = if args.live { SourceEnd::Live } else { SourceEnd::CurrentEnd };
         // Worker j reads the partitions p with p % peers == j; one with none finishes at once.
         let source_config = SourceConfig::new(kafka.clone()).end(end);

@@ -182,6 +182,11 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The conversion every frame check of record `offset` of `at` uses.
+    pub(crate) fn frame_at(at: &PartitionId, offset: u64) -> impl Fn(FrameError) -> Error + '_ {
+        move |source| Error::Frame { at: at.clone(), offset, source }
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source: std::sync::Arc::new(source) }

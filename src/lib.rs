@@ -9,49 +9,29 @@
 //! directory of segment files ([`log::file`](mod@crate::log::file)); both implement the small
 //! [`log::LogBackend`] abstraction.
 //!
-//! ```
-//! use timely::dataflow::operators::{capture::Replay, Capture, Inspect, Probe, ToStream};
-//! use timely_kafka::{log::{file::FileLog, LogBackend}, CodecId, EventConsumer, EventProducer};
+//! The README's program (`examples/quickstart.rs`): four workers capture,
+//! three replay.
 //!
-//! let dir = tempfile::tempdir().unwrap();
-//! let log = FileLog::new(dir.path());
-//! log.create_topic("numbers", 2, CodecId::Bincode, false).unwrap();
+#![doc = concat!("```\n", include_str!("../examples/quickstart.rs"), "```")]
 //!
-//! // Capture with two workers: worker i writes partition i.
-//! let capture_log = log.clone();
-//! timely::execute(timely::Config::process(2), move |worker| {
-//!     let (index, peers) = (worker.index() as u32, worker.peers() as u32);
-//!     let producer = EventProducer::new(capture_log.writer("numbers", index).unwrap(), index, peers).unwrap();
-//!     worker.dataflow::<u64, _, _>(|scope| {
-//!         (0..10u64).to_stream(scope).container::<Vec<_>>().capture_into(producer)
-//!     });
-//! }).unwrap();
+//! The helpers [`capture`], [`replay`] and [`capture_exactly_once`] do
+//! what every worker repeats (topic setup, partition assignment, session
+//! choice) in one call each; they are collective: every worker calls them,
+//! and all get `Ok` or all get the error. [`execute`] runs the computation
+//! and returns a capture or replay failure in any worker as its `Err`.
+//! [`EventProducer`] and [`EventConsumer`] are the timely adapters beneath
+//! them, for a program that assigns partitions itself.
 //!
-//! // Replay both partitions with one worker.
-//! let sums = timely::execute(timely::Config::thread(), move |worker| {
-//!     let streams: Vec<EventConsumer<u64, Vec<u64>>> =
-//!         (0..2).map(|p| EventConsumer::new(log.reader("numbers", p, 0).unwrap())).collect();
-//!     let sum = std::rc::Rc::new(std::cell::Cell::new(0));
-//!     let total = sum.clone();
-//!     let probe = worker.dataflow::<u64, _, _>(|scope| {
-//!         streams.replay_into(scope).inspect(move |x| total.set(total.get() + *x)).probe().0
-//!     });
-//!     worker.step_while(|| !probe.done());
-//!     sum.get()
-//! }).unwrap().join();
-//! assert_eq!(sums[0].as_ref().unwrap(), &90);
-//! ```
-//!
-//! Most programs want the per-worker helpers of [`capture::worker`] instead:
-//! topic setup, partition assignment and session choice in one call each,
-//! and [`capture::worker::execute`], which returns a capture or replay
-//! failure in any worker as an `Err` ([`capture::failure`] says how a
-//! failure ends the computation, with or without the helpers).
+//! # Failures
 //!
 //! The crate never ends the host process or changes its exit status: a
-//! failure is returned, recorded in its handle and printed once to stderr.
-//! A command-line program that wants an unhandled failure or a panic to
-//! exit with status 1 opts in with [`exit_on_unhandled_failure`].
+//! failure is returned by [`execute`], recorded in its handle
+//! ([`CaptureHandle`], [`ReplayHandle`]) and printed once to stderr as one
+//! line naming topic, partition and offset. A failed replay closes its
+//! stream's frontier so every worker can finish: downstream operators see
+//! "done", and only the handle or `execute`'s `Err` tells a failure from a
+//! complete stream. A command-line program that wants an unhandled failure
+//! or a panic to exit with status 1 opts in with [`exit_on_unhandled_failure`].
 //!
 //! # Layers
 //!
@@ -62,9 +42,10 @@
 //!          -> log -> frame checks -> EventConsumer -> replay_into -> dataflow
 //! ```
 //!
-//! - [`capture`]: the stream protocol (frames, codecs, stream headers,
-//!   sessions) and the timely adapters [`EventProducer`] and [`EventConsumer`].
-//! - [`log`]: the partition-log traits and their two backends.
+//! - the stream protocol (frames, codecs, stream headers, sessions, commits)
+//!   is internal; [`inspect`] reads it for people.
+//! - [`log`]: the partition-log traits (implement them for another backend)
+//!   and the two backends.
 //! - [`connect`]: plain Kafka records in and out of timely (not captured streams).
 //!
 //! The binaries' shared code (`capture_send`, `capture_recv`, ...) is not
@@ -73,27 +54,51 @@
 //! indicatif).
 #![warn(missing_docs)]
 
-pub mod capture;
+mod capture;
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
-pub mod codec_id;
+mod codec_id;
 pub mod connect;
-pub mod error;
+mod error;
 pub mod log;
 
-// The paths of earlier releases, where every module sat at the crate root.
-pub use capture::{codec, consumer, frame, producer, session, stream};
-pub use connect::{sink, source};
+#[cfg(feature = "differential")]
+pub use capture::differential;
+pub use capture::inspect;
 
-pub use capture::codec::{Bincode, EventCodec};
-pub use capture::consumer::{EventConsumer, ReplayHandle, ReplayStats};
-pub use capture::failure::exit_on_unhandled_failure;
+pub use capture::exactly_once::resume::ResumePoint;
+pub use capture::exactly_once::ExactlyOnce;
 pub use capture::producer::{CaptureHandle, CaptureStats, EventProducer};
-pub use capture::stream::{StreamHeader, StreamLayout};
-pub use capture::worker::{CaptureOptions, ReplayOptions};
+pub use capture::replay::consumer::EventConsumer;
+pub use capture::replay::handle::{ReplayHandle, ReplayStats};
+#[cfg(feature = "abomonation")]
+pub use capture::wire::codec::Abomonation;
+pub use capture::wire::codec::{Bincode, EventCodec};
+pub use capture::wire::stream::{StreamHeader, StreamLayout};
+pub use capture::worker::failure::exit_on_unhandled_failure;
+pub use capture::worker::{
+    capture, capture_exactly_once, execute, replay, step_until_done, CaptureOptions, LogConsumer, LogProducer,
+    ReplayOptions, StreamStart, REPLAY_PERIOD,
+};
 pub use codec_id::CodecId;
+pub use connect::sink::{kafka_sink, SinkConfig, SinkHandle};
+pub use connect::source::{kafka_source, kafka_source_exactly_once, SourceConfig, SourceEnd, SourceRecord};
+pub use connect::ConnectorStatus;
 pub use error::{Error, FrameError, PartitionId, Result};
+pub use log::file::FileLog;
+pub use log::kafka::KafkaLog;
+pub use log::LogBackend;
+
+/// Not API: what the crate's binaries, tests and fuzzer reach below the
+/// surface (the frame format, topic set-up before a computation, the
+/// collective agreement). It may change in any release.
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::capture::wire::frame;
+    pub use crate::capture::worker::collective::agree;
+    pub use crate::capture::worker::{create_capture_topics, wait_for_topic};
+}
 
 /// The Rust blocks of README.md and docs/, compiled (and, unless marked
 /// `no_run`, run) by `cargo test --doc`, so the documentation cannot drift

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use timely::dataflow::operators::capture::event::{Event, EventIterator, EventPusher};
 use timely::progress::Stamp;
-use timely_kafka::codec::Abomonation;
 use timely_kafka::log::file::FileLog;
 use timely_kafka::log::LogBackend;
+use timely_kafka::Abomonation;
 use timely_kafka::EventCodec;
 use timely_kafka::{Bincode, CodecId, EventConsumer, EventProducer};
 

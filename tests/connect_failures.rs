@@ -1,7 +1,7 @@
 //! The Kafka connectors fail the way capture and replay do: with 3 workers
 //! against the mock cluster, a broker that goes down past the timeout, a
 //! missing topic and an unreachable broker each end the program with the
-//! error returned by `worker::execute` — no panic, no hang (each test is
+//! error returned by `execute` — no panic, no hang (each test is
 //! bounded by its watchdog).
 
 mod common;
@@ -13,11 +13,11 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Probe, ToStream};
-use timely_kafka::capture::worker;
+use timely_kafka::connect::sink::{kafka_sink, SinkConfig};
+use timely_kafka::connect::source::{kafka_source, time, SourceConfig, SourceEnd};
 use timely_kafka::connect::ConnectorStatus;
+use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
-use timely_kafka::sink::{kafka_sink, SinkConfig};
-use timely_kafka::source::{kafka_source, time, SourceConfig, SourceEnd};
 use timely_kafka::Error;
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
@@ -49,7 +49,7 @@ fn run_source(
 ) -> (Result<Vec<u64>, Error>, ConnectorStatus) {
     let status = ConnectorStatus::default();
     let shared = status.clone();
-    let result = worker::execute(timely::Config::process(WORKERS), move |w| {
+    let result = execute(timely::Config::process(WORKERS), move |w| {
         let mut config = SourceConfig::new(log(&brokers)).end(SourceEnd::Live).broker_timeout(TIMEOUT);
         config.status = shared.clone();
         let seen = std::rc::Rc::new(std::cell::Cell::new(0u64));
@@ -82,7 +82,7 @@ fn run_sink(
     count: u64,
     before_run: impl Fn() + Send + Sync + 'static,
 ) -> Result<Vec<bool>, Error> {
-    worker::execute(timely::Config::process(WORKERS), move |w| {
+    execute(timely::Config::process(WORKERS), move |w| {
         let config = SinkConfig::new(log(&brokers)).flush_timeout(TIMEOUT);
         let (index, peers) = (w.index() as u64, w.peers() as u64);
         let (probe, sink) = w.dataflow::<u64, _, _>(|scope| {
@@ -192,7 +192,7 @@ fn a_failed_source_ends_a_computation_whose_other_sink_commits_nothing() {
     // it: the closed frontier is no completion.
     let _deadline = common::deadline();
     let (_cluster, brokers) = cluster(&[("out", 3)]);
-    let result = worker::execute(timely::Config::process(WORKERS), move |w| {
+    let result = execute(timely::Config::process(WORKERS), move |w| {
         let config = SourceConfig::new(log(&brokers)).broker_timeout(TIMEOUT);
         let sink_config = SinkConfig::new(log(&brokers)).flush_timeout(TIMEOUT);
         let (probe, sink) = w.dataflow::<u64, _, _>(|scope| {

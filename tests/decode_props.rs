@@ -4,7 +4,8 @@
 use proptest::prelude::*;
 use timely::dataflow::operators::capture::event::Event;
 use timely::progress::Stamp;
-use timely_kafka::frame::{self, CodecId, FrameHeader, FrameKind};
+use timely_kafka::internal::frame::{self, FrameHeader, FrameKind};
+use timely_kafka::CodecId;
 use timely_kafka::{Bincode, EventCodec, StreamHeader};
 
 fn valid_frame(values: Vec<u64>, time: u64) -> Vec<u8> {

@@ -15,19 +15,17 @@ use differential_dataflow::input::Input;
 use differential_dataflow::VecCollection;
 use rdkafka::mocking::MockCluster;
 use timely::dataflow::operators::{Inspect, Probe};
-use timely_kafka::capture::differential::{CaptureCollection, ReplayCollection};
-use timely_kafka::capture::worker::{self, CaptureOptions, ReplayOptions};
+use timely_kafka::differential::{CaptureCollection, ReplayCollection};
 use timely_kafka::log::file::FileLog;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::Bincode;
+use timely_kafka::{execute, CaptureOptions, ReplayOptions};
 
 const ROUNDS: u64 = 200;
 const KEYS: u64 = 10;
 const CAPTURE_WORKERS: usize = 3;
 
 type Pair = (u64, u64);
-type Updates = Vec<(Pair, u64, isize)>;
 /// Consolidated updates of the result: (record, time) -> difference.
 type History = BTreeMap<((u64, u64, isize), u64), isize>;
 
@@ -102,7 +100,7 @@ fn merge(histories: Vec<History>) -> History {
 }
 
 fn direct() -> History {
-    let histories = worker::execute(config(CAPTURE_WORKERS), |w| {
+    let histories = execute(config(CAPTURE_WORKERS), |w| {
         let history = Rc::new(RefCell::new(History::new()));
         let sink = history.clone();
         let probe = compute(w, move |pairs| result(pairs, sink));
@@ -114,9 +112,9 @@ fn direct() -> History {
 }
 
 fn capture(log: Arc<dyn LogBackend>, create_topic: bool) {
-    worker::execute(config(CAPTURE_WORKERS), move |w| {
+    execute(config(CAPTURE_WORKERS), move |w| {
         let options = CaptureOptions { create_topic, ..Default::default() };
-        let producer = worker::capture::<u64, Updates, Bincode>(w, log.as_ref(), "pairs", &options)?;
+        let producer = timely_kafka::capture(w, log.as_ref(), "pairs", options.clone())?;
         let handle = producer.handle();
         let probe = compute(w, move |pairs| {
             let probe = pairs.clone().inner.probe().0;
@@ -131,8 +129,8 @@ fn capture(log: Arc<dyn LogBackend>, create_topic: bool) {
 }
 
 fn replay(log: Arc<dyn LogBackend>, workers: usize) -> History {
-    let histories = worker::execute(config(workers), move |w| {
-        let streams = worker::replay::<u64, Updates, Bincode>(w, log.as_ref(), "pairs", &ReplayOptions::default())?;
+    let histories = execute(config(workers), move |w| {
+        let streams = timely_kafka::replay(w, log.as_ref(), "pairs", ReplayOptions::default())?;
         let history = Rc::new(RefCell::new(History::new()));
         let sink = history.clone();
         let probe = w.dataflow::<u64, _, _>(|scope| result(streams.replay_collection(scope), sink));

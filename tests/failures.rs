@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::{Capture, Exchange, Inspect, Probe, ToStream};
-use timely_kafka::capture::inspect::inspect_partition;
-use timely_kafka::capture::worker::{self, CaptureOptions, ReplayOptions};
+use timely_kafka::inspect::inspect_partition;
 use timely_kafka::log::file::FileLog;
 use timely_kafka::log::{LogBackend, PartitionReader, PartitionWriter, TopicInfo};
-use timely_kafka::{Bincode, CodecId, Error, EventConsumer, PartitionId, Result};
+use timely_kafka::{capture, execute, replay, CaptureOptions, ReplayOptions};
+use timely_kafka::{CodecId, Error, EventConsumer, LogConsumer, LogProducer, PartitionId, Result};
 
 const PARTITIONS: usize = 3;
 const COUNT: u64 = 20_000;
@@ -40,9 +40,9 @@ fn corrupt_topic() -> (tempfile::TempDir, Arc<dyn LogBackend>) {
 
 fn helper_replay(log: Arc<dyn LogBackend>, workers: usize) -> Result<Vec<u64>> {
     let config = if workers == 1 { timely::Config::thread() } else { timely::Config::process(workers) };
-    worker::execute(config, move |w| {
+    execute(config, move |w| {
         let options = ReplayOptions { idle_timeout: Some(Duration::from_secs(20)), ..Default::default() };
-        let streams = worker::replay::<u64, Vec<u64>, Bincode>(w, log.as_ref(), "c", &options)?;
+        let streams: Vec<LogConsumer<u64, Vec<u64>>> = replay(w, log.as_ref(), "c", options)?;
         let seen = std::rc::Rc::new(std::cell::Cell::new(0u64));
         let count = seen.clone();
         let probe = w.dataflow::<u64, _, _>(|scope| {
@@ -133,8 +133,8 @@ fn a_failed_write_in_one_worker_is_the_computations_error() {
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(FailingWrites(FileLog::new(dir.path())));
     let started = Instant::now();
-    let error = worker::execute(timely::Config::process(3), move |w| {
-        let producer = worker::capture::<u64, Vec<u64>, Bincode>(w, log.as_ref(), "w", &CaptureOptions::default())?;
+    let error = execute(timely::Config::process(3), move |w| {
+        let producer = capture(w, log.as_ref(), "w", CaptureOptions::default())?;
         w.dataflow::<u64, _, _>(|s| (0..50_000u64).to_stream(s).container::<Vec<_>>().capture_into(producer));
         Ok(())
     })
@@ -175,8 +175,8 @@ fn helpers_refuse_an_existing_topic_on_every_worker_without_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn LogBackend> = Arc::new(FileLog::new(dir.path()));
     common::capture(log.clone(), "full", 2, 10);
-    let error = worker::execute(timely::Config::process(2), move |w| {
-        worker::capture::<u64, Vec<u64>, Bincode>(w, log.as_ref(), "full", &CaptureOptions::default()).map(|_| ())
+    let error = execute(timely::Config::process(2), move |w| {
+        capture(w, log.as_ref(), "full", CaptureOptions::default()).map(|_: LogProducer<u64, Vec<u64>>| ())
     })
     .unwrap_err();
     assert!(error.to_string().contains("already holds data"), "{error}");
@@ -206,23 +206,22 @@ fn reading_a_replay_error_twice_gives_the_same_error() {
 /// (no final record, no final commit), on any worker.
 #[test]
 fn a_capture_fed_by_a_failed_replay_is_not_stored_as_complete() {
-    use timely_kafka::capture::exactly_once::ExactlyOnce;
-    use timely_kafka::capture::inspect::inspect_topic;
-    use timely_kafka::capture::resumable::capture_exactly_once;
+    use timely_kafka::inspect::inspect_topic;
+    use timely_kafka::{capture_exactly_once, ExactlyOnce, StreamStart};
     let _deadline = common::deadline();
     let (dir, log) = corrupt_topic();
     for exactly_once in [false, true] {
         let out = if exactly_once { "out-eo" } else { "out" };
         let replayed = log.clone();
-        let error = worker::execute(timely::Config::process(3), move |w| {
+        let error = execute(timely::Config::process(3), move |w| {
             let options = ReplayOptions { idle_timeout: Some(Duration::from_secs(20)), ..Default::default() };
-            let streams = worker::replay::<u64, Vec<u64>, Bincode>(w, replayed.as_ref(), "c", &options)?;
+            let streams: Vec<LogConsumer<u64, Vec<u64>>> = replay(w, replayed.as_ref(), "c", options)?;
             let producer = if exactly_once {
                 let settings = ExactlyOnce { commit_interval: Duration::ZERO, ..Default::default() };
                 let options = CaptureOptions::default();
-                capture_exactly_once::<u64, Vec<u64>, Bincode>(w, replayed.as_ref(), out, &options, settings, false)?.0
+                capture_exactly_once(w, replayed.as_ref(), out, options, settings, StreamStart::New)?.0
             } else {
-                worker::capture::<u64, Vec<u64>, Bincode>(w, replayed.as_ref(), out, &CaptureOptions::default())?
+                capture(w, replayed.as_ref(), out, CaptureOptions::default())?
             };
             let handle = producer.handle();
             let probe = w.dataflow::<u64, _, _>(|s| {

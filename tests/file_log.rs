@@ -77,7 +77,7 @@ fn corrupt_byte_in_the_middle_names_the_offset() {
 fn a_second_writer_is_refused() {
     let (_dir, log) = log_with_records(1);
     let _first = log.open_writer("t", 0).unwrap();
-    let error = log.open_writer("t", 0).err().expect("second writer must be refused");
+    let error = log.open_writer("t", 0).expect_err("second writer must be refused");
     assert!(matches!(error, Error::Locked(..)), "{error}");
     assert!(error.to_string().contains("another writer"), "{error}");
 }

@@ -48,7 +48,7 @@ fn read_all(reader: &mut dyn PartitionReader) -> Result<Vec<(u64, String)>, Erro
 
 /// The writer refuses to open, naming `offset`; the segment is unchanged.
 fn assert_refused(dir: &tempfile::TempDir, log: &FileLog, offset: u64, stored: &[u8]) {
-    let error = log.open_writer("t", 0).err().expect("the writer must refuse a corrupt partition");
+    let error = log.open_writer("t", 0).expect_err("the writer must refuse a corrupt partition");
     let message = error.to_string();
     assert!(matches!(error, Error::Corrupt { offset: o, .. } if o == offset), "{message}");
     assert!(message.contains(&format!("topic 't' partition 0 offset {offset}")), "{message}");

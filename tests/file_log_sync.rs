@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use timely::dataflow::operators::capture::event::{Event, EventPusher};
 use timely::progress::Stamp;
-use timely_kafka::capture::exactly_once::ExactlyOnce;
-use timely_kafka::error::{PartitionId, Result};
 use timely_kafka::log::file::{FileLog, FileWriter};
 use timely_kafka::log::{LogBackend, PartitionWriter};
+use timely_kafka::ExactlyOnce;
 use timely_kafka::{CaptureHandle, CodecId, EventProducer};
+use timely_kafka::{PartitionId, Result};
 
 /// What the wrapper saw at one commit.
 #[derive(Clone, Copy, Debug, Default)]

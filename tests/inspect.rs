@@ -11,7 +11,7 @@ use std::time::Duration;
 use rdkafka::mocking::MockCluster;
 use timely::dataflow::operators::capture::event::{Event, EventPusher};
 use timely::progress::Stamp;
-use timely_kafka::capture::inspect::{inspect_topic, Frontier, PartitionSummary};
+use timely_kafka::inspect::{inspect_topic, Frontier, PartitionSummary};
 use timely_kafka::log::file::FileLog;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::{LogBackend, PartitionWriter};

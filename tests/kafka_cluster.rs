@@ -28,11 +28,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::{Inspect, Probe};
-use timely_kafka::capture::worker::{self, ReplayOptions};
 use timely_kafka::cli::numbers::{timed_numbers, Numbers};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::Bincode;
+use timely_kafka::{execute, replay, step_until_done, LogConsumer, ReplayOptions, REPLAY_PERIOD};
 
 /// Prints a line prefixed with the seconds since the test binary started
 /// (the order of faults and their effects, in CI logs).
@@ -428,7 +427,7 @@ fn spawn_replay(cluster: &Cluster, topic: &str, extra: &[&str]) -> Child {
 /// Checks a finished `capture_recv` against `expected`: count and sum from
 /// its summary, the per-record fingerprint from its summary when it prints
 /// one, else from a replay of the topic in this process (the same library
-/// path, `worker::replay`).
+/// path, `replay`).
 fn check_replay(cluster: &Cluster, topic: &str, output: Output, expected: Fingerprint) {
     let output = succeeded(output, "capture_recv");
     let number = |key: &str| field(&output, key).and_then(|v| v.parse::<u64>().ok());
@@ -448,21 +447,15 @@ fn check_replay(cluster: &Cluster, topic: &str, output: Output, expected: Finger
 fn replay_here(brokers: &str, topic: &str) -> Fingerprint {
     let log: std::sync::Arc<dyn LogBackend> = std::sync::Arc::new(KafkaLog::new(brokers, &[]).unwrap());
     let topic = topic.to_string();
-    let results = worker::execute(timely::Config::process(READERS), move |worker| {
+    let results = execute(timely::Config::process(READERS), move |worker| {
         let options = ReplayOptions { idle_timeout: Some(Duration::from_secs(60)), ..Default::default() };
-        let consumers = worker::replay::<u64, Vec<u64>, Bincode>(worker, log.as_ref(), &topic, &options)?;
+        let consumers: Vec<LogConsumer<u64, Vec<u64>>> = replay(worker, log.as_ref(), &topic, options)?;
         let seen = std::rc::Rc::new(std::cell::RefCell::new(Fingerprint::default()));
         let sink = seen.clone();
         let probe = worker.dataflow::<u64, _, _>(|scope| {
-            consumers
-                .replay_core(scope, Some(Duration::from_millis(1)))
-                .inspect(move |x| sink.borrow_mut().add(*x))
-                .probe()
-                .0
+            consumers.replay_core(scope, Some(REPLAY_PERIOD)).inspect(move |x| sink.borrow_mut().add(*x)).probe().0
         });
-        while !probe.done() {
-            worker.step_or_park(Some(Duration::from_millis(1)));
-        }
+        step_until_done(worker, &probe);
         let fp = *seen.borrow();
         Ok(fp)
     })

@@ -324,9 +324,7 @@ fn a_transaction_timeout_above_the_broker_maximum_is_refused_at_start() {
     let mut config = ExactlyOnceConfig::new(log, &topic, &format!("{topic}-out"));
     // Kafka's default transaction.max.timeout.ms is 15 minutes.
     config.transaction_timeout = Duration::from_secs(16 * 60);
-    let result = timely_kafka::capture::worker::execute(timely::Config::process(2), move |w| {
-        exactly_once::open(w, &config).map(|_| ())
-    });
+    let result = timely_kafka::execute(timely::Config::process(2), move |w| exactly_once::open(w, &config).map(|_| ()));
     let message = result.unwrap_err().to_string();
     println!("pipeline_chaos: {message}");
     assert!(message.contains("transaction.max.timeout.ms"), "{message}");
@@ -340,8 +338,8 @@ fn retention_past_the_binding_is_a_hard_error() {
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
     use timely::dataflow::operators::vec::Map;
     use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
+    use timely_kafka::connect::source::{kafka_source_exactly_once, SourceConfig, SourceEnd};
     use timely_kafka::log::{kafka::KafkaLog, LogBackend};
-    use timely_kafka::source::{kafka_source_exactly_once, SourceConfig, SourceEnd};
 
     let Ok(brokers) = std::env::var("KAFKA_BROKERS") else {
         println!("pipeline_chaos: skipped (set KAFKA_BROKERS to an Apache Kafka with transactions)");
@@ -358,7 +356,7 @@ fn retention_past_the_binding_is_a_hard_error() {
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     common::records::produce(&brokers, &input, 1, 100, now_ms);
     let copy = |log: KafkaLog, input: String, output: String| {
-        timely_kafka::capture::worker::execute(timely::Config::process(2), move |w| {
+        timely_kafka::execute(timely::Config::process(2), move |w| {
             let pipeline = exactly_once::open(w, &ExactlyOnceConfig::new(log.clone(), &input, &output))?;
             let source = SourceConfig::new(log.clone()).end(SourceEnd::CurrentEnd);
             let handle = w.dataflow::<u64, _, _>(|scope| {

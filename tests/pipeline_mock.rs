@@ -17,10 +17,10 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::ClientConfig;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Probe;
-use timely_kafka::capture::worker;
 use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
+use timely_kafka::connect::source::{kafka_source, kafka_source_exactly_once, time, SourceConfig, SourceEnd};
+use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
-use timely_kafka::source::{kafka_source, kafka_source_exactly_once, time, SourceConfig, SourceEnd};
 use timely_kafka::{Error, Result};
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
@@ -43,7 +43,7 @@ fn cluster() -> (Cluster, String) {
 /// Returns the commits and records written, summed over the workers.
 fn copy(brokers: &str, accept_mock: bool, fail_elsewhere: bool) -> Result<(u64, u64)> {
     let brokers = brokers.to_string();
-    let per_worker = worker::execute(timely::Config::process(WORKERS), move |w| {
+    let per_worker = execute(timely::Config::process(WORKERS), move |w| {
         let log = KafkaLog::new(&brokers, &[])?;
         let mut config = ExactlyOnceConfig::new(log.clone(), "in", "out").commit_interval(Duration::from_millis(10));
         config.accept_broker_without_aborts = accept_mock;

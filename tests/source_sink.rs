@@ -13,9 +13,9 @@ use rdkafka::producer::DefaultProducerContext;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Inspect, Probe, ToStream};
 use timely::dataflow::ProbeHandle;
+use timely_kafka::connect::sink::{kafka_sink, SinkConfig};
+use timely_kafka::connect::source::{kafka_source, time, SourceConfig, SourceEnd};
 use timely_kafka::log::kafka::KafkaLog;
-use timely_kafka::sink::{kafka_sink, SinkConfig};
-use timely_kafka::source::{kafka_source, time, SourceConfig, SourceEnd};
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
 

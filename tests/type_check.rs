@@ -9,10 +9,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::{Capture, Inspect, Probe, ToStream};
-use timely_kafka::capture::worker::{self, ReplayOptions};
 use timely_kafka::log::file::FileLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::{Bincode, CodecId, EventProducer};
+use timely_kafka::{execute, replay, ReplayOptions};
+use timely_kafka::{CodecId, EventProducer, LogConsumer};
 
 /// Encodes exactly as a `u64` (a bincode newtype), under another name.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -29,10 +29,10 @@ fn capture_readings(log: &FileLog) {
 }
 
 fn replay_as_numbers(log: FileLog, skip_type_check: bool) -> timely_kafka::Result<Vec<u64>> {
-    worker::execute(timely::Config::process(2), move |w| {
+    execute(timely::Config::process(2), move |w| {
         let options =
             ReplayOptions { skip_type_check, idle_timeout: Some(Duration::from_secs(10)), ..Default::default() };
-        let streams = worker::replay::<u64, Vec<u64>, Bincode>(w, &log, "readings", &options)?;
+        let streams: Vec<LogConsumer<u64, Vec<u64>>> = replay(w, &log, "readings", options.clone())?;
         let sum = std::rc::Rc::new(std::cell::Cell::new(0));
         let total = sum.clone();
         let probe =

@@ -19,7 +19,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use timely_kafka::capture::frame::decode_frame;
+use timely_kafka::internal::frame::decode_frame;
 use timely_kafka::{Bincode, EventCodec, StreamHeader};
 
 fuzz_target!(|data: &[u8]| {

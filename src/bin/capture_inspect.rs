@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use clap::Parser;
-use timely_kafka::capture::inspect::inspect_topic;
 use timely_kafka::cli::{self, LogArgs};
+use timely_kafka::inspect::inspect_topic;
 use timely_kafka::Result;
 
 const PROGRAM: &str = "capture_inspect";

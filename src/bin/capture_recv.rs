@@ -9,15 +9,11 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::{Inspect, Probe};
-use timely_kafka::capture::worker::{self, ReplayOptions};
 use timely_kafka::cli::{self, fingerprint, LogArgs, Progress, TimelyArgs, Totals};
 use timely_kafka::log::LogBackend;
-use timely_kafka::{Bincode, EventCodec, Result};
+use timely_kafka::{execute, replay, step_until_done, Bincode, EventCodec, ReplayOptions, Result, REPLAY_PERIOD};
 
 const PROGRAM: &str = "capture_recv";
-
-/// How soon the replay operator runs again after it ran.
-const REPLAY_PERIOD: Duration = Duration::from_millis(1);
 
 /// Replay captured streams of numbers from a partitioned log.
 #[derive(Parser, Debug)]
@@ -58,9 +54,9 @@ fn run(args: Args) -> Result<()> {
     let progress = Progress::start(totals.clone(), None);
     let started = Instant::now();
     let result = match args.log.codec {
-        cli::CodecArg::Bincode => replay::<Bincode>(&args, config, log, totals.clone()),
+        cli::CodecArg::Bincode => replay_all(&args, config, log, totals.clone(), Bincode),
         #[cfg(feature = "abomonation")]
-        cli::CodecArg::Abomonation => replay::<timely_kafka::codec::Abomonation>(&args, config, log, totals.clone()),
+        cli::CodecArg::Abomonation => replay_all(&args, config, log, totals.clone(), timely_kafka::Abomonation),
         #[cfg(not(feature = "abomonation"))]
         cli::CodecArg::Abomonation => unreachable!("checked by check_codec"),
     };
@@ -96,20 +92,27 @@ impl Seen {
 }
 
 /// Replays on every local worker.
-fn replay<K>(args: &Args, config: timely::Config, log: Arc<dyn LogBackend>, totals: Totals) -> Result<Seen>
+fn replay_all<K>(
+    args: &Args,
+    config: timely::Config,
+    log: Arc<dyn LogBackend>,
+    totals: Totals,
+    codec: K,
+) -> Result<Seen>
 where
-    K: EventCodec<u64, Vec<u64>> + Send,
+    K: EventCodec<u64, Vec<u64>> + Clone + Send + Sync,
 {
     let topic = args.topic.clone();
     let options = ReplayOptions {
+        codec,
         layout: args.log.layout(),
         streams: args.streams,
         idle_timeout: Some(Duration::from_secs(args.idle_timeout)),
         open_timeout: Duration::from_secs(args.idle_timeout.min(10)),
         skip_type_check: args.skip_type_check,
     };
-    let results = worker::execute(config, move |worker| {
-        let consumers = worker::replay::<u64, Vec<u64>, K>(worker, log.as_ref(), &topic, &options)?;
+    let results = execute(config, move |worker| {
+        let consumers = replay(worker, log.as_ref(), &topic, options.clone())?;
         for consumer in &consumers {
             if let Some(note) = consumer.session_note() {
                 eprintln!("{PROGRAM}: {}: {note}", consumer.partition());
@@ -124,8 +127,8 @@ where
         let seen = std::rc::Rc::new(std::cell::Cell::new(Seen::default()));
         let counter = seen.clone();
         let probe = worker.dataflow::<u64, _, _>(|scope| {
-            // Re-activate the replay after 1 ms rather than at once, so a
-            // worker with nothing to read can park (`step_or_park` below)
+            // Re-activate the replay after REPLAY_PERIOD rather than at once,
+            // so a worker with nothing to read can park (`step_until_done`)
             // instead of spinning on the cores the Kafka client threads need.
             consumers
                 .replay_core(scope, Some(REPLAY_PERIOD))
@@ -143,9 +146,7 @@ where
                 .probe()
                 .0
         });
-        while !probe.done() {
-            worker.step_or_park(Some(REPLAY_PERIOD));
-        }
+        step_until_done(worker, &probe);
         let bytes = handles.iter().map(|h| h.stats().bytes).sum::<u64>();
         Ok(Seen { bytes, ..seen.get() })
     })?;

@@ -21,15 +21,14 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use timely::dataflow::operators::Capture;
-use timely_kafka::capture::collective::agree;
-use timely_kafka::capture::exactly_once::ExactlyOnce;
-use timely_kafka::capture::resumable::capture_exactly_once;
-use timely_kafka::capture::resume::ResumePoint;
-use timely_kafka::capture::worker;
 use timely_kafka::cli::numbers::{numbers, timed_numbers, Numbers};
 use timely_kafka::cli::{self, LogArgs, Progress, TimelyArgs, Totals};
+use timely_kafka::internal::{agree, create_capture_topics};
 use timely_kafka::log::LogBackend;
-use timely_kafka::{Bincode, CaptureOptions, CodecId, EventCodec, Result};
+use timely_kafka::{
+    capture, capture_exactly_once, execute, Bincode, CaptureOptions, CodecId, EventCodec, ExactlyOnce, Result,
+    ResumePoint, StreamStart,
+};
 
 const PROGRAM: &str = "capture_send";
 
@@ -92,7 +91,7 @@ fn run(args: Args) -> Result<()> {
     if !args.resume && args.timely.process == 0 {
         let options = CaptureOptions { layout: args.log.layout(), overwrite: args.overwrite, ..Default::default() };
         let streams = args.timely.peers() as u32;
-        worker::create_capture_topics(log.as_ref(), &args.topic, streams, args.log.codec.id(), &options)?;
+        create_capture_topics(log.as_ref(), &args.topic, streams, args.log.codec.id(), &options)?;
     }
 
     let totals: Totals = Default::default();
@@ -100,9 +99,9 @@ fn run(args: Args) -> Result<()> {
     let progress = Progress::start(totals.clone(), Some(expected));
     let started = Instant::now();
     let result = match args.log.codec {
-        cli::CodecArg::Bincode => capture::<Bincode>(&args, config, log, totals.clone()),
+        cli::CodecArg::Bincode => capture_all(&args, config, log, totals.clone(), Bincode),
         #[cfg(feature = "abomonation")]
-        cli::CodecArg::Abomonation => capture::<timely_kafka::codec::Abomonation>(&args, config, log, totals.clone()),
+        cli::CodecArg::Abomonation => capture_all(&args, config, log, totals.clone(), timely_kafka::Abomonation),
         #[cfg(not(feature = "abomonation"))]
         cli::CodecArg::Abomonation => unreachable!("checked by check_codec"),
     };
@@ -117,25 +116,31 @@ fn run(args: Args) -> Result<()> {
 }
 
 /// Runs the capture dataflow on every local worker; returns (records, bytes).
-fn capture<K>(args: &Args, config: timely::Config, log: Arc<dyn LogBackend>, totals: Totals) -> Result<(u64, u64)>
+fn capture_all<K>(
+    args: &Args,
+    config: timely::Config,
+    log: Arc<dyn LogBackend>,
+    totals: Totals,
+    codec: K,
+) -> Result<(u64, u64)>
 where
-    K: EventCodec<u64, Vec<u64>> + Send,
+    K: EventCodec<u64, Vec<u64>> + Clone + Send + Sync,
 {
     let (topic, layout) = (args.topic.clone(), args.log.layout());
     let exactly_once = (args.exactly_once || args.resume)
         .then(|| ExactlyOnce { commit_interval: Duration::from_millis(args.commit_interval_ms), ..Default::default() });
+    let start = if args.resume { StreamStart::Resume } else { StreamStart::New };
     let resume = args.resume;
     let spec = Numbers { count: args.count, per_time: args.records_per_time, from_time: 0, rate: args.rate };
     let plain = spec.per_time.is_none() && spec.rate.is_none() && exactly_once.is_none();
     let token = generator_token(&spec, args.log.codec.id());
-    let outcomes = worker::execute(config, move |worker| {
+    let outcomes = execute(config, move |worker| {
         // run() created the topic (a resume creates it only if missing).
-        let options = CaptureOptions { layout, create_topic: resume, ..Default::default() };
+        let options = CaptureOptions { layout, create_topic: resume, ..CaptureOptions::default() }.codec(codec.clone());
         let (producer, from_time) = match exactly_once {
-            None => (worker::capture::<u64, Vec<u64>, K>(worker, log.as_ref(), &topic, &options)?, 0),
+            None => (capture(worker, log.as_ref(), &topic, options)?, 0),
             Some(settings) => {
-                let (producer, point) =
-                    capture_exactly_once::<u64, Vec<u64>, K>(worker, log.as_ref(), &topic, &options, settings, resume)?;
+                let (producer, point) = capture_exactly_once(worker, log.as_ref(), &topic, options, settings, start)?;
                 if resume {
                     agree(worker, same_capture(&topic, &point.token, &token))?;
                     eprintln!("{PROGRAM}: worker {}: {}", worker.index(), describe(&point));

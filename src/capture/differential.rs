@@ -12,15 +12,14 @@
 //! ```
 //! use differential_dataflow::input::Input;
 //! use timely::dataflow::operators::{Inspect, Probe};
-//! use timely_kafka::capture::differential::{CaptureCollection, ReplayCollection};
-//! use timely_kafka::capture::worker::{self, CaptureOptions, ReplayOptions};
-//! use timely_kafka::{log::file::FileLog, Bincode};
+//! use timely_kafka::differential::{CaptureCollection, ReplayCollection, UpdateConsumer};
+//! use timely_kafka::{capture, execute, replay, step_until_done, CaptureOptions, FileLog, ReplayOptions};
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let log = FileLog::new(dir.path());
 //! let capture_log = log.clone();
-//! worker::execute(timely::Config::process(2), move |w| {
-//!     let producer = worker::capture::<u64, Vec<((u64, u64), u64, isize)>, Bincode>(w, &capture_log, "pairs", &CaptureOptions::default())?;
+//! execute(timely::Config::process(2), move |w| {
+//!     let producer = capture(w, &capture_log, "pairs", CaptureOptions::default())?;
 //!     let mut input = w.dataflow::<u64, _, _>(|scope| {
 //!         let (input, pairs) = scope.new_collection::<(u64, u64), isize>();
 //!         pairs.capture_updates(producer);
@@ -33,15 +32,15 @@
 //!     Ok(())
 //! }).unwrap();
 //!
-//! let counts = worker::execute(timely::Config::thread(), move |w| {
-//!     let streams = worker::replay::<u64, Vec<((u64, u64), u64, isize)>, Bincode>(w, &log, "pairs", &ReplayOptions::default())?;
+//! let counts = execute(timely::Config::thread(), move |w| {
+//!     let streams: Vec<UpdateConsumer<u64, (u64, u64)>> = replay(w, &log, "pairs", ReplayOptions::default())?;
 //!     let total = std::rc::Rc::new(std::cell::Cell::new(0isize));
 //!     let sink = total.clone();
 //!     let probe = w.dataflow::<u64, _, _>(|scope| {
 //!         streams.replay_collection(scope).map(|(key, _)| key).count()
 //!             .inner.inspect(move |((_, count), _, diff)| sink.set(sink.get() + count * diff)).probe().0
 //!     });
-//!     w.step_while(|| !probe.done());
+//!     step_until_done(w, &probe);
 //!     Ok(total.get())
 //! }).unwrap();
 //! assert_eq!(counts, vec![20]);
@@ -54,13 +53,13 @@ use timely::dataflow::operators::Capture;
 use timely::dataflow::Scope;
 use timely::progress::Timestamp;
 
-use crate::capture::codec::Bincode;
-use crate::capture::worker::{LogConsumer, LogProducer};
+use crate::capture::wire::codec::Bincode;
+use crate::capture::worker::{LogConsumer, LogProducer, REPLAY_PERIOD};
 
-/// The producer of a collection's updates (what [`crate::capture::worker::capture`] returns for it).
+/// The producer of a collection's updates (what [`crate::capture()`] returns for it).
 pub type UpdateProducer<T, D, R = isize, K = Bincode> = LogProducer<T, Vec<(D, T, R)>, K>;
 
-/// A consumer of a collection's updates (what [`crate::capture::worker::replay`] returns for it).
+/// A consumer of a collection's updates (what [`crate::replay()`] returns for it).
 pub type UpdateConsumer<T, D, R = isize, K = Bincode> = LogConsumer<T, Vec<(D, T, R)>, K>;
 
 /// Captures a collection's updates and progress.
@@ -96,6 +95,8 @@ where
     R: Clone + 'static,
 {
     fn replay_collection<'scope>(self, scope: Scope<'scope, T>) -> VecCollection<'scope, T, D, R> {
-        self.replay_into(scope).as_collection()
+        // Rescheduled after the replay period, not at once, so a worker with
+        // nothing to read parks (see [`crate::step_until_done`]).
+        self.replay_core(scope, Some(REPLAY_PERIOD)).as_collection()
     }
 }

@@ -16,7 +16,7 @@
 //! `frontier=unknown(<type name>)`.
 //!
 //! An exactly-once stream is followed through its epochs with the same
-//! rules replay uses ([`crate::capture::chain`]); its line adds the number
+//! rules replay uses (the same code); its line adds the number
 //! of epochs and the committed frontier (what a replay delivers now), and
 //! `complete` means its final commit is stored.
 //!
@@ -30,10 +30,12 @@ use serde::de::DeserializeOwned;
 use timely::progress::frontier::MutableAntichain;
 use timely::progress::Timestamp;
 
-use crate::capture::chain::{Chain, ChainStep};
-use crate::capture::codec::decode_bincode;
-use crate::capture::frame::{self, Frame, FrameKind};
-use crate::capture::stream::StreamHeader;
+use crate::capture::exactly_once::chain::{Chain, ChainStep};
+use crate::capture::wire::chunks::split_chunk;
+use crate::capture::wire::commit::split_commit;
+use crate::capture::wire::decode_bincode;
+use crate::capture::wire::frame::{self, Frame, FrameKind};
+use crate::capture::wire::stream::StreamHeader;
 use crate::codec_id::CodecId;
 use crate::error::{Error, FrameError, Result};
 use crate::log::LogBackend;
@@ -219,7 +221,7 @@ impl Committed {
         match self.chain.accept(offset, frame) {
             Ok(ChainStep::Data) => {
                 let last_chunk = frame.header.kind == FrameKind::EventChunk
-                    && matches!((u32_at(frame.payload, 0), u32_at(frame.payload, 4)), (Some(i), Some(n)) if i + 1 == n);
+                    && matches!(split_chunk(frame.payload), Some((index, count, _)) if index + 1 == count);
                 if frame.header.kind == FrameKind::Event || last_chunk {
                     self.events += 1;
                 }
@@ -238,7 +240,7 @@ impl Committed {
     fn frontier_of(&self, commit: Option<&[u8]>) -> Frontier {
         let Some(mut view) = progress_view(&self.time_type) else { return Frontier::Unknown(self.time_type.clone()) };
         let Some(commit) = commit else { return Frontier::Known(view.render()) };
-        let state = u32_at(commit, 0).and_then(|len| commit.get(4 + len as usize..));
+        let state = split_commit(commit).map(|(_token, state)| state);
         view.clear();
         match state.map(|state| view.apply(self.codec, state)) {
             Some(Ok(())) => Frontier::Known(view.render()),
@@ -271,12 +273,12 @@ impl Session {
         let event = match kind {
             FrameKind::Event => payload,
             FrameKind::EventChunk => {
-                // [index u32][count u32][bytes]; the event is whole after its last chunk.
-                let (Some(index), Some(count)) = (u32_at(payload, 0), u32_at(payload, 4)) else { return };
+                // Lenient where replay is strict: the event is whole after its last chunk.
+                let Some((index, count, piece)) = split_chunk(payload) else { return };
                 if index == 0 {
                     self.chunks.clear();
                 }
-                self.chunks.extend_from_slice(&payload[8..]);
+                self.chunks.extend_from_slice(piece);
                 if index + 1 < count {
                     return;
                 }

@@ -1,24 +1,24 @@
 //! `EventProducer`: timely's `EventPusher` onto one log partition.
 //!
 //! `capture_into` hands the producer every event of a stream: data batches and
-//! progress deltas. The producer frames each one (see [`crate::capture::frame`]),
+//! progress deltas. The producer frames each one (see [`crate::capture::wire::frame`]),
 //! appends it to its partition, and follows the stream's frontier from the
 //! progress deltas, so it knows when the stream is complete (the frontier is
 //! empty) and flushes then, without anyone having to call it.
 //!
 //! With [`EventProducer::exactly_once`] (or a resume, see
-//! [`crate::capture::resume`]) the producer also writes commit records (see
-//! [`crate::capture::commit`]); replay then delivers only committed events.
+//! [`crate::capture::exactly_once::resume`]) the producer also writes commit records (see
+//! [`crate::capture::wire::commit`]); replay then delivers only committed events.
 //!
 //! `EventPusher::push` cannot return an error, so a write failure is recorded
 //! in the producer's [`CaptureHandle`] with a message naming topic, partition
-//! and cause, printed once, and returned by `worker::execute`; the producer
-//! stops writing (see [`crate::capture::failure`]): a capture never loses
+//! and cause, printed once, and returned by `execute`; the producer
+//! stops writing (see [`crate::capture::worker::failure`]): a capture never loses
 //! data silently.
 //!
 //! A frontier closed by a failure upstream (a replay that failed) looks like
-//! the end of the stream. Under `worker::execute` the producer checks
-//! [`crate::capture::failure::frontier_closed_by_failure`] before every
+//! the end of the stream. Under `execute` the producer checks
+//! [`crate::capture::worker::failure::frontier_closed_by_failure`] before every
 //! write, so such a stream stays without its final record (and its final
 //! commit), as the incomplete stream it is.
 
@@ -32,12 +32,14 @@ use timely::order::TotalOrder;
 use timely::progress::frontier::{Antichain, MutableAntichain};
 use timely::progress::Timestamp;
 
-use crate::capture::codec::{Bincode, EventCodec};
-use crate::capture::commit::Commit;
-use crate::capture::exactly_once::{CommitState, ExactlyOnce};
-use crate::capture::failure::{self, FailureSlot};
-use crate::capture::frame::{self, FrameHeader, FrameKind, HEADER_LEN};
-use crate::capture::stream::StreamHeader;
+use crate::capture::exactly_once::commit_state::CommitState;
+use crate::capture::exactly_once::ExactlyOnce;
+use crate::capture::wire::chunks::{put_chunk_header, CHUNK_HEADER_LEN};
+use crate::capture::wire::codec::{Bincode, EventCodec};
+use crate::capture::wire::commit::Commit;
+use crate::capture::wire::frame::{self, FrameHeader, FrameKind, HEADER_LEN};
+use crate::capture::wire::stream::StreamHeader;
+use crate::capture::worker::failure::{self, FailureSlot};
 use crate::error::{Error, PartitionId, Result};
 use crate::log::PartitionWriter;
 
@@ -74,8 +76,15 @@ struct CaptureShared {
 /// computation's frontiers still close and every worker ends: the capture
 /// operator looks done. [`CaptureHandle::outcome`] says whether it is.
 #[derive(Clone, Default)]
+#[must_use = "the handle is how a failure is seen"]
 pub struct CaptureHandle {
     shared: Arc<CaptureShared>,
+}
+
+impl std::fmt::Debug for CaptureHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureHandle").field("stats", &self.stats()).field("error", &self.error()).finish()
+    }
 }
 
 impl CaptureHandle {
@@ -97,7 +106,7 @@ impl CaptureHandle {
     }
 
     /// The first error, if any; it names topic and partition. Reading it has
-    /// no side effect (see [`crate::capture::failure`]).
+    /// no side effect (see [the crate's failure rules](crate#failures)).
     pub fn error(&self) -> Option<Error> {
         self.shared.error.error()
     }
@@ -137,9 +146,21 @@ pub struct EventProducer<T, C, W: PartitionWriter = Box<dyn PartitionWriter>, K 
     _types: PhantomData<(C, K)>,
 }
 
+impl<T, C, W: PartitionWriter, K> std::fmt::Debug for EventProducer<T, C, W, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventProducer")
+            .field("partition", &self.id)
+            .field("session", &self.session)
+            .field("next_seq", &self.next_seq)
+            .field("exactly_once", &self.commits.is_some())
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Reads the stream back after a failed final flush and says whether the
 /// stream is complete with this producer's final commit (see
-/// [`crate::capture::resume`]): another writer's records among this
+/// [`crate::capture::exactly_once::resume`]): another writer's records among this
 /// writer's own fail the flush, yet replay ignores them.
 pub(crate) type FinalCheck = Box<dyn FnMut() -> Result<bool> + Send + Sync>;
 
@@ -177,7 +198,8 @@ where
 
     /// An exactly-once producer (codec `K`): it writes commit records, and
     /// replay delivers only what they cover. To continue such a stream after
-    /// a crash, open it with [`crate::capture::resume::resume`] instead.
+    /// a crash, open it with [`crate::capture_exactly_once`] and
+    /// [`crate::StreamStart::Resume`] instead.
     pub fn exactly_once(writer: W, worker: u32, peers: u32, options: ExactlyOnce) -> Result<Self> {
         let header = StreamHeader::new::<T, C>(K::ID, worker, peers);
         Self::start(writer, &header, Some(CommitState::new(options)))
@@ -388,20 +410,17 @@ where
     }
 
     /// Splits an encoded event too large for one record into chunk frames.
-    ///
-    /// Chunk payload: `[index: u32 LE][count: u32 LE][bytes]`; the chunks of
-    /// one event take consecutive sequence numbers.
+    /// The chunks of one event take consecutive sequence numbers.
     fn append_chunks(&mut self, is_final: bool) -> Result<()> {
         let encoded = std::mem::take(&mut self.buffer);
         let body = &encoded[HEADER_LEN..];
-        let per_chunk = self.max_record - HEADER_LEN - 8;
+        let per_chunk = self.max_record - HEADER_LEN - CHUNK_HEADER_LEN;
         let count = body.len().div_ceil(per_chunk);
         let count32 = u32::try_from(count).map_err(|_| self.write_error("event too large to chunk".into()))?;
         for (index, piece) in body.chunks(per_chunk).enumerate() {
-            let mut buffer = Vec::with_capacity(HEADER_LEN + 8 + piece.len());
+            let mut buffer = Vec::with_capacity(HEADER_LEN + CHUNK_HEADER_LEN + piece.len());
             frame::begin_frame(&mut buffer);
-            buffer.extend_from_slice(&(index as u32).to_le_bytes());
-            buffer.extend_from_slice(&count32.to_le_bytes());
+            put_chunk_header(&mut buffer, index as u32, count32);
             buffer.extend_from_slice(piece);
             self.buffer = buffer;
             self.append_frame(FrameKind::EventChunk, is_final && index + 1 == count)?;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::capture::stream::StreamLayout;
+use crate::capture::wire::stream::StreamLayout;
 use crate::codec_id::CodecId;
 use crate::error::{Error, Result};
 use crate::log::file::FileLog;

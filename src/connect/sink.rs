@@ -11,7 +11,7 @@
 //! cannot be created, a missing topic, a failed delivery, a queue full for
 //! too long or records unacknowledged after `flush_timeout` are recorded in
 //! the sink's status, become the computation's failure (returned by
-//! `capture::worker::execute`), and the sink drops the rest of its input.
+//! `execute`), and the sink drops the rest of its input.
 //! The handle reports completion only when the input ended with nothing
 //! failed anywhere in the computation: an input frontier closed by a failed
 //! source is not the end of the data.

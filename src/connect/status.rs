@@ -3,12 +3,12 @@
 //! A connector runs inside timely operators, which cannot return an error,
 //! and a panicking worker leaves its peers waiting forever. So a source or
 //! sink that meets an error it cannot recover from records it in its
-//! [`ConnectorStatus`] (a [`FailureSlot`], which also makes it a failure of
-//! the computation run by [`crate::capture::worker::execute`], so `execute`
+//! [`ConnectorStatus`] (a failure slot, which also makes it a failure of
+//! the computation run by [`crate::execute`], so `execute`
 //! returns it), and then ends its part of the dataflow: a source releases
 //! its capability (its frontier closes, so every probe downstream completes),
 //! a sink stops writing. Every other connector, capture and replay of the
-//! computation sees [`failure::peer_failed`] and winds down too.
+//! computation sees that a peer failed and winds down too.
 //!
 //! A closed frontier after a failure looks like a finished input to the
 //! operators downstream. Nothing in `connect` that writes results treats it
@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::capture::failure::{self, FailureSlot};
+use crate::capture::worker::failure::{self, FailureSlot};
 use crate::error::Error;
 
 /// An error's message without the variant's prefix ("kafka: ").
@@ -98,7 +98,7 @@ impl ConnectorStatus {
     }
 
     /// The failure's message, if any. Reading it handles the failure (see
-    /// [`crate::capture::failure`]).
+    /// [the crate's failure rules](crate#failures)).
     pub fn error(&self) -> Option<String> {
         self.shared.failure.take_message()
     }

@@ -1,8 +1,8 @@
 //! The partition log: what capture and replay need from storage, and no more.
 //!
 //! This layer knows nothing of timely or of frames: records are opaque bytes.
-//! [`crate::capture`] builds on it; it uses only [`crate::error`] and
-//! [`crate::codec_id`].
+//! The stream protocol builds on it; it uses only the crate's error types
+//! and [`crate::CodecId`].
 //!
 //! A *topic* has a fixed number of *partitions*; each partition is an
 //! append-only sequence of opaque records addressed by a dense offset. That is
@@ -129,12 +129,18 @@ pub trait LogBackend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Describes `topic`, or `Ok(None)` if it does not exist.
     fn topic_info(&self, topic: &str) -> Result<Option<TopicInfo>>;
-    /// Creates `topic` with `partitions` partitions.
+    /// Creates `topic` with `partitions` partitions. Every backend keeps
+    /// the same contract (`tests/log_conformance.rs` checks it):
     ///
-    /// An existing topic is kept when it is empty and has enough partitions;
-    /// with `overwrite` an existing topic's data is deleted first. `codec` is
-    /// recorded where the backend keeps topic metadata. Without it,
-    /// a topic holding data is [`crate::Error::TopicNotEmpty`].
+    /// - a missing topic is created with exactly `partitions` partitions;
+    /// - with `overwrite`, an existing topic is deleted and created anew with
+    ///   exactly `partitions` partitions, whatever it held;
+    /// - without it, an existing topic is never changed: kept when it is
+    ///   empty and has at least `partitions` partitions,
+    ///   [`crate::Error::TopicNotEmpty`] when it holds data, and
+    ///   [`crate::Error::TooFewPartitions`] when it is empty but smaller.
+    ///
+    /// `codec` is recorded where the backend keeps topic metadata.
     fn create_topic(&self, topic: &str, partitions: u32, codec: CodecId, overwrite: bool) -> Result<()>;
     /// Starts what writers will need, so its start-up overlaps other work
     /// (topic creation) instead of delaying the first write. Kafka: the

@@ -9,8 +9,8 @@ use std::time::Duration;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use timely::dataflow::operators::{Inspect, Probe};
+use timely_kafka::connect::source::{kafka_source, time, SourceConfig, SourceEnd, SourceRecord};
 use timely_kafka::log::kafka::KafkaLog;
-use timely_kafka::source::{kafka_source, time, SourceConfig, SourceEnd, SourceRecord};
 
 use super::Fingerprint;
 

@@ -16,13 +16,14 @@ use std::time::Duration;
 use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::Exchange;
 use timely::dataflow::operators::{Capture, Inspect, Probe};
-use timely_kafka::capture::exactly_once::ExactlyOnce;
-use timely_kafka::capture::resumable::capture_exactly_once;
-use timely_kafka::capture::resume::ResumePoint;
-use timely_kafka::capture::worker;
+use timely_kafka::capture_exactly_once;
 use timely_kafka::cli::numbers::{timed_numbers, Numbers};
 use timely_kafka::log::{LogBackend, PartitionWriter};
-use timely_kafka::{Bincode, CaptureOptions, CaptureStats, CodecId, EventConsumer, EventProducer, PartitionId, Result};
+use timely_kafka::ExactlyOnce;
+use timely_kafka::ResumePoint;
+use timely_kafka::{
+    execute, CaptureOptions, CaptureStats, CodecId, EventConsumer, EventProducer, PartitionId, Result, StreamStart,
+};
 
 /// Commits as often as the frontier moves, so crashes land between many commits.
 pub fn eager() -> ExactlyOnce {
@@ -213,10 +214,10 @@ pub fn resume_capture_with(
     exchange: bool,
 ) -> std::result::Result<Vec<(ResumePoint<u64>, CaptureStats)>, String> {
     let topic = topic.to_string();
-    let results = worker::execute(timely::Config::process(workers), move |worker| {
+    let results = execute(timely::Config::process(workers), move |worker| {
         let options = CaptureOptions::default();
         let (producer, point) =
-            capture_exactly_once::<u64, Vec<u64>, Bincode>(worker, log.as_ref(), &topic, &options, eager(), true)?;
+            capture_exactly_once(worker, log.as_ref(), &topic, options.clone(), eager(), StreamStart::Resume)?;
         let handle = producer.handle();
         // An empty restart frontier: every stream is complete (refused
         // above), so some time is always left to regenerate here.

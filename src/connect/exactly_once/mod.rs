@@ -32,7 +32,7 @@
 //! worker then learns the last commit: the sources seek by it, the sink
 //! drops outputs at times before its frontier.
 //!
-//! *Source* ([`crate::source::kafka_source_exactly_once`]): times are made
+//! *Source* ([`crate::connect::source::kafka_source_exactly_once`]): times are made
 //! monotone in offset per partition and kept on their side of the committed
 //! frontier (`source/binding.rs`); a partition still below its bound offset
 //! never counts as idle. Any time function is accepted: what must survive a
@@ -84,7 +84,7 @@ use timely::ExchangeData;
 pub use progress::{Progress, PROGRESS_FORMAT};
 pub use sink::ExactlyOnceHandle;
 
-use crate::capture::collective::{agree, all_gather};
+use crate::capture::worker::collective::{agree, all_gather};
 use crate::codec_id::CodecId;
 use crate::connect::source::SourceResume;
 use crate::error::{Error, Result};

@@ -243,8 +243,21 @@ impl FileLog {
             for partition in 0..existing.partitions {
                 has_data |= self.partition_has_data(topic, partition)?;
             }
-            if has_data && !overwrite {
-                return Err(Error::TopicNotEmpty(topic.to_string()));
+            // Kafka's contract (see `LogBackend::create_topic`): without
+            // `overwrite` an existing topic is kept as it is or refused,
+            // never resized; with it, the topic is made anew.
+            if !overwrite {
+                if has_data {
+                    return Err(Error::TopicNotEmpty(topic.to_string()));
+                }
+                if existing.partitions < partitions {
+                    return Err(Error::TooFewPartitions {
+                        topic: topic.to_string(),
+                        actual: existing.partitions,
+                        wanted: partitions,
+                    });
+                }
+                return Ok(());
             }
             for partition in 0..existing.partitions {
                 self.clear_partition(topic, partition)?;

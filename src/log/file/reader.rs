@@ -46,6 +46,12 @@ pub struct FileReader {
     skip_until: u64,
 }
 
+impl std::fmt::Debug for FileReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileReader").field("partition", &self.id).field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
 impl FileReader {
     pub(super) fn open(dir: PathBuf, id: PartitionId, offset: u64) -> Result<Self> {
         let existing = segments(&dir)?;

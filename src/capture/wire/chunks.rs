@@ -1,9 +1,25 @@
-//! Reassembling an event that was too large for one record.
+//! Events too large for one record: the chunk layout, written and read here only.
 //!
 //! The producer splits such an event into chunk frames with consecutive
 //! sequence numbers; each chunk payload is `[index: u32 LE][count: u32 LE][bytes]`.
 
 use crate::error::FrameError;
+
+/// Bytes of a chunk payload before the piece of the event it carries.
+pub(crate) const CHUNK_HEADER_LEN: usize = 8;
+
+/// Appends chunk `index` of `count`'s header; the piece follows it.
+pub(crate) fn put_chunk_header(out: &mut Vec<u8>, index: u32, count: u32) {
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+}
+
+/// A chunk payload's index, count and piece; `None` if shorter than its header.
+pub(crate) fn split_chunk(payload: &[u8]) -> Option<(u32, u32, &[u8])> {
+    let (index, rest) = payload.split_first_chunk::<4>()?;
+    let (count, piece) = rest.split_first_chunk::<4>()?;
+    Some((u32::from_le_bytes(*index), u32::from_le_bytes(*count), piece))
+}
 
 /// Collects the chunks of one event, in order.
 #[derive(Debug, Default)]
@@ -16,11 +32,9 @@ pub struct ChunkAssembler {
 impl ChunkAssembler {
     /// Adds a chunk; returns the whole encoded event after its last chunk.
     pub fn accept(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, FrameError> {
-        if payload.len() < 8 {
-            return Err(FrameError::Chunk("chunk shorter than its 8-byte header".into()));
-        }
-        let index = u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]);
-        let count = u32::from_le_bytes([payload[4], payload[5], payload[6], payload[7]]);
+        let Some((index, count, piece)) = split_chunk(payload) else {
+            return Err(FrameError::Chunk(format!("chunk shorter than its {CHUNK_HEADER_LEN}-byte header")));
+        };
         if index != self.next || (index > 0 && count != self.count) || count == 0 || index >= count {
             return Err(FrameError::Chunk(format!(
                 "chunk {index} of {count} where chunk {} of {} was expected",
@@ -31,7 +45,7 @@ impl ChunkAssembler {
             self.bytes.clear();
             self.count = count;
         }
-        self.bytes.extend_from_slice(&payload[8..]);
+        self.bytes.extend_from_slice(piece);
         self.next = index + 1;
         if self.next == count {
             self.next = 0;

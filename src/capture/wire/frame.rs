@@ -38,17 +38,17 @@ pub const FORMAT_VERSION: u8 = 1;
 /// What a frame carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameKind {
-    /// The first record of a captured stream: a [`crate::capture::stream::StreamHeader`].
+    /// The first record of a captured stream: a [`crate::capture::wire::stream::StreamHeader`].
     StreamHeader = 1,
     /// One encoded timely `Event`.
     Event = 2,
     /// A piece of an encoded event too large for one record.
     EventChunk = 3,
-    /// An exactly-once commit point: the stream's committed frontier (see
-    /// [`crate::capture::commit`]).
+    /// An exactly-once commit point: the stream's committed frontier (payload:
+    /// token length, token, progress state).
     Commit = 4,
     /// The first record of a resumed exactly-once capture: a stream header
-    /// plus the commit it continues (see [`crate::capture::commit`]).
+    /// plus the commit it continues.
     Epoch = 5,
 }
 

@@ -1,6 +1,6 @@
 //! The record-by-record checks of a stream captured without exactly-once:
 //! stream header first, one session, sequence numbers without gaps (exact
-//! duplicates skipped), chunks reassembled. [`crate::capture::consumer`]
+//! duplicates skipped), chunks reassembled. [`crate::capture::replay::consumer`]
 //! runs every record through them before timely sees it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,10 +9,10 @@ use timely::dataflow::operators::capture::event::Event;
 use timely::progress::frontier::MutableAntichain;
 use timely::progress::Timestamp;
 
-use crate::capture::chunks::ChunkAssembler;
-use crate::capture::codec::EventCodec;
-use crate::capture::frame::{self, FrameKind};
-use crate::capture::stream::StreamHeader;
+use crate::capture::wire::chunks::ChunkAssembler;
+use crate::capture::wire::codec::EventCodec;
+use crate::capture::wire::frame::{self, FrameKind};
+use crate::capture::wire::stream::StreamHeader;
 use crate::error::{Error, FrameError, PartitionId, Result};
 
 /// Where the consumer is in the stream protocol.
@@ -47,7 +47,7 @@ impl<T: Timestamp> Protocol<T> {
     }
 
     pub(super) fn frame_error(&self, offset: u64, source: FrameError) -> Error {
-        Error::Frame { at: self.id.clone(), offset, source }
+        Error::frame_at(&self.id, offset)(source)
     }
 
     /// The error for a partition whose first record (at `offset`) is not a

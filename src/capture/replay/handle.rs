@@ -7,12 +7,12 @@
 //!
 //! The handle is the only place that tells a replay that completed from one
 //! that failed: both close the replayed stream's frontier, and downstream
-//! operators see "done" either way (see [`crate::capture::failure`]).
+//! operators see "done" either way (see [`crate::capture::worker::failure`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::capture::failure::FailureSlot;
+use crate::capture::worker::failure::FailureSlot;
 use crate::error::Error;
 
 /// Totals of one replay.
@@ -47,8 +47,19 @@ pub(super) struct ReplayShared {
 /// [`crate::capture::worker::execute`], which returns the failure) before
 /// trusting what they computed.
 #[derive(Clone, Default)]
+#[must_use = "the handle is how a failure is seen"]
 pub struct ReplayHandle {
     pub(super) shared: Arc<ReplayShared>,
+}
+
+impl std::fmt::Debug for ReplayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplayHandle")
+            .field("stats", &self.stats())
+            .field("complete", &self.is_complete())
+            .field("error", &self.error())
+            .finish()
+    }
 }
 
 impl ReplayHandle {
@@ -70,7 +81,7 @@ impl ReplayHandle {
 
     /// The error that stopped the replay, if any; it names topic, partition
     /// and offset. Reading it has no side effect (see
-    /// [`crate::capture::failure`]).
+    /// [the crate's failure rules](crate#failures)).
     pub fn error(&self) -> Option<Error> {
         self.shared.error.error()
     }

@@ -7,52 +7,37 @@
 //! [`capture`] and [`replay`] do that, and [`execute`] runs a computation
 //! whose capture or replay failures come back as its `Err`.
 //!
-//! The helpers are *collective* (see [`crate::capture::collective`]): every
+//! The helpers are *collective* (see `collective`): every
 //! worker must call them, in the same order, and they return `Ok` on every
 //! worker or an error on every worker. So returning early with `?` is safe:
 //! no worker is left waiting for a peer that never builds its dataflow.
 //!
-//! ```
-//! use timely::dataflow::operators::{capture::Replay, Capture, Inspect, Probe, ToStream};
-//! use timely_kafka::capture::worker::{self, CaptureOptions, ReplayOptions};
-//! use timely_kafka::{log::file::FileLog, Bincode};
-//!
-//! let dir = tempfile::tempdir().unwrap();
-//! let log = FileLog::new(dir.path());
-//! let capture_log = log.clone();
-//! worker::execute(timely::Config::process(2), move |w| {
-//!     let producer = worker::capture::<u64, Vec<u64>, Bincode>(w, &capture_log, "numbers", &CaptureOptions::default())?;
-//!     w.dataflow::<u64, _, _>(|s| (0..10u64).to_stream(s).container::<Vec<_>>().capture_into(producer));
-//!     Ok(())
-//! }).unwrap();
-//!
-//! let sums = worker::execute(timely::Config::process(3), move |w| {
-//!     let streams = worker::replay::<u64, Vec<u64>, Bincode>(w, &log, "numbers", &ReplayOptions::default())?;
-//!     let sum = std::rc::Rc::new(std::cell::Cell::new(0));
-//!     let total = sum.clone();
-//!     let probe = w.dataflow::<u64, _, _>(|s| streams.replay_into(s).inspect(move |x| total.set(total.get() + x)).probe().0);
-//!     w.step_while(|| !probe.done());
-//!     Ok(sum.get())
-//! }).unwrap();
-//! assert_eq!(sums.iter().sum::<u64>(), 90);
-//! ```
+//! The crate documentation shows them in use.
+
+pub(crate) mod collective;
+mod exactly_once;
+pub(crate) mod failure;
+mod topics;
+
+pub use exactly_once::{capture_exactly_once, StreamStart};
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use timely::dataflow::ProbeHandle;
 use timely::progress::Timestamp;
 use timely::worker::Worker;
 
-use crate::capture::codec::{Bincode, EventCodec};
-use crate::capture::collective::{agree, all_gather};
-use crate::capture::consumer::EventConsumer;
-use crate::capture::failure::{self, Computation};
 use crate::capture::producer::EventProducer;
-use crate::capture::stream::{read_first_header, StreamHeader, StreamLayout};
-pub use crate::capture::topics::{create_capture_topics, wait_for_topic};
-use crate::capture::topics::{open_capture_topic, Existing};
+use crate::capture::replay::consumer::EventConsumer;
+use crate::capture::wire::codec::{Bincode, EventCodec};
+use crate::capture::wire::stream::{read_first_header, StreamHeader, StreamLayout};
+use crate::capture::worker::collective::{agree, all_gather};
 use crate::error::{Error, Result};
 use crate::log::{LogBackend, PartitionReader, PartitionWriter, TopicInfo};
+use failure::Computation;
+pub use topics::{create_capture_topics, wait_for_topic};
+use topics::{open_capture_topic, Existing};
 
 /// The producer [`capture`] returns: over any backend's writer.
 pub type LogProducer<T, C, K = Bincode> = EventProducer<T, C, Box<dyn PartitionWriter>, K>;
@@ -60,9 +45,16 @@ pub type LogProducer<T, C, K = Bincode> = EventProducer<T, C, Box<dyn PartitionW
 /// The consumers [`replay`] returns: over any backend's reader.
 pub type LogConsumer<T, C, K = Bincode> = EventConsumer<T, C, Box<dyn PartitionReader>, K>;
 
-/// How [`capture`] sets up the topic.
+/// How [`capture`] sets up the topic, and the codec its producers write with.
+///
+/// The codec is a type (its bounds on `T` and `C` differ), chosen by value:
+/// `CaptureOptions::default()` writes [`Bincode`]; `.codec(Abomonation)`
+/// switches, so no call needs a turbofish.
 #[derive(Clone, Debug)]
-pub struct CaptureOptions {
+#[must_use]
+pub struct CaptureOptions<K = Bincode> {
+    /// The codec of the events (default [`Bincode`]).
+    pub codec: K,
     /// Where the streams go (default: one topic, a partition per worker).
     pub layout: StreamLayout,
     /// Whether worker 0 creates the topic (default `true`); when `false` the
@@ -77,6 +69,7 @@ pub struct CaptureOptions {
 impl Default for CaptureOptions {
     fn default() -> Self {
         CaptureOptions {
+            codec: Bincode,
             layout: StreamLayout::Partitioned,
             create_topic: true,
             overwrite: false,
@@ -85,9 +78,21 @@ impl Default for CaptureOptions {
     }
 }
 
-/// How [`replay`] finds and reads the streams.
+impl<K> CaptureOptions<K> {
+    /// The same options with another codec.
+    pub fn codec<K2>(self, codec: K2) -> CaptureOptions<K2> {
+        let CaptureOptions { codec: _, layout, create_topic, overwrite, topic_timeout } = self;
+        CaptureOptions { codec, layout, create_topic, overwrite, topic_timeout }
+    }
+}
+
+/// How [`replay`] finds and reads the streams, and the codec they were
+/// written with (`ReplayOptions::default()`: [`Bincode`]; `.codec(..)` switches).
 #[derive(Clone, Debug)]
-pub struct ReplayOptions {
+#[must_use]
+pub struct ReplayOptions<K = Bincode> {
+    /// The codec the capture wrote with (default [`Bincode`]).
+    pub codec: K,
     /// Where the streams are (default: one topic, a partition per stream).
     pub layout: StreamLayout,
     /// How many streams to replay (default: as many as the capture wrote,
@@ -106,12 +111,39 @@ pub struct ReplayOptions {
 impl Default for ReplayOptions {
     fn default() -> Self {
         ReplayOptions {
+            codec: Bincode,
             layout: StreamLayout::Partitioned,
             streams: None,
             idle_timeout: Some(Duration::from_secs(60)),
             open_timeout: Duration::from_secs(10),
             skip_type_check: false,
         }
+    }
+}
+
+impl<K> ReplayOptions<K> {
+    /// The same options with another codec.
+    pub fn codec<K2>(self, codec: K2) -> ReplayOptions<K2> {
+        let ReplayOptions { codec: _, layout, streams, idle_timeout, open_timeout, skip_type_check } = self;
+        ReplayOptions { codec, layout, streams, idle_timeout, open_timeout, skip_type_check }
+    }
+}
+
+/// How often a replay with nothing to read looks again, and how long
+/// [`step_until_done`] parks a worker with nothing to do: short enough that
+/// a live stream's new records reach timely promptly, long enough that an
+/// idle worker sleeps instead of spinning on the cores the log clients use.
+pub const REPLAY_PERIOD: Duration = Duration::from_millis(1);
+
+/// Steps `worker` until `probe` is done, parking between steps when nothing
+/// is ready (at most [`REPLAY_PERIOD`]) rather than spinning.
+///
+/// Pair it with `replay_core(scope, Some(REPLAY_PERIOD))`: timely's
+/// `replay_into` reschedules itself on every step, so a worker replaying it
+/// never parks.
+pub fn step_until_done<T: Timestamp>(worker: &mut Worker, probe: &ProbeHandle<T>) {
+    while !probe.done() {
+        worker.step_or_park(Some(REPLAY_PERIOD));
     }
 }
 
@@ -122,7 +154,7 @@ pub fn capture<T, C, K>(
     worker: &mut Worker,
     log: &dyn LogBackend,
     topic: &str,
-    options: &CaptureOptions,
+    options: CaptureOptions<K>,
 ) -> Result<LogProducer<T, C, K>>
 where
     T: Timestamp,
@@ -132,7 +164,7 @@ where
     let (index, peers) = (worker.index() as u32, worker.peers() as u32);
     // Overlaps the writers' start-up with creating and waiting for the topic.
     log.prepare_writers()?;
-    open_capture_topic(worker, log, topic, K::ID, options, Existing::PerOptions, |name, partition| {
+    open_capture_topic(worker, log, topic, K::ID, &options, Existing::PerOptions, |name, partition| {
         EventProducer::<T, C, _, K>::with_codec(log.writer(name, partition)?, index, peers)
     })
 }
@@ -153,7 +185,7 @@ pub fn replay<T, C, K>(
     worker: &mut Worker,
     log: &dyn LogBackend,
     topic: &str,
-    options: &ReplayOptions,
+    options: ReplayOptions<K>,
 ) -> Result<Vec<LogConsumer<T, C, K>>>
 where
     T: Timestamp,
@@ -174,14 +206,14 @@ where
         }
         _ => Vec::new(),
     };
-    let mut early = open_streams::<T, C, K>(log, topic, options, &candidates);
+    let mut early = open_streams::<T, C, K>(log, topic, &options, &candidates);
     let planned = if index == 0 {
         // Stream 0 is always worker 0's: its header, read while opening.
         let first_header = early
             .iter()
             .find(|(stream, _)| *stream == 0)
             .and_then(|(_, opened)| opened.as_ref().ok()?.stream_header().cloned());
-        stream_count(log, topic, options, info, first_header)
+        stream_count(log, topic, &options, info, first_header)
     } else {
         Ok(0)
     };
@@ -194,7 +226,7 @@ where
     };
     let assigned: Vec<u32> = StreamLayout::assigned(streams, index, peers).collect();
     let missing: Vec<u32> = assigned.iter().copied().filter(|s| !early.iter().any(|(e, _)| e == s)).collect();
-    early.extend(open_streams::<T, C, K>(log, topic, options, &missing));
+    early.extend(open_streams::<T, C, K>(log, topic, &options, &missing));
     let opened: Result<Vec<_>> = assigned
         .iter()
         .map(|stream| {
@@ -209,12 +241,18 @@ where
 /// A stream and the outcome of opening it.
 type Opened<T, C, K> = (u32, Result<LogConsumer<T, C, K>>);
 
-/// Opens a consumer of each of `streams`, in parallel: choosing a session
-/// costs broker round trips that need not wait for one another.
+/// Streams a worker opens at once. Opening waits on broker round trips, so
+/// a few threads hide most of the latency; a bound keeps a worker assigned
+/// hundreds of partitions from starting hundreds of threads (and clients).
+const MAX_OPENING: usize = 16;
+
+/// Opens a consumer of each of `streams`, up to [`MAX_OPENING`] at a time:
+/// choosing a session costs broker round trips that need not wait for one
+/// another.
 fn open_streams<T, C, K>(
     log: &dyn LogBackend,
     topic: &str,
-    options: &ReplayOptions,
+    options: &ReplayOptions<K>,
     streams: &[u32],
 ) -> Vec<Opened<T, C, K>>
 where
@@ -222,48 +260,43 @@ where
     C: Send + 'static,
     K: EventCodec<T, C> + Send,
 {
-    std::thread::scope(|scope| {
-        let opening: Vec<_> = streams
-            .iter()
-            .map(|&stream| {
-                let (name, partition) = options.layout.locate(topic, stream);
-                // Only stream 0's header is needed before replay starts, to
-                // count the streams; the others are read by the replay.
-                let read_header =
-                    stream == 0 && options.streams.is_none() && matches!(options.layout, StreamLayout::Partitioned);
-                let handle = scope.spawn(move || {
-                    let mut consumer = EventConsumer::<T, C, _, K>::open_at_session(
-                        log,
-                        &name,
-                        partition,
-                        options.open_timeout,
-                        read_header,
-                    )?;
-                    if let Some(timeout) = options.idle_timeout {
-                        consumer = consumer.idle_timeout(timeout);
-                    }
-                    if options.skip_type_check {
-                        consumer = consumer.skip_type_check();
-                    }
-                    Ok(consumer)
-                });
-                (stream, handle)
-            })
-            .collect();
-        opening
-            .into_iter()
-            .map(|(stream, handle)| (stream, handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
-            .collect()
-    })
+    let (layout, open_timeout, idle_timeout, skip_type_check) =
+        (options.layout, options.open_timeout, options.idle_timeout, options.skip_type_check);
+    // Only stream 0's header is needed before replay starts, to count the
+    // streams; the others are read by the replay.
+    let count_from_header = options.streams.is_none() && matches!(layout, StreamLayout::Partitioned);
+    let open = move |stream: u32| -> Result<LogConsumer<T, C, K>> {
+        let (name, partition) = layout.locate(topic, stream);
+        let read_header = stream == 0 && count_from_header;
+        let mut consumer =
+            EventConsumer::<T, C, _, K>::open_at_session(log, &name, partition, open_timeout, read_header)?;
+        if let Some(timeout) = idle_timeout {
+            consumer = consumer.idle_timeout(timeout);
+        }
+        if skip_type_check {
+            consumer = consumer.skip_type_check();
+        }
+        Ok(consumer)
+    };
+    let mut opened = Vec::with_capacity(streams.len());
+    for batch in streams.chunks(MAX_OPENING) {
+        std::thread::scope(|scope| {
+            let opening: Vec<_> = batch.iter().map(|&stream| (stream, scope.spawn(move || open(stream)))).collect();
+            for (stream, handle) in opening {
+                opened.push((stream, handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p))));
+            }
+        });
+    }
+    opened
 }
 
 /// How many streams to replay, checked against what the log holds.
 /// `info`: the topic as this worker saw it (partitioned layout);
 /// `first_header`: stream 0's header, if it was read while opening.
-fn stream_count(
+fn stream_count<K>(
     log: &dyn LogBackend,
     topic: &str,
-    options: &ReplayOptions,
+    options: &ReplayOptions<K>,
     info: Option<Result<Option<TopicInfo>>>,
     first_header: Option<StreamHeader>,
 ) -> Result<u32> {
@@ -311,7 +344,7 @@ fn stream_count(
 /// returns each worker's result, or the computation's first error: a
 /// capture or replay failure in any worker (which also stopped the replays
 /// and captures of every worker of this process; see
-/// [`crate::capture::failure`]), a failure reported by another process, or
+/// [the crate's failure rules](crate#failures)), a failure reported by another process, or
 /// an error a worker returned.
 ///
 /// A failure closes the frontiers of the replayed streams, so the workers'

@@ -4,8 +4,7 @@
 //! numbers' little-endian bytes, and serde walks it one element at a time
 //! (a visitor call, a bounds check and a push per number). For the most
 //! common capture, a stream of `Vec` of a primitive number type, that walk
-//! was about a tenth of a Kafka replay's CPU on a 2-core machine
-//! (`perf`, 80 MB of `Vec<u64>` from tansu), as much as the frame checksum.
+//! costs as much CPU as the frame checksum (figures in `docs/benchmarks.md`).
 //! Here such events are encoded and decoded with one copy of the numbers'
 //! bytes (on little-endian targets; elsewhere one number at a time).
 //!
@@ -21,7 +20,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use timely::dataflow::operators::capture::Event;
 use timely::progress::Stamp;
 
-use crate::capture::codec::{decode_bincode_from, encode_bincode};
+use crate::capture::wire::bincode::{decode_bincode_from, encode_bincode};
 use crate::error::FrameError;
 
 /// bincode's variant index of `Event::Messages`.
@@ -156,7 +155,7 @@ fn decode_numbers<T: DeserializeOwned + Ord, P: Plain>(body: &[u8]) -> Option<(S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::codec::{decode_bincode, encode_bincode};
+    use crate::capture::wire::bincode::{decode_bincode, encode_bincode};
     use proptest::prelude::*;
 
     fn through_serde<T: Serialize, C: Serialize>(event: &Event<T, C>) -> Vec<u8> {

@@ -5,10 +5,10 @@
 //! records of superseded epochs written after the switch (zombies). [`Chain`]
 //! decides, from the records alone and in log order, which records belong to
 //! the stream. Replay, resume and inspection all use it, so they agree: the
-//! rules are in [`crate::capture::commit`].
+//! rules are in [`crate::capture::wire::commit`].
 
-use crate::capture::commit::EpochLink;
-use crate::capture::frame::{Frame, FrameKind};
+use crate::capture::wire::commit::EpochLink;
+use crate::capture::wire::frame::{Frame, FrameKind};
 
 /// A commit record of the current epoch, as the chain saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,12 +35,12 @@ pub enum ChainStep {
     Commit(CommitSeen),
     /// A valid epoch record: the stream continues in a new epoch from the
     /// newest commit (whatever the old epoch wrote after it is dropped).
-    NewEpoch(Box<EpochLink>),
+    NewEpoch(#[allow(dead_code)] Box<EpochLink>),
     /// The current epoch lost records (a gap in its sequence numbers, as when
     /// a broker acknowledged a batch it never stored): nothing more of it
     /// counts. Its commits before the gap stand; a resume continues the last
     /// of them, and until one does the stream is incomplete.
-    Broken(String),
+    Broken(#[allow(dead_code)] String),
 }
 
 /// The state of an exactly-once stream's epochs, fed records in log order.
@@ -156,8 +156,8 @@ impl Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::frame::{decode_frame, encode_frame, FrameHeader};
-    use crate::capture::stream::StreamHeader;
+    use crate::capture::wire::frame::{decode_frame, encode_frame, FrameHeader};
+    use crate::capture::wire::stream::StreamHeader;
     use crate::codec_id::CodecId;
 
     fn frame(kind: FrameKind, session: u64, seq: u64) -> Vec<u8> {

@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
-use crate::capture::commit::EpochLink;
-use crate::capture::frame::{self, FrameKind};
+use crate::capture::wire::commit::EpochLink;
+use crate::capture::wire::frame::{self, FrameKind};
 use crate::error::Result;
 use crate::log::{LogBackend, PartitionReader};
 

@@ -1,39 +1,24 @@
-//! Commit points and epochs: the records that make a capture exactly-once.
-//!
-//! An exactly-once stream (its stream header carries the exactly-once flag)
-//! interleaves its events with **commit records**. A commit at sequence
-//! number `s` says: every event of this session before `s` is stored, and
-//! the stream's progress state after them is `state` (the consolidated
-//! progress counts, whose frontier `F` is the *committed frontier*). Replay
-//! hands timely only what commits cover: the progress up to the newest
-//! commit, and every message whose times are all *not beyond* `F` (a message
-//! at a time `t >= F` may still be regenerated after a crash, so it waits
-//! for a commit whose frontier has passed it). Everything else is held back
-//! and, if the capture dies, dropped.
-//!
-//! A capture resumed after a crash opens a new **epoch**: its first record is
-//! an epoch record (a stream header plus [`EpochLink`]) naming the commit it
-//! continues. The epoch is valid only if that commit is the newest commit of
-//! the stream's current epoch before the epoch record; replay then drops the
-//! old epoch's uncommitted tail and ignores every later record of the old
-//! epoch (a zombie: the old process, still writing). An epoch that names an
-//! older commit is void and ignored as a whole, so every replayer — whenever
-//! it started reading — agrees on the same sequence; the resuming writer
-//! checks its epoch record is valid before it captures anything.
+//! The payloads of the two exactly-once records: commit and epoch.
 //!
 //! Commit payload: `[token length: u32 LE][token][progress state]`, the state
 //! encoded by the stream's codec as an `Event::Progress`, so any timestamp the
 //! codec handles can be committed. The token is opaque bytes the user
 //! supplies (source offsets, say) and gets back on resume.
+//!
+//! Epoch payload: an [`EpochLink`] in the crate's bincode, naming the commit
+//! a resumed capture continues. What the records *mean* to a replay (which
+//! messages a commit covers, which epochs are valid) is
+//! [`crate::capture::exactly_once`]'s concern, not the format's.
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::capture::Event;
 use timely::progress::frontier::{Antichain, MutableAntichain};
 use timely::progress::Timestamp;
 
-use crate::capture::codec::{decode_bincode, encode_bincode, EventCodec};
-use crate::capture::frame::{self, FrameHeader, FrameKind};
-use crate::capture::stream::StreamHeader;
+use crate::capture::wire::bincode::{decode_bincode, encode_bincode};
+use crate::capture::wire::codec::EventCodec;
+use crate::capture::wire::frame::{self, FrameHeader, FrameKind};
+use crate::capture::wire::stream::StreamHeader;
 use crate::codec_id::CodecId;
 use crate::error::FrameError;
 
@@ -69,19 +54,25 @@ impl<T: Timestamp> Commit<T> {
 
     /// Decodes a commit payload written with codec `K`.
     pub fn decode<C, K: EventCodec<T, C>>(payload: &[u8]) -> Result<Self, FrameError> {
-        let Some((len, rest)) = payload.split_first_chunk::<4>() else {
-            return Err(FrameError::Decode("commit record shorter than its token length".into()));
+        let Some((token, state)) = split_commit(payload) else {
+            return Err(FrameError::Decode(format!(
+                "commit record of {} bytes shorter than its token length says",
+                payload.len()
+            )));
         };
-        let len = u32::from_le_bytes(*len) as usize;
-        if rest.len() < len {
-            return Err(FrameError::Decode(format!("commit token of {len} bytes, {} present", rest.len())));
-        }
-        let (token, state) = rest.split_at(len);
         match K::decode(state)? {
             Event::Progress(state) => Ok(Commit { state, token: token.to_vec() }),
             Event::Messages(..) => Err(FrameError::Decode("commit record holds messages, not progress".into())),
         }
     }
+}
+
+/// A commit payload's token and encoded progress state; `None` if shorter
+/// than its token length says.
+pub(crate) fn split_commit(payload: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = payload.split_first_chunk::<4>()?;
+    let len = u32::from_le_bytes(*len) as usize;
+    (rest.len() >= len).then(|| rest.split_at(len))
 }
 
 /// The frontier of a multiset of progress counts.
@@ -127,17 +118,10 @@ impl EpochLink {
     }
 }
 
-/// Whether a message stamped `stamp` is covered by a commit at `frontier`:
-/// every time of the stamp is *not beyond* it (so a resumed capture, which
-/// regenerates the times beyond it, cannot produce it again).
-pub fn committed_at<T: Timestamp>(stamp: &[T], frontier: &Antichain<T>) -> bool {
-    stamp.iter().all(|time| !frontier.less_equal(time))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::codec::Bincode;
+    use crate::capture::wire::codec::Bincode;
 
     #[test]
     fn commit_round_trip() {
@@ -150,14 +134,5 @@ mod tests {
         for len in 0..bytes.len() {
             assert!(Commit::<u64>::decode::<Vec<u64>, Bincode>(&bytes[..len]).is_err(), "prefix {len}");
         }
-    }
-
-    #[test]
-    fn committed_means_not_beyond_the_frontier() {
-        let frontier = Antichain::from_elem(10u64);
-        assert!(committed_at(&[9u64], &frontier));
-        assert!(!committed_at(&[10u64], &frontier));
-        assert!(!committed_at(&[3u64, 12], &frontier));
-        assert!(committed_at(&[10u64], &Antichain::new()));
     }
 }

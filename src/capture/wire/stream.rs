@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::capture::codec::{decode_bincode, encode_bincode};
-use crate::capture::frame::{self, CodecId, FrameHeader, FrameKind};
+use crate::capture::wire::bincode::{decode_bincode, encode_bincode};
+use crate::capture::wire::frame::{self, CodecId, FrameHeader, FrameKind};
 use crate::error::FrameError;
 
 /// The first record of every captured stream.

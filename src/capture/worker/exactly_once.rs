@@ -3,7 +3,7 @@
 //! [`capture_exactly_once`] is [`crate::capture::worker::capture`] for a
 //! capture with commit points: collective, so every worker gets `Ok` or every
 //! worker gets the error. With `resume` each worker continues its partition's
-//! stream (see [`crate::capture::resume`]) and every worker learns the same
+//! stream (see [`crate::capture::exactly_once::resume`]) and every worker learns the same
 //! frontier to restart its input from: the meet of every worker's committed
 //! frontier. One worker's input may feed another worker's partition (an
 //! exchange before the capture), so no input may restart later than the
@@ -21,18 +21,28 @@ use timely::progress::frontier::Antichain;
 use timely::progress::Timestamp;
 use timely::worker::Worker;
 
-use crate::capture::codec::EventCodec;
-use crate::capture::collective::{agree, all_gather};
+use crate::capture::exactly_once::resume::{meet, resume, ResumePoint};
 use crate::capture::exactly_once::ExactlyOnce;
 use crate::capture::producer::EventProducer;
-use crate::capture::resume::{meet, resume, ResumePoint};
-use crate::capture::topics::{open_capture_topic, Existing};
+use crate::capture::wire::codec::EventCodec;
+use crate::capture::worker::collective::{agree, all_gather};
+use crate::capture::worker::topics::{open_capture_topic, Existing};
 use crate::capture::worker::{CaptureOptions, LogProducer};
 use crate::error::{Error, PartitionId, Result};
 use crate::log::{LogBackend, PartitionWriter};
 
+/// Where an exactly-once capture starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StreamStart {
+    /// A new stream (the topic is created or replaced per the options).
+    #[default]
+    New,
+    /// The continuation of the stored stream, after a crash.
+    Resume,
+}
+
 /// Opens this worker's exactly-once producer: a new stream, or with
-/// `resume` the continuation of the stored one. Returns the producer and
+/// [`StreamStart::Resume`] the continuation of the stored one. Returns the producer and
 /// where it continues: restart the input at
 /// [`ResumePoint::restart_from`] (the same on every worker);
 /// [`ResumePoint::committed`] is this worker's own committed frontier
@@ -41,9 +51,9 @@ pub fn capture_exactly_once<T, C, K>(
     worker: &mut Worker,
     log: &dyn LogBackend,
     topic: &str,
-    options: &CaptureOptions,
+    options: CaptureOptions<K>,
     exactly_once: ExactlyOnce,
-    resume_stream: bool,
+    start: StreamStart,
 ) -> Result<(LogProducer<T, C, K>, ResumePoint<T>)>
 where
     T: Timestamp + TotalOrder,
@@ -54,19 +64,21 @@ where
     agree(worker, log.check_exactly_once())?;
     // A resume creates a missing topic (a capture that died before creating
     // it) but never replaces one, and refuses one captured by fewer workers.
+    let resume_stream = start == StreamStart::Resume;
     let existing = if resume_stream { Existing::Resume } else { Existing::PerOptions };
-    let (producer, mut point) = open_capture_topic(worker, log, topic, K::ID, options, existing, |name, partition| {
-        if resume_stream {
-            match resume::<T, C, K>(log, name, partition, index, peers, exactly_once, options.topic_timeout) {
-                Err(Error::AlreadyComplete(at)) => Ok(complete_stream(at)),
-                other => other,
+    let (producer, mut point) =
+        open_capture_topic(worker, log, topic, K::ID, &options, existing, |name, partition| {
+            if resume_stream {
+                match resume::<T, C, K>(log, name, partition, index, peers, exactly_once, options.topic_timeout) {
+                    Err(Error::AlreadyComplete(at)) => Ok(complete_stream(at)),
+                    other => other,
+                }
+            } else {
+                let writer = log.writer(name, partition)?;
+                let producer = EventProducer::exactly_once(writer, index, peers, exactly_once)?;
+                Ok((producer, ResumePoint::fresh()))
             }
-        } else {
-            let writer = log.writer(name, partition)?;
-            let producer = EventProducer::exactly_once(writer, index, peers, exactly_once)?;
-            Ok((producer, ResumePoint::fresh()))
-        }
-    })?;
+        })?;
     if resume_stream {
         let committed: Vec<Antichain<T>> =
             all_gather(worker, point.committed.elements().to_vec()).into_iter().map(Antichain::from).collect();

@@ -31,16 +31,19 @@ use timely::dataflow::operators::capture::Event;
 use timely::progress::frontier::Antichain;
 use timely::progress::{ChangeBatch, Timestamp};
 
-use crate::capture::chain::{Chain, ChainStep, CommitSeen};
-use crate::capture::chunks::ChunkAssembler;
-use crate::capture::codec::EventCodec;
-use crate::capture::commit::{committed_at, Commit};
-use crate::capture::frame::{self, FrameKind};
+use crate::capture::exactly_once::chain::{Chain, ChainStep, CommitSeen};
+use crate::capture::exactly_once::rules::committed_at;
+use crate::capture::wire::chunks::{split_chunk, ChunkAssembler};
+use crate::capture::wire::codec::EventCodec;
+use crate::capture::wire::commit::Commit;
+use crate::capture::wire::frame::{self, FrameKind};
 use crate::error::{Error, PartitionId, Result};
 use crate::log::PartitionReader;
 
-/// How long a delivery pass waits for a record it knows is stored.
-const REREAD_TIMEOUT: Duration = Duration::from_millis(200);
+/// Reads never wait: a record not yet here (a re-read after a seek on
+/// Kafka needs a fetch) is `Next::Idle`, and the replay looks again on its
+/// next activation, so no other operator of the worker waits for it.
+const NO_WAIT: Duration = Duration::ZERO;
 
 /// The commit replay delivered last.
 struct Delivered<T> {
@@ -207,26 +210,19 @@ impl<T: Timestamp> CommittedReplay<T> {
         self.chain.broken()
     }
 
-    /// Epochs followed so far.
-    pub fn epochs(&self) -> u32 {
-        self.chain.epochs()
-    }
-
     fn error(&self, offset: u64, reason: impl Into<String>) -> Error {
         Error::Protocol { at: self.id.clone(), offset, reason: reason.into() }
     }
 
-    /// Reads at most one record and says what came of it. `wait` bounds the
-    /// wait for a new record while scanning.
+    /// Reads at most one record, without waiting, and says what came of it.
     pub fn step<C, K: EventCodec<T, C>>(
         &mut self,
         reader: &mut dyn PartitionReader,
-        wait: Duration,
         read: &mut dyn FnMut(usize),
     ) -> Result<Next<T, C>> {
         match self.phase {
             Phase::Done => Ok(Next::Idle),
-            Phase::Scan => self.scan::<C, K>(reader, wait, read),
+            Phase::Scan => self.scan::<C, K>(reader, read),
             Phase::Deliver { .. } => self.deliver::<C, K>(reader),
         }
     }
@@ -234,17 +230,12 @@ impl<T: Timestamp> CommittedReplay<T> {
     fn scan<C, K: EventCodec<T, C>>(
         &mut self,
         reader: &mut dyn PartitionReader,
-        wait: Duration,
         read: &mut dyn FnMut(usize),
     ) -> Result<Next<T, C>> {
-        let Some(record) = reader.poll(wait)? else { return Ok(Next::Idle) };
+        let Some(record) = reader.poll(NO_WAIT)? else { return Ok(Next::Idle) };
         read(record.payload.len());
         let offset = record.offset;
-        let frame = frame::decode_frame(record.payload).map_err(|source| Error::Frame {
-            at: self.id.clone(),
-            offset,
-            source,
-        })?;
+        let frame = frame::decode_frame(record.payload).map_err(Error::frame_at(&self.id, offset))?;
         let step = self.chain.accept(offset, &frame).map_err(|reason| self.error(offset, reason))?;
         match step {
             ChainStep::Ignored => Ok(Next::Busy),
@@ -268,11 +259,7 @@ impl<T: Timestamp> CommittedReplay<T> {
                 Ok(Next::Busy)
             }
             ChainStep::Commit(seen) => {
-                let commit = Commit::decode::<C, K>(frame.payload).map_err(|source| Error::Frame {
-                    at: self.id.clone(),
-                    offset,
-                    source,
-                })?;
+                let commit = Commit::decode::<C, K>(frame.payload).map_err(Error::frame_at(&self.id, offset))?;
                 let frontier = commit.frontier();
                 if seen.is_final != frontier.is_empty() {
                     return Err(self.error(offset, "commit's final flag disagrees with its frontier"));
@@ -311,7 +298,7 @@ impl<T: Timestamp> CommittedReplay<T> {
             return Ok(self.window.after(outcome, offset, bytes));
         }
         let commit_offset = target.seen.offset;
-        let Some(record) = reader.poll(REREAD_TIMEOUT)? else {
+        let Some(record) = reader.poll(NO_WAIT)? else {
             return Ok(Next::Idle);
         };
         let offset = record.offset;
@@ -350,25 +337,24 @@ impl<T: Timestamp> CommittedReplay<T> {
         let Phase::Deliver { target, next_held, last_seq, chunk_start, .. } = &mut self.phase else {
             unreachable!("deliver_record is called in the deliver phase")
         };
-        let frame =
-            frame::decode_frame(payload).map_err(|source| Error::Frame { at: self.id.clone(), offset, source })?;
+        let frame = frame::decode_frame(payload).map_err(Error::frame_at(&self.id, offset))?;
         let header = frame.header;
         if header.session != target.seen.session || header.seq <= *last_seq {
             return Ok(Delivery::Skip);
         }
         *last_seq = header.seq;
-        let frame_error = |source| Error::Frame { at: self.id.clone(), offset, source };
+        let frame_error = Error::frame_at(&self.id, offset);
         let event = match header.kind {
             FrameKind::Event => {
                 *chunk_start = offset;
-                K::decode(frame.payload).map_err(frame_error)?
+                K::decode(frame.payload).map_err(&frame_error)?
             }
             FrameKind::EventChunk => {
-                if frame.payload.get(..4) == Some(&[0, 0, 0, 0]) {
+                if split_chunk(frame.payload).is_some_and(|(index, _, _)| index == 0) {
                     *chunk_start = offset;
                 }
-                match self.chunks.accept(frame.payload).map_err(frame_error)? {
-                    Some(bytes) => K::decode(&bytes).map_err(frame_error)?,
+                match self.chunks.accept(frame.payload).map_err(&frame_error)? {
+                    Some(bytes) => K::decode(&bytes).map_err(&frame_error)?,
                     None => return Ok(Delivery::Partial),
                 }
             }

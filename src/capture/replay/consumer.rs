@@ -10,7 +10,7 @@
 //!
 //! `EventIterator::next` cannot return an error, so an error is recorded in
 //! the [`ReplayHandle`] and the consumer closes its frontier, letting the
-//! computation end (see [`crate::capture::failure`]). The consumer also follows the stream's frontier: once it is
+//! computation end (see [`crate::capture::worker::failure`]). The consumer also follows the stream's frontier: once it is
 //! empty the stream is complete and the consumer stops polling; if it
 //! delivers nothing for the idle timeout before that, the stream is reported
 //! incomplete instead of waiting forever. Idle means "no event delivered",
@@ -28,15 +28,15 @@ use timely::dataflow::operators::capture::event::{Event, EventIterator};
 use timely::progress::frontier::MutableAntichain;
 use timely::progress::Timestamp;
 
-use crate::capture::chunks::ChunkAssembler;
-use crate::capture::codec::{Bincode, EventCodec};
-use crate::capture::committed::{CommittedReplay, Next, WINDOW_BYTES};
-use crate::capture::failure;
-use crate::capture::frame::{self, FrameKind};
-use crate::capture::protocol::{Protocol, Step};
-pub use crate::capture::replay_handle::{ReplayHandle, ReplayStats};
-use crate::capture::session::choose_session;
-use crate::capture::stream::StreamHeader;
+use crate::capture::exactly_once::committed::{CommittedReplay, Next, WINDOW_BYTES};
+pub use crate::capture::replay::handle::ReplayHandle;
+use crate::capture::replay::protocol::{Protocol, Step};
+use crate::capture::replay::session::choose_session;
+use crate::capture::wire::chunks::ChunkAssembler;
+use crate::capture::wire::codec::{Bincode, EventCodec};
+use crate::capture::wire::frame::{self, FrameKind};
+use crate::capture::wire::stream::StreamHeader;
+use crate::capture::worker::failure;
 use crate::error::{Error, PartitionId, Result};
 use crate::log::{LogBackend, PartitionReader};
 
@@ -45,6 +45,12 @@ use crate::log::{LogBackend, PartitionReader};
 const EVENTS_PER_ACTIVATION: usize = 256;
 
 /// Replays one log partition as a timely event stream.
+///
+/// `next` never waits for a record, so a quiet partition holds up no other
+/// operator of its worker: replay it with `replay_core(scope,
+/// Some(REPLAY_PERIOD))` and step with [`crate::step_until_done`], which
+/// park the worker between looks (timely's `replay_into` would look again
+/// at once, forever).
 pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K = Bincode> {
     reader: R,
     protocol: Protocol<T>,
@@ -56,13 +62,23 @@ pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K 
     served: usize,
     done: bool,
     note: Option<String>,
-    empty_polls: u32,
     committed: Option<CommittedReplay<T>>,
     /// The stream header of an exactly-once stream was read at open
     /// (session, offset): committed replay starts at the first `next`.
     committed_start: Option<(u64, u64)>,
     window_bytes: Option<usize>,
     _types: PhantomData<(C, K)>,
+}
+
+impl<T, C, R: PartitionReader, K> std::fmt::Debug for EventConsumer<T, C, R, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventConsumer")
+            .field("partition", &self.protocol.id)
+            .field("exactly_once", &self.committed.is_some())
+            .field("done", &self.done)
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T: Timestamp, C, R: PartitionReader> EventConsumer<T, C, R, Bincode>
@@ -77,7 +93,8 @@ where
 
 impl<T: Timestamp, C, K: EventCodec<T, C>> EventConsumer<T, C, Box<dyn PartitionReader>, K> {
     /// Opens a consumer of `topic`/`partition` positioned at the session it
-    /// should replay: the newest complete one (see [`crate::capture::session`]).
+    /// should replay: the newest complete one (a restarted capture appends a new session
+    /// after the torn remains of the old).
     /// Records of other sessions are skipped. `timeout` bounds each read
     /// made while choosing.
     pub fn open(log: &dyn LogBackend, topic: &str, partition: u32, timeout: Duration) -> Result<Self> {
@@ -87,9 +104,9 @@ impl<T: Timestamp, C, K: EventCodec<T, C>> EventConsumer<T, C, Box<dyn Partition
     /// [`EventConsumer::open`], reading the stream header before returning
     /// only if `read_header`; otherwise the first `next` reads it. A replay
     /// needs one stream's header up front (the stream count); the others'
-    /// first fetches are large and arrive over tens of milliseconds on a busy
-    /// broker (80 MB from tansu: the last of five 30 to 80 ms into the
-    /// replay), and no worker should wait for all of them to start.
+    /// first fetches are large and, on a busy broker, the last of them
+    /// arrives well into the replay: no worker should wait for all of them
+    /// to start.
     pub(crate) fn open_at_session(
         log: &dyn LogBackend,
         topic: &str,
@@ -131,7 +148,6 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
             served: 0,
             done: false,
             note: None,
-            empty_polls: 0,
             committed: None,
             committed_start: None,
             window_bytes: None,
@@ -234,7 +250,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
         true
     }
 
-    /// Records `error` and closes the frontier (see [`crate::capture::failure`]).
+    /// Records `error` and closes the frontier (see [`crate::capture::worker::failure`]).
     fn fail(&mut self, error: Error) -> Option<Event<T, C>> {
         self.handle.shared.error.record("replay failed", error);
         self.close()
@@ -307,20 +323,18 @@ where
             if self.committed.is_some() {
                 return self.next_committed();
             }
-            // Poll without waiting while records flow (see `idle_wait`).
-            let wait = idle_wait(self.empty_polls);
-            let step = match self.reader.poll(wait) {
+            // Never wait: the replay operator is activated again after its
+            // period, and the worker parks in between (`step_until_done`).
+            let step = match self.reader.poll(Duration::ZERO) {
                 Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(None) => return self.went_quiet().map(Cow::Owned),
                 Ok(Some(record)) => {
-                    saw_record();
                     let shared = &self.handle.shared;
                     shared.frames.fetch_add(1, Ordering::Relaxed);
                     shared.bytes.fetch_add(record.payload.len() as u64, Ordering::Relaxed);
                     self.protocol.accept::<C, K>(record.offset, record.payload, &shared.duplicates)
                 }
             };
-            self.empty_polls = 0;
             match step {
                 Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(Step::Skip) => continue,
@@ -341,42 +355,6 @@ where
                 }
             }
         }
-    }
-}
-
-thread_local! {
-    /// Since when no consumer on this thread (a timely worker) has got a
-    /// record, as its first empty poll after one noticed; `None` while
-    /// records flow. Records only clear it: reading the clock per record
-    /// (twice, before) showed as 3% of a replay's CPU in `perf`.
-    static QUIET_SINCE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
-}
-
-fn saw_record() {
-    QUIET_SINCE.with(|since| since.set(None));
-}
-
-/// How long a poll may wait for a record. A worker replays several
-/// partitions: while any of them delivers, none waits (a wait on an empty
-/// partition would stall the busy one). Once the whole worker has seen
-/// nothing for a millisecond, an empty partition waits up to 2 ms, so a
-/// replay that outruns its broker leaves the cores to the client threads
-/// fetching its data instead of spinning.
-fn idle_wait(empty_polls: u32) -> Duration {
-    if empty_polls == 0 {
-        return Duration::ZERO;
-    }
-    let quiet = QUIET_SINCE.with(|since| match since.get() {
-        Some(at) => at.elapsed() >= Duration::from_millis(1),
-        None => {
-            since.set(Some(Instant::now()));
-            false
-        }
-    });
-    if quiet {
-        Duration::from_millis(2)
-    } else {
-        Duration::ZERO
     }
 }
 
@@ -410,7 +388,6 @@ where
     /// once it has been quiet for the idle timeout.
     fn went_quiet(&mut self) -> Option<Event<T, C>> {
         self.served = 0;
-        self.empty_polls = self.empty_polls.saturating_add(1);
         self.idle_since_delivery()
     }
 
@@ -432,18 +409,12 @@ where
             shared.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         };
         for _ in 0..RECORDS_PER_CALL {
-            let wait = idle_wait(self.empty_polls);
             let committed = self.committed.as_mut().expect("exactly-once replay");
-            match committed.step::<C, K>(&mut self.reader, wait, &mut read) {
+            match committed.step::<C, K>(&mut self.reader, &mut read) {
                 Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(Next::Idle) => return self.went_quiet().map(Cow::Owned),
-                Ok(Next::Busy) => {
-                    saw_record();
-                    self.empty_polls = 0;
-                }
+                Ok(Next::Busy) => {}
                 Ok(Next::Event(event)) => {
-                    saw_record();
-                    self.empty_polls = 0;
                     let complete = committed.is_done();
                     return Some(Cow::Owned(self.hand_out(event, complete)));
                 }

@@ -12,7 +12,7 @@
 //! **Resuming.** A resumed capture's dataflow starts over, at timely's
 //! minimum time, and its caller replays its input from a frontier at or
 //! before this partition's committed frontier `F` (the meet of every
-//! worker's, see [`crate::capture::resume`]: records may reach this
+//! worker's, see [`crate::capture::exactly_once::resume`]: records may reach this
 //! partition from other workers' inputs). The stream it continues is
 //! already at `F`, so the producer translates: the frontier it writes is
 //! `max(N, F)` for the new dataflow's frontier `N` (so the replayed frontier
@@ -27,7 +27,7 @@ use timely::order::TotalOrder;
 use timely::progress::frontier::{Antichain, MutableAntichain};
 use timely::progress::{ChangeBatch, Timestamp};
 
-use crate::capture::commit::committed_at;
+use crate::capture::exactly_once::rules::committed_at;
 
 /// Settings of an exactly-once capture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,13 +7,14 @@
 //! memory: it is fast, and it is only for data written by a trusted build of
 //! the same program, because abomonation reinterprets the bytes in place.
 //! [`Bincode`] encodes and decodes `Vec`s of plain numbers in bulk
-//! (`plain.rs`), byte for byte as serde would.
+//! (`plain.rs`), byte for byte as serde would; `bincode.rs` holds the
+//! bincode settings every payload of the crate shares.
 
-use bincode::Options;
 use serde::{de::DeserializeOwned, Serialize};
 use timely::dataflow::operators::capture::Event;
 
-use crate::capture::plain;
+use crate::capture::wire::bincode::{decode_bincode, encode_bincode};
+use crate::capture::wire::plain;
 use crate::codec_id::CodecId;
 use crate::error::FrameError;
 
@@ -25,13 +26,6 @@ pub trait EventCodec<T, C>: 'static {
     fn encode(event: &Event<T, C>, out: &mut Vec<u8>) -> Result<(), FrameError>;
     /// Decodes one event from exactly `payload`.
     fn decode(payload: &[u8]) -> Result<Event<T, C>, FrameError>;
-}
-
-/// bincode 1.x options shared by encoder and decoder: fixed-width integers
-/// (as `bincode::serialize`), no trailing bytes, and a read limit so a hostile
-/// length prefix cannot make the decoder allocate more than the payload holds.
-fn bincode_options(limit: u64) -> impl Options {
-    bincode::DefaultOptions::new().with_fixint_encoding().with_limit(limit)
 }
 
 /// serde + bincode 1.x: the safe default.
@@ -60,25 +54,6 @@ where
     }
 }
 
-/// Decodes any serde value from exactly `payload` with the crate's bincode options.
-pub fn decode_bincode<V: DeserializeOwned>(payload: &[u8]) -> Result<V, FrameError> {
-    bincode_options(payload.len() as u64).deserialize(payload).map_err(|e| FrameError::Decode(e.to_string()))
-}
-
-/// Decodes one serde value from the front of `bytes`, advancing it past
-/// what was read.
-pub(crate) fn decode_bincode_from<V: DeserializeOwned>(bytes: &mut &[u8]) -> Result<V, FrameError> {
-    bincode_options(bytes.len() as u64)
-        .allow_trailing_bytes()
-        .deserialize_from(bytes)
-        .map_err(|e| FrameError::Decode(e.to_string()))
-}
-
-/// Encodes any serde value with the crate's bincode options.
-pub fn encode_bincode<V: Serialize>(value: &V, out: &mut Vec<u8>) -> Result<(), FrameError> {
-    bincode_options(u64::MAX).serialize_into(out, value).map_err(|e| FrameError::Decode(format!("bincode encode: {e}")))
-}
-
 #[cfg(feature = "abomonation")]
 pub use self::abomonation_codec::Abomonation;
 
@@ -92,11 +67,34 @@ mod abomonation_codec {
     /// **Trusted data only**: the checksum rules out accidental corruption, but
     /// a crafted record can still describe memory that abomonation will trust.
     ///
+    /// **Alignment at most 8**: abomonation decodes in place, and the bytes
+    /// it decodes from are aligned to 8 (the container starts 8-aligned, and
+    /// abomonation puts a `Vec`'s elements right after its 24-byte header).
+    /// A type aligned to more than 8 (`u128`, `i128`, `#[repr(align(16))]`)
+    /// anywhere in the container would be read misaligned, which is
+    /// undefined behaviour. The codec refuses a container aligned to more
+    /// than 8 at compile time; it cannot see the element types inside a
+    /// `Vec`, so for `Vec<u128>` and the like use [`crate::Bincode`].
+    ///
+    /// ```compile_fail
+    /// # use timely_kafka::{Abomonation, EventCodec};
+    /// #[derive(Clone)]
+    /// #[repr(align(16))]
+    /// struct Wide(u64);
+    /// impl abomonation::Abomonation for Wide {}
+    /// let mut out = Vec::new();
+    /// let event = timely::dataflow::operators::capture::Event::Progress(vec![(0u64, 1i64)]);
+    /// <Abomonation as EventCodec<u64, Wide>>::encode(&event, &mut out).unwrap();
+    /// ```
+    ///
     /// Payload: tag byte 0 + bincode `Vec<(T, i64)>` for progress; tag byte 1,
     /// stamp length (u32 LE), bincode stamp, zero padding to a multiple of 8,
     /// then the abomonated container, for messages.
     #[derive(Clone, Copy, Debug, Default)]
     pub struct Abomonation;
+
+    /// The alignment [`Abomonation`] decodes with.
+    const DECODE_ALIGN: usize = std::mem::align_of::<u64>();
 
     impl<T, C> EventCodec<T, C> for Abomonation
     where
@@ -106,6 +104,7 @@ mod abomonation_codec {
         const ID: CodecId = CodecId::Abomonation;
 
         fn encode(event: &Event<T, C>, out: &mut Vec<u8>) -> Result<(), FrameError> {
+            const { assert!(std::mem::align_of::<C>() <= DECODE_ALIGN, "abomonation: container aligned to more than 8") };
             match event {
                 Event::Progress(updates) => {
                     out.push(0);
@@ -119,7 +118,7 @@ mod abomonation_codec {
                     encode_bincode(stamp, out)?;
                     let stamp_len = (out.len() - stamp_at) as u32;
                     out[len_at..len_at + 4].copy_from_slice(&stamp_len.to_le_bytes());
-                    while !(out.len() - crate::capture::frame::HEADER_LEN).is_multiple_of(8) {
+                    while !(out.len() - crate::capture::wire::frame::HEADER_LEN).is_multiple_of(8) {
                         out.push(0);
                     }
                     // SAFETY: encoding only reads `container`.
@@ -130,6 +129,7 @@ mod abomonation_codec {
         }
 
         fn decode(payload: &[u8]) -> Result<Event<T, C>, FrameError> {
+            const { assert!(std::mem::align_of::<C>() <= DECODE_ALIGN, "abomonation: container aligned to more than 8") };
             let (&tag, rest) = payload.split_first().ok_or_else(|| FrameError::Decode("empty payload".into()))?;
             match tag {
                 0 => Ok(Event::Progress(decode_bincode(rest)?)),
@@ -205,9 +205,9 @@ mod tests {
     #[test]
     fn abomonation_round_trip() {
         for event in events() {
-            let mut out = vec![0u8; crate::capture::frame::HEADER_LEN];
+            let mut out = vec![0u8; crate::capture::wire::frame::HEADER_LEN];
             <Abomonation as EventCodec<u64, Vec<u64>>>::encode(&event, &mut out).unwrap();
-            let payload = &out[crate::capture::frame::HEADER_LEN..];
+            let payload = &out[crate::capture::wire::frame::HEADER_LEN..];
             let back: E = <Abomonation as EventCodec<u64, Vec<u64>>>::decode(payload).unwrap();
             assert_eq!(back, event);
         }

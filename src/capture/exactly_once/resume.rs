@@ -27,7 +27,7 @@
 //! `F_w`; each producer drops what its own partition already committed
 //! (messages at times not beyond its `F_w`). [`resume`] sees one partition
 //! only, so its [`ResumePoint::restart_from`] is its own `F_w`;
-//! [`crate::capture::resumable::capture_exactly_once`] computes the meet
+//! [`crate::capture::worker::capture_exactly_once`] computes the meet
 //! collectively and returns it there.
 
 use std::time::{Duration, Instant};
@@ -37,13 +37,14 @@ use timely::order::TotalOrder;
 use timely::progress::frontier::Antichain;
 use timely::progress::Timestamp;
 
-use crate::capture::chain::{Chain, ChainStep};
-use crate::capture::codec::EventCodec;
-use crate::capture::commit::{Commit, EpochLink};
-use crate::capture::exactly_once::{CommitState, ExactlyOnce};
-use crate::capture::frame::{self, FrameKind};
+use crate::capture::exactly_once::chain::{Chain, ChainStep};
+use crate::capture::exactly_once::commit_state::CommitState;
+use crate::capture::exactly_once::ExactlyOnce;
 use crate::capture::producer::EventProducer;
-use crate::capture::stream::StreamHeader;
+use crate::capture::wire::codec::EventCodec;
+use crate::capture::wire::commit::{Commit, EpochLink};
+use crate::capture::wire::frame::{self, FrameKind};
+use crate::capture::wire::stream::StreamHeader;
 use crate::error::{Error, PartitionId, Result};
 use crate::log::{LogBackend, PartitionReader, PartitionWriter};
 
@@ -53,10 +54,10 @@ const ATTEMPTS: usize = 5;
 /// Where a resumed capture continues.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResumePoint<T> {
-    /// Restart the input here. [`resume`] (one partition) sets this
+    /// Restart the input here. A single partition's resume sets this
     /// partition's committed frontier, which is right only when no record
     /// reaches the capture from another worker's input;
-    /// [`crate::capture::resumable::capture_exactly_once`] sets the meet of
+    /// [`crate::capture::worker::capture_exactly_once`] sets the meet of
     /// every worker's committed frontier, which is right for any dataflow.
     pub restart_from: Antichain<T>,
     /// This partition's committed frontier (empty: its stream is complete).
@@ -191,8 +192,7 @@ where
 {
     let Some(record) = reader.poll_stored(timeout)? else { return Ok(None) };
     let offset = record.offset;
-    let frame =
-        frame::decode_frame(record.payload).map_err(|source| Error::Frame { at: id.clone(), offset, source })?;
+    let frame = frame::decode_frame(record.payload).map_err(Error::frame_at(id, offset))?;
     if frame.header.kind != FrameKind::StreamHeader {
         return Err(refuse(id, &format!("the record at offset {offset} is not a stream header")));
     }
@@ -202,8 +202,7 @@ where
             "the stream was not captured exactly-once (--exactly-once); capture again with --overwrite",
         ));
     }
-    let header =
-        StreamHeader::from_payload(frame.payload).map_err(|source| Error::Frame { at: id.clone(), offset, source })?;
+    let header = StreamHeader::from_payload(frame.payload).map_err(Error::frame_at(id, offset))?;
     header.check_compatible::<T, C>(K::ID).map_err(|reason| refuse(id, &reason))?;
     if header.peers != peers || header.worker != worker {
         return Err(refuse(
@@ -228,12 +227,11 @@ where
     T: Timestamp,
     K: EventCodec<T, C>,
 {
-    let frame = frame::decode_frame(payload).map_err(|source| Error::Frame { at: id.clone(), offset, source })?;
+    let frame = frame::decode_frame(payload).map_err(Error::frame_at(id, offset))?;
     let step =
         found.chain.accept(offset, &frame).map_err(|reason| Error::Protocol { at: id.clone(), offset, reason })?;
     if let ChainStep::Commit(_) = step {
-        found.commit =
-            Commit::decode::<C, K>(frame.payload).map_err(|source| Error::Frame { at: id.clone(), offset, source })?;
+        found.commit = Commit::decode::<C, K>(frame.payload).map_err(Error::frame_at(id, offset))?;
     }
     Ok(step)
 }
@@ -270,11 +268,7 @@ fn final_check(
                 continue;
             };
             let offset = record.offset;
-            let frame = frame::decode_frame(record.payload).map_err(|source| Error::Frame {
-                at: id.clone(),
-                offset,
-                source,
-            })?;
+            let frame = frame::decode_frame(record.payload).map_err(Error::frame_at(&id, offset))?;
             chain.accept(offset, &frame).map_err(|reason| Error::Protocol { at: id.clone(), offset, reason })?;
             next = offset + 1;
         }

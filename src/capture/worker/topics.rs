@@ -1,7 +1,7 @@
 //! A capture's topics: which ones, who creates them, and waiting for them.
 //!
 //! Written once for everything that captures: [`crate::capture::worker::capture`],
-//! [`crate::capture::resumable::capture_exactly_once`] and a program that
+//! [`crate::capture::worker::capture_exactly_once`] and a program that
 //! sets its topics up before its computation starts (`capture_send` does,
 //! on process 0, so its timing leaves topic creation out).
 
@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use timely::worker::Worker;
 
-use crate::capture::collective::agree;
-use crate::capture::stream::StreamLayout;
+use crate::capture::wire::stream::StreamLayout;
+use crate::capture::worker::collective::agree;
 use crate::capture::worker::CaptureOptions;
 use crate::codec_id::CodecId;
 use crate::error::{Error, Result};
@@ -44,22 +44,22 @@ fn capture_topics(layout: StreamLayout, topic: &str, streams: u32) -> (Vec<Strin
 /// Not collective: for a program that sets up its topics before its
 /// computation starts, once (e.g. on process 0), and then captures with
 /// `create_topic: false`, which waits for them.
-pub fn create_capture_topics(
+pub fn create_capture_topics<K>(
     log: &dyn LogBackend,
     topic: &str,
     streams: u32,
     codec: CodecId,
-    options: &CaptureOptions,
+    options: &CaptureOptions<K>,
 ) -> Result<()> {
     create(log, topic, streams, codec, options, Existing::PerOptions)
 }
 
-fn create(
+fn create<K>(
     log: &dyn LogBackend,
     topic: &str,
     streams: u32,
     codec: CodecId,
-    options: &CaptureOptions,
+    options: &CaptureOptions<K>,
     existing: Existing,
 ) -> Result<()> {
     let (names, partitions) = capture_topics(options.layout, topic, streams);
@@ -88,12 +88,12 @@ fn create(
 /// worker waits for its own and calls
 /// `open` with its topic and partition. Returns what `open` returned on
 /// every worker, or the first error on every worker.
-pub(crate) fn open_capture_topic<R>(
+pub(crate) fn open_capture_topic<R, K>(
     worker: &mut Worker,
     log: &dyn LogBackend,
     topic: &str,
     codec: CodecId,
-    options: &CaptureOptions,
+    options: &CaptureOptions<K>,
     existing: Existing,
     open: impl FnOnce(&str, u32) -> Result<R>,
 ) -> Result<R> {
