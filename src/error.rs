@@ -6,6 +6,9 @@
 
 use std::path::PathBuf;
 
+/// librdkafka's error codes, as rust-rdkafka names them.
+pub use rdkafka::error::RDKafkaErrorCode as KafkaErrorCode;
+
 /// Where a record lives: the coordinates a user needs to find it again.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PartitionId {
@@ -30,6 +33,7 @@ impl std::fmt::Display for PartitionId {
 
 /// Why a byte string is not a valid frame.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FrameError {
     /// Fewer bytes than a frame header.
     #[error("frame is {0} bytes, shorter than the {1}-byte header")]
@@ -83,6 +87,7 @@ pub enum FrameError {
 /// `Clone`, so a failure recorded in a handle can be read any number of times
 /// (and by any thread) and still be returned by [`crate::capture::worker::execute`].
 #[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An I/O error on a file-log path.
     #[error("{path}: {source}")]
@@ -96,7 +101,7 @@ pub enum Error {
     #[error("topic '{0}' does not exist")]
     MissingTopic(String),
     /// The topic holds data and overwriting was not requested.
-    #[error("topic '{0}' already holds data; pass --overwrite to replace it")]
+    #[error("topic '{0}' already holds data; set the capture's `overwrite` option to replace it")]
     TopicNotEmpty(String),
     /// The topic has fewer partitions than the streams asked for.
     #[error("topic '{topic}' has {actual} partitions but {wanted} are needed")]
@@ -143,13 +148,14 @@ pub enum Error {
     },
     /// The stream went idle before its frontier became empty.
     #[error(
-        "{at}: stream incomplete: no new record for {idle_secs}s after offset {last_offset}, frontier still {frontier}"
+        "{at}: stream incomplete: no new record for {idle_secs}s after offset {}, frontier still {frontier}",
+        .last_offset.map_or_else(|| "none (partition empty)".to_string(), |offset| offset.to_string())
     )]
     Incomplete {
         /// Partition of the stream.
         at: PartitionId,
-        /// The last offset read, if any.
-        last_offset: String,
+        /// The last offset read; `None`: the partition was empty.
+        last_offset: Option<u64>,
         /// The frontier reached (Debug rendering).
         frontier: String,
         /// How long it was idle.
@@ -167,8 +173,16 @@ pub enum Error {
     #[error("cannot resume {0}: the stream is complete (its final commit is stored); nothing to resume")]
     AlreadyComplete(PartitionId),
     /// A Kafka client or broker error.
-    #[error("kafka: {0}")]
-    Kafka(String),
+    /// An error from librdkafka or a broker. `code` is librdkafka's error
+    /// code when there is one: [`Error::kafka_code`] and
+    /// [`Error::is_retriable`] read it.
+    #[error("kafka: {message}")]
+    Kafka {
+        /// What failed, naming topic and partition where there is one.
+        message: String,
+        /// librdkafka's code for the failure, if it had one.
+        code: Option<KafkaErrorCode>,
+    },
     /// Invalid configuration.
     #[error("{0}")]
     Config(String),
@@ -187,8 +201,97 @@ impl Error {
         move |source| Error::Frame { at: at.clone(), offset, source }
     }
 
+    /// A Kafka error without a librdkafka code (a timeout of ours, a
+    /// refusal, a record that does not decode).
+    pub(crate) fn kafka(message: impl Into<String>) -> Self {
+        Error::Kafka { message: message.into(), code: None }
+    }
+
+    /// A Kafka error carrying librdkafka's `code`.
+    pub(crate) fn kafka_code(message: impl Into<String>, code: KafkaErrorCode) -> Self {
+        Error::Kafka { message: message.into(), code: Some(code) }
+    }
+
+    /// `context: error`, keeping librdkafka's code when `error` is a
+    /// [`rdkafka::error::KafkaError`] that has one.
+    pub(crate) fn kafka_from(context: impl std::fmt::Display, error: &(impl std::fmt::Display + 'static)) -> Self {
+        let any: &dyn std::any::Any = error;
+        let code = any.downcast_ref::<rdkafka::error::KafkaError>().and_then(|e| e.rdkafka_error_code());
+        Error::Kafka { message: format!("{context}: {error}"), code }
+    }
+
+    /// librdkafka's code, for a Kafka error that has one.
+    pub fn kafka_error_code(&self) -> Option<KafkaErrorCode> {
+        match self {
+            Error::Kafka { code, .. } => *code,
+            _ => None,
+        }
+    }
+
+    /// Whether trying the same thing again later can succeed: a broker that
+    /// was unreachable, a leader that moved, a timeout, or a stream that
+    /// was incomplete when the replay gave up. Corruption, refusals and
+    /// configuration errors are not.
+    pub fn is_retriable(&self) -> bool {
+        use KafkaErrorCode as C;
+        match self {
+            Error::Incomplete { .. } => true,
+            Error::Kafka { code: Some(code), .. } => matches!(
+                code,
+                C::RequestTimedOut
+                    | C::OperationTimedOut
+                    | C::MessageTimedOut
+                    | C::BrokerTransportFailure
+                    | C::AllBrokersDown
+                    | C::NetworkException
+                    | C::LeaderNotAvailable
+                    | C::NotLeaderForPartition
+                    | C::NotEnoughReplicas
+                    | C::NotEnoughReplicasAfterAppend
+                    | C::NotCoordinator
+                    | C::CoordinatorNotAvailable
+                    | C::CoordinatorLoadInProgress
+                    | C::UnknownTopicOrPartition
+            ),
+            _ => false,
+        }
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source: std::sync::Arc::new(source) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kafka_error_keeps_librdkafkas_code_and_its_class() {
+        let cause = rdkafka::error::KafkaError::MetadataFetch(KafkaErrorCode::BrokerTransportFailure);
+        let error = Error::kafka_from("topic 't'", &cause);
+        assert_eq!(error.kafka_error_code(), Some(KafkaErrorCode::BrokerTransportFailure));
+        assert!(error.is_retriable(), "{error}");
+        assert!(error.to_string().starts_with("kafka: topic 't': "), "{error}");
+
+        let refused = Error::kafka_code("topic 't'", KafkaErrorCode::TopicAuthorizationFailed);
+        assert!(!refused.is_retriable());
+        let not_kafka = Error::kafka_from("thread", &std::io::Error::other("no"));
+        assert_eq!(not_kafka.kafka_error_code(), None);
+        assert!(!Error::Config("x".into()).is_retriable());
+    }
+
+    #[test]
+    fn an_incomplete_stream_names_its_last_offset_or_an_empty_partition() {
+        let at = PartitionId::new("t", 2);
+        let incomplete =
+            |last_offset| Error::Incomplete { at: at.clone(), last_offset, frontier: "[3]".into(), idle_secs: 5 };
+        assert_eq!(
+            incomplete(Some(41)).to_string(),
+            "topic 't' partition 2: stream incomplete: no new record for 5s after offset 41, frontier still [3]"
+        );
+        assert!(incomplete(None).to_string().contains("after offset none (partition empty)"));
+        assert!(incomplete(None).is_retriable());
     }
 }

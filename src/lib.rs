@@ -78,14 +78,14 @@ pub use capture::wire::codec::{Bincode, EventCodec};
 pub use capture::wire::stream::{StreamHeader, StreamLayout};
 pub use capture::worker::failure::exit_on_unhandled_failure;
 pub use capture::worker::{
-    capture, capture_exactly_once, execute, replay, step_until_done, CaptureOptions, LogConsumer, LogProducer,
-    ReplayOptions, StreamStart, REPLAY_PERIOD,
+    capture, capture_exactly_once, execute, replay, step_until_done, try_execute, CaptureOptions, LogConsumer,
+    LogProducer, ReplayOptions, StreamStart, REPLAY_PERIOD,
 };
 pub use codec_id::CodecId;
 pub use connect::sink::{kafka_sink, SinkConfig, SinkHandle};
 pub use connect::source::{kafka_source, kafka_source_exactly_once, SourceConfig, SourceEnd, SourceRecord};
 pub use connect::ConnectorStatus;
-pub use error::{Error, FrameError, PartitionId, Result};
+pub use error::{Error, FrameError, KafkaErrorCode, PartitionId, Result};
 pub use log::file::FileLog;
 pub use log::kafka::KafkaLog;
 pub use log::LogBackend;

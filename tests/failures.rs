@@ -345,3 +345,45 @@ fn with_the_opt_in_a_failure_execute_returned_is_the_programs_business() {
     assert_eq!(output.status.code(), Some(0), "{stdout} {errors:?}");
     assert_eq!(errors, Vec::<String>::new());
 }
+
+/// A program's own error type through `try_execute`: the error a worker
+/// returned comes back as that value (not a rendering), and the computation
+/// still ends on every worker; a replay failure arrives through `From`.
+#[test]
+fn try_execute_returns_the_programs_own_error_and_converts_the_crates() {
+    let _deadline = common::deadline();
+    #[derive(Debug, PartialEq)]
+    enum AppError {
+        Mine(u32),
+        Stream(String),
+    }
+    impl std::fmt::Display for AppError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{self:?}")
+        }
+    }
+    impl From<timely_kafka::Error> for AppError {
+        fn from(error: timely_kafka::Error) -> Self {
+            AppError::Stream(error.to_string())
+        }
+    }
+    let mine = timely_kafka::try_execute(timely::Config::process(3), |worker| {
+        if worker.index() == 2 {
+            return Err(AppError::Mine(7));
+        }
+        Ok(worker.index())
+    });
+    assert_eq!(mine, Err(AppError::Mine(7)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = timely_kafka::FileLog::new(dir.path());
+    let converted = timely_kafka::try_execute(timely::Config::process(2), move |worker| {
+        let _streams: Vec<timely_kafka::LogConsumer<u64, Vec<u64>>> =
+            timely_kafka::replay(worker, &log, "missing", timely_kafka::ReplayOptions::default())?;
+        Ok::<_, AppError>(())
+    });
+    match converted {
+        Err(AppError::Stream(message)) => assert!(message.contains("missing"), "{message}"),
+        other => panic!("expected the crate's error converted, got {other:?}"),
+    }
+}

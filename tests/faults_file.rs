@@ -143,7 +143,7 @@ fn wrong_value_type_is_refused_before_decoding() {
     let error = handle.error().unwrap().to_string();
     assert!(error.contains("replay expects Event<u64, alloc::vec::Vec<alloc::string::String>>"), "{error}");
     assert!(error.contains("topic 'typed' partition 0 offset 0"), "{error}");
-    assert!(error.contains("--skip-type-check"), "the refusal says how to opt out: {error}");
+    assert!(error.contains("ReplayOptions::skip_type_check"), "the refusal says how to opt out: {error}");
 }
 
 #[test]

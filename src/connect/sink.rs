@@ -97,7 +97,7 @@ fn open(config: &SinkConfig, topic: &str) -> Result<(Arc<SharedProducer>, u32), 
     let metadata = producer
         .client()
         .fetch_metadata(Some(topic), config.flush_timeout)
-        .map_err(|e| Error::Kafka(format!("no metadata within {:?}: {e}", config.flush_timeout)))?;
+        .map_err(|e| Error::kafka_from(format!("no metadata within {:?}", config.flush_timeout), &e))?;
     let partitions = metadata
         .topics()
         .iter()
@@ -132,7 +132,7 @@ where
     let sent = handle.sent.clone();
     let mut flushed_to = Antichain::from_elem(T::minimum());
     let fail = move |status: &ConnectorStatus, reason: String| {
-        status.fail(&context, Error::Kafka(reason));
+        status.fail(&context, Error::kafka(reason));
     };
     // Records waiting in librdkafka's queue for longer than this fail their
     // delivery anyway (message.timeout.ms); a queue full for as long is stuck.

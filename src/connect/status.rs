@@ -30,7 +30,7 @@ use crate::error::Error;
 /// An error's message without the variant's prefix ("kafka: ").
 pub(crate) fn reason(error: &Error) -> String {
     match error {
-        Error::Kafka(reason) => reason.clone(),
+        Error::Kafka { message, .. } => message.clone(),
         other => other.to_string(),
     }
 }
@@ -68,7 +68,8 @@ impl ConnectorStatus {
         let error = match error {
             Error::MissingTopic(_) => error,
             other if what.is_empty() => other,
-            other => Error::Kafka(format!("{what}: {}", reason(&other))),
+            Error::Kafka { message, code } => Error::Kafka { message: format!("{what}: {message}"), code },
+            other => Error::kafka(format!("{what}: {}", reason(&other))),
         };
         self.shared.failure.record("connector failed", error);
     }

@@ -199,7 +199,7 @@ where
     if !frame.header.exactly_once {
         return Err(refuse(
             id,
-            "the stream was not captured exactly-once (--exactly-once); capture again with --overwrite",
+            "the stream was not captured exactly-once; capture it again exactly-once, overwriting the topic",
         ));
     }
     let header = StreamHeader::from_payload(frame.payload).map_err(Error::frame_at(id, offset))?;

@@ -286,10 +286,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
                     },
                     None => format!("{:?}", self.protocol.frontier.frontier().to_vec()),
                 };
-                let last_offset = match self.protocol.last_offset {
-                    Some(offset) => offset.to_string(),
-                    None => "none (partition empty)".to_string(),
-                };
+                let last_offset = self.protocol.last_offset;
                 let at = self.protocol.id.clone();
                 return self.fail(Error::Incomplete { at, last_offset, frontier, idle_secs: idle.as_secs() });
             }

@@ -82,8 +82,8 @@ impl StreamHeader {
         if self.time_type != time || self.container_type != container {
             return Err(format!(
                 "stream holds Event<{}, {}> but replay expects Event<{time}, {container}>; if both name the same \
-                 data (e.g. one struct defined in two crates), skip this check: EventConsumer::skip_type_check, \
-                 ReplayOptions::skip_type_check, or capture_recv --skip-type-check",
+                 data (e.g. one struct defined in two crates), skip this check: EventConsumer::skip_type_check or \
+                 ReplayOptions::skip_type_check",
                 self.time_type, self.container_type
             ));
         }

@@ -163,8 +163,14 @@ impl Computation {
 
     /// Records an error a worker returned as a failure of the computation
     /// (not printed: `execute` returns it to the program that returned it).
-    pub(crate) fn record_returned(&self, error: Error) {
-        self.add(Failure::new("worker failed", error));
+    /// Returns whether it is the computation's first failure.
+    pub(crate) fn record_returned(&self, error: Error) -> bool {
+        let failure = Failure::new("worker failed", error);
+        register_with_process(&failure);
+        let mut failures = lock(&self.failures);
+        failures.push(failure);
+        self.failed.store(true, Ordering::Release);
+        failures.len() == 1
     }
 
     /// The first failure's message.

@@ -21,7 +21,7 @@ mod topics;
 
 pub use exactly_once::{capture_exactly_once, StreamStart};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use timely::dataflow::ProbeHandle;
@@ -356,14 +356,34 @@ where
     R: Send + 'static,
     F: Fn(&mut Worker) -> Result<R> + Send + Sync + 'static,
 {
+    try_execute(config, func)
+}
+
+/// [`execute`] for a `func` that returns the program's own error type:
+/// an error a worker returns comes back as it was returned (the first one,
+/// if it was the computation's first failure), a capture or replay failure
+/// through `E::from`. The error a worker returns also ends the computation
+/// for every other worker, as a capture failure does.
+pub fn try_execute<R, E, F>(config: timely::Config, func: F) -> std::result::Result<Vec<R>, E>
+where
+    R: Send + 'static,
+    E: From<Error> + std::fmt::Display + Send + 'static,
+    F: Fn(&mut Worker) -> std::result::Result<R, E> + Send + Sync + 'static,
+{
     let computation = Arc::new(Computation::default());
     let shared = computation.clone();
+    // The error a worker returned first, when it was the computation's
+    // first failure: the program gets its own value back, not a rendering.
+    let returned: Arc<Mutex<Option<E>>> = Arc::new(Mutex::new(None));
+    let first_returned = returned.clone();
     let guards = timely::execute(config, move |worker| {
         failure::enter(shared.clone());
         let result = match func(worker) {
             Ok(value) => Some(value),
             Err(error) => {
-                shared.record_returned(error);
+                if shared.record_returned(Error::Dataflow(error.to_string())) {
+                    *first_returned.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+                }
                 None
             }
         };
@@ -371,18 +391,19 @@ where
         let failures = all_gather(worker, shared.first_message());
         (result, failures.into_iter().flatten().next())
     })
-    .map_err(Error::Config)?;
+    .map_err(|e| E::from(Error::Config(e)))?;
     let outcomes = guards.join();
     if let Some(error) = computation.take_first() {
-        return Err(error);
+        let own = returned.lock().unwrap_or_else(|p| p.into_inner()).take();
+        return Err(own.unwrap_or_else(|| E::from(error)));
     }
     let mut results = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
         match outcome {
-            Ok((_, Some(remote))) => return Err(Error::Dataflow(format!("another process failed: {remote}"))),
+            Ok((_, Some(remote))) => return Err(E::from(Error::Dataflow(format!("another process failed: {remote}")))),
             Ok((Some(value), None)) => results.push(value),
             Ok((None, None)) => unreachable!("a worker's error is recorded in the computation"),
-            Err(panic) => return Err(Error::Dataflow(format!("a worker panicked: {panic}"))),
+            Err(panic) => return Err(E::from(Error::Dataflow(format!("a worker panicked: {panic}")))),
         }
     }
     Ok(results)

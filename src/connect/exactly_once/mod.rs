@@ -285,12 +285,12 @@ fn first_offsets(log: &KafkaLog, topic: &str, partitions: &[u32], timeout: Durat
     let consumer: BaseConsumer = log
         .config(&[("group.id", "timely-kafka-offsets")], PRODUCER_ONLY)
         .create()
-        .map_err(|e| Error::Kafka(format!("topic '{topic}': cannot create consumer: {e}")))?;
+        .map_err(|e| Error::kafka_from(format!("topic '{topic}': cannot create consumer"), &e))?;
     partitions
         .iter()
         .map(|&partition| {
             let (low, _) = consumer.fetch_watermarks(topic, partition as i32, timeout).map_err(|e| {
-                Error::Kafka(format!("topic '{topic}' partition {partition}: no offsets within {timeout:?}: {e}"))
+                Error::kafka_from(format!("topic '{topic}' partition {partition}: no offsets within {timeout:?}"), &e)
             })?;
             Ok((partition, low.max(0) as u64))
         })

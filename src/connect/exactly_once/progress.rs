@@ -68,11 +68,11 @@ pub(super) fn read_progress(
         ];
         log.config(&defaults, PRODUCER_ONLY)
             .create()
-            .map_err(|e| Error::Kafka(format!("progress topic '{topic}': cannot create consumer: {e}")))
+            .map_err(|e| Error::kafka_from(format!("progress topic '{topic}': cannot create consumer"), &e))
     };
-    let (low, high) = consumer("read_uncommitted")?
-        .fetch_watermarks(topic, 0, timeout)
-        .map_err(|e| Error::Kafka(format!("progress topic '{topic}': no high watermark within {timeout:?}: {e}")))?;
+    let (low, high) = consumer("read_uncommitted")?.fetch_watermarks(topic, 0, timeout).map_err(|e| {
+        Error::kafka_from(format!("progress topic '{topic}': no high watermark within {timeout:?}"), &e)
+    })?;
     if high <= low {
         return Ok((None, false));
     }
@@ -80,7 +80,7 @@ pub(super) fn read_progress(
     let mut list = TopicPartitionList::new();
     list.add_partition_offset(topic, 0, Offset::Offset(low))
         .and_then(|()| committed.assign(&list))
-        .map_err(|e| Error::Kafka(format!("progress topic '{topic}': cannot assign partition 0: {e}")))?;
+        .map_err(|e| Error::kafka_from(format!("progress topic '{topic}': cannot assign partition 0"), &e))?;
     let probe = probe_key(writer);
     let (mut last, mut probe_seen, mut last_error) = (None, false, String::new());
     let deadline = Instant::now() + timeout;
@@ -95,7 +95,7 @@ pub(super) fn read_progress(
             return Ok((last, probe_seen));
         }
         if Instant::now() >= deadline {
-            return Err(Error::Kafka(format!(
+            return Err(Error::kafka(format!(
                 "progress topic '{topic}' partition 0: read_committed reached offset {position} of {high} within \
                  {timeout:?}{last_error} (a transaction of another writer still open?); refusing to resume from a \
                  stale commit"
@@ -112,10 +112,13 @@ pub(super) fn read_progress(
                 } else if key == writer.as_bytes() {
                     let progress: Progress =
                         serde_json::from_slice(message.payload().unwrap_or_default()).map_err(|e| {
-                            Error::Kafka(format!(
-                                "progress topic '{topic}' partition 0 offset {}: not a progress record: {e}",
-                                message.offset()
-                            ))
+                            Error::kafka_from(
+                                format!(
+                                    "progress topic '{topic}' partition 0 offset {}: not a progress record",
+                                    message.offset()
+                                ),
+                                &e,
+                            )
                         })?;
                     last = Some(progress);
                 }

@@ -83,9 +83,9 @@ impl TransactionalWriter {
         let producer: ThreadedProducer<DefaultProducerContext> = log
             .config(&defaults, CONSUMER_ONLY)
             .create()
-            .map_err(|e| Error::Kafka(format!("{what}: cannot create producer: {e}")))?;
+            .map_err(|e| Error::kafka_from(format!("{what}: cannot create producer"), &e))?;
         producer.init_transactions(timeout).map_err(|e| {
-            Error::Kafka(format!(
+            Error::kafka(format!(
                 "{what}: init_transactions failed: {e} (exactly-once needs a broker with transactions, such as \
                  Apache Kafka)"
             ))
@@ -97,7 +97,7 @@ impl TransactionalWriter {
             progress_topic: progress_topic.to_string(),
             timeout,
         };
-        writer.probe().map_err(|e| Error::Kafka(format!("{what}: aborted probe transaction failed: {e}")))?;
+        writer.probe().map_err(|e| Error::kafka_from(format!("{what}: aborted probe transaction failed"), &e))?;
         Ok(writer)
     }
 
@@ -124,16 +124,16 @@ impl TransactionalWriter {
         for _ in 0..ATTEMPTS {
             match self.try_commit(outputs(), progress) {
                 Ok(()) => return Ok(()),
-                Err(Failure::Fatal(reason)) => return Err(Error::Kafka(format!("{what}: {reason}"))),
+                Err(Failure::Fatal(reason)) => return Err(Error::kafka(format!("{what}: {reason}"))),
                 Err(Failure::Abortable(reason)) => {
                     last = reason;
                     if let Err(Failure::Fatal(reason) | Failure::Abortable(reason)) = self.abort() {
-                        return Err(Error::Kafka(format!("{what}: abort after '{last}' failed: {reason}")));
+                        return Err(Error::kafka(format!("{what}: abort after '{last}' failed: {reason}")));
                     }
                 }
             }
         }
-        Err(Error::Kafka(format!("{what}: commit {} aborted {ATTEMPTS} times; last: {last}", progress.commit)))
+        Err(Error::kafka(format!("{what}: commit {} aborted {ATTEMPTS} times; last: {last}", progress.commit)))
     }
 
     fn try_commit<'a>(
@@ -221,11 +221,11 @@ fn check_transaction_timeout(log: &KafkaLog, transaction: Duration, timeout: Dur
     let admin: AdminClient<DefaultClientContext> =
         log.config(&[], &[PRODUCER_ONLY, CONSUMER_ONLY].concat())
             .create()
-            .map_err(|e| Error::Kafka(format!("{what}: cannot create admin client: {e}")))?;
+            .map_err(|e| Error::kafka_from(format!("{what}: cannot create admin client"), &e))?;
     let metadata = admin
         .inner()
         .fetch_metadata(None, timeout)
-        .map_err(|e| Error::Kafka(format!("{what}: brokers did not answer within {timeout:?}: {e}")))?;
+        .map_err(|e| Error::kafka_from(format!("{what}: brokers did not answer within {timeout:?}"), &e))?;
     let Some(broker) = metadata.brokers().first().map(|b| b.id()) else { return Ok(()) };
     let options = AdminOptions::new().request_timeout(Some(Timeout::After(timeout)));
     let described = futures_executor::block_on(admin.describe_configs(&[ResourceSpecifier::Broker(broker)], &options));

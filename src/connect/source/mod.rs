@@ -278,7 +278,7 @@ where
                         }
                     }
                     Err(error) if is_fatal(&error) => {
-                        status.fail(&context, Error::Kafka(error.to_string()));
+                        status.fail(&context, Error::kafka_from("consumer", &error));
                         reader.failed = true;
                         capability = None;
                         return false;
@@ -301,7 +301,7 @@ where
                     Ok(_) => unhealthy_since = None,
                     Err(error) => {
                         let reason = format!("broker unreachable for {:?} ({})", since.elapsed(), reason(&error));
-                        status.fail(&context, Error::Kafka(reason));
+                        status.fail(&context, Error::kafka(reason));
                         reader.failed = true;
                         capability = None;
                         return false;

@@ -137,7 +137,7 @@ impl Reader {
         for &(partition, offset) in next {
             check_retained(&self.consumer, &self.topic, partition, offset, timeout)?;
             self.consumer.seek(&self.topic, partition as i32, Offset::Offset(offset as i64), timeout).map_err(|e| {
-                Error::Kafka(format!("topic '{}' partition {partition}: cannot seek to {offset}: {e}", self.topic))
+                Error::kafka_from(format!("topic '{}' partition {partition}: cannot seek to {offset}", self.topic), &e)
             })?;
         }
         Ok(())
@@ -206,9 +206,9 @@ pub(super) fn open_reader(
         .kafka
         .config(defaults, PRODUCER_ONLY)
         .create_with_context(context)
-        .map_err(|e| Error::Kafka(format!("cannot create consumer: {e}")))?;
+        .map_err(|e| Error::kafka_from("cannot create consumer", &e))?;
     if group.is_some() {
-        consumer.subscribe(&[topic]).map_err(|e| Error::Kafka(format!("cannot subscribe: {e}")))?;
+        consumer.subscribe(&[topic]).map_err(|e| Error::kafka_from("cannot subscribe", &e))?;
     } else {
         let partitions = topic_partitions(&consumer, topic, config.broker_timeout)?;
         let mine: Vec<u32> = (0..partitions).filter(|p| *p as usize % peers == index).collect();
@@ -224,7 +224,7 @@ pub(super) fn open_reader(
             };
             let _ = list.add_partition_offset(topic, *partition as i32, offset);
         }
-        consumer.assign(&list).map_err(|e| Error::Kafka(format!("cannot assign partitions: {e}")))?;
+        consumer.assign(&list).map_err(|e| Error::kafka_from("cannot assign partitions", &e))?;
         if let Ok(mut changes) = changes.lock() {
             changes.assigned.extend(mine);
             changes.settled = true;
@@ -251,10 +251,10 @@ fn check_retained<C: ConsumerContext>(
     timeout: Duration,
 ) -> Result<(), Error> {
     let (low, _high) = consumer.fetch_watermarks(topic, partition as i32, timeout).map_err(|e| {
-        Error::Kafka(format!("topic '{topic}' partition {partition}: no offsets within {timeout:?}: {e}"))
+        Error::kafka_from(format!("topic '{topic}' partition {partition}: no offsets within {timeout:?}"), &e)
     })?;
     if low > from as i64 {
-        return Err(Error::Kafka(format!(
+        return Err(Error::kafka(format!(
             "topic '{topic}' partition {partition}: records from offset {from} are needed but retention deleted \
              everything below offset {low}; the pipeline cannot continue exactly once"
         )));
@@ -271,7 +271,7 @@ pub(super) fn topic_partitions<C: ConsumerContext>(
 ) -> Result<u32, Error> {
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| Error::Kafka(format!("no metadata within {timeout:?}: {e}")))?;
+        .map_err(|e| Error::kafka_from(format!("no metadata within {timeout:?}"), &e))?;
     let partitions = metadata
         .topics()
         .iter()

@@ -17,12 +17,15 @@ impl KafkaLog {
     pub(super) fn partition_count(&self, client: &BaseConsumer, topic: &str) -> Result<Option<u32>> {
         let metadata = client
             .fetch_metadata(Some(topic), self.timeout)
-            .map_err(|e| Error::Kafka(format!("metadata for topic '{topic}' within {:?}: {e}", self.timeout)))?;
+            .map_err(|e| Error::kafka_from(format!("metadata for topic '{topic}' within {:?}", self.timeout), &e))?;
         let Some(entry) = metadata.topics().iter().find(|t| t.name() == topic) else { return Ok(None) };
         match entry.error() {
             None => Ok(Some(entry.partitions().len() as u32)),
             Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => Ok(None),
-            Some(error) => Err(Error::Kafka(format!("topic '{topic}': {}", RDKafkaErrorCode::from(error)))),
+            Some(error) => {
+                let code = RDKafkaErrorCode::from(error);
+                Err(Error::kafka_code(format!("topic '{topic}': {code}"), code))
+            }
         }
     }
 
@@ -43,7 +46,7 @@ impl KafkaLog {
                     Some(n) => format!("to appear with {n} partitions"),
                     None => "to be deleted".to_string(),
                 };
-                return Err(Error::Kafka(format!("topic '{topic}' did not {what} within {:?}", self.timeout)));
+                return Err(Error::kafka(format!("topic '{topic}' did not {what} within {:?}", self.timeout)));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -53,10 +56,10 @@ impl KafkaLog {
         let admin = self.admin()?;
         let options = AdminOptions::new().operation_timeout(Some(self.timeout));
         let results = futures_executor::block_on(admin.delete_topics(&[topic], &options))
-            .map_err(|e| Error::Kafka(format!("delete topic '{topic}': {e}")))?;
+            .map_err(|e| Error::kafka_from(format!("delete topic '{topic}'"), &e))?;
         for result in results {
             if let Err((name, code)) = result {
-                return Err(Error::Kafka(format!("delete topic '{name}': {code}")));
+                return Err(Error::kafka_code(format!("delete topic '{name}': {code}"), code));
             }
         }
         self.wait_for_partitions(topic, None)
@@ -67,7 +70,7 @@ impl KafkaLog {
         let options = AdminOptions::new().operation_timeout(Some(self.timeout));
         let new_topic = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.replication_factor));
         let results = futures_executor::block_on(admin.create_topics(&[new_topic], &options)).map_err(|e| {
-            Error::Kafka(format!(
+            Error::kafka(format!(
                 "create topic '{topic}' with {partitions} partitions: {e} (if the broker does not support \
                  CreateTopics, create the topic yourself)"
             ))
@@ -76,7 +79,7 @@ impl KafkaLog {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((name, code)) => {
-                    return Err(Error::Kafka(format!(
+                    return Err(Error::kafka(format!(
                         "create topic '{name}' with {partitions} partitions: {code} (if the broker does not \
                          support CreateTopics, create the topic yourself)"
                     )))
@@ -89,7 +92,7 @@ impl KafkaLog {
     pub(super) fn has_data(&self, client: &BaseConsumer, topic: &str, partitions: u32) -> Result<bool> {
         for partition in 0..partitions {
             let (low, high) = super::watermarks::watermarks(client.client(), topic, partition as i32, self.timeout)
-                .map_err(|e| Error::Kafka(format!("watermarks of topic '{topic}' partition {partition}: {e}")))?;
+                .map_err(|e| Error::kafka_from(format!("watermarks of topic '{topic}' partition {partition}"), &e))?;
             if high > low {
                 return Ok(true);
             }

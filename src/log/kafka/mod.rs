@@ -96,7 +96,7 @@ impl KafkaLog {
         let log = Self::unchecked(brokers, properties)?;
         log.metadata_client()?
             .fetch_metadata(None, log.timeout)
-            .map_err(|e| Error::Kafka(format!("brokers {brokers} did not answer within {:?}: {e}", log.timeout)))?;
+            .map_err(|e| Error::kafka_from(format!("brokers {brokers} did not answer within {:?}", log.timeout), &e))?;
         Ok(log)
     }
 
@@ -173,7 +173,7 @@ impl KafkaLog {
             self.config(&[CONSUMER_DEFAULTS, METADATA_CLIENT_DEFAULTS].concat(), PRODUCER_ONLY)
                 .create()
                 .map(QuickClose::new)
-                .map_err(|e| Error::Kafka(format!("cannot create client: {e}")))?,
+                .map_err(|e| Error::kafka_from("cannot create client", &e))?,
         );
         *cached = Some(client.clone());
         Ok(client)
@@ -183,13 +183,13 @@ impl KafkaLog {
         self.consumer_config()
             .create()
             .map(QuickClose::new)
-            .map_err(|e| Error::Kafka(format!("cannot create consumer: {e}")))
+            .map_err(|e| Error::kafka_from("cannot create consumer", &e))
     }
 
     fn admin(&self) -> Result<AdminClient<DefaultClientContext>> {
         self.config(&[], &[PRODUCER_ONLY, CONSUMER_ONLY].concat())
             .create()
-            .map_err(|e| Error::Kafka(format!("cannot create admin client: {e}")))
+            .map_err(|e| Error::kafka_from("cannot create admin client", &e))
     }
 
     /// A producer started before `topic` was deleted and created again

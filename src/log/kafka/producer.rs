@@ -59,7 +59,7 @@ impl SharedProducer {
                         producer.poll(POLL_STEP);
                     }
                 })
-                .map_err(|e| Error::Kafka(format!("cannot start the producer's polling thread: {e}")))?
+                .map_err(|e| Error::kafka_from("cannot start the producer's polling thread", &e))?
         };
         Ok(SharedProducer { producer, stop, poller: Some(poller) })
     }
@@ -232,7 +232,7 @@ impl KafkaLog {
         let producer: BaseProducer<DeliveryContext> = self
             .producer_config()
             .create_with_context(DeliveryContext)
-            .map_err(|e| Error::Kafka(format!("cannot create producer: {e}")))?;
+            .map_err(|e| Error::kafka_from("cannot create producer", &e))?;
         let producer = Arc::new(SharedProducer::new(producer)?);
         *slot = Some(producer.clone());
         Ok(producer)

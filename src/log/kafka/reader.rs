@@ -148,10 +148,10 @@ impl KafkaReader {
         let mut assignment = TopicPartitionList::new();
         assignment
             .add_partition_offset(&self.id.topic, self.id.partition as i32, Offset::Offset(offset as i64))
-            .map_err(|e| Error::Kafka(e.to_string()))?;
+            .map_err(|e| Error::kafka_from(&self.id, &e))?;
         self.consumer
             .assign(&assignment)
-            .map_err(|e| Error::Kafka(format!("{}: assign at offset {offset}: {e}", self.id)))
+            .map_err(|e| Error::kafka_from(format!("{}: assign at offset {offset}", self.id), &e))
     }
 }
 
@@ -263,7 +263,7 @@ impl PartitionReader for KafkaReader {
                 Some(Err(KafkaError::MessageConsumption(
                     code @ (RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::TopicAuthorizationFailed),
                 ))) => {
-                    return Err(Error::Kafka(format!("{}: {code}", self.id)));
+                    return Err(Error::kafka_code(format!("{}: {code}", self.id), code));
                 }
                 // Transient: librdkafka reconnects and retries by itself; the
                 // replay's idle timeout bounds how long we keep waiting.
@@ -278,7 +278,7 @@ impl PartitionReader for KafkaReader {
 
     fn first_available_offset(&mut self) -> Result<Option<u64>> {
         let (low, _) = watermarks(self.consumer.client(), &self.id.topic, self.id.partition as i32, self.timeout)
-            .map_err(|e| Error::Kafka(format!("{}: watermarks: {e}", self.id)))?;
+            .map_err(|e| Error::kafka_from(format!("{}: watermarks", self.id), &e))?;
         Ok(Some(low.max(0) as u64))
     }
 
@@ -297,7 +297,7 @@ impl PartitionReader for KafkaReader {
     /// ListOffsets' answer, which may be short (see the module doc).
     fn reported_end_offset(&mut self) -> Result<u64> {
         let (_, high) = watermarks(self.consumer.client(), &self.id.topic, self.id.partition as i32, self.timeout)
-            .map_err(|e| Error::Kafka(format!("{}: watermarks: {e}", self.id)))?;
+            .map_err(|e| Error::kafka_from(format!("{}: watermarks", self.id), &e))?;
         let listed = high.max(0) as u64;
         self.listed_end = Some(listed);
         Ok(listed)
