@@ -172,9 +172,8 @@ pub enum Error {
     /// An exactly-once stream asked to resume is already complete.
     #[error("cannot resume {0}: the stream is complete (its final commit is stored); nothing to resume")]
     AlreadyComplete(PartitionId),
-    /// A Kafka client or broker error.
     /// An error from librdkafka or a broker. `code` is librdkafka's error
-    /// code when there is one: [`Error::kafka_code`] and
+    /// code when there is one: [`Error::kafka_error_code`] and
     /// [`Error::is_retriable`] read it.
     #[error("kafka: {message}")]
     Kafka {
