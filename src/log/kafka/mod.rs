@@ -71,7 +71,7 @@ use config::RECORD_OVERHEAD;
 pub use config::{CONSUMER_DEFAULTS, METADATA_CLIENT_DEFAULTS, PRODUCER_DEFAULTS};
 pub(crate) use config::{CONSUMER_ONLY, PRODUCER_ONLY};
 pub(crate) use producer::{send_record, Deliveries, SharedProducer};
-pub use quick_close::QuickClose;
+pub(crate) use quick_close::QuickClose;
 pub use reader::KafkaReader;
 pub use writer::KafkaWriter;
 
@@ -87,6 +87,20 @@ pub struct KafkaLog {
     timeout: Duration,
     producer: Arc<Mutex<Option<Arc<SharedProducer>>>>,
     metadata: Arc<Mutex<Option<Arc<QuickClose>>>>,
+}
+
+impl std::fmt::Debug for KafkaLog {
+    /// Brokers and settings; property values are left out (they may hold
+    /// credentials, e.g. `sasl.password`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = self.properties.iter().map(|(key, _)| key.as_str()).collect();
+        f.debug_struct("KafkaLog")
+            .field("brokers", &self.brokers)
+            .field("properties", &keys)
+            .field("replication_factor", &self.replication_factor)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl KafkaLog {
@@ -261,5 +275,19 @@ impl LogBackend for KafkaLog {
 
     fn reader(&self, topic: &str, partition: u32, offset: u64) -> Result<Box<dyn PartitionReader>> {
         Ok(Box::new(KafkaReader::new(self, topic, partition, offset)?))
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::KafkaLog;
+
+    #[test]
+    fn debug_names_brokers_and_property_keys_but_never_values() {
+        let properties = [("sasl.password".to_string(), "hunter2".to_string())];
+        let log = KafkaLog::unchecked("127.0.0.1:9", &properties).unwrap();
+        let shown = format!("{log:?}");
+        assert!(shown.contains("127.0.0.1:9") && shown.contains("sasl.password"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }
