@@ -201,6 +201,10 @@ transaction.state.log.num.partitions=4
 share.coordinator.state.topic.replication.factor=$rf
 share.coordinator.state.topic.min.isr=$isr
 group.initial.rebalance.delay.ms=0
+# Keep records whatever their timestamps: tests write fixed past timestamps
+# (event-time buckets), which the default 7-day time retention deletes at
+# its first check, 30 s after start. Explicit deletes still apply.
+log.retention.ms=-1
 ${KAFKA_PROPS:-}
 EOF
 }

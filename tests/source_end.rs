@@ -25,11 +25,15 @@ fn listed_end(brokers: &str, topic: &str, partitions: i32) -> i64 {
     (0..partitions).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(30)).unwrap().1).sum()
 }
 
-/// Produces `0..count` in `batches` separately flushed batches.
+/// Produces `0..count` in `batches` separately flushed batches, stamped
+/// with the current time: a real broker's time-based retention (7 days by
+/// default, first checked 30 s after it starts) deletes records stamped in
+/// the past, which would read as records the source missed.
 fn produce_in_batches(brokers: &str, topic: &str, partitions: u64, count: u64, batches: u64) {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let size = count.div_ceil(batches);
     for start in (0..count).step_by(size as usize) {
-        produce_range(brokers, topic, partitions, start..(start + size).min(count), 1_000_000);
+        produce_range(brokers, topic, partitions, start..(start + size).min(count), now_ms);
     }
 }
 

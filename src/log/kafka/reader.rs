@@ -28,6 +28,8 @@
 //! first offset) and drops what comes before X.
 
 use std::ffi::CString;
+use std::mem::ManuallyDrop;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
@@ -44,10 +46,9 @@ use crate::log::{PartitionReader, Record};
 pub struct KafkaReader {
     id: PartitionId,
     /// The message last returned, whose payload the returned record borrows
-    /// (no copy). Declared before `consumer`, so it is dropped first: fields
-    /// drop in declaration order, and a message must not outlive its client.
-    last: Option<BorrowedMessage<'static>>,
-    consumer: QuickClose,
+    /// (no copy).
+    last: Option<HeldMessage>,
+    consumer: Arc<QuickClose>,
     timeout: Duration,
     /// Offset to assign the partition at before the next poll.
     start_at: Option<u64>,
@@ -62,6 +63,32 @@ pub struct KafkaReader {
     listed_end: Option<u64>,
 }
 
+/// A fetched message kept past the borrow of its client: librdkafka frees a
+/// message through the client it came from, so the message holds that
+/// client alive itself, and is dropped before its handle on it, whatever
+/// the order of the fields of whoever holds it.
+struct HeldMessage {
+    message: ManuallyDrop<BorrowedMessage<'static>>,
+    _client: Arc<QuickClose>,
+}
+
+impl HeldMessage {
+    fn new(message: BorrowedMessage<'_>, client: &Arc<QuickClose>) -> Self {
+        // SAFETY: the lifetime only ties the message to its client, and
+        // `_client` keeps that client alive until `drop` below has dropped
+        // the message.
+        let message = unsafe { std::mem::transmute::<BorrowedMessage<'_>, BorrowedMessage<'static>>(message) };
+        HeldMessage { message: ManuallyDrop::new(message), _client: client.clone() }
+    }
+}
+
+impl Drop for HeldMessage {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, here; `_client` is dropped after this.
+        unsafe { ManuallyDrop::drop(&mut self.message) }
+    }
+}
+
 /// How long a fetch from a sought position may return nothing while the
 /// broker's high watermark says records are there, before the reader
 /// fetches again from a lower position.
@@ -69,7 +96,7 @@ const STUCK_AFTER: Duration = Duration::from_millis(200);
 
 impl KafkaReader {
     pub(super) fn new(log: &KafkaLog, topic: &str, partition: u32, offset: u64) -> Result<Self> {
-        let consumer = log.consumer()?;
+        let consumer = Arc::new(log.consumer()?);
         Ok(KafkaReader {
             id: PartitionId::new(topic, partition),
             last: None,
@@ -223,13 +250,7 @@ impl PartitionReader for KafkaReader {
                     if self.target.is_some_and(|(target, _, _)| offset < target) {
                         continue; // reading up from a lower position
                     }
-                    // SAFETY: the message's bytes belong to its fetch event,
-                    // which the message keeps alive until it is dropped;
-                    // the lifetime only ties it to the client, and `self.last`
-                    // is dropped before `self.consumer` (declaration order)
-                    // and replaced before every poll, so it never outlives it.
-                    let message =
-                        unsafe { std::mem::transmute::<BorrowedMessage<'_>, BorrowedMessage<'static>>(message) };
+                    let message = HeldMessage::new(message, &self.consumer);
                     if let Some((target, _, _)) = self.target {
                         if offset > target && self.fetch_from_lower()? {
                             continue;
@@ -240,7 +261,7 @@ impl PartitionReader for KafkaReader {
                     }
                     self.next_offset = offset + 1;
                     self.seen_end = self.seen_end.max(offset + 1);
-                    let payload = self.last.insert(message).payload().unwrap_or_default();
+                    let payload = self.last.insert(message).message.payload().unwrap_or_default();
                     return Ok(Some(Record { offset, payload }));
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => return Ok(None),
