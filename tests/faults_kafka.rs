@@ -103,7 +103,15 @@ fn slow_broker_round_trips() {
 #[test]
 fn broker_down_past_the_delivery_timeout_fails_loudly_in_bounded_time() {
     let _deadline = common::deadline();
-    let (cluster, log) = cluster(1, "t", 1, &[("message.timeout.ms", "2000"), ("timeout.ms", "5000")]);
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("t", 1, 1).unwrap();
+    let properties = [("message.timeout.ms".to_string(), "2000".to_string())];
+    let log = KafkaLog::unchecked(&cluster.bootstrap_servers(), &properties)
+        .unwrap()
+        .with_timeout(Duration::from_secs(5))
+        .checked()
+        .unwrap();
+    let log: Arc<dyn LogBackend> = Arc::new(log);
     let started = Instant::now();
     let (handles, guards) = capture_slowly(log, "t", 1, ROUNDS, BATCH, PAUSE);
     std::thread::sleep(Duration::from_millis(300));

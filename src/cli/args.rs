@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::capture::wire::stream::StreamLayout;
 use crate::codec_id::CodecId;
@@ -73,10 +74,28 @@ impl LogArgs {
     /// Opens the selected backend.
     pub fn open(&self) -> Result<Arc<dyn LogBackend>> {
         match &self.brokers {
-            Some(brokers) => Ok(Arc::new(
-                crate::log::kafka::KafkaLog::new(brokers, &self.properties)?
-                    .with_replication_factor(self.replication_factor),
-            )),
+            Some(brokers) => {
+                // `-X timeout.ms` and `-X replication.factor` are the
+                // binaries' spellings of the backend's typed settings.
+                let mut properties = Vec::new();
+                let (mut timeout, mut replication_factor) = (None, self.replication_factor);
+                for (key, value) in &self.properties {
+                    let number = || {
+                        value.parse::<u64>().map_err(|_| Error::Config(format!("-X {key}: not a number: '{value}'")))
+                    };
+                    match key.as_str() {
+                        "timeout.ms" => timeout = Some(Duration::from_millis(number()?)),
+                        "replication.factor" => replication_factor = Some(number()? as i32),
+                        _ => properties.push((key.clone(), value.clone())),
+                    }
+                }
+                let mut log = crate::log::kafka::KafkaLog::unchecked(brokers, &properties)?
+                    .with_replication_factor(replication_factor);
+                if let Some(timeout) = timeout {
+                    log = log.with_timeout(timeout);
+                }
+                Ok(Arc::new(log.checked()?))
+            }
             None => Ok(Arc::new(FileLog::new(&self.data_dir).with_properties(&self.properties)?)),
         }
     }

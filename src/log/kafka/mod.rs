@@ -105,44 +105,43 @@ impl std::fmt::Debug for KafkaLog {
 
 impl KafkaLog {
     /// A backend for `brokers` (`host:port[,...]`) with extra librdkafka
-    /// `properties`. Checks that the brokers answer within the timeout.
+    /// `properties`. Checks that the brokers answer within the timeout
+    /// ([`DEFAULT_TIMEOUT`]; for another one: `unchecked`, `with_timeout`,
+    /// then `checked`).
     pub fn new(brokers: &str, properties: &[(String, String)]) -> Result<Self> {
-        let log = Self::unchecked(brokers, properties)?;
-        log.metadata_client()?
-            .fetch_metadata(None, log.timeout)
-            .map_err(|e| Error::kafka_from(format!("brokers {brokers} did not answer within {:?}", log.timeout), &e))?;
-        Ok(log)
+        Self::unchecked(brokers, properties)?.checked()
     }
 
-    /// A backend without the initial connection check.
+    /// Checks that the brokers answer within the timeout.
+    pub fn checked(self) -> Result<Self> {
+        self.metadata_client()?.fetch_metadata(None, self.timeout).map_err(|e| {
+            Error::kafka_from(format!("brokers {} did not answer within {:?}", self.brokers, self.timeout), &e)
+        })?;
+        Ok(self)
+    }
+
+    /// The bound on every wait of this backend that librdkafka does not
+    /// bound itself: brokers answering, topic metadata, flushes, offsets.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// A backend without the initial connection check. `properties` are
+    /// librdkafka's only; this crate's own settings are the `with_*`
+    /// methods.
     pub fn unchecked(brokers: &str, properties: &[(String, String)]) -> Result<Self> {
         if brokers.trim().is_empty() {
-            return Err(Error::Config("--brokers is empty".into()));
+            return Err(Error::Config("the broker list is empty".into()));
         }
-        let mut log = KafkaLog {
+        Ok(KafkaLog {
             brokers: brokers.to_string(),
-            properties: Vec::new(),
+            properties: properties.to_vec(),
             replication_factor: -1,
             timeout: DEFAULT_TIMEOUT,
             producer: Arc::default(),
             metadata: Arc::default(),
-        };
-        for (key, value) in properties {
-            match key.as_str() {
-                "replication.factor" => {
-                    log.replication_factor = value
-                        .parse()
-                        .map_err(|_| Error::Config(format!("replication.factor: not an integer: '{value}'")))?
-                }
-                "timeout.ms" => {
-                    let ms: u64 =
-                        value.parse().map_err(|_| Error::Config(format!("timeout.ms: not an integer: '{value}'")))?;
-                    log.timeout = Duration::from_millis(ms);
-                }
-                _ => log.properties.push((key.clone(), value.clone())),
-            }
-        }
-        Ok(log)
+        })
     }
 
     /// Replication factor for created topics (-1: the broker's default).
