@@ -48,6 +48,16 @@ pub struct SinkConfig {
     pub flush_timeout: Duration,
 }
 
+impl std::fmt::Debug for SinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkConfig")
+            .field("kafka", &self.kafka)
+            .field("partitioner", &self.partitioner.as_ref().map(|_| "custom"))
+            .field("flush_timeout", &self.flush_timeout)
+            .finish()
+    }
+}
+
 impl SinkConfig {
     /// Writes through `kafka` with the default partitioner.
     pub fn new(kafka: KafkaLog) -> Self {
@@ -73,6 +83,15 @@ pub struct SinkHandle {
     sent: Arc<AtomicU64>,
     deliveries: Arc<Deliveries>,
     status: ConnectorStatus,
+}
+
+impl std::fmt::Debug for SinkHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkHandle")
+            .field("sent", &self.sent.load(Ordering::Relaxed))
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SinkHandle {

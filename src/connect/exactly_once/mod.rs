@@ -95,7 +95,7 @@ use sink::CommitPolicy;
 use transactions::TransactionalWriter;
 
 /// An exactly-once pipeline: its topics, its identity and its commit policy.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ExactlyOnceConfig {
     /// Brokers and client properties.
     pub kafka: KafkaLog,

@@ -62,7 +62,7 @@ pub enum SourceEnd {
 }
 
 /// How a [`kafka_source`](super::kafka_source) reads.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SourceConfig {
     /// Brokers and client properties (`-X`).
     pub kafka: KafkaLog,
