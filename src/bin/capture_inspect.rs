@@ -2,10 +2,13 @@
 //! (sessions, events, offsets, completeness, frontier, foreign records),
 //! without replaying it.
 
+#[path = "shared/fail.rs"]
+mod fail;
+
 use std::time::Duration;
 
 use clap::Parser;
-use timely_kafka::cli::{self, LogArgs};
+use timely_kafka::cli::LogArgs;
 use timely_kafka::inspect::inspect_topic;
 use timely_kafka::Result;
 
@@ -28,7 +31,7 @@ fn main() {
     let args = Args::parse();
     timely_kafka::exit_on_unhandled_failure(PROGRAM);
     if let Err(error) = run(args) {
-        cli::fail(PROGRAM, error);
+        fail::fail(PROGRAM, error);
     }
 }
 

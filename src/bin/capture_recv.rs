@@ -3,6 +3,9 @@
 //! how many records, what sum and what fingerprint (a sum of a per-record
 //! hash, see `cli::fingerprint`) it saw.
 
+#[path = "shared/fail.rs"]
+mod fail;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,7 +44,7 @@ fn main() {
     cli::keep_freed_memory();
     timely_kafka::exit_on_unhandled_failure(PROGRAM);
     if let Err(error) = run(args) {
-        cli::fail(PROGRAM, error);
+        fail::fail(PROGRAM, error);
     }
 }
 

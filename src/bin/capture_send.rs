@@ -16,6 +16,9 @@
 //! stream, while the token is the protocol's place for "what the input
 //! needs to continue", and a library user stores their own there.
 
+#[path = "shared/fail.rs"]
+mod fail;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,7 +76,7 @@ fn main() {
     let args = Args::parse();
     timely_kafka::exit_on_unhandled_failure(PROGRAM);
     if let Err(error) = run(args) {
-        cli::fail(PROGRAM, error);
+        fail::fail(PROGRAM, error);
     }
 }
 

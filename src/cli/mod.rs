@@ -25,17 +25,3 @@ pub use progress::{mb_per_s, sum, Progress, Totals};
 pub fn exit_on_panic(program: &'static str) {
     crate::exit_on_unhandled_failure(program);
 }
-
-/// Library messages name the option that fixes a problem; a user of the
-/// binaries needs the flag instead.
-const FLAG_FOR_OPTION: [(&str, &str); 2] = [
-    ("set the capture's `overwrite` option", "pass --overwrite"),
-    ("EventConsumer::skip_type_check or ReplayOptions::skip_type_check", "--skip-type-check"),
-];
-
-/// Prints `PROGRAM: error: ERROR` (options named by their flags) and exits 1.
-pub fn fail(program: &str, error: impl std::fmt::Display) -> ! {
-    let error = FLAG_FOR_OPTION.iter().fold(error.to_string(), |message, (option, flag)| message.replace(option, flag));
-    eprintln!("{program}: error: {error}");
-    std::process::exit(1);
-}

@@ -1,0 +1,17 @@
+//! How a binary ends on an error: one line on stderr, status 1. Only the
+//! binaries compile this (each includes it with `#[path]`): a library never
+//! exits its host process.
+
+/// Library messages name the option that fixes a problem; a user of the
+/// binaries needs the flag instead.
+const FLAG_FOR_OPTION: [(&str, &str); 2] = [
+    ("set the capture's `overwrite` option", "pass --overwrite"),
+    ("EventConsumer::skip_type_check or ReplayOptions::skip_type_check", "--skip-type-check"),
+];
+
+/// Prints `PROGRAM: error: ERROR` (options named by their flags) and exits 1.
+pub fn fail(program: &str, error: impl std::fmt::Display) -> ! {
+    let error = FLAG_FOR_OPTION.iter().fold(error.to_string(), |message, (option, flag)| message.replace(option, flag));
+    eprintln!("{program}: error: {error}");
+    std::process::exit(1);
+}
