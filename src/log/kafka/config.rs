@@ -17,6 +17,7 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("batch.size", "1000000"),
     ("compression.type", "none"),
     ("message.timeout.ms", "30000"),
+    ("request.timeout.ms", "10000"),
     ("queue.buffering.max.kbytes", "65536"),
     ("allow.auto.create.topics", "false"),
 ];
@@ -63,6 +64,7 @@ pub(crate) const PRODUCER_ONLY: &[&str] = &[
     "batch.size",
     "compression.type",
     "message.timeout.ms",
+    "request.timeout.ms",
     "queue.buffering.max.messages",
     "queue.buffering.max.kbytes",
     "batch.num.messages",

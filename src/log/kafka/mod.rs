@@ -30,6 +30,7 @@
 //! | `batch.size` | `1000000` | large batches for throughput |
 //! | `compression.type` | `none` | frames are often incompressible; opt in |
 //! | `message.timeout.ms` | `30000` | a failing broker fails the capture in bounded time |
+//! | `request.timeout.ms` | `10000` | a produce request stuck on a broker that is going away is retried within the delivery bound (librdkafka's 30 s equals it: no retry) |
 //! | `queue.buffering.max.kbytes` | `65536` | the process's producer buffers at most 64 MiB (librdkafka: 1 GB) |
 //! | `fetch.wait.max.ms` | `5` | fast catch-up: tansu waits out every fetch, Apache Kafka the one at a partition's end |
 //! | `fetch.max.bytes` / `max.partition.fetch.bytes` | 16 MiB / 4 MiB | large fetches, bounded buffers |
@@ -214,6 +215,25 @@ impl KafkaLog {
         if let Some(producer) = producer {
             let _ = producer.client().fetch_metadata(Some(topic), self.timeout);
         }
+    }
+
+    /// How long a flush waits for delivery reports: librdkafka reports every
+    /// record within `message.timeout.ms` (acknowledged or failed), so a
+    /// flush waits that long plus a margin, and at least the backend's
+    /// timeout. A wait shorter than the delivery bound would fail a capture
+    /// whose records were still being retried (a broker restarting).
+    fn delivery_wait(&self) -> Duration {
+        let delivery_ms = self
+            .properties
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "message.timeout.ms" || k == "delivery.timeout.ms")
+            .map(|(_, v)| v.as_str())
+            .or_else(|| PRODUCER_DEFAULTS.iter().find(|(k, _)| *k == "message.timeout.ms").map(|(_, v)| *v))
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .unwrap_or(0);
+        self.timeout.max(Duration::from_millis(delivery_ms) + Duration::from_secs(5))
     }
 
     /// The largest record a writer sends before chunking.

@@ -19,6 +19,7 @@ pub struct KafkaWriter {
     deliveries: Arc<Deliveries>,
     sent: u64,
     timeout: Duration,
+    delivery_wait: Duration,
     max_record: usize,
 }
 
@@ -30,6 +31,7 @@ impl KafkaWriter {
             deliveries: Arc::new(Deliveries::default()),
             sent: 0,
             timeout: log.timeout,
+            delivery_wait: log.delivery_wait(),
             max_record: log.max_record(),
         })
     }
@@ -104,11 +106,11 @@ impl PartitionWriter for KafkaWriter {
         Ok(())
     }
 
-    /// Waits (at most the backend's timeout) until every record this writer
-    /// sent has a delivery report — only this writer's records, so a writer
+    /// Waits (at most the delivery bound, `message.timeout.ms`, plus a
+    /// margin) until every record this writer sent has a delivery report — only this writer's records, so a writer
     /// does not wait for the others sharing the producer.
     fn flush(&mut self) -> Result<()> {
-        let reported = self.deliveries.wait_reported(self.sent, self.timeout);
+        let reported = self.deliveries.wait_reported(self.sent, self.delivery_wait);
         self.check_deliveries()?;
         if !reported || self.unacknowledged() > 0 {
             return Err(Error::Write {
@@ -117,7 +119,7 @@ impl PartitionWriter for KafkaWriter {
                     "{} of {} records still unacknowledged after {:?}",
                     self.unacknowledged(),
                     self.sent,
-                    self.timeout
+                    self.delivery_wait
                 ),
             });
         }
