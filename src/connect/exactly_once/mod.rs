@@ -69,6 +69,7 @@
 //! one when it wakes, which then stops instead: either way one writer wins,
 //! and it read the progress after fencing the other.
 
+mod polled;
 mod progress;
 mod sink;
 mod transactions;
@@ -76,7 +77,6 @@ mod transactions;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use timely::dataflow::{Stream, StreamVec};
 use timely::worker::Worker;
 use timely::ExchangeData;
@@ -88,8 +88,8 @@ use crate::capture::worker::collective::{agree, all_gather};
 use crate::codec_id::CodecId;
 use crate::connect::source::SourceResume;
 use crate::error::{Error, Result};
-use crate::log::kafka::{KafkaLog, PRODUCER_ONLY};
-use crate::log::LogBackend;
+use crate::log::kafka::KafkaLog;
+use crate::log::{LogBackend, TopicInfo};
 use progress::read_progress;
 use sink::CommitPolicy;
 use transactions::TransactionalWriter;
@@ -222,21 +222,22 @@ pub fn open(worker: &mut Worker, config: &ExactlyOnceConfig) -> Result<Pipeline>
 /// Worker 0's part of [`open`].
 fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> {
     let log = &config.kafka;
-    if log.topic_info(&config.output)?.is_none() {
-        return Err(Error::MissingTopic(config.output.clone()));
-    }
-    if log.topic_info(&config.progress_topic)?.is_none() {
-        log.create_topic(&config.progress_topic, 1, CodecId::None, false)?;
-    }
-    let input = log.topic_info(&config.input)?.ok_or_else(|| Error::MissingTopic(config.input.clone()))?;
-    let writer = TransactionalWriter::start(
-        log,
-        &config.transactional_id,
-        &config.output,
-        &config.progress_topic,
-        config.transaction_timeout,
-        config.timeout,
-    )?;
+    // The topics are checked (the progress topic created on a first start)
+    // while the producer fences: each costs broker round trips.
+    let (writer, input) = std::thread::scope(|scope| {
+        let topics = scope.spawn(|| check_topics(config));
+        let writer = TransactionalWriter::start(
+            log,
+            &config.transactional_id,
+            &config.output,
+            &config.progress_topic,
+            config.transaction_timeout,
+            config.timeout,
+        );
+        let input = topics.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+        Ok::<_, Error>((writer?, input))
+    })?;
+    writer.probe()?;
     let (last, probe_visible) = read_progress(log, &config.progress_topic, &config.transactional_id, config.timeout)?;
     if probe_visible && !config.accept_broker_without_aborts {
         return Err(Error::Config(format!(
@@ -271,7 +272,7 @@ fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> 
     // since) begin at their first retained offset.
     let missing: Vec<u32> = (0..input.partitions).filter(|p| !progress.starts.contains_key(p)).collect();
     if !missing.is_empty() {
-        let starts = first_offsets(log, &config.input, &missing, config.timeout)?;
+        let starts = first_offsets(log, &config.input, &missing)?;
         for (partition, start) in starts {
             progress.starts.insert(partition, start);
             progress.offsets.entry(partition).or_insert(start);
@@ -280,19 +281,20 @@ fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> 
     Ok((writer, progress))
 }
 
+/// The input topic, after checking that the output topic exists and
+/// creating the progress topic if it does not.
+fn check_topics(config: &ExactlyOnceConfig) -> Result<TopicInfo> {
+    let log = &config.kafka;
+    if log.topic_info(&config.output)?.is_none() {
+        return Err(Error::MissingTopic(config.output.clone()));
+    }
+    if log.topic_info(&config.progress_topic)?.is_none() {
+        log.create_topic(&config.progress_topic, 1, CodecId::None, false)?;
+    }
+    log.topic_info(&config.input)?.ok_or_else(|| Error::MissingTopic(config.input.clone()))
+}
+
 /// The first retained offset of each of `partitions` of `topic`.
-fn first_offsets(log: &KafkaLog, topic: &str, partitions: &[u32], timeout: Duration) -> Result<BTreeMap<u32, u64>> {
-    let consumer: BaseConsumer = log
-        .config(&[("group.id", "timely-kafka-offsets")], PRODUCER_ONLY)
-        .create()
-        .map_err(|e| Error::kafka_from(format!("topic '{topic}': cannot create consumer"), &e))?;
-    partitions
-        .iter()
-        .map(|&partition| {
-            let (low, _) = consumer.fetch_watermarks(topic, partition as i32, timeout).map_err(|e| {
-                Error::kafka_from(format!("topic '{topic}' partition {partition}: no offsets within {timeout:?}"), &e)
-            })?;
-            Ok((partition, low.max(0) as u64))
-        })
-        .collect()
+fn first_offsets(log: &KafkaLog, topic: &str, partitions: &[u32]) -> Result<BTreeMap<u32, u64>> {
+    partitions.iter().map(|&partition| Ok((partition, log.watermarks(topic, partition)?.0))).collect()
 }

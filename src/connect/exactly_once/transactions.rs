@@ -23,12 +23,13 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use rdkafka::util::Timeout;
 
+use super::polled::Polled;
 use super::progress::{probe_key, Progress};
 use crate::error::{Error, Result};
-use crate::log::kafka::{KafkaLog, CONSUMER_ONLY, PRODUCER_ONLY};
+use crate::log::kafka::{KafkaLog, CONSUMER_ONLY, METADATA_CLIENT_DEFAULTS, PRODUCER_ONLY};
 
 /// How often an abortable failure restarts the transaction before the sink gives up.
 const ATTEMPTS: u32 = 5;
@@ -48,7 +49,7 @@ fn classify(error: &KafkaError) -> Option<&rdkafka::error::RDKafkaError> {
 
 /// The one transactional writer of a pipeline.
 pub(super) struct TransactionalWriter {
-    producer: ThreadedProducer<DefaultProducerContext>,
+    producer: Polled,
     id: String,
     output: String,
     progress_topic: String,
@@ -56,8 +57,8 @@ pub(super) struct TransactionalWriter {
 }
 
 impl TransactionalWriter {
-    /// Creates the producer, checks the transaction timeout, fences earlier
-    /// instances and writes the aborted probe record.
+    /// Creates the producer, checks the transaction timeout and fences
+    /// earlier instances.
     pub(super) fn start(
         log: &KafkaLog,
         id: &str,
@@ -67,7 +68,26 @@ impl TransactionalWriter {
         timeout: Duration,
     ) -> Result<Self> {
         let what = format!("exactly-once sink (transactional.id '{id}')");
-        check_transaction_timeout(log, transaction_timeout, timeout, &what)?;
+        // The check costs an admin client and two round trips: it runs
+        // while the producer fences; a timeout it refuses fails both.
+        std::thread::scope(|scope| {
+            let checked = scope.spawn(|| check_transaction_timeout(log, transaction_timeout, timeout, &what));
+            let started = Self::fence(log, id, output, progress_topic, transaction_timeout, timeout, &what);
+            checked.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+            started
+        })
+    }
+
+    /// Creates the producer and fences earlier instances (`init_transactions`).
+    fn fence(
+        log: &KafkaLog,
+        id: &str,
+        output: &str,
+        progress_topic: &str,
+        transaction_timeout: Duration,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<Self> {
         let transaction_ms = transaction_timeout.as_millis().to_string();
         let message_ms = transaction_timeout.min(Duration::from_secs(30)).as_millis().to_string();
         let defaults = [
@@ -77,13 +97,20 @@ impl TransactionalWriter {
             ("linger.ms", "5"),
             ("transaction.timeout.ms", transaction_ms.as_str()),
             ("message.timeout.ms", message_ms.as_str()),
+            ("request.timeout.ms", "10000"),
+            // With sparse connections, init_transactions waited for a
+            // broker connection and asked again after librdkafka's 500 ms
+            // step: a start took 0.5 s longer (Apache Kafka, one node).
+            ("enable.sparse.connections", "false"),
             ("queue.buffering.max.kbytes", "65536"),
             ("allow.auto.create.topics", "false"),
         ];
-        let producer: ThreadedProducer<DefaultProducerContext> = log
+        let producer: BaseProducer<DefaultProducerContext> = log
             .config(&defaults, CONSUMER_ONLY)
             .create()
             .map_err(|e| Error::kafka_from(format!("{what}: cannot create producer"), &e))?;
+        let producer = Polled::new(producer)
+            .map_err(|e| Error::kafka_from(format!("{what}: cannot start the producer's polling thread"), &e))?;
         producer.init_transactions(timeout).map_err(|e| {
             Error::kafka(format!(
                 "{what}: init_transactions failed: {e} (exactly-once needs a broker with transactions, such as \
@@ -97,17 +124,28 @@ impl TransactionalWriter {
             progress_topic: progress_topic.to_string(),
             timeout,
         };
-        writer.probe().map_err(|e| Error::kafka_from(format!("{what}: aborted probe transaction failed"), &e))?;
         Ok(writer)
     }
 
-    /// One record in a transaction that is aborted.
-    fn probe(&self) -> std::result::Result<(), String> {
+    /// Writes one record to the progress topic in a transaction that is
+    /// aborted (see the module doc).
+    pub(super) fn probe(&self) -> Result<()> {
+        self.try_probe().map_err(|e| {
+            Error::kafka(format!(
+                "exactly-once sink (transactional.id '{}'): aborted probe transaction failed: {e}",
+                self.id
+            ))
+        })
+    }
+
+    fn try_probe(&self) -> std::result::Result<(), String> {
         self.producer.begin_transaction().map_err(|e| e.to_string())?;
         let key = probe_key(&self.id);
         let record = BaseRecord::<str, str>::to(&self.progress_topic).partition(0).key(&key).payload("probe");
         self.producer.send(record).map_err(|(e, _)| e.to_string())?;
-        self.producer.flush(self.timeout).map_err(|e| e.to_string())?;
+        if !self.producer.wait_delivered(Instant::now() + self.timeout) {
+            return Err(format!("the probe record was not delivered within {:?}", self.timeout));
+        }
         self.abort().map_err(|failure| match failure {
             Failure::Abortable(m) | Failure::Fatal(m) => m,
         })
@@ -149,6 +187,9 @@ impl TransactionalWriter {
         let payload = serde_json::to_vec(progress).map_err(|e| Failure::Fatal(e.to_string()))?;
         let key = self.id.as_bytes();
         self.send(BaseRecord::to(&self.progress_topic).partition(0).key(key).payload(&payload[..]), deadline)?;
+        // Delivered first: commit_transaction's own flush waits in steps
+        // of up to 100 ms (see `polled.rs`).
+        self.producer.wait_delivered(deadline);
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
             match self.producer.commit_transaction(remaining) {
@@ -218,10 +259,10 @@ fn fatal_or_abortable(error: &KafkaError) -> Failure {
 /// configuration is not checked here: `init_transactions` then reports the
 /// same problem as a fatal error.
 fn check_transaction_timeout(log: &KafkaLog, transaction: Duration, timeout: Duration, what: &str) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        log.config(&[], &[PRODUCER_ONLY, CONSUMER_ONLY].concat())
-            .create()
-            .map_err(|e| Error::kafka_from(format!("{what}: cannot create admin client"), &e))?;
+    let admin: AdminClient<DefaultClientContext> = log
+        .config(METADATA_CLIENT_DEFAULTS, &[PRODUCER_ONLY, CONSUMER_ONLY].concat())
+        .create()
+        .map_err(|e| Error::kafka_from(format!("{what}: cannot create admin client"), &e))?;
     let metadata = admin
         .inner()
         .fetch_metadata(None, timeout)

@@ -91,12 +91,30 @@ impl KafkaLog {
 
     pub(super) fn has_data(&self, client: &BaseConsumer, topic: &str, partitions: u32) -> Result<bool> {
         for partition in 0..partitions {
-            let (low, high) = super::watermarks::watermarks(client.client(), topic, partition as i32, self.timeout)
-                .map_err(|e| Error::kafka_from(format!("watermarks of topic '{topic}' partition {partition}"), &e))?;
+            let (low, high) = self.watermarks_with(client, topic, partition)?;
             if high > low {
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    /// The first and the next offset of `topic`/`partition`, asked through
+    /// the shared metadata client (its connections are up: no client to
+    /// start), within the backend's timeout.
+    pub(crate) fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64)> {
+        let client = self.metadata_client()?;
+        self.watermarks_with(&client, topic, partition)
+    }
+
+    fn watermarks_with(&self, client: &BaseConsumer, topic: &str, partition: u32) -> Result<(u64, u64)> {
+        let (low, high) = super::watermarks::watermarks(client.client(), topic, partition as i32, self.timeout)
+            .map_err(|e| {
+                Error::kafka_from(
+                    format!("topic '{topic}' partition {partition}: no watermarks within {:?}", self.timeout),
+                    &e,
+                )
+            })?;
+        Ok((low.max(0) as u64, high.max(0) as u64))
     }
 }
