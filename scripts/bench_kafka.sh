@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Kafka benchmark: capture_send / capture_recv against plain librdkafka
 # (benches/raw_kafka.rs) with the same client settings, the same number of
-# Kafka records and the same record size, and every process's peak RSS
-# (/usr/bin/time -v, "Maximum resident set size").
+# Kafka records and the same record size, and every process's peak RSS and
+# CPU time, user + system, start to exit (/usr/bin/time -v): on a machine
+# whose cores the broker shares, CPU time is what a client costs.
 #
 #   scripts/bench_kafka.sh [KEY=VALUE ...]      (or set them in the environment)
 #
@@ -185,7 +186,8 @@ summary() {
     exit 1
   fi
   rss="$(sed -n 's/.*Maximum resident set size (kbytes): *\([0-9]*\).*/\1/p' "$WORK/$name.time")"
-  echo "$line rss_kib=${rss:-0}"
+  cpu="$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.2f", s }' "$WORK/$name.time")"
+  echo "$line rss_kib=${rss:-0} cpu_s=${cpu:-0}"
 }
 
 # field LINE KEY: the value of KEY=VALUE in LINE.
@@ -205,8 +207,8 @@ RAW_RECORDS=$((SEND_WORKERS * FRAMES))
 
 STAGES=(capture_send raw_produce_single raw_produce_per_partition capture_recv raw_consume_per_thread
   raw_consume_per_partition raw_consume_split raw_consume_checked raw_consume_decoded)
-declare -A SECONDS_OF RECORDS_OF BYTES_OF RSS_OF
-for stage in "${STAGES[@]}"; do SECONDS_OF[$stage]="" RSS_OF[$stage]=""; done
+declare -A SECONDS_OF RECORDS_OF BYTES_OF RSS_OF CPU_OF
+for stage in "${STAGES[@]}"; do SECONDS_OF[$stage]="" RSS_OF[$stage]="" CPU_OF[$stage]=""; done
 
 echo "bench_kafka.sh: brokers $BROKERS ($BROKER_KIND), COUNT=$COUNT SEND_WORKERS=$SEND_WORKERS RECV_WORKERS=$RECV_WORKERS RUNS=$RUNS" >&2
 for run in $(seq 1 "$RUNS"); do
@@ -262,6 +264,7 @@ for run in $(seq 1 "$RUNS"); do
     line="${LINE[$stage]}"
     SECONDS_OF[$stage]+=" $(field "$line" seconds)"
     RSS_OF[$stage]+=" $(field "$line" rss_kib)"
+    CPU_OF[$stage]+=" $(field "$line" cpu_s)"
     RECORDS_OF[$stage]="$(field "$line" records)"
     BYTES_OF[$stage]="$(field "$line" bytes)"
     report+=" $stage $(field "$line" seconds)s $(mib "$(field "$line" rss_kib)")MiB,"
@@ -270,7 +273,7 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 # Medians over runs of MB/s and seconds; the largest peak RSS over runs.
-declare -A MB_S SEC RSS
+declare -A MB_S SEC RSS CPU
 for stage in "${STAGES[@]}"; do
   mbs=() secs=()
   for s in ${SECONDS_OF[$stage]}; do
@@ -278,6 +281,8 @@ for stage in "${STAGES[@]}"; do
     mbs+=("$(rate "$(awk -v b="${BYTES_OF[$stage]}" 'BEGIN { print b / 1e6 }')" "$s")")
   done
   SEC[$stage]="$(median "${secs[@]}")"
+  # shellcheck disable=SC2086 # a list of numbers
+  CPU[$stage]="$(median ${CPU_OF[$stage]})"
   MB_S[$stage]="$(median "${mbs[@]}")"
   # shellcheck disable=SC2086 # a list of numbers
   RSS[$stage]="$(printf '%s\n' ${RSS_OF[$stage]} | sort -g | tail -n 1)"
@@ -291,10 +296,10 @@ echo
 echo "Kafka benchmark: $BROKER_KIND broker $BROKERS, COUNT=$COUNT per worker, SEND_WORKERS=$SEND_WORKERS," \
   "RECV_WORKERS=$RECV_WORKERS, medians of $RUNS runs (peak RSS: the largest)"
 echo "raw records: $FRAMES per partition x $size bytes (= capture_send bytes / (ceil(COUNT/1024)+$FRAME_EXTRA frames per worker))"
-printf '%-26s %12s %12s %10s %10s %12s\n' stage records bytes seconds MB/s "peak RSS MiB"
+printf '%-26s %12s %12s %10s %10s %12s %8s\n' stage records bytes seconds MB/s "peak RSS MiB" "CPU s"
 for stage in "${STAGES[@]}"; do
-  printf '%-26s %12s %12s %10s %10.1f %12s\n' "$stage" "${RECORDS_OF[$stage]}" "${BYTES_OF[$stage]}" \
-    "${SEC[$stage]}" "${MB_S[$stage]}" "$(mib "${RSS[$stage]}")"
+  printf '%-26s %12s %12s %10s %10.1f %12s %8s\n' "$stage" "${RECORDS_OF[$stage]}" "${BYTES_OF[$stage]}" \
+    "${SEC[$stage]}" "${MB_S[$stage]}" "$(mib "${RSS[$stage]}")" "${CPU[$stage]}"
 done
 send_ratio="$(ratio "${MB_S[capture_send]}" "${MB_S[raw_produce_single]}")"
 recv_ratio="$(ratio "${MB_S[capture_recv]}" "${MB_S[$best_consume]}")"

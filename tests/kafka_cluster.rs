@@ -99,6 +99,26 @@ impl Cluster {
         output
     }
 
+    /// Moves every partition's leadership back to its preferred replica, so
+    /// the next test does not start while the controller's periodic
+    /// rebalance (`auto.leader.rebalance.enable`, every 300 s) moves the
+    /// leaders the restarts left behind: a capture whose topic was created
+    /// at such a moment lost its stream header on partition 0 (the writer's
+    /// offset check failed the capture; `--resume` then refuses the
+    /// partition), twice in a row right after the rolling restart test.
+    fn balance_leaders(&self) {
+        let elected = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh"))
+            .args(["run", "org.apache.kafka.tools.LeaderElectionCommand", "--bootstrap-server", &self.brokers])
+            .args(["--election-type", "PREFERRED", "--all-topic-partitions"])
+            .env("KAFKA_DIR", &self.dir)
+            .env("KAFKA_PORT", &self.port)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/kafka.sh");
+        let said = String::from_utf8_lossy(&elected.stdout);
+        note!("preferred leaders elected: {}", said.lines().next().unwrap_or("(nothing to move)"));
+    }
+
     /// Restarts every node that is not running (a test that failed half-way
     /// may have left one down).
     fn all_running(&self) {
@@ -177,6 +197,7 @@ impl Cluster {
             let partitions = self.partitions(topic);
             if !partitions.is_empty() && partitions.iter().all(|(_, isr)| isr.contains(&(node as i32))) {
                 note!("node {node} is in sync again on every partition of '{topic}'");
+                self.balance_leaders();
                 return;
             }
             assert!(Instant::now() < deadline, "node {node} did not rejoin the ISR of '{topic}': {partitions:?}");
@@ -278,6 +299,8 @@ struct Capture {
     topic: String,
     spec: Numbers,
     exactly_once: bool,
+    /// `message.timeout.ms`, if not the crate's default (120 s).
+    delivery_timeout_ms: Option<u64>,
 }
 
 impl Capture {
@@ -286,7 +309,15 @@ impl Capture {
             topic: unique(prefix),
             spec: Numbers { count, per_time: None, from_time: 0, rate },
             exactly_once: false,
+            delivery_timeout_ms: None,
         }
+    }
+
+    /// A shorter delivery bound, for the captures that must fail: the
+    /// default would make them wait two minutes.
+    fn delivery_timeout_ms(mut self, ms: u64) -> Capture {
+        self.delivery_timeout_ms = Some(ms);
+        self
     }
 
     fn exactly_once(mut self, per_time: u64) -> Capture {
@@ -309,6 +340,9 @@ impl Capture {
         ];
         if let Some(rate) = self.spec.rate {
             args.extend(["--rate".into(), rate.to_string()]);
+        }
+        if let Some(ms) = self.delivery_timeout_ms {
+            args.extend(["-X".into(), format!("message.timeout.ms={ms}")]);
         }
         if let Some(k) = self.spec.per_time {
             args.extend(["--records-per-time".into(), k.to_string()]);
@@ -364,6 +398,15 @@ impl Child {
         if let Some(child) = self.0.as_mut() {
             let _ = child.kill();
         }
+    }
+
+    /// What an ended child wrote to stderr, its last lines.
+    fn stderr_now(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(stderr) = self.0.as_mut().and_then(|c| c.stderr.as_mut()) {
+            let _ = std::io::Read::read_to_string(stderr, &mut text);
+        }
+        text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ")
     }
 
     fn wait_with_output(mut self) -> std::io::Result<Output> {
@@ -469,7 +512,9 @@ fn replay_here(brokers: &str, topic: &str) -> Fingerprint {
 fn mid_capture(cluster: &Cluster, capture: &Capture, child: &mut Child, delay: Duration) -> Vec<i64> {
     cluster.wait_for_data(&capture.topic, child);
     std::thread::sleep(delay);
-    assert!(child.try_wait().unwrap().is_none(), "the capture ended before the fault: make it longer");
+    if child.try_wait().unwrap().is_some() {
+        panic!("the capture ended before the fault (make it longer?): {}", child.stderr_now());
+    }
     let ends = cluster.ends(&capture.topic);
     note!("partition ends at the fault: {ends:?}");
     ends
@@ -551,7 +596,7 @@ fn broker_killed_mid_replay() {
 
 /// Two nodes of three killed mid-capture: with `min.insync.replicas=2` no
 /// record can be acknowledged, so the capture must fail (the delivery
-/// timeout, `message.timeout.ms`, bounds it) naming the topic and a
+/// timeout, `message.timeout.ms`, bounds it: 30 s here) naming the topic and a
 /// partition. Nothing it had acknowledged may be lost: once the nodes are
 /// back, every partition still holds at least the records replicated
 /// before the kill.
@@ -559,7 +604,7 @@ fn broker_killed_mid_replay() {
 fn two_of_three_killed_mid_capture_fails_naming_the_partition() {
     let _deadline = common::deadline();
     let Some(cluster) = cluster() else { return };
-    let capture = Capture::new("two-killed", 3_000_000, Some(100_000));
+    let capture = Capture::new("two-killed", 3_000_000, Some(100_000)).delivery_timeout_ms(30_000);
     let mut child = capture.spawn(&cluster, false);
     cluster.wait_for_data(&capture.topic, &mut child);
     let (first, second) = two_nodes(&cluster, &capture.topic);
@@ -594,7 +639,8 @@ fn two_of_three_killed_mid_capture_fails_naming_the_partition() {
 fn two_of_three_killed_mid_exactly_once_capture_then_resumed() {
     let _deadline = common::deadline();
     let Some(cluster) = cluster() else { return };
-    let capture = Capture::new("two-killed-eo", 3_000_000, Some(100_000)).exactly_once(10_000);
+    let capture =
+        Capture::new("two-killed-eo", 3_000_000, Some(100_000)).exactly_once(10_000).delivery_timeout_ms(30_000);
     let expected = capture.expected();
     let mut child = capture.spawn(&cluster, false);
     cluster.wait_for_data(&capture.topic, &mut child);

@@ -129,6 +129,12 @@ pub trait LogBackend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Describes `topic`, or `Ok(None)` if it does not exist.
     fn topic_info(&self, topic: &str) -> Result<Option<TopicInfo>>;
+    /// The partition count of `topic`, or `Ok(None)` if it does not exist:
+    /// [`LogBackend::topic_info`] without looking for data (Kafka: one
+    /// metadata request instead of one more per partition).
+    fn partitions(&self, topic: &str) -> Result<Option<u32>> {
+        Ok(self.topic_info(topic)?.map(|info| info.partitions))
+    }
     /// Creates `topic` with `partitions` partitions. Every backend keeps
     /// the same contract (`tests/log_conformance.rs` checks it):
     ///

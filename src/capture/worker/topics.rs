@@ -112,14 +112,10 @@ pub(crate) fn open_capture_topic<R, K>(
 pub fn wait_for_topic(log: &dyn LogBackend, topic: &str, partitions: u32, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        match log.topic_info(topic)? {
-            Some(info) if info.partitions >= partitions => return Ok(()),
-            Some(info) if Instant::now() >= deadline => {
-                return Err(Error::TooFewPartitions {
-                    topic: topic.into(),
-                    actual: info.partitions,
-                    wanted: partitions,
-                })
+        match log.partitions(topic)? {
+            Some(actual) if actual >= partitions => return Ok(()),
+            Some(actual) if Instant::now() >= deadline => {
+                return Err(Error::TooFewPartitions { topic: topic.into(), actual, wanted: partitions })
             }
             None if Instant::now() >= deadline => return Err(Error::MissingTopic(topic.into())),
             _ => std::thread::sleep(Duration::from_millis(50)),

@@ -195,8 +195,13 @@ impl Pipeline {
         V: ExchangeData + AsRef<[u8]>,
     {
         let handle = ExactlyOnceHandle::default();
-        let policy =
-            CommitPolicy { interval: self.config.commit_interval, max_bytes: self.config.max_transaction_bytes };
+        let policy = CommitPolicy {
+            interval: self.config.commit_interval,
+            max_bytes: self.config.max_transaction_bytes,
+            // Early records are aborted when a commit cannot take them: a
+            // broker that shows aborted records would show them.
+            send_early: !self.config.accept_broker_without_aborts,
+        };
         sink::build(outputs, binding, self.writer, self.resume, policy, handle.clone());
         handle
     }

@@ -21,6 +21,43 @@ use crate::connect::status::ConnectorStatus;
 pub(super) struct CommitPolicy {
     pub(super) interval: Duration,
     pub(super) max_bytes: usize,
+    /// Send outputs into the open transaction as they arrive (see [`Early`]).
+    pub(super) send_early: bool,
+}
+
+/// Outputs sent ahead of their commit.
+///
+/// A commit sends its outputs and waits for them; in a run that reads its
+/// input to the end, every output then waits for the one commit at the end
+/// (measured: 0.25 s of a 1.05 s word_count run, 200,000 outputs). Sent as
+/// they arrive, into the open transaction, the commit has little left to
+/// send. A commit at frontier F may only hold outputs at times before F,
+/// so a commit that falls due while outputs at later times were sent early
+/// waits (at most one commit interval, and only while the transaction stays
+/// under the size bound) for the frontier to pass them; past that, the
+/// early records are aborted, committed the usual way, and this sink stops
+/// sending early (a live input: its later times always run ahead of the
+/// frontier).
+#[derive(Default)]
+struct Early {
+    /// Per time, how many of its buffered outputs were sent.
+    sent: BTreeMap<u64, usize>,
+    bytes: usize,
+    since: Option<Instant>,
+    stopped: bool,
+}
+
+impl Early {
+    fn clear(&mut self) {
+        self.sent.clear();
+        self.bytes = 0;
+        self.since = None;
+    }
+
+    /// Whether outputs at `upto` or later were sent.
+    fn beyond(&self, upto: u64) -> bool {
+        self.sent.range(upto..).any(|(_, n)| *n > 0)
+    }
 }
 
 /// Counters and status of a running exactly-once sink.
@@ -94,6 +131,7 @@ pub(super) fn build<'scope, K, V>(
     // Workers whose source ended without a failure.
     let mut ended = std::collections::BTreeSet::new();
     let mut last_commit = Instant::now();
+    let mut early = Early { stopped: !policy.send_early, ..Default::default() };
     let scope = outputs.scope();
     let peers = scope.peers();
     outputs.binary_frontier::<Vec<(u32, u64)>, timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
@@ -139,7 +177,41 @@ pub(super) fn build<'scope, K, V>(
                     // A failed input never commits: its closed frontier is no end.
                     buffered.clear();
                     reports.clear();
+                    early.clear();
+                    let _ = writer.abort_early();
                     return;
+                }
+                if !early.stopped && early.bytes < policy.max_bytes {
+                    let mut unsent = Vec::new();
+                    for (time, records) in &buffered {
+                        let sent = early.sent.get(time).copied().unwrap_or(0);
+                        if records.len() > sent {
+                            unsent.push((*time, sent, records.len()));
+                        }
+                    }
+                    if !unsent.is_empty() {
+                        let records = unsent.iter().flat_map(|(time, from, to)| buffered[time][*from..*to].iter());
+                        let bytes: usize = records.clone().map(|(k, v)| k.as_ref().len() + v.as_ref().len()).sum();
+                        match writer.send_early(records.map(|(k, v)| (k.as_ref(), v.as_ref()))) {
+                            Ok(true) => {
+                                for (time, _, to) in unsent {
+                                    early.sent.insert(time, to);
+                                }
+                                early.bytes += bytes;
+                                early.since.get_or_insert_with(Instant::now);
+                            }
+                            Ok(false) => {
+                                early.clear();
+                                early.stopped = true;
+                            }
+                            Err(error) => {
+                                status.fail("", error);
+                                buffered.clear();
+                                reports.clear();
+                                return;
+                            }
+                        }
+                    }
                 }
                 let frontier = [data_frontier.frontier().first(), binding_frontier.frontier().first()]
                     .into_iter()
@@ -166,6 +238,21 @@ pub(super) fn build<'scope, K, V>(
                     activator.activate_after(policy.interval.saturating_sub(last_commit.elapsed()));
                     return;
                 }
+                if early.beyond(upto) {
+                    let waited = early.since.map_or(Duration::ZERO, |since| since.elapsed());
+                    if frontier.is_some() && waited < policy.interval && early.bytes < policy.max_bytes {
+                        activator.activate_after(policy.interval - waited);
+                        return;
+                    }
+                    early.clear();
+                    early.stopped = true;
+                    if let Err(error) = writer.abort_early() {
+                        status.fail("", error);
+                        buffered.clear();
+                        reports.clear();
+                        return;
+                    }
+                }
                 // Commit up to `target`, in several transactions if the size
                 // bound says so, all in this activation: once its inputs have
                 // closed, the operator may never be scheduled again.
@@ -185,7 +272,14 @@ pub(super) fn build<'scope, K, V>(
                             .range(..upto)
                             .flat_map(|(_, records)| records.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
                     };
-                    if let Err(error) = writer.commit(records, &progress) {
+                    let rest = buffered.range(..upto).flat_map(|(time, records)| {
+                        records[early.sent.get(time).copied().unwrap_or(0)..]
+                            .iter()
+                            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+                    });
+                    let committed_now = writer.commit(rest, records, &progress);
+                    early.clear();
+                    if let Err(error) = committed_now {
                         status.fail("", error);
                         buffered.clear();
                         reports.clear();

@@ -18,6 +18,7 @@
 //! tell a broker whose read_committed readers see aborted records
 //! (librdkafka's mock cluster) from one that implements transactions.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
@@ -54,6 +55,8 @@ pub(super) struct TransactionalWriter {
     output: String,
     progress_topic: String,
     timeout: Duration,
+    /// A transaction [`TransactionalWriter::send_early`] began, not ended yet.
+    open: Cell<bool>,
 }
 
 impl TransactionalWriter {
@@ -89,7 +92,8 @@ impl TransactionalWriter {
         what: &str,
     ) -> Result<Self> {
         let transaction_ms = transaction_timeout.as_millis().to_string();
-        let message_ms = transaction_timeout.min(Duration::from_secs(30)).as_millis().to_string();
+        // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
+        let message_ms = transaction_ms.clone();
         let defaults = [
             ("transactional.id", id),
             ("enable.idempotence", "true"),
@@ -97,7 +101,6 @@ impl TransactionalWriter {
             ("linger.ms", "5"),
             ("transaction.timeout.ms", transaction_ms.as_str()),
             ("message.timeout.ms", message_ms.as_str()),
-            ("request.timeout.ms", "10000"),
             // With sparse connections, init_transactions waited for a
             // broker connection and asked again after librdkafka's 500 ms
             // step: a start took 0.5 s longer (Apache Kafka, one node).
@@ -123,6 +126,7 @@ impl TransactionalWriter {
             output: output.to_string(),
             progress_topic: progress_topic.to_string(),
             timeout,
+            open: Cell::new(false),
         };
         Ok(writer)
     }
@@ -151,16 +155,68 @@ impl TransactionalWriter {
         })
     }
 
+    fn what(&self) -> String {
+        format!("exactly-once sink to topic '{}' (transactional.id '{}')", self.output, self.id)
+    }
+
+    /// Sends outputs ahead of their commit, into the open transaction
+    /// (begun if none is), so that a commit has less left to send. The
+    /// caller must commit them with the next commit or abort them
+    /// ([`TransactionalWriter::abort_early`]). `Ok(false)`: an abortable
+    /// failure; the transaction was aborted, nothing sent early is left.
+    pub(super) fn send_early<'a>(&self, mut outputs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Result<bool> {
+        let deadline = Instant::now() + self.timeout;
+        let sent = (|| {
+            if !self.open.get() {
+                self.producer.begin_transaction().map_err(|e| fatal_or_abortable(&e))?;
+                self.open.set(true);
+            }
+            outputs
+                .try_for_each(|(key, value)| self.send(BaseRecord::to(&self.output).key(key).payload(value), deadline))
+        })();
+        match sent {
+            Ok(()) => Ok(true),
+            Err(Failure::Fatal(reason)) => Err(Error::kafka(format!("{}: {reason}", self.what()))),
+            Err(Failure::Abortable(_)) => self.abort_early().map(|()| false),
+        }
+    }
+
+    /// Aborts what [`TransactionalWriter::send_early`] sent, if anything.
+    pub(super) fn abort_early(&self) -> Result<()> {
+        if self.open.replace(false) {
+            if let Err(Failure::Fatal(reason) | Failure::Abortable(reason)) = self.abort() {
+                return Err(Error::kafka(format!("{}: abort of the records sent early failed: {reason}", self.what())));
+            }
+        }
+        Ok(())
+    }
+
     /// Commits `outputs` and, last, `progress`, in one transaction; an
-    /// abortable failure restarts it (a bounded number of times).
-    pub(super) fn commit<'a, I>(&self, outputs: impl Fn() -> I, progress: &Progress) -> Result<()>
+    /// abortable failure restarts it (a bounded number of times). If
+    /// [`TransactionalWriter::send_early`] opened the transaction, `rest`
+    /// (the outputs it did not send) is sent to finish it first; `outputs`
+    /// must then include what was sent early (a restart sends it again).
+    pub(super) fn commit<'a, I, R>(&self, rest: R, outputs: impl Fn() -> I, progress: &Progress) -> Result<()>
     where
         I: Iterator<Item = (&'a [u8], &'a [u8])>,
+        R: Iterator<Item = (&'a [u8], &'a [u8])>,
     {
-        let what = format!("exactly-once sink to topic '{}' (transactional.id '{}')", self.output, self.id);
+        let what = self.what();
         let mut last = String::new();
+        if self.open.replace(false) {
+            match self.try_commit(false, rest, progress) {
+                Ok(()) => return Ok(()),
+                Err(Failure::Fatal(reason)) => return Err(Error::kafka(format!("{what}: {reason}"))),
+                Err(Failure::Abortable(reason)) => {
+                    last = reason;
+                    if let Err(Failure::Fatal(reason) | Failure::Abortable(reason)) = self.abort() {
+                        return Err(Error::kafka(format!("{what}: abort after '{last}' failed: {reason}")));
+                    }
+                }
+            }
+        }
         for _ in 0..ATTEMPTS {
-            match self.try_commit(outputs(), progress) {
+            match self.try_commit(true, outputs(), progress) {
                 Ok(()) => return Ok(()),
                 Err(Failure::Fatal(reason)) => return Err(Error::kafka(format!("{what}: {reason}"))),
                 Err(Failure::Abortable(reason)) => {
@@ -174,12 +230,16 @@ impl TransactionalWriter {
         Err(Error::kafka(format!("{what}: commit {} aborted {ATTEMPTS} times; last: {last}", progress.commit)))
     }
 
+    /// `begin`: false when the transaction is open already (records sent early).
     fn try_commit<'a>(
         &self,
+        begin: bool,
         outputs: impl Iterator<Item = (&'a [u8], &'a [u8])>,
         progress: &Progress,
     ) -> std::result::Result<(), Failure> {
-        self.producer.begin_transaction().map_err(|e| fatal_or_abortable(&e))?;
+        if begin {
+            self.producer.begin_transaction().map_err(|e| fatal_or_abortable(&e))?;
+        }
         let deadline = Instant::now() + self.timeout;
         for (key, value) in outputs {
             self.send(BaseRecord::to(&self.output).key(key).payload(value), deadline)?;

@@ -16,8 +16,7 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("linger.ms", "5"),
     ("batch.size", "1000000"),
     ("compression.type", "none"),
-    ("message.timeout.ms", "30000"),
-    ("request.timeout.ms", "10000"),
+    ("message.timeout.ms", "120000"),
     ("queue.buffering.max.kbytes", "65536"),
     ("allow.auto.create.topics", "false"),
 ];

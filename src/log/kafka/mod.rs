@@ -29,8 +29,7 @@
 //! | `linger.ms` | `5` | batch small events without adding visible latency |
 //! | `batch.size` | `1000000` | large batches for throughput |
 //! | `compression.type` | `none` | frames are often incompressible; opt in |
-//! | `message.timeout.ms` | `30000` | a failing broker fails the capture in bounded time |
-//! | `request.timeout.ms` | `10000` | a produce request stuck on a broker that is going away is retried within the delivery bound (librdkafka's 30 s equals it: no retry) |
+//! | `message.timeout.ms` | `120000` | a failing broker fails the capture in bounded time; a leader failover or a rolling restart on a loaded cluster does not (Kafka's own `delivery.timeout.ms`; 30 s, which equals librdkafka's request timeout, left a request stuck on a stopping broker no retry) |
 //! | `queue.buffering.max.kbytes` | `65536` | the process's producer buffers at most 64 MiB (librdkafka: 1 GB) |
 //! | `fetch.wait.max.ms` | `5` | fast catch-up: tansu waits out every fetch, Apache Kafka the one at a partition's end |
 //! | `fetch.max.bytes` / `max.partition.fetch.bytes` | 16 MiB / 4 MiB | large fetches, bounded buffers |
@@ -255,6 +254,11 @@ impl LogBackend for KafkaLog {
 
     fn check_exactly_once(&self) -> Result<()> {
         self.check_exactly_once_settings()
+    }
+
+    fn partitions(&self, topic: &str) -> Result<Option<u32>> {
+        let client = self.metadata_client()?;
+        self.partition_count(&client, topic)
     }
 
     fn topic_info(&self, topic: &str) -> Result<Option<TopicInfo>> {
