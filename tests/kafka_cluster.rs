@@ -210,7 +210,17 @@ impl Cluster {
     /// A client of its own per try: a client that learnt a leader since
     /// killed keeps asking it until the request times out.
     fn ends(&self, topic: &str) -> Vec<i64> {
-        let count = self.partitions(topic).len() as i32;
+        // Metadata can list a topic without its partitions for a moment
+        // (a leader election in progress): that is no count of zero.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let count = loop {
+            let count = self.partitions(topic).len() as i32;
+            if count > 0 {
+                break count;
+            }
+            assert!(Instant::now() < deadline, "'{topic}' listed without partitions for 60 s");
+            std::thread::sleep(Duration::from_millis(200));
+        };
         (0..count)
             .map(|p| {
                 let deadline = Instant::now() + Duration::from_secs(60);
