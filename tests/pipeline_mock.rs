@@ -207,3 +207,33 @@ fn a_source_failure_the_sink_cannot_see_still_commits_nothing() {
     assert_eq!(read, COUNT / 3, "worker 0 read its partition");
     assert_eq!(high_watermark(&brokers, "out", 0) + high_watermark(&brokers, "out", 1), 0);
 }
+
+#[test]
+fn the_broker_down_during_commits_ends_exact() {
+    let _deadline = common::deadline();
+    let (cluster, brokers) = cluster();
+    // 40 ms each way: a commit takes several round trips, so the copy's
+    // commits (at least 6) last long enough for the outage to land among them.
+    cluster.broker_round_trip_time(1, Duration::from_millis(40)).unwrap();
+    let copier = {
+        let brokers = brokers.clone();
+        std::thread::spawn(move || copy(&brokers, true, false))
+    };
+    let started = std::time::Instant::now();
+    // The probe record, then the first commit's progress record.
+    while high_watermark(&brokers, "out.progress", 0) < 3 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no commit within 30 s");
+        assert!(!copier.is_finished(), "the copy ended before its first commit was seen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!copier.is_finished(), "the copy ended before the broker went down: make it longer");
+    cluster.broker_down(1).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let mid_run = !copier.is_finished();
+    cluster.broker_up(1).unwrap();
+    assert!(mid_run, "the copy ended while the broker was down");
+    let (commits, written) = copier.join().unwrap().unwrap();
+    assert_eq!(written, COUNT);
+    assert!(commits >= 6, "{commits} commits");
+    assert_eq!(read_all(&brokers, "out", 2), expected(COUNT));
+}
