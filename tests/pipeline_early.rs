@@ -1,5 +1,5 @@
 //! The exactly-once sink sends outputs into the open transaction as they
-//! arrive (`sink.rs`, `Early`). On Apache Kafka (`KAFKA_BROKERS`), both ways
+//! arrive (`sink.rs`, `Early`). On Apache Kafka (`KAFKA_BROKERS`), the three ways
 //! that can end:
 //!
 //! - every output at one time: the one commit at the end takes the records
@@ -9,9 +9,12 @@
 //!   time boundary: a commit falls due while later times were sent early, so
 //!   those are aborted and committed the usual way — a read_uncommitted
 //!   reader sees more records than were committed, and the committed output
-//!   is still exact.
+//!   is still exact;
+//! - every output at one time over a run longer than the transaction
+//!   timeout: the sink aborts what it sent early once the transaction has
+//!   been open half that timeout, and commits it the usual way.
 //!
-//! Each case then starts again on the same topics: everything is committed,
+//! The first two then start again on the same topics: everything is committed,
 //! so nothing is written twice.
 
 mod common;
@@ -51,19 +54,41 @@ fn topics(brokers: &str, name: &str) -> (String, String) {
     (input, output)
 }
 
+/// How a copy runs.
+#[derive(Clone, Copy)]
+struct Run {
+    max_bytes: usize,
+    time: fn(u64) -> u64,
+    transaction_timeout: Duration,
+    /// Work per record, to make a run last.
+    per_record: Duration,
+    /// Records the source reads per activation, if not its default.
+    batch: Option<usize>,
+}
+
+impl Run {
+    fn new(max_bytes: usize, time: fn(u64) -> u64) -> Run {
+        Run { max_bytes, time, transaction_timeout: Duration::from_secs(60), per_record: Duration::ZERO, batch: None }
+    }
+}
+
 /// Copies `input` to `output` exactly once, each record at time
 /// `time(offset)`; returns the commits and records written.
-fn copy(brokers: &str, input: &str, output: &str, max_bytes: usize, time: fn(u64) -> u64) -> Result<(u64, u64)> {
+fn copy(brokers: &str, input: &str, output: &str, how: Run) -> Result<(u64, u64)> {
     let (brokers, input, output) = (brokers.to_string(), input.to_string(), output.to_string());
+    let Run { max_bytes, time, transaction_timeout, per_record, batch } = how;
     let per_worker = execute(timely::Config::process(WORKERS), move |w| {
         let log = KafkaLog::new(&brokers, &[])?;
         let mut config = ExactlyOnceConfig::new(log.clone(), &input, &output).commit_interval(Duration::from_millis(1));
         config.max_transaction_bytes = max_bytes;
+        config.transaction_timeout = transaction_timeout;
         let pipeline = exactly_once::open(w, &config)?;
-        let source = SourceConfig::new(log).end(SourceEnd::CurrentEnd);
+        let mut source = SourceConfig::new(log).end(SourceEnd::CurrentEnd);
+        source.batch = batch.unwrap_or(source.batch);
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
             let (values, binding) = kafka_source_exactly_once(scope, source, &input, resume, move |r| {
+                std::thread::sleep(per_record);
                 parse(r).map(|v| (time(r.offset), v))
             });
             pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
@@ -111,11 +136,11 @@ fn outputs_at_one_time_go_out_early_and_commit_once() {
     let _deadline = common::deadline();
     let Some(brokers) = brokers() else { return };
     let (input, output) = topics(&brokers, "one-time");
-    let (commits, written) = copy(&brokers, &input, &output, 16 << 20, |_| 0).unwrap();
+    let (commits, written) = copy(&brokers, &input, &output, Run::new(16 << 20, |_| 0)).unwrap();
     assert_eq!((commits, written), (1, COUNT), "one time, one commit of everything");
     assert_eq!(read_all(&brokers, &output, 2), expected(COUNT));
     assert_eq!(uncommitted_records(&brokers, &output, 2), COUNT, "nothing sent early was aborted");
-    assert_eq!(copy(&brokers, &input, &output, 16 << 20, |_| 0).unwrap(), (0, 0));
+    assert_eq!(copy(&brokers, &input, &output, Run::new(16 << 20, |_| 0)).unwrap(), (0, 0));
     assert_eq!(read_all(&brokers, &output, 2), expected(COUNT));
 }
 
@@ -126,12 +151,35 @@ fn a_commit_that_cannot_take_what_was_sent_early_aborts_it_and_stays_exact() {
     let (input, output) = topics(&brokers, "many-times");
     // 100 times of 10 records per partition; ~23 KB of output against a
     // 2 KB bound: every commit stops at the first time boundary past it.
-    let (commits, written) = copy(&brokers, &input, &output, 2_000, |offset| offset / 10).unwrap();
+    let (commits, written) = copy(&brokers, &input, &output, Run::new(2_000, |offset| offset / 10)).unwrap();
     assert_eq!(written, COUNT);
     assert!(commits >= 10, "{commits} commits of at most ~2.3 KB for ~23 KB of output");
     assert_eq!(read_all(&brokers, &output, 2), expected(COUNT));
     let seen = uncommitted_records(&brokers, &output, 2);
     assert!(seen > COUNT, "no record sent early was aborted ({seen} records, {COUNT} committed)");
-    assert_eq!(copy(&brokers, &input, &output, 2_000, |offset| offset / 10).unwrap(), (0, 0));
+    assert_eq!(copy(&brokers, &input, &output, Run::new(2_000, |offset| offset / 10)).unwrap(), (0, 0));
     assert_eq!(read_all(&brokers, &output, 2), expected(COUNT));
+}
+
+#[test]
+fn early_outputs_held_open_for_half_the_transaction_timeout_are_aborted_in_time() {
+    let _deadline = common::deadline();
+    let Some(brokers) = brokers() else { return };
+    let (input, output) = topics(&brokers, "held-open");
+    // One time, read 50 records at a time for about 5 s, a 4 s transaction
+    // timeout: the transaction holding the early outputs must be aborted by
+    // the sink after 2 s, before the broker aborts it and fences the writer.
+    let how = Run {
+        transaction_timeout: Duration::from_secs(4),
+        per_record: Duration::from_millis(5),
+        batch: Some(50),
+        ..Run::new(16 << 20, |_| 0)
+    };
+    let started = std::time::Instant::now();
+    let (commits, written) = copy(&brokers, &input, &output, how).unwrap();
+    assert!(started.elapsed() > Duration::from_secs(4), "the run did not outlast the transaction timeout");
+    assert_eq!((commits, written), (1, COUNT));
+    assert_eq!(read_all(&brokers, &output, 2), expected(COUNT));
+    let seen = uncommitted_records(&brokers, &output, 2);
+    assert!(seen > COUNT, "the early outputs were not aborted ({seen} records, {COUNT} committed)");
 }

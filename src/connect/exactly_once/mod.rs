@@ -201,6 +201,7 @@ impl Pipeline {
             // Early records are aborted when a commit cannot take them: a
             // broker that shows aborted records would show them.
             send_early: !self.config.accept_broker_without_aborts,
+            max_open: self.config.transaction_timeout / 2,
         };
         sink::build(outputs, binding, self.writer, self.resume, policy, handle.clone());
         handle

@@ -23,6 +23,9 @@ pub(super) struct CommitPolicy {
     pub(super) max_bytes: usize,
     /// Send outputs into the open transaction as they arrive (see [`Early`]).
     pub(super) send_early: bool,
+    /// The longest a transaction holding early outputs stays open: past
+    /// `transaction.timeout.ms` the broker aborts it and fences the writer.
+    pub(super) max_open: Duration,
 }
 
 /// Outputs sent ahead of their commit.
@@ -37,7 +40,9 @@ pub(super) struct CommitPolicy {
 /// under the size bound) for the frontier to pass them; past that, the
 /// early records are aborted, committed the usual way, and this sink stops
 /// sending early (a live input: its later times always run ahead of the
-/// frontier).
+/// frontier). A transaction holding early outputs is aborted the same way
+/// once it has been open for half of `transaction.timeout.ms` (a long run
+/// at one time: the broker would abort it and fence the writer).
 #[derive(Default)]
 struct Early {
     /// Per time, how many of its buffered outputs were sent.
@@ -211,6 +216,21 @@ pub(super) fn build<'scope, K, V>(
                                 return;
                             }
                         }
+                    }
+                }
+                if let Some(since) = early.since {
+                    let open = since.elapsed();
+                    if open >= policy.max_open {
+                        early.clear();
+                        early.stopped = true;
+                        if let Err(error) = writer.abort_early() {
+                            status.fail("", error);
+                            buffered.clear();
+                            reports.clear();
+                            return;
+                        }
+                    } else {
+                        activator.activate_after(policy.max_open - open);
                     }
                 }
                 let frontier = [data_frontier.frontier().first(), binding_frontier.frontier().first()]
