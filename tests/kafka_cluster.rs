@@ -176,8 +176,17 @@ impl Cluster {
     }
 
     /// The leader and the in-sync replicas of each partition of `topic`.
+    /// A client of its own per try, asked again while the answer is an
+    /// error (a node that has just restarted, or died, drops connections).
     fn partitions(&self, topic: &str) -> Vec<(i32, Vec<i32>)> {
-        let metadata = self.client().fetch_metadata(Some(topic), Duration::from_secs(20)).expect("metadata");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let metadata = loop {
+            match self.client().fetch_metadata(Some(topic), Duration::from_secs(10)) {
+                Ok(metadata) => break metadata,
+                Err(e) => assert!(Instant::now() < deadline, "metadata of '{topic}' for 60 s: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
         let entry = metadata.topics().iter().find(|t| t.name() == topic).expect("topic in metadata");
         entry.partitions().iter().map(|p| (p.leader(), p.isr().to_vec())).collect()
     }
