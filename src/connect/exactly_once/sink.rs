@@ -59,6 +59,13 @@ impl Early {
         self.since = None;
     }
 
+    /// Aborts what was sent early and sends nothing early any more.
+    fn stop(&mut self, writer: &TransactionalWriter) -> crate::error::Result<()> {
+        self.clear();
+        self.stopped = true;
+        writer.abort_early()
+    }
+
     /// Whether outputs at `upto` or later were sent.
     fn beyond(&self, upto: u64) -> bool {
         self.sent.range(upto..).any(|(_, n)| *n > 0)
@@ -221,9 +228,7 @@ pub(super) fn build<'scope, K, V>(
                 if let Some(since) = early.since {
                     let open = since.elapsed();
                     if open >= policy.max_open {
-                        early.clear();
-                        early.stopped = true;
-                        if let Err(error) = writer.abort_early() {
+                        if let Err(error) = early.stop(writer) {
                             status.fail("", error);
                             buffered.clear();
                             reports.clear();
@@ -264,9 +269,7 @@ pub(super) fn build<'scope, K, V>(
                         activator.activate_after(policy.interval - waited);
                         return;
                     }
-                    early.clear();
-                    early.stopped = true;
-                    if let Err(error) = writer.abort_early() {
+                    if let Err(error) = early.stop(writer) {
                         status.fail("", error);
                         buffered.clear();
                         reports.clear();
