@@ -215,7 +215,10 @@ impl Error {
     /// [`rdkafka::error::KafkaError`] that has one.
     pub(crate) fn kafka_from(context: impl std::fmt::Display, error: &(impl std::fmt::Display + 'static)) -> Self {
         let any: &dyn std::any::Any = error;
-        let code = any.downcast_ref::<rdkafka::error::KafkaError>().and_then(|e| e.rdkafka_error_code());
+        let code = match any.downcast_ref::<crate::log::kafka::retry::Retried>() {
+            Some(retried) => retried.error.rdkafka_error_code(),
+            None => any.downcast_ref::<rdkafka::error::KafkaError>().and_then(|e| e.rdkafka_error_code()),
+        };
         Error::Kafka { message: format!("{context}: {error}"), code }
     }
 
@@ -232,26 +235,9 @@ impl Error {
     /// was incomplete when the replay gave up. Corruption, refusals and
     /// configuration errors are not.
     pub fn is_retriable(&self) -> bool {
-        use KafkaErrorCode as C;
         match self {
             Error::Incomplete { .. } => true,
-            Error::Kafka { code: Some(code), .. } => matches!(
-                code,
-                C::RequestTimedOut
-                    | C::OperationTimedOut
-                    | C::MessageTimedOut
-                    | C::BrokerTransportFailure
-                    | C::AllBrokersDown
-                    | C::NetworkException
-                    | C::LeaderNotAvailable
-                    | C::NotLeaderForPartition
-                    | C::NotEnoughReplicas
-                    | C::NotEnoughReplicasAfterAppend
-                    | C::NotCoordinator
-                    | C::CoordinatorNotAvailable
-                    | C::CoordinatorLoadInProgress
-                    | C::UnknownTopicOrPartition
-            ),
+            Error::Kafka { code: Some(code), .. } => crate::log::kafka::retry::transient_code(*code),
             _ => false,
         }
     }

@@ -687,45 +687,81 @@ fn two_nodes(cluster: &Cluster, topic: &str) -> (u32, u32) {
     (leader, leader % 3 + 1)
 }
 
-/// Each node in turn stopped (SIGTERM) and started again, waiting for it to
-/// be in sync before the next, while an exactly-once capture runs and a
-/// replay follows it: both complete, exact.
+/// How long a node of the rolling restart stays down: at least 30 s, as a
+/// loaded production node takes to serve metadata again (librdkafka's own
+/// request timeout is 30 s, so every question asked of it meanwhile times
+/// out at least once).
+const SLOW_RESTART: Duration = Duration::from_secs(30);
+
+/// Each node in turn stopped (SIGTERM, SIGKILL, SIGTERM), kept down for
+/// [`SLOW_RESTART`] and started again, waiting for it to be in sync before
+/// the next, while an exactly-once capture and a plain one run (rate
+/// limited, sized to span every restart) and a replay follows each: all
+/// four complete, both replays exact. Leader changes here make librdkafka
+/// retry produce requests the old leader had already stored, and report
+/// those records acknowledged without an offset; the capture must place
+/// them and go on.
 ///
 /// How long a node takes to restart depends on the machine (a JVM start is
 /// seconds when idle, a minute when the cores are shared), so one restart
-/// is timed first and the capture sized to outlast three of them, with
-/// room to spare.
+/// is timed first and the captures sized to outlast three of them.
 #[test]
-fn rolling_restart_during_exactly_once_capture_and_following_replay() {
-    let _deadline = watchdog(Duration::from_secs(1200));
+fn rolling_restart_during_captures_and_following_replays() {
+    let _deadline = watchdog(Duration::from_secs(1400));
     let Some(cluster) = cluster() else { return };
     let timed = Instant::now();
     cluster.stop(3);
     cluster.restart(3);
     let restart = timed.elapsed();
-    const RATE: u64 = 20_000;
-    let seconds = (restart.as_secs() * 20 + 40).min(600);
+    let seconds = (3 * (restart + SLOW_RESTART + Duration::from_secs(15)).as_secs() + 45).min(600);
     note!("one restart took {restart:?}: capturing for about {seconds} s");
-    let capture = Capture::new("rolling", RATE * seconds, Some(RATE)).exactly_once(RATE / 10);
-    let expected = capture.expected();
-    let mut child = capture.spawn(&cluster, false);
-    cluster.wait_for_data(&capture.topic, &mut child);
-    let replay = spawn_replay(&cluster, &capture.topic, &[]);
-    let before = cluster.ends(&capture.topic);
-    for node in 1..=3 {
-        std::thread::sleep(random_delay("next restart", 500..2_500));
-        assert!(child.try_wait().unwrap().is_none(), "the capture ended before node {node} was restarted");
-        cluster.stop(node);
-        cluster.restart(node);
-        cluster.wait_in_sync(&capture.topic, node);
+    const EXACTLY_ONCE_RATE: u64 = 30_000;
+    const PLAIN_RATE: u64 = 10_000;
+    let captures = [
+        Capture::new("rolling-eo", EXACTLY_ONCE_RATE * seconds, Some(EXACTLY_ONCE_RATE))
+            .exactly_once(EXACTLY_ONCE_RATE / 10),
+        Capture::new("rolling", PLAIN_RATE * seconds, Some(PLAIN_RATE)),
+    ];
+    let expected: Vec<Fingerprint> = captures.iter().map(Capture::expected).collect();
+    let mut children: Vec<Child> = captures.iter().map(|c| c.spawn(&cluster, false)).collect();
+    for (capture, child) in captures.iter().zip(&mut children) {
+        cluster.wait_for_data(&capture.topic, child);
     }
-    assert!(child.try_wait().unwrap().is_none(), "the capture ended before the rolling restart did");
-    note!("rolling restart done; the capture runs on");
-    succeeded(finish_within(child, "capture_send --exactly-once", Duration::from_secs(seconds + 300)), "capture_send");
-    note!("capture done");
-    landed_mid_capture(&before, &cluster.ends(&capture.topic));
-    check_replay(&cluster, &capture.topic, finish(replay, "capture_recv"), expected);
-    cluster.delete(&capture.topic);
+    let replays: Vec<Child> = captures.iter().map(|c| spawn_replay(&cluster, &c.topic, &[])).collect();
+    let mut before: Vec<Vec<i64>> = captures.iter().map(|c| cluster.ends(&c.topic)).collect();
+    for (node, kill) in [(1, false), (2, true), (3, false)] {
+        std::thread::sleep(random_delay("next restart", 500..5_000));
+        for (capture, child) in captures.iter().zip(&mut children) {
+            assert!(child.try_wait().unwrap().is_none(), "'{}' ended before node {node} stopped", capture.topic);
+        }
+        if kill {
+            cluster.kill(node);
+        } else {
+            cluster.stop(node);
+        }
+        std::thread::sleep(SLOW_RESTART);
+        cluster.restart(node);
+        for (i, capture) in captures.iter().enumerate() {
+            cluster.wait_in_sync(&capture.topic, node);
+            // The restart landed mid-capture: the partitions grew across it.
+            let after = cluster.ends(&capture.topic);
+            landed_mid_capture(&before[i], &after);
+            before[i] = after;
+        }
+    }
+    for (capture, child) in captures.iter().zip(&mut children) {
+        still_running(child, &format!("the rolling restart ended ('{}')", capture.topic));
+    }
+    note!("rolling restart done; the captures run on");
+    for (capture, child) in captures.iter().zip(children) {
+        let bound = Duration::from_secs(seconds + 300);
+        let output = succeeded(finish_within(child, &capture.topic, bound), "capture_send");
+        note!("capture of '{}' done: {}", capture.topic, String::from_utf8_lossy(&output.stdout).trim());
+    }
+    for ((capture, replay), expected) in captures.iter().zip(replays).zip(expected) {
+        check_replay(&cluster, &capture.topic, finish(replay, "capture_recv"), expected);
+        cluster.delete(&capture.topic);
+    }
 }
 
 #[test]

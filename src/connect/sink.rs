@@ -32,6 +32,7 @@ use timely::progress::{Antichain, Timestamp};
 
 use super::status::ConnectorStatus;
 use crate::error::Error;
+use crate::log::kafka::retry::retry;
 use crate::log::kafka::{send_record, Deliveries, KafkaLog, SharedProducer};
 
 /// Chooses a partition from a record's key and the topic's partition count.
@@ -113,9 +114,7 @@ impl SinkHandle {
 /// an error names the topic.
 fn open(config: &SinkConfig, topic: &str) -> Result<(Arc<SharedProducer>, u32), Error> {
     let producer = config.kafka.shared_producer()?;
-    let metadata = producer
-        .client()
-        .fetch_metadata(Some(topic), config.flush_timeout)
+    let metadata = retry(config.flush_timeout, |_, per_try| producer.client().fetch_metadata(Some(topic), per_try))
         .map_err(|e| Error::kafka_from(format!("no metadata within {:?}", config.flush_timeout), &e))?;
     let partitions = metadata
         .topics()

@@ -30,6 +30,7 @@ use rdkafka::util::Timeout;
 use super::polled::Polled;
 use super::progress::{probe_key, Progress};
 use crate::error::{Error, Result};
+use crate::log::kafka::retry::retry;
 use crate::log::kafka::{KafkaLog, CONSUMER_ONLY, METADATA_CLIENT_DEFAULTS, PRODUCER_ONLY};
 
 /// How often an abortable failure restarts the transaction before the sink gives up.
@@ -323,9 +324,7 @@ fn check_transaction_timeout(log: &KafkaLog, transaction: Duration, timeout: Dur
         .config(METADATA_CLIENT_DEFAULTS, &[PRODUCER_ONLY, CONSUMER_ONLY].concat())
         .create()
         .map_err(|e| Error::kafka_from(format!("{what}: cannot create admin client"), &e))?;
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, timeout)
+    let metadata = retry(timeout, |_, per_try| admin.inner().fetch_metadata(None, per_try))
         .map_err(|e| Error::kafka_from(format!("{what}: brokers did not answer within {timeout:?}"), &e))?;
     let Some(broker) = metadata.brokers().first().map(|b| b.id()) else { return Ok(()) };
     let options = AdminOptions::new().request_timeout(Some(Timeout::After(timeout)));

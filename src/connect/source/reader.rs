@@ -13,6 +13,7 @@ use timely::dataflow::ProbeHandle;
 use super::binding::SourceResume;
 use super::config::{SourceConfig, SourceEnd};
 use crate::error::Error;
+use crate::log::kafka::retry::retry;
 use crate::log::kafka::PRODUCER_ONLY;
 
 /// Assignment changes reported by librdkafka's rebalance callbacks.
@@ -250,9 +251,10 @@ fn check_retained<C: ConsumerContext>(
     from: u64,
     timeout: Duration,
 ) -> Result<(), Error> {
-    let (low, _high) = consumer.fetch_watermarks(topic, partition as i32, timeout).map_err(|e| {
-        Error::kafka_from(format!("topic '{topic}' partition {partition}: no offsets within {timeout:?}"), &e)
-    })?;
+    let (low, _high) = retry(timeout, |_, per_try| consumer.fetch_watermarks(topic, partition as i32, per_try))
+        .map_err(|e| {
+            Error::kafka_from(format!("topic '{topic}' partition {partition}: no offsets within {timeout:?}"), &e)
+        })?;
     if low > from as i64 {
         return Err(Error::kafka(format!(
             "topic '{topic}' partition {partition}: records from offset {from} are needed but retention deleted \
@@ -269,8 +271,7 @@ pub(super) fn topic_partitions<C: ConsumerContext>(
     topic: &str,
     timeout: Duration,
 ) -> Result<u32, Error> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
+    let metadata = retry(timeout, |_, per_try| consumer.fetch_metadata(Some(topic), per_try))
         .map_err(|e| Error::kafka_from(format!("no metadata within {timeout:?}"), &e))?;
     let partitions = metadata
         .topics()

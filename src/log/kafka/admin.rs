@@ -10,13 +10,14 @@ use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 
+use super::retry::retry;
+use super::watermarks::watermarks;
 use super::KafkaLog;
 use crate::error::{Error, Result};
 
 impl KafkaLog {
     pub(super) fn partition_count(&self, client: &BaseConsumer, topic: &str) -> Result<Option<u32>> {
-        let metadata = client
-            .fetch_metadata(Some(topic), self.timeout)
+        let metadata = retry(self.timeout, |_, per_try| client.fetch_metadata(Some(topic), per_try))
             .map_err(|e| Error::kafka_from(format!("metadata for topic '{topic}' within {:?}", self.timeout), &e))?;
         let Some(entry) = metadata.topics().iter().find(|t| t.name() == topic) else { return Ok(None) };
         match entry.error() {
@@ -108,13 +109,12 @@ impl KafkaLog {
     }
 
     fn watermarks_with(&self, client: &BaseConsumer, topic: &str, partition: u32) -> Result<(u64, u64)> {
-        let (low, high) = super::watermarks::watermarks(client.client(), topic, partition as i32, self.timeout)
-            .map_err(|e| {
-                Error::kafka_from(
-                    format!("topic '{topic}' partition {partition}: no watermarks within {:?}", self.timeout),
-                    &e,
-                )
-            })?;
+        let (low, high) = watermarks(client.client(), self, topic, partition as i32, self.timeout).map_err(|e| {
+            Error::kafka_from(
+                format!("topic '{topic}' partition {partition}: no watermarks within {:?}", self.timeout),
+                &e,
+            )
+        })?;
         Ok((low.max(0) as u64, high.max(0) as u64))
     }
 }

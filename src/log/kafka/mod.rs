@@ -51,6 +51,7 @@ mod ordering;
 mod producer;
 mod quick_close;
 mod reader;
+pub(crate) mod retry;
 mod watermarks;
 mod writer;
 
@@ -114,7 +115,8 @@ impl KafkaLog {
 
     /// Checks that the brokers answer within the timeout.
     pub fn checked(self) -> Result<Self> {
-        self.metadata_client()?.fetch_metadata(None, self.timeout).map_err(|e| {
+        let client = self.metadata_client()?;
+        retry::retry(self.timeout, |_, per_try| client.fetch_metadata(None, per_try)).map_err(|e| {
             Error::kafka_from(format!("brokers {} did not answer within {:?}", self.brokers, self.timeout), &e)
         })?;
         Ok(self)
@@ -182,14 +184,17 @@ impl KafkaLog {
         if let Some(client) = cached.as_ref() {
             return Ok(client.clone());
         }
-        let client = Arc::new(
-            self.config(&[CONSUMER_DEFAULTS, METADATA_CLIENT_DEFAULTS].concat(), PRODUCER_ONLY)
-                .create()
-                .map(QuickClose::new)
-                .map_err(|e| Error::kafka_from("cannot create client", &e))?,
-        );
+        let client = Arc::new(self.fresh_client().map_err(|e| Error::kafka_from("cannot create client", &e))?);
         *cached = Some(client.clone());
         Ok(client)
+    }
+
+    /// A new metadata client, for a question a cached client could not
+    /// answer (see `watermarks.rs`).
+    pub(crate) fn fresh_client(&self) -> rdkafka::error::KafkaResult<QuickClose> {
+        self.config(&[CONSUMER_DEFAULTS, METADATA_CLIENT_DEFAULTS].concat(), PRODUCER_ONLY)
+            .create()
+            .map(QuickClose::new)
     }
 
     fn consumer(&self) -> Result<QuickClose> {

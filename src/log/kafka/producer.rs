@@ -135,10 +135,14 @@ impl Deliveries {
         self.first_error.lock().map(|e| e.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    /// `(count, min, max)` of the acknowledged offsets, if any carried one.
-    pub(crate) fn offsets(&self) -> Option<(u64, i64, i64)> {
-        let count = self.with_offset.load(Ordering::Relaxed);
-        (count > 0).then(|| (count, self.min_offset.load(Ordering::Relaxed), self.max_offset.load(Ordering::Relaxed)))
+    /// `(count, min, max)` of the acknowledged offsets since the last call,
+    /// if any carried one, and starts counting afresh: called when
+    /// every record sent has its report, so none is lost to the reset.
+    pub(crate) fn take_offsets(&self) -> Option<(u64, i64, i64)> {
+        let count = self.with_offset.swap(0, Ordering::Relaxed);
+        let min = self.min_offset.swap(i64::MAX, Ordering::Relaxed);
+        let max = self.max_offset.swap(-1, Ordering::Relaxed);
+        (count > 0).then_some((count, min, max))
     }
 
     fn record(&self, result: &DeliveryResult<'_>) {
@@ -260,6 +264,6 @@ mod tests {
         let deliveries = Deliveries::default();
         assert!(deliveries.wait_reported(0, Duration::ZERO));
         assert!(!deliveries.wait_reported(1, Duration::from_millis(5)));
-        assert_eq!((deliveries.acked(), deliveries.reported(), deliveries.offsets()), (0, 0, None));
+        assert_eq!((deliveries.acked(), deliveries.reported(), deliveries.take_offsets()), (0, 0, None));
     }
 }

@@ -37,6 +37,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::retry::TRY_BOUND;
 use super::watermarks::watermarks;
 use super::{KafkaLog, QuickClose};
 use crate::error::{Error, PartitionId, Result};
@@ -49,6 +50,8 @@ pub struct KafkaReader {
     /// (no copy).
     last: Option<HeldMessage>,
     consumer: Arc<QuickClose>,
+    /// For watermark questions the consumer cannot answer (`watermarks.rs`).
+    log: KafkaLog,
     timeout: Duration,
     /// Offset to assign the partition at before the next poll.
     start_at: Option<u64>,
@@ -101,6 +104,7 @@ impl KafkaReader {
             id: PartitionId::new(topic, partition),
             last: None,
             consumer,
+            log: log.clone(),
             timeout: log.timeout,
             start_at: Some(offset),
             next_offset: offset,
@@ -191,7 +195,7 @@ impl KafkaReader {
         let listed = self.listed_end.map(|end| end.saturating_sub(1)).filter(|&o| o < assigned);
         let from = match listed {
             Some(offset) => offset,
-            None => match self.first_available_offset()? {
+            None => match self.lowest_stored_now()? {
                 Some(first) if first < assigned => first,
                 _ => return Ok(false),
             },
@@ -199,6 +203,18 @@ impl KafkaReader {
         self.target = Some((target, from, Instant::now()));
         self.assign_at(from)?;
         Ok(true)
+    }
+
+    /// The partition's first offset, asked inside a poll: bounded by one
+    /// retry step, and `None` when the cluster is in motion (a leader
+    /// moving): the poll returns nothing and the next one asks again, so a
+    /// replay waits it out within its idle timeout instead of failing.
+    fn lowest_stored_now(&mut self) -> Result<Option<u64>> {
+        match watermarks(self.consumer.client(), &self.log, &self.id.topic, self.id.partition as i32, 2 * TRY_BOUND) {
+            Ok((low, _)) => Ok(Some(low.max(0) as u64)),
+            Err(retried) if retried.ran_out() => Ok(None),
+            Err(retried) => Err(Error::kafka_from(format!("{}: watermarks", self.id), &retried)),
+        }
     }
 
     /// Nothing arrived: whether the fetch from the sought offset is stuck
@@ -298,8 +314,9 @@ impl PartitionReader for KafkaReader {
     }
 
     fn first_available_offset(&mut self) -> Result<Option<u64>> {
-        let (low, _) = watermarks(self.consumer.client(), &self.id.topic, self.id.partition as i32, self.timeout)
-            .map_err(|e| Error::kafka_from(format!("{}: watermarks", self.id), &e))?;
+        let (low, _) =
+            watermarks(self.consumer.client(), &self.log, &self.id.topic, self.id.partition as i32, self.timeout)
+                .map_err(|e| Error::kafka_from(format!("{}: watermarks", self.id), &e))?;
         Ok(Some(low.max(0) as u64))
     }
 
@@ -317,8 +334,9 @@ impl PartitionReader for KafkaReader {
 
     /// ListOffsets' answer, which may be short (see the module doc).
     fn reported_end_offset(&mut self) -> Result<u64> {
-        let (_, high) = watermarks(self.consumer.client(), &self.id.topic, self.id.partition as i32, self.timeout)
-            .map_err(|e| Error::kafka_from(format!("{}: watermarks", self.id), &e))?;
+        let (_, high) =
+            watermarks(self.consumer.client(), &self.log, &self.id.topic, self.id.partition as i32, self.timeout)
+                .map_err(|e| Error::kafka_from(format!("{}: watermarks", self.id), &e))?;
         let listed = high.max(0) as u64;
         self.listed_end = Some(listed);
         Ok(listed)

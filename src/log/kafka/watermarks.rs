@@ -3,71 +3,45 @@
 //! A replicated cluster answers ListOffsets with "unknown partition", "not
 //! leader" or "offset not available" for a while after a topic is created
 //! (each Apache Kafka broker learns new partitions from the KRaft
-//! controller on its own schedule, so the broker that answered "created"
-//! may not be the one asked next), after a partition leader dies (until the
-//! controller fences it and elects another), and right after an election
-//! (the new leader's high watermark is not known yet). Those answers
-//! describe a state that resolves by itself, so they are asked again, in
-//! short steps, until the backend's timeout; anything else, or the timeout,
-//! is the caller's error.
+//! controller on its own schedule), after a partition leader dies (until
+//! the controller fences it and elects another), and right after an
+//! election (the new leader's high watermark is not known yet). Those
+//! answers pass by themselves: they go through the crate's retry policy
+//! (`retry.rs`).
 //!
-//! A client also keeps the leader it last learnt: after a leader is killed,
-//! librdkafka sent the question to the dead node until it timed out, every
-//! time (measured on a 3-node cluster: a minute of timeouts after the new
-//! leader was elected). So each try is bounded to a few seconds, and before
-//! asking again the client refreshes the topic's metadata.
+//! A client that learnt a leader since killed, or whose connection to a
+//! restarted node is stuck, kept sending the question there until each
+//! try timed out (a replay following a capture through a rolling restart
+//! failed so, minutes after every node was back). So from the second try
+//! on the question goes through a client of its own, created for it,
+//! which learns the cluster afresh.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::client::{Client, ClientContext};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 
-/// How long to wait before asking again.
-const RETRY_STEP: Duration = Duration::from_millis(50);
-/// The longest one try may take, so a question sent to a dead leader is
-/// asked again of the new one within the caller's timeout.
-const TRY_BOUND: Duration = Duration::from_secs(5);
+use super::retry::{retry, Retried};
+use super::{KafkaLog, QuickClose};
 
 /// `(low, high)` watermarks of `topic`/`partition`, asking again while the
-/// answer is one of the transient ones (see the module doc), within `timeout`.
+/// answer is transient, within `bound`: first through `client`, then
+/// through a fresh client of `log`.
 pub(crate) fn watermarks<C: ClientContext>(
     client: &Client<C>,
+    log: &KafkaLog,
     topic: &str,
     partition: i32,
-    timeout: Duration,
-) -> KafkaResult<(i64, i64)> {
-    let deadline = Instant::now() + timeout;
-    let bounded = || deadline.saturating_duration_since(Instant::now()).min(TRY_BOUND).max(Duration::from_millis(1));
-    loop {
-        match client.fetch_watermarks(topic, partition, bounded()) {
-            Err(error) if transient(&error) && Instant::now() + RETRY_STEP < deadline => {
-                std::thread::sleep(RETRY_STEP);
-                // Learn the current leader (an error here shows in the next try).
-                let _ = client.fetch_metadata(Some(topic), bounded());
-            }
-            answer => return answer,
+    bound: Duration,
+) -> Result<(i64, i64), Retried> {
+    let mut fresh: Option<QuickClose> = None;
+    retry(bound, |number, per_try| {
+        if number == 1 {
+            return client.fetch_watermarks(topic, partition, per_try);
         }
-    }
-}
-
-/// Answers that a cluster gives while its metadata settles.
-fn transient(error: &KafkaError) -> bool {
-    matches!(
-        error.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::UnknownPartition
-                | RDKafkaErrorCode::UnknownTopicOrPartition
-                | RDKafkaErrorCode::LeaderNotAvailable
-                | RDKafkaErrorCode::NotLeaderForPartition
-                | RDKafkaErrorCode::BrokerNotAvailable
-                | RDKafkaErrorCode::FencedLeaderEpoch
-                | RDKafkaErrorCode::UnknownLeaderEpoch
-                | RDKafkaErrorCode::OffsetNotAvailable
-                | RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::KafkaStorageError
-                | RDKafkaErrorCode::OperationTimedOut
-                | RDKafkaErrorCode::RequestTimedOut
-        )
-    )
+        if fresh.is_none() {
+            fresh = Some(log.fresh_client()?);
+        }
+        let fresh = fresh.as_ref().expect("created above");
+        rdkafka::consumer::Consumer::fetch_watermarks(&**fresh, topic, partition, per_try)
+    })
 }
