@@ -80,6 +80,9 @@
 //!
 //! Then `kill $broker`.
 
+#[path = "support/properties.rs"]
+mod properties;
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -111,6 +114,9 @@ struct Args {
     /// Kafka bootstrap brokers.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     brokers: String,
+    /// librdkafka property KEY=VALUE (repeatable), e.g. `-X security.protocol=SASL_SSL`.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = properties::parse)]
+    properties: Vec<(String, String)>,
     /// Topic to read.
     #[arg(long, default_value = "temps")]
     topic: String,
@@ -210,7 +216,7 @@ fn main() {
     if args.workers == 0 {
         fail("-w must be at least 1");
     }
-    let kafka = KafkaLog::new(&args.brokers, &[]).unwrap_or_else(|e| fail(e));
+    let kafka = KafkaLog::new(&args.brokers, &args.properties).unwrap_or_else(|e| fail(e));
     require_topic(&kafka, &args.topic);
     if let Some(output) = &args.output {
         require_topic(&kafka, output);

@@ -31,6 +31,9 @@
 //!
 //! Ends with one line `temp_gen: records=<n>`: the records the broker acknowledged.
 
+#[path = "support/properties.rs"]
+mod properties;
+
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -52,6 +55,9 @@ struct Args {
     /// Kafka bootstrap brokers.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     brokers: String,
+    /// librdkafka property KEY=VALUE (repeatable), e.g. `-X security.protocol=SASL_SSL`.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = properties::parse)]
+    properties: Vec<(String, String)>,
     /// Topic to write.
     #[arg(long, default_value = "temps")]
     topic: String,
@@ -100,7 +106,7 @@ fn main() {
     if args.sensors == 0 || args.workers == 0 {
         fail("--sensors and -w must be at least 1");
     }
-    let kafka = KafkaLog::new(&args.brokers, &[]).unwrap_or_else(|e| fail(e));
+    let kafka = KafkaLog::new(&args.brokers, &args.properties).unwrap_or_else(|e| fail(e));
     ensure_topic(&kafka, &args.topic, args.partitions);
     let config = if args.workers > 1 { timely::Config::process(args.workers) } else { timely::Config::thread() };
     let written = execute(config, move |worker| {

@@ -46,6 +46,9 @@
 //! Prints the most frequent words, then one line
 //! `word_count: words=<distinct words> lines=<n> written=<records written>`.
 
+#[path = "support/properties.rs"]
+mod properties;
+
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
@@ -90,6 +93,9 @@ struct Args {
     /// Kafka bootstrap brokers.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     brokers: String,
+    /// librdkafka property KEY=VALUE (repeatable), e.g. `-X security.protocol=SASL_SSL`.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = properties::parse)]
+    properties: Vec<(String, String)>,
     /// Topic of text lines to read.
     #[arg(long, default_value = "lines")]
     input: String,
@@ -301,7 +307,7 @@ fn main() {
     if args.workers == 0 {
         fail("-w must be at least 1");
     }
-    let kafka = KafkaLog::new(&args.brokers, &[]).unwrap_or_else(|e| fail(e));
+    let kafka = KafkaLog::new(&args.brokers, &args.properties).unwrap_or_else(|e| fail(e));
     ensure_topic(&kafka, &args.input, 2);
     ensure_topic(&kafka, &args.output, 2);
     if args.produce_sample {

@@ -6,6 +6,8 @@
 #                                        storage, start N nodes (default 1), wait
 #                                        until every broker is registered and
 #                                        unfenced, print the bootstrap list
+#   scripts/kafka.sh start --secure      the same with one node that also has
+#                                        TLS listeners (below)
 #   scripts/kafka.sh start --node I      restart node I of the running cluster
 #                                        (its data kept: it rejoins)
 #   scripts/kafka.sh stop [--node I] [--kill]
@@ -14,6 +16,8 @@
 #   scripts/kafka.sh status [--node I]   print each node's state; exit 0 if all
 #                                        (or node I) run
 #   scripts/kafka.sh bootstrap           print the bootstrap list
+#   scripts/kafka.sh secure-bootstrap    print the SASL_SSL bootstrap (--secure)
+#   scripts/kafka.sh mtls-bootstrap      print the mutual-TLS bootstrap (--secure)
 #   scripts/kafka.sh pid I               print node I's pid
 #   scripts/kafka.sh controller-leader   print the node id of the KRaft leader
 #   scripts/kafka.sh install             only install the jars
@@ -23,6 +27,7 @@
 # Environment:
 #   KAFKA_PORT     first node's client port (default 9092); node I listens on
 #                  KAFKA_PORT+2(I-1) (PLAINTEXT) and the port after it (CONTROLLER)
+#                  (a --secure node: the ports after that too, see below)
 #   KAFKA_DIR      data, logs and pid files (default target/kafka); run a second
 #                  instance with another KAFKA_DIR and KAFKA_PORT
 #   KAFKA_VERSION  Apache Kafka version (default pinned below)
@@ -31,6 +36,23 @@
 #   KAFKA_HEAP     JVM heap options per node (default -Xms256m -Xmx1g)
 #   KAFKA_START_TIMEOUT  seconds to wait for the brokers (default 120)
 #   KAFKA_PROPS    extra server.properties lines (newline separated)
+#
+# A --secure node (one only: it takes node 2's ports) listens on
+#   KAFKA_PORT    PLAINTEXT (inter-broker traffic, tools, readiness checks)
+#   KAFKA_PORT+1  CONTROLLER
+#   KAFKA_PORT+2  SASL_SSL: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN, user alice,
+#                 password alice-secret
+#   KAFKA_PORT+3  SSL with a client certificate required (mutual TLS)
+# all advertised as 127.0.0.1. Its certificates are made afresh at each start
+# under KAFKA_DIR/tls: ca.pem (and ca.key); broker.pem for IP 127.0.0.1 and
+# DNS localhost; client.pem and client.key (CN alice) for mutual TLS;
+# other-ca.pem, an unrelated CA, and other-client.pem/.key signed by it, for
+# wrong-CA tests. Keys are unencrypted PKCS#8 P-256. Client settings go to
+#   KAFKA_DIR/client-sasl-ssl.properties, client-mtls.properties
+#                  librdkafka key=value lines (the crate's -X flags)
+#   KAFKA_DIR/java-sasl-ssl.properties, java-mtls.properties
+#                  for the Java tools (--producer.config, --consumer.config,
+#                  --command-config)
 #
 # The jars come from Maven Central (org.apache.kafka:kafka_2.13 and
 # kafka-tools, plus the log4j binding the published POMs leave out) through a
@@ -50,6 +72,8 @@ LIB="$CACHE/lib"
 HEAP="${KAFKA_HEAP:--Xms256m -Xmx1g}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
 STATE="$DIR/cluster.env"
+SECURE_USER=alice
+SECURE_PASSWORD=alice-secret
 
 die() {
   echo "kafka.sh: $*" >&2
@@ -58,6 +82,8 @@ die() {
 
 client_port() { echo $((BASE_PORT + 2 * ($1 - 1))); }
 controller_port() { echo $((BASE_PORT + 2 * ($1 - 1) + 1)); }
+sasl_ssl_port() { echo $((BASE_PORT + 2)); }
+mtls_port() { echo $((BASE_PORT + 3)); }
 node_dir() { echo "$DIR/node$1"; }
 pidfile() { echo "$(node_dir "$1")/pid"; }
 
@@ -69,6 +95,9 @@ nodes_started() {
     echo 0
   fi
 }
+
+# Whether the cluster in $DIR was started with --secure.
+secure_started() { grep -qx 'SECURE=1' "$STATE" 2>/dev/null; }
 
 bootstrap_list() {
   local n=$1 i list=""
@@ -176,19 +205,42 @@ rootLogger.appenderRef.err.ref = err
 EOF
 }
 
+# The TLS listeners' settings of a --secure node. SCRAM credentials live in
+# the metadata log (added at format time); PLAIN checks the JAAS user_ entry.
+# Both listeners share one PEM key store (the key needs no password) and
+# trust store; only SSL asks the client for a certificate.
+secure_properties() {
+  local scram=org.apache.kafka.common.security.scram.ScramLoginModule
+  cat <<EOF
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=$scram required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=$scram required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SECURE_USER="$SECURE_PASSWORD";
+ssl.keystore.type=PEM
+ssl.keystore.location=$DIR/tls/broker-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$DIR/tls/ca.pem
+listener.name.ssl.ssl.client.auth=required
+EOF
+}
+
 write_properties() {
-  local i=$1 n=$2 voters=$3 rf=1 isr=1
+  local i=$1 n=$2 voters=$3 secure=$4 rf=1 isr=1 tls="" extra=""
   if ((n >= 3)); then rf=3 isr=2; fi
+  if ((secure)); then
+    tls=",SASL_SSL://127.0.0.1:$(sasl_ssl_port),SSL://127.0.0.1:$(mtls_port)"
+    extra="$(secure_properties)"
+  fi
   mkdir -p "$(node_dir "$i")/data" "$(node_dir "$i")/logs"
   cat >"$(node_dir "$i")/server.properties" <<EOF
 process.roles=broker,controller
 node.id=$i
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$(client_port "$i"),CONTROLLER://127.0.0.1:$(controller_port "$i")
-advertised.listeners=PLAINTEXT://127.0.0.1:$(client_port "$i")
+listeners=PLAINTEXT://127.0.0.1:$(client_port "$i"),CONTROLLER://127.0.0.1:$(controller_port "$i")$tls
+advertised.listeners=PLAINTEXT://127.0.0.1:$(client_port "$i")$tls
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${tls:+,SASL_SSL:SASL_SSL,SSL:SSL}
 log.dirs=$(node_dir "$i")/data
 num.partitions=1
 default.replication.factor=$rf
@@ -205,8 +257,51 @@ group.initial.rebalance.delay.ms=0
 # (event-time buckets), which the default 7-day time retention deletes at
 # its first check, 30 s after start. Explicit deletes still apply.
 log.retention.ms=-1
+$extra
 ${KAFKA_PROPS:-}
 EOF
+}
+
+# issue_cert NAME CA CN USAGE [EXTENSION...]: NAME.key and NAME.pem, signed by
+# CA.key. Python 3.13+ verifies strictly: key identifiers and critical
+# constraints are set on every certificate.
+issue_cert() {
+  local name=$1 ca=$2 cn=$3 usage=$4
+  shift 4
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -keyout "$name.key" -subj "/CN=$cn" |
+    openssl x509 -req -CA "$ca.pem" -CAkey "$ca.key" -CAcreateserial -days 7 -out "$name.pem" \
+      -extfile <(printf '%s\n' basicConstraints=critical,CA:FALSE keyUsage=critical,digitalSignature \
+        "extendedKeyUsage=$usage" subjectKeyIdentifier=hash authorityKeyIdentifier=keyid "$@")
+}
+
+new_ca() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -days 7 -keyout "$1.key" -out "$1.pem" \
+    -subj "/CN=$2" -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+}
+
+# The --secure node's certificates (see the header) and the clients'
+# settings. Kafka's PEM stores take the key and the chain in one file.
+write_tls() {
+  local t="$DIR/tls"
+  command -v openssl >/dev/null 2>&1 || die "openssl not found: start --secure makes its certificates with it"
+  mkdir -p "$t"
+  {
+    new_ca "$t/ca" "timely-kafka test CA" && new_ca "$t/other-ca" "unrelated test CA" &&
+      issue_cert "$t/broker" "$t/ca" localhost serverAuth subjectAltName=IP:127.0.0.1,DNS:localhost &&
+      issue_cert "$t/client" "$t/ca" "$SECURE_USER" clientAuth &&
+      issue_cert "$t/other-client" "$t/other-ca" "$SECURE_USER" clientAuth
+  } >"$t/openssl.log" 2>&1 || die "openssl failed making the certificates: $(tail -n 1 "$t/openssl.log")"
+  cat "$t/broker.key" "$t/broker.pem" "$t/ca.pem" >"$t/broker-keystore.pem"
+  cat "$t/client.key" "$t/client.pem" >"$t/client-keystore.pem"
+  printf '%s\n' security.protocol=SASL_SSL sasl.mechanism=SCRAM-SHA-512 "sasl.username=$SECURE_USER" \
+    "sasl.password=$SECURE_PASSWORD" "ssl.ca.location=$t/ca.pem" >"$DIR/client-sasl-ssl.properties"
+  printf '%s\n' security.protocol=SSL "ssl.ca.location=$t/ca.pem" "ssl.certificate.location=$t/client.pem" \
+    "ssl.key.location=$t/client.key" >"$DIR/client-mtls.properties"
+  printf '%s\n' security.protocol=SASL_SSL sasl.mechanism=SCRAM-SHA-512 \
+    "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$SECURE_USER\" password=\"$SECURE_PASSWORD\";" \
+    ssl.truststore.type=PEM "ssl.truststore.location=$t/ca.pem" >"$DIR/java-sasl-ssl.properties"
+  printf '%s\n' security.protocol=SSL ssl.truststore.type=PEM "ssl.truststore.location=$t/ca.pem" \
+    ssl.keystore.type=PEM "ssl.keystore.location=$t/client-keystore.pem" >"$DIR/java-mtls.properties"
 }
 
 # Each node runs in a session of its own: a CI stage or test that kills its
@@ -271,7 +366,7 @@ wait_ready() {
 }
 
 start_all() {
-  local n=$1 i voters="" cluster_id
+  local n=$1 secure=$2 i voters="" cluster_id scram=()
   local existing
   existing="$(nodes_started)"
   for ((i = 1; i <= existing; i++)); do
@@ -279,28 +374,34 @@ start_all() {
       die "a cluster is already running in $DIR (node $i, pid $(cat "$(pidfile "$i")")); stop it first"
     fi
   done
-  for ((i = 1; i <= n; i++)); do
-    local port
-    for port in "$(client_port "$i")" "$(controller_port "$i")"; do
-      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        die "port $port on 127.0.0.1 is in use (set KAFKA_PORT to another base port)"
-      fi
-    done
+  local port ports=()
+  for ((i = 1; i <= n; i++)); do ports+=("$(client_port "$i")" "$(controller_port "$i")"); done
+  ((secure)) && ports+=("$(sasl_ssl_port)" "$(mtls_port)")
+  for port in "${ports[@]}"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      die "port $port on 127.0.0.1 is in use (set KAFKA_PORT to another base port)"
+    fi
   done
   install
-  rm -rf "$DIR"/node*
+  rm -rf "$DIR"/node* "$DIR/tls" "$DIR"/client-*.properties "$DIR"/java-*.properties
   write_log_config
+  if ((secure)); then
+    write_tls
+    for i in SCRAM-SHA-512 SCRAM-SHA-256; do
+      scram+=(--add-scram "$i=[name=$SECURE_USER,password=$SECURE_PASSWORD]")
+    done
+  fi
   for ((i = 1; i <= n; i++)); do
     voters+="${voters:+,}$i@127.0.0.1:$(controller_port "$i")"
   done
   cluster_id="$(run_tool kafka.tools.StorageTool random-uuid)" || die "java could not run kafka.tools.StorageTool from $LIB"
   for ((i = 1; i <= n; i++)); do
-    write_properties "$i" "$n" "$voters"
+    write_properties "$i" "$n" "$voters" "$secure"
     run_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$(node_dir "$i")/server.properties" \
-      >"$(node_dir "$i")/logs/format.log" 2>&1 ||
+      "${scram[@]}" >"$(node_dir "$i")/logs/format.log" 2>&1 ||
       die "formatting node $i failed: $(tail -n 1 "$(node_dir "$i")/logs/format.log")"
   done
-  printf 'NODES=%s\nBASE_PORT=%s\nCLUSTER_ID=%s\n' "$n" "$BASE_PORT" "$cluster_id" >"$STATE"
+  printf 'NODES=%s\nBASE_PORT=%s\nCLUSTER_ID=%s\nSECURE=%s\n' "$n" "$BASE_PORT" "$cluster_id" "$secure" >"$STATE"
   # A KRaft quorum elects its leader only once a majority runs: start all.
   for ((i = 1; i <= n; i++)); do launch "$i"; done
   local ids=()
@@ -308,6 +409,10 @@ start_all() {
   if ! wait_ready "${ids[@]}"; then
     stop_nodes "$n" TERM
     exit 1
+  fi
+  if ((secure)); then
+    echo "kafka.sh: SASL_SSL 127.0.0.1:$(sasl_ssl_port) ($DIR/client-sasl-ssl.properties)," \
+      "mutual TLS 127.0.0.1:$(mtls_port) ($DIR/client-mtls.properties)" >&2
   fi
   echo "kafka.sh: Apache Kafka $VERSION, $n node(s), bootstrap:" >&2
   bootstrap_list "$n"
@@ -383,6 +488,7 @@ status_cmd() {
     fi
   done
   echo "bootstrap: $(bootstrap_list "$n")"
+  if secure_started; then echo "secure: SASL_SSL 127.0.0.1:$(sasl_ssl_port), mutual TLS 127.0.0.1:$(mtls_port)"; fi
   return $ok
 }
 
@@ -400,28 +506,33 @@ controller_leader() {
 declare -A MARKS_BEFORE=()
 cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
-nodes=1 node="" signal=TERM
+nodes=1 node="" signal=TERM secure=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --nodes) nodes="${2:?--nodes needs a count}"; shift 2 ;;
     --node) node="${2:?--node needs a node id}"; shift 2 ;;
     --kill) signal=KILL; shift ;;
+    --secure) secure=1; shift ;;
     *) [[ "$cmd" == run || "$cmd" == pid ]] && break; die "unknown option '$1'" ;;
   esac
 done
 
 [[ "$nodes" =~ ^[1-9]$ ]] || die "--nodes must be a count from 1 to 9, got '$nodes'"
 [[ -z "$node" || "$node" =~ ^[1-9]$ ]] || die "--node must be a node id from 1 to 9, got '$node'"
+((secure == 0 || (nodes == 1 && ${#node} == 0))) || die "--secure starts one fresh node (no --nodes above 1, no --node)"
 
 case "$cmd" in
   start)
-    if [[ -n "$node" ]]; then start_one "$node"; else start_all "$nodes"; fi ;;
+    if [[ -n "$node" ]]; then start_one "$node"; else start_all "$nodes" "$secure"; fi ;;
   stop) stop_cmd "$node" "$signal" ;;
   status) status_cmd "$node" ;;
   bootstrap)
     n="$(nodes_started)"
     ((n > 0)) || die "no cluster in $DIR"
     bootstrap_list "$n" ;;
+  secure-bootstrap | mtls-bootstrap)
+    secure_started || die "no --secure node in $DIR (start one with: scripts/kafka.sh start --secure)"
+    if [[ "$cmd" == secure-bootstrap ]]; then echo "127.0.0.1:$(sasl_ssl_port)"; else echo "127.0.0.1:$(mtls_port)"; fi ;;
   pid)
     i="${1:?pid needs a node id}"
     running "$i" || die "node $i is not running"

@@ -15,6 +15,9 @@ use timely_kafka::log::file::FileLog;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
 
+#[path = "properties.rs"]
+mod properties;
+
 /// Which log to use, and how many workers.
 #[derive(clap::Args)]
 pub struct Setup {
@@ -24,6 +27,10 @@ pub struct Setup {
     /// Kafka bootstrap servers (host:port): use Kafka instead of the file log.
     #[arg(long)]
     pub brokers: Option<String>,
+    /// With --brokers: a librdkafka property KEY=VALUE (repeatable), e.g.
+    /// `-X security.protocol=SASL_SSL`.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = properties::parse)]
+    pub properties: Vec<(String, String)>,
     /// Worker threads.
     #[arg(short = 'w', long = "workers", default_value_t = 1)]
     pub workers: usize,
@@ -33,7 +40,7 @@ impl Setup {
     /// The log: either backend behind the one `LogBackend` interface.
     pub fn log(&self) -> timely_kafka::Result<Arc<dyn LogBackend>> {
         Ok(match &self.brokers {
-            Some(brokers) => Arc::new(KafkaLog::new(brokers, &[])?),
+            Some(brokers) => Arc::new(KafkaLog::new(brokers, &self.properties)?),
             None => Arc::new(FileLog::new(&self.data_dir)),
         })
     }

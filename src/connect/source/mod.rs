@@ -278,7 +278,9 @@ where
                         }
                     }
                     Err(error) if is_fatal(&error) => {
-                        status.fail(&context, Error::kafka_from("consumer", &error));
+                        let undecodable = error.rdkafka_error_code().is_some_and(crate::log::kafka::undecodable);
+                        let what = if undecodable { "records cannot be decoded" } else { "consumer" };
+                        status.fail(&context, Error::kafka_from(what, &error));
                         reader.failed = true;
                         capability = None;
                         return false;

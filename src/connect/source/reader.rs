@@ -164,6 +164,7 @@ pub(super) fn is_fatal(error: &KafkaError) -> bool {
         _ => return false,
     };
     matches!(error, KafkaError::MessageConsumptionFatal(_))
+        || crate::log::kafka::undecodable(code)
         || matches!(
             code,
             UnknownTopicOrPartition

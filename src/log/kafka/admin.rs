@@ -10,13 +10,14 @@ use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 
+use super::client_errors::ClientErrors;
 use super::retry::retry;
 use super::watermarks::watermarks;
 use super::KafkaLog;
 use crate::error::{Error, Result};
 
 impl KafkaLog {
-    pub(super) fn partition_count(&self, client: &BaseConsumer, topic: &str) -> Result<Option<u32>> {
+    pub(super) fn partition_count(&self, client: &BaseConsumer<ClientErrors>, topic: &str) -> Result<Option<u32>> {
         let metadata = retry(self.timeout, |_, per_try| client.fetch_metadata(Some(topic), per_try))
             .map_err(|e| Error::kafka_from(format!("metadata for topic '{topic}' within {:?}", self.timeout), &e))?;
         let Some(entry) = metadata.topics().iter().find(|t| t.name() == topic) else { return Ok(None) };
@@ -90,7 +91,7 @@ impl KafkaLog {
         self.wait_for_partitions(topic, Some(partitions))
     }
 
-    pub(super) fn has_data(&self, client: &BaseConsumer, topic: &str, partitions: u32) -> Result<bool> {
+    pub(super) fn has_data(&self, client: &BaseConsumer<ClientErrors>, topic: &str, partitions: u32) -> Result<bool> {
         for partition in 0..partitions {
             let (low, high) = self.watermarks_with(client, topic, partition)?;
             if high > low {
@@ -108,7 +109,7 @@ impl KafkaLog {
         self.watermarks_with(&client, topic, partition)
     }
 
-    fn watermarks_with(&self, client: &BaseConsumer, topic: &str, partition: u32) -> Result<(u64, u64)> {
+    fn watermarks_with(&self, client: &BaseConsumer<ClientErrors>, topic: &str, partition: u32) -> Result<(u64, u64)> {
         let (low, high) = watermarks(client.client(), self, topic, partition as i32, self.timeout).map_err(|e| {
             Error::kafka_from(
                 format!("topic '{topic}' partition {partition}: no watermarks within {:?}", self.timeout),

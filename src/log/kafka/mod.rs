@@ -46,6 +46,7 @@
 //! ([`LogBackend::prepare_writers`]), whose polling thread stops within 10 ms.
 
 mod admin;
+pub(crate) mod client_errors;
 mod config;
 mod ordering;
 mod producer;
@@ -56,12 +57,14 @@ mod watermarks;
 mod writer;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
+
+use client_errors::{ClientErrors, Refusal};
 
 use super::{LogBackend, PartitionReader, PartitionWriter, TopicInfo};
 use crate::codec_id::CodecId;
@@ -73,6 +76,7 @@ pub use config::{CONSUMER_DEFAULTS, METADATA_CLIENT_DEFAULTS, PRODUCER_DEFAULTS}
 pub(crate) use config::{CONSUMER_ONLY, PRODUCER_ONLY};
 pub(crate) use producer::{send_record, Deliveries, SharedProducer};
 pub(crate) use quick_close::QuickClose;
+pub(crate) use reader::undecodable;
 pub use reader::KafkaReader;
 pub use writer::KafkaWriter;
 
@@ -114,12 +118,30 @@ impl KafkaLog {
     }
 
     /// Checks that the brokers answer within the timeout.
+    /// A broker that refuses the client (credentials, TLS, protocol) fails
+    /// it at once, in one line naming the cause (`client_errors.rs`).
     pub fn checked(self) -> Result<Self> {
         let client = self.metadata_client()?;
-        retry::retry(self.timeout, |_, per_try| client.fetch_metadata(None, per_try)).map_err(|e| {
-            Error::kafka_from(format!("brokers {} did not answer within {:?}", self.brokers, self.timeout), &e)
-        })?;
-        Ok(self)
+        let started = Instant::now();
+        loop {
+            if let Some(refused) = client.context().refused() {
+                return Err(refused_error(&self.brokers, &refused));
+            }
+            let left = self.timeout.saturating_sub(started.elapsed());
+            let error = match client.fetch_metadata(None, left.min(CHECK_STEP)) {
+                Ok(_) => return Ok(self),
+                Err(error) => error,
+            };
+            if let Some(refused) = client.context().refused() {
+                return Err(refused_error(&self.brokers, &refused));
+            }
+            if !retry::transient(&error) || started.elapsed() >= self.timeout {
+                return Err(Error::kafka_from(
+                    format!("brokers {} did not answer within {:?}", self.brokers, self.timeout),
+                    &error,
+                ));
+            }
+        }
     }
 
     /// The bound on every wait of this backend that librdkafka does not
@@ -193,13 +215,13 @@ impl KafkaLog {
     /// answer (see `watermarks.rs`).
     pub(crate) fn fresh_client(&self) -> rdkafka::error::KafkaResult<QuickClose> {
         self.config(&[CONSUMER_DEFAULTS, METADATA_CLIENT_DEFAULTS].concat(), PRODUCER_ONLY)
-            .create()
+            .create_with_context(ClientErrors::default())
             .map(QuickClose::new)
     }
 
     fn consumer(&self) -> Result<QuickClose> {
         self.consumer_config()
-            .create()
+            .create_with_context(ClientErrors::default())
             .map(QuickClose::new)
             .map_err(|e| Error::kafka_from("cannot create consumer", &e))
     }
@@ -250,6 +272,21 @@ impl KafkaLog {
             .unwrap_or(1_000_000);
         limit.saturating_sub(RECORD_OVERHEAD).max(4096)
     }
+}
+
+/// How long one metadata request of the connection check may take: a
+/// refusal librdkafka logs meanwhile is seen within this.
+const CHECK_STEP: Duration = Duration::from_millis(500);
+
+/// The error for a client its brokers refused.
+fn refused_error(brokers: &str, refused: &Refusal) -> Error {
+    use rdkafka::error::RDKafkaErrorCode;
+    let code = match refused {
+        Refusal::Authentication(_) => RDKafkaErrorCode::Authentication,
+        Refusal::Tls(_) => RDKafkaErrorCode::SSL,
+        Refusal::Protocol(_) => RDKafkaErrorCode::BrokerTransportFailure,
+    };
+    Error::kafka_code(format!("brokers {brokers}: {refused}"), code)
 }
 
 impl LogBackend for KafkaLog {

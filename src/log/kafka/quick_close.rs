@@ -14,22 +14,24 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::BaseConsumer;
 
+use super::client_errors::ClientErrors;
+
 /// The longest a drop waits for librdkafka to close a consumer.
 pub const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 
 /// A consumer client that closes quickly when dropped.
-pub struct QuickClose(BaseConsumer);
+pub(crate) struct QuickClose(BaseConsumer<ClientErrors>);
 
 impl QuickClose {
     /// Wraps `consumer`.
-    pub fn new(consumer: BaseConsumer) -> Self {
+    pub(crate) fn new(consumer: BaseConsumer<ClientErrors>) -> Self {
         QuickClose(consumer)
     }
 }
 
 impl Deref for QuickClose {
-    type Target = BaseConsumer;
-    fn deref(&self) -> &BaseConsumer {
+    type Target = BaseConsumer<ClientErrors>;
+    fn deref(&self) -> &BaseConsumer<ClientErrors> {
         &self.0
     }
 }

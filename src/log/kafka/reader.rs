@@ -64,6 +64,10 @@ pub struct KafkaReader {
     target: Option<(u64, u64, Instant)>,
     /// The end ListOffsets reported last.
     listed_end: Option<u64>,
+    /// Since when polls have returned nothing, and when the reader last
+    /// asked whether that is a stall (see [`STALL_AFTER`]).
+    silent_since: Option<Instant>,
+    stall_checked: Option<Instant>,
 }
 
 /// A fetched message kept past the borrow of its client: librdkafka frees a
@@ -97,6 +101,14 @@ impl Drop for HeldMessage {
 /// fetches again from a lower position.
 const STUCK_AFTER: Duration = Duration::from_millis(200);
 
+/// How long a partition may stay silent while the broker says records are
+/// stored past the reader's position, before the reader assigns it again.
+/// A replay following a capture through a rolling restart stopped
+/// receiving one partition's records after a leader change, for minutes,
+/// while the capture went on writing to it; assigning the partition again
+/// restarts its fetcher at the current leader.
+const STALL_AFTER: Duration = Duration::from_secs(10);
+
 impl KafkaReader {
     pub(super) fn new(log: &KafkaLog, topic: &str, partition: u32, offset: u64) -> Result<Self> {
         let consumer = Arc::new(log.consumer()?);
@@ -111,6 +123,8 @@ impl KafkaReader {
             seen_end: 0,
             target: None,
             listed_end: None,
+            silent_since: None,
+            stall_checked: None,
         })
     }
 
@@ -217,6 +231,30 @@ impl KafkaReader {
         }
     }
 
+    /// Nothing arrived: assigns the partition again at the reader's
+    /// position if it has been silent for [`STALL_AFTER`] while the broker
+    /// reports records past it (asked at most every half of that).
+    fn revive_if_stalled(&mut self) -> Result<()> {
+        if self.target.is_some() || self.start_at.is_some() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let since = *self.silent_since.get_or_insert(now);
+        let checked_lately = self.stall_checked.is_some_and(|at| now.duration_since(at) < STALL_AFTER / 2);
+        if now.duration_since(since) < STALL_AFTER || checked_lately {
+            return Ok(());
+        }
+        self.stall_checked = Some(now);
+        let asked = watermarks(self.consumer.client(), &self.log, &self.id.topic, self.id.partition as i32, TRY_BOUND);
+        if let Ok((_, high)) = asked {
+            if high.max(0) as u64 > self.next_offset {
+                self.silent_since = Some(now);
+                self.assign_at(self.next_offset)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Nothing arrived: whether the fetch from the sought offset is stuck
     /// although the broker's high watermark says that offset is stored.
     fn stuck(&self) -> bool {
@@ -227,6 +265,20 @@ impl KafkaReader {
             None => false,
         }
     }
+}
+
+/// Consumer errors that say the fetched records cannot be decoded (a
+/// compression codec missing from the build, a corrupt batch): no retry
+/// fixes them, and librdkafka reports them once and goes on fetching.
+pub(crate) fn undecodable(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::NotImplemented
+            | RDKafkaErrorCode::BadCompression
+            | RDKafkaErrorCode::BadMessage
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidMessage
+    )
 }
 
 /// `wait` rounded up to whole milliseconds. librdkafka waits in whole
@@ -259,6 +311,7 @@ impl PartitionReader for KafkaReader {
                     if deadline.is_some_and(|d| Instant::now() < d) {
                         continue;
                     }
+                    self.revive_if_stalled()?;
                     return Ok(None);
                 }
                 Some(Ok(message)) => {
@@ -277,10 +330,14 @@ impl PartitionReader for KafkaReader {
                     }
                     self.next_offset = offset + 1;
                     self.seen_end = self.seen_end.max(offset + 1);
+                    self.silent_since = None;
                     let payload = self.last.insert(message).message.payload().unwrap_or_default();
                     return Ok(Some(Record { offset, payload }));
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => return Ok(None),
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    self.revive_if_stalled()?;
+                    return Ok(None);
+                }
                 Some(Err(KafkaError::MessageConsumption(
                     RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset,
                 ))) => {
@@ -302,10 +359,19 @@ impl PartitionReader for KafkaReader {
                 ))) => {
                     return Err(Error::kafka_code(format!("{}: {code}", self.id), code));
                 }
+                Some(Err(KafkaError::MessageConsumption(code) | KafkaError::MessageConsumptionFatal(code)))
+                    if undecodable(code) =>
+                {
+                    return Err(Error::kafka_code(
+                        format!("{} at offset {}: records cannot be decoded: {code}", self.id, self.next_offset),
+                        code,
+                    ));
+                }
                 // Transient: librdkafka reconnects and retries by itself; the
                 // replay's idle timeout bounds how long we keep waiting.
                 Some(Err(_)) => {
                     if deadline.is_none_or(|d| Instant::now() >= d) {
+                        self.revive_if_stalled()?;
                         return Ok(None);
                     }
                 }
