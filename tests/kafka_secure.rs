@@ -257,6 +257,7 @@ fn the_source_reads_what_the_java_producer_compressed_with_every_codec() {
         create_compressed(&node.plaintext(), &topic, 2, "producer");
         let lines: Vec<String> = (0..500).map(|i| format!("{codec} line {i}")).collect();
         java_produce(&node, &topic, codec, &lines);
+        eprintln!("the console producer wrote {} lines with {codec} into '{topic}'", lines.len());
         let mut read = read_lines(&node.plaintext(), &topic);
         read.sort();
         let mut expected = lines.clone();
@@ -269,7 +270,9 @@ fn java_produce(node: &Node, topic: &str, codec: &str, lines: &[String]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh");
     let mut child = Command::new(script)
         .args(["run", "org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server", &node.plaintext()])
-        .args(["--topic", topic, "--compression-codec", codec, "--sync"])
+        // Batched (not --sync, which waits out the linger per line): whole
+        // compressed batches of many records.
+        .args(["--topic", topic, "--compression-codec", codec, "--timeout", "50"])
         .env("KAFKA_DIR", &node.dir)
         .env("KAFKA_PORT", node.port.to_string())
         .stdin(Stdio::piped())

@@ -6,12 +6,14 @@
 //! client's credentials: it logs the failure, drops the connection and
 //! tries again, so the request times out (a wrong password read as
 //! `brokers ... did not answer within 30s: BrokerTransportFailure`). Its
-//! log lines do name the cause. So every client of this crate carries a
+//! log lines do name the cause (rust-rdkafka queues them on the client's
+//! main queue; they arrive when it is polled). So every client of this crate carries a
 //! [`ClientErrors`] context that keeps the last such line, and the calls
 //! that wait for brokers ([`KafkaLog::checked`](super::KafkaLog::checked))
 //! stop as soon as one names a cause no retry can fix, with that line.
 //! Passwords never appear in librdkafka's log lines (nor in ours).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use rdkafka::client::ClientContext;
@@ -36,7 +38,11 @@ impl std::fmt::Display for Refusal {
         match self {
             Refusal::Authentication(line) => write!(f, "SASL authentication failed: {line}"),
             Refusal::Tls(line) => write!(f, "TLS handshake failed: {line}"),
-            Refusal::Protocol(line) => write!(f, "wrong security.protocol for this listener: {line}"),
+            Refusal::Protocol(line) => write!(
+                f,
+                "the broker closes every connection as it opens (wrong security.protocol for this listener, or \
+                 credentials missing): {line}"
+            ),
         }
     }
 }
@@ -61,6 +67,23 @@ pub(crate) fn refusal(line: &str) -> Option<Refusal> {
     }
 }
 
+/// A connection the broker closed during the version handshake or within
+/// a second of it: what a listener does to a client speaking another
+/// protocol (plaintext against TLS, TLS without SASL against SASL_SSL).
+/// librdkafka logs it at info level, "Disconnected: ... (after 0ms in
+/// state UP)". A broker shutting down does it once; twice is a refusal.
+fn quick_disconnect(line: &str) -> bool {
+    if !line.contains("Disconnected") {
+        return false;
+    }
+    if line.contains("in state APIVERSION_QUERY") {
+        return true;
+    }
+    let Some((_, after)) = line.split_once("(after ") else { return false };
+    let Some((millis, state)) = after.split_once("ms in state ") else { return false };
+    state.starts_with("UP") && millis.parse::<u64>().is_ok_and(|ms| ms < 1000)
+}
+
 /// librdkafka's lines start with the thread name in brackets: dropped.
 fn trim_thread(line: &str) -> &str {
     match line.strip_prefix("[thrd:").and_then(|rest| rest.split_once("]: ")) {
@@ -73,6 +96,8 @@ fn trim_thread(line: &str) -> &str {
 #[derive(Default)]
 pub(crate) struct ClientErrors {
     refused: Mutex<Option<Refusal>>,
+    /// Connections the broker closed right after they opened.
+    quick_disconnects: AtomicU32,
 }
 
 impl ClientErrors {
@@ -94,6 +119,10 @@ impl ClientContext for ClientErrors {
         use RDKafkaLogLevel::*;
         if matches!(level, Emerg | Alert | Critical | Error | Warning) {
             self.note(line);
+        }
+        if quick_disconnect(line) && self.quick_disconnects.fetch_add(1, Ordering::Relaxed) + 1 >= 2 {
+            *self.refused.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(Refusal::Protocol(trim_thread(line).to_string()));
         }
     }
 
@@ -123,6 +152,13 @@ mod tests {
         let plaintext_to_tls = "127.0.0.1:19594/bootstrap: Disconnected while requesting ApiVersion: might be \
                                 caused by incorrect security.protocol configuration (connecting to a SSL listener?)";
         assert!(matches!(refusal(plaintext_to_tls), Some(Refusal::Protocol(_))));
+        let closed = "127.0.0.1:19595/bootstrap: Disconnected: connection closed by peer: receive 0 after POLLIN \
+                      (after 1ms in state APIVERSION_QUERY)";
+        assert!(quick_disconnect(closed));
+        assert!(quick_disconnect(
+            "ssl://h:1/bootstrap: Disconnected: SSL connection closed by peer (after 0ms in state UP)"
+        ));
+        assert!(!quick_disconnect("h:1/1: Disconnected: connection closed by peer (after 61234ms in state UP)"));
         assert_eq!(refusal("127.0.0.1:9092/1: Connect to ipv4#127.0.0.1:9092 failed: Connection refused"), None);
         let shown = Refusal::Authentication("x".into()).to_string();
         assert_eq!(shown, "SASL authentication failed: x");
@@ -135,5 +171,11 @@ mod tests {
         assert_eq!(context.refused(), None);
         context.log(RDKafkaLogLevel::Error, "FAIL", "SSL handshake failed: certificate verify failed");
         assert!(matches!(context.refused(), Some(Refusal::Tls(_))));
+        let closed = "h:1/bootstrap: Disconnected: SSL connection closed by peer (after 0ms in state UP)";
+        let context = ClientErrors::default();
+        context.log(RDKafkaLogLevel::Info, "FAIL", closed);
+        assert_eq!(context.refused(), None, "once may be a broker shutting down");
+        context.log(RDKafkaLogLevel::Info, "FAIL", closed);
+        assert!(matches!(context.refused(), Some(Refusal::Protocol(_))));
     }
 }

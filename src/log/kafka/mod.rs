@@ -132,6 +132,13 @@ impl KafkaLog {
                 Ok(_) => return Ok(self),
                 Err(error) => error,
             };
+            // rust-rdkafka queues librdkafka's log lines and errors on the
+            // client's main queue: they reach the context when it is polled.
+            for _ in 0..64 {
+                if client.poll(Duration::ZERO).is_none() {
+                    break;
+                }
+            }
             if let Some(refused) = client.context().refused() {
                 return Err(refused_error(&self.brokers, &refused));
             }
@@ -178,6 +185,11 @@ impl KafkaLog {
 
     pub(crate) fn config(&self, defaults: &[(&str, &str)], skip: &[&str]) -> ClientConfig {
         let mut config = ClientConfig::new();
+        // librdkafka's lines down to info level reach the clients'
+        // contexts, which read the causes of refusals from them
+        // (`client_errors.rs`); rust-rdkafka derives the level from the
+        // `log` crate's, which is off unless the program installed a logger.
+        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Info);
         config.set("bootstrap.servers", &self.brokers);
         for (key, value) in defaults {
             config.set(*key, *value);

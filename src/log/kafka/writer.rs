@@ -168,8 +168,7 @@ impl KafkaWriter {
     fn first_mismatch(&self, start: i64, end: i64) -> Result<String> {
         let Some(checksums) = self.checksums.as_ref() else { return Ok(String::new()) };
         let mut reader = super::KafkaReader::new(&self.log, &self.id.topic, self.id.partition, start.max(0) as u64)?;
-        let mut next = start;
-        for (index, expected) in checksums.iter().enumerate() {
+        for (next, (index, expected)) in (start..).zip(checksums.iter().enumerate()) {
             if next >= end {
                 return Ok(format!("only {index} of {} records read back from offset {start}", checksums.len()));
             }
@@ -184,7 +183,6 @@ impl KafkaWriter {
                     checksums.len()
                 ));
             }
-            next += 1;
         }
         Ok(String::new())
     }
