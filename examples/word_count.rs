@@ -117,6 +117,10 @@ struct Args {
     /// Write the counts exactly once (Kafka transactions; restartable).
     #[arg(long)]
     exactly_once: bool,
+    /// With --exactly-once: start over although the output holds committed
+    /// records and no commit of this pipeline is found (writes them again).
+    #[arg(long, requires = "exactly_once")]
+    fresh: bool,
     /// With --exactly-once: the shortest time between commits, in milliseconds.
     #[arg(long, default_value_t = 500)]
     commit_interval_ms: u64,
@@ -239,8 +243,9 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
             Some((if live { bucket(record) } else { 0 }, line))
         };
         let pipeline = if args.exactly_once {
-            let config = ExactlyOnceConfig::new(kafka.clone(), &args.input, &args.output)
+            let mut config = ExactlyOnceConfig::new(kafka.clone(), &args.input, &args.output)
                 .commit_interval(Duration::from_millis(args.commit_interval_ms));
+            config.fresh = args.fresh;
             let pipeline = exactly_once::open(w, &config)?;
             if w.index() == 0 {
                 let resume = pipeline.resume();

@@ -21,9 +21,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::records::{expected, parse, produce, read_all};
+use common::records::{expected, parse, produce, produce_range, read_all};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use timely::dataflow::operators::vec::Map;
 use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
@@ -64,11 +67,24 @@ struct Run {
     per_record: Duration,
     /// Records the source reads per activation, if not its default.
     batch: Option<usize>,
+    /// The pipeline's identity, if not the default one.
+    identity: Option<&'static str>,
+    /// `ExactlyOnceConfig::fresh`.
+    fresh: bool,
 }
 
 impl Run {
     fn new(max_bytes: usize, time: fn(u64) -> u64) -> Run {
-        Run { max_bytes, time, transaction_timeout: Duration::from_secs(60), per_record: Duration::ZERO, batch: None }
+        let transaction_timeout = Duration::from_secs(60);
+        Run {
+            max_bytes,
+            time,
+            transaction_timeout,
+            per_record: Duration::ZERO,
+            batch: None,
+            identity: None,
+            fresh: false,
+        }
     }
 }
 
@@ -76,11 +92,15 @@ impl Run {
 /// `time(offset)`; returns the commits and records written.
 fn copy(brokers: &str, input: &str, output: &str, how: Run) -> Result<(u64, u64)> {
     let (brokers, input, output) = (brokers.to_string(), input.to_string(), output.to_string());
-    let Run { max_bytes, time, transaction_timeout, per_record, batch } = how;
+    let Run { max_bytes, time, transaction_timeout, per_record, batch, identity, fresh } = how;
     let per_worker = execute(timely::Config::process(WORKERS), move |w| {
         let log = KafkaLog::new(&brokers, &[])?;
         let mut config = ExactlyOnceConfig::new(log.clone(), &input, &output).commit_interval(Duration::from_millis(1));
         config.max_transaction_bytes = max_bytes;
+        config.fresh = fresh;
+        if let Some(identity) = identity {
+            config.transactional_id = identity.to_string();
+        }
         config.transaction_timeout = transaction_timeout;
         let pipeline = exactly_once::open(w, &config)?;
         let mut source = SourceConfig::new(log).end(SourceEnd::CurrentEnd);
@@ -182,4 +202,130 @@ fn early_outputs_held_open_for_half_the_transaction_timeout_are_aborted_in_time(
     assert_eq!(read_all(&brokers, &output, 2), expected(COUNT));
     let seen = uncommitted_records(&brokers, &output, 2);
     assert!(seen > COUNT, "the early outputs were not aborted ({seen} records, {COUNT} committed)");
+}
+
+/// A transaction another writer left open on `<output>.progress` (a
+/// pipeline sharing it died mid-commit): a start must not stop reading the
+/// progress at the open transaction and resume from the commit before it,
+/// which wrote every output since a second time. It waits for the
+/// transaction and refuses in one line naming it; once it is aborted, the
+/// pipeline resumes from its newest commit and the output is exact.
+#[test]
+fn a_transaction_left_open_on_the_progress_topic_never_resumes_from_an_older_commit() {
+    let _deadline = common::deadline();
+    let Some(brokers) = brokers() else { return };
+    let (input, output) = topics(&brokers, "open-progress");
+    let by_tens = |offset: u64| offset / 10;
+    let (commits, written) = copy(&brokers, &input, &output, Run::new(16 << 20, by_tens)).unwrap();
+    assert!(commits >= 1 && written == COUNT, "first run: {commits} commits, {written} written");
+    let other: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("transactional.id", format!("{output}-another-writer"))
+        .set("transaction.timeout.ms", "120000")
+        .create()
+        .unwrap();
+    other.init_transactions(Duration::from_secs(30)).unwrap();
+    other.begin_transaction().unwrap();
+    let progress = format!("{output}.progress");
+    other
+        .send(BaseRecord::to(&progress).partition(0).key("another-writer").payload("open"))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    other.flush(Duration::from_secs(30)).unwrap();
+    produce_range(&brokers, &input, 3, COUNT..2 * COUNT, 1_000_000);
+    let refused = copy(&brokers, &input, &output, Run::new(16 << 20, by_tens)).expect_err("an open transaction ahead");
+    let line = refused.to_string();
+    assert!(line.contains(&progress) && line.contains("still open") && !line.contains('\n'), "{line}");
+    other.abort_transaction(Duration::from_secs(30)).unwrap();
+    let (_, written) = copy(&brokers, &input, &output, Run::new(16 << 20, by_tens)).unwrap();
+    assert_eq!(written, COUNT, "the second run writes the new records once");
+    assert_eq!(copy(&brokers, &input, &output, Run::new(16 << 20, by_tens)).unwrap(), (0, 0));
+    assert_eq!(read_all(&brokers, &output, 2), expected(2 * COUNT));
+}
+
+/// The input topic deleted and created again with fewer records than the
+/// last commit read: the next start refuses in one line naming the
+/// partition, instead of reading nothing and exiting 0.
+#[test]
+fn an_input_topic_created_again_is_refused_naming_the_partition() {
+    let _deadline = common::deadline();
+    let Some(brokers) = brokers() else { return };
+    let (input, output) = topics(&brokers, "recreated");
+    assert_eq!(copy(&brokers, &input, &output, Run::new(16 << 20, |_| 0)).unwrap().1, COUNT);
+    let log = KafkaLog::new(&brokers, &[]).unwrap();
+    log.create_topic(&input, 3, CodecId::None, true).unwrap();
+    produce(&brokers, &input, 3, 100, 1_000_000);
+    let refused = copy(&brokers, &input, &output, Run::new(16 << 20, |_| 0)).expect_err("a recreated input");
+    let line = refused.to_string();
+    assert!(line.contains(&format!("topic '{input}' partition")) && line.contains("created again"), "{line}");
+    assert!(!line.contains('\n'), "{line}");
+}
+
+/// The progress topic is created compacted, without time or size
+/// retention: the broker refuses to delete its records, and a restart
+/// resumes. Once an operator allows deletion and deletes them (as
+/// retention does to a pipeline idle past `retention.ms`), the next start
+/// finds no commit and refuses in one line instead of starting over and
+/// writing every output again; nothing is written. A progress topic whose
+/// settings delete records by age is refused at start.
+#[test]
+fn progress_deleted_is_refused_instead_of_starting_over() {
+    let _deadline = common::deadline();
+    let Some(brokers) = brokers() else { return };
+    let (input, output) = topics(&brokers, "progress-deleted");
+    let copy_all = || copy(&brokers, &input, &output, Run::new(16 << 20, |_| 0));
+    assert_eq!(copy_all().unwrap().1, COUNT);
+    let progress = format!("{output}.progress");
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    let described =
+        futures_executor::block_on(admin.describe_configs(&[ResourceSpecifier::Topic(&progress)], &options)).unwrap();
+    let resource = described.into_iter().next().unwrap().unwrap();
+    let value = |key: &str| resource.get(key).and_then(|e| e.value.clone()).unwrap_or_default();
+    assert_eq!((value("cleanup.policy"), value("retention.ms")), ("compact".into(), "-1".into()));
+    let delete_all = || {
+        let reader: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+        let (_, end) = reader.fetch_watermarks(&progress, 0, Duration::from_secs(30)).unwrap();
+        let mut upto = TopicPartitionList::new();
+        upto.add_partition_offset(&progress, 0, Offset::Offset(end)).unwrap();
+        let deleted = futures_executor::block_on(admin.delete_records(&upto, &options)).unwrap();
+        deleted.elements().first().map(|e| e.error().map_err(|e| e.to_string())).unwrap()
+    };
+    let refused = delete_all().expect_err("a compacted topic's records cannot be deleted");
+    assert!(refused.contains("PolicyViolation"), "{refused}");
+    assert_eq!(copy_all().unwrap(), (0, 0), "the commits survived");
+    let alter = |pairs: &[(&str, &str)]| {
+        let mut change = AlterConfig::new(ResourceSpecifier::Topic(&progress));
+        for (key, value) in pairs {
+            change = change.set(key, value);
+        }
+        let altered = futures_executor::block_on(admin.alter_configs(&[change], &options)).unwrap();
+        altered.into_iter().for_each(|r| drop(r.unwrap()));
+    };
+    alter(&[("cleanup.policy", "compact,delete"), ("retention.ms", "-1"), ("retention.bytes", "-1")]);
+    delete_all().expect("deletable once the policy allows it");
+    let line = copy_all().expect_err("the commits were deleted").to_string();
+    assert!(line.contains(&progress) && line.contains("were deleted") && !line.contains('\n'), "{line}");
+    assert_eq!(read_all(&brokers, &output, 2), expected(COUNT), "nothing written twice");
+    alter(&[("cleanup.policy", "delete"), ("retention.ms", "604800000"), ("retention.bytes", "-1")]);
+    let line = copy_all().expect_err("settings that delete commits").to_string();
+    assert!(line.contains("retention.ms=604800000") && line.contains("cleanup.policy=compact"), "{line}");
+}
+
+/// No commit of this pipeline, but the output holds committed records (the
+/// pipeline's identity changed, or its progress is gone): the start refuses
+/// in one line naming the output; `fresh` starts over on purpose.
+#[test]
+fn no_commit_but_committed_output_is_refused_unless_starting_over() {
+    let _deadline = common::deadline();
+    let Some(brokers) = brokers() else { return };
+    let (input, output) = topics(&brokers, "identity-changed");
+    assert_eq!(copy(&brokers, &input, &output, Run::new(16 << 20, |_| 0)).unwrap().1, COUNT);
+    let renamed = Run { identity: Some("timely-kafka-test.renamed"), ..Run::new(16 << 20, |_| 0) };
+    let line = copy(&brokers, &input, &output, renamed).expect_err("committed output, no commit").to_string();
+    assert!(line.contains(&format!("output topic '{output}'")) && line.contains("fresh"), "{line}");
+    assert_eq!(read_all(&brokers, &output, 2), expected(COUNT), "nothing written by the refused start");
+    let fresh = Run { fresh: true, ..renamed };
+    assert_eq!(copy(&brokers, &input, &output, fresh).unwrap().1, COUNT, "starting over writes everything again");
 }

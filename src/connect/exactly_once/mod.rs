@@ -71,6 +71,7 @@
 
 mod polled;
 mod progress;
+mod progress_topic;
 mod sink;
 mod transactions;
 
@@ -85,7 +86,6 @@ pub use progress::{Progress, PROGRESS_FORMAT};
 pub use sink::ExactlyOnceHandle;
 
 use crate::capture::worker::collective::{agree, all_gather};
-use crate::codec_id::CodecId;
 use crate::connect::source::SourceResume;
 use crate::error::{Error, Result};
 use crate::log::kafka::KafkaLog;
@@ -93,6 +93,15 @@ use crate::log::{LogBackend, TopicInfo};
 use progress::read_progress;
 use sink::CommitPolicy;
 use transactions::TransactionalWriter;
+
+/// The default identity of the pipeline from `input` to `output`:
+/// `timely-kafka.<length of input>.<input>.<output>`. The length makes it
+/// injective: topic names may hold dots, and without it the pipelines
+/// `a.b → c` and `a → b.c` shared one transactional id and fenced each
+/// other.
+pub fn default_identity(input: &str, output: &str) -> String {
+    format!("timely-kafka.{}.{input}.{output}", input.len())
+}
 
 /// An exactly-once pipeline: its topics, its identity and its commit policy.
 #[derive(Clone, Debug)]
@@ -108,7 +117,7 @@ pub struct ExactlyOnceConfig {
     pub progress_topic: String,
     /// The pipeline's identity: the transactional id of its one writer.
     /// Every instance of the pipeline must use the same. Default
-    /// `timely-kafka.<input>.<output>`.
+    /// [`default_identity`].
     pub transactional_id: String,
     /// The shortest time between commits.
     pub commit_interval: Duration,
@@ -127,6 +136,10 @@ pub struct ExactlyOnceConfig {
     /// nothing is aborted.
     #[doc(hidden)]
     pub accept_broker_without_aborts: bool,
+    /// Start over when no commit of this pipeline is found although the
+    /// progress topic lost records or the output holds committed records
+    /// (refused otherwise: every output would be written again).
+    pub fresh: bool,
 }
 
 impl ExactlyOnceConfig {
@@ -137,13 +150,14 @@ impl ExactlyOnceConfig {
             input: input.to_string(),
             output: output.to_string(),
             progress_topic: format!("{output}.progress"),
-            transactional_id: format!("timely-kafka.{input}.{output}"),
+            transactional_id: default_identity(input, output),
             commit_interval: Duration::from_millis(500),
             max_transaction_bytes: 16 << 20,
             transaction_timeout: Duration::from_secs(60),
             timeout: Duration::from_secs(30),
             replay_from_start: true,
             accept_broker_without_aborts: false,
+            fresh: false,
         }
     }
 
@@ -253,6 +267,9 @@ fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> 
             config.progress_topic
         )));
     }
+    if last.is_none() && !config.fresh {
+        progress_topic::refuse_start_over(log, &config.progress_topic, &config.output, config.timeout)?;
+    }
     let mut progress = match last {
         Some(progress) if progress.format != PROGRESS_FORMAT => {
             return Err(Error::Config(format!(
@@ -274,6 +291,7 @@ fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> 
             ..Default::default()
         },
     };
+    check_bindings_stored(log, &config.input, &progress)?;
     // Partitions the last commit does not know (a first start, or added
     // since) begin at their first retained offset.
     let missing: Vec<u32> = (0..input.partitions).filter(|p| !progress.starts.contains_key(p)).collect();
@@ -294,13 +312,44 @@ fn check_topics(config: &ExactlyOnceConfig) -> Result<TopicInfo> {
     if log.topic_info(&config.output)?.is_none() {
         return Err(Error::MissingTopic(config.output.clone()));
     }
-    if log.topic_info(&config.progress_topic)?.is_none() {
-        log.create_topic(&config.progress_topic, 1, CodecId::None, false)?;
-    }
+    // librdkafka's mock cluster (the tests' broker without aborts) does not
+    // answer DescribeConfigs: the check would wait out its timeout.
+    let check_settings = !config.accept_broker_without_aborts;
+    progress_topic::ensure_progress_topic(log, &config.progress_topic, check_settings)?;
     log.topic_info(&config.input)?.ok_or_else(|| Error::MissingTopic(config.input.clone()))
+}
+
+/// Refuses a last commit bound to offsets the input no longer reaches: the
+/// input topic was deleted and created again (or truncated), so reading
+/// "from the binding" would wait for offsets that may never come, or read
+/// other records under old numbers. Silent before: no output, exit 0.
+fn check_bindings_stored(log: &KafkaLog, input: &str, progress: &Progress) -> Result<()> {
+    for (&partition, &bound) in &progress.offsets {
+        let (_, end) = log.watermarks(input, partition)?;
+        if bound > end {
+            return Err(Error::Config(format!(
+                "topic '{input}' partition {partition}: the last commit ({}) read to offset {bound} but the \
+                 partition ends at {end}: the input topic was deleted and created again, or truncated; refusing \
+                 to continue exactly once (start a new pipeline: new output and progress topics)",
+                progress.commit
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The first retained offset of each of `partitions` of `topic`.
 fn first_offsets(log: &KafkaLog, topic: &str, partitions: &[u32]) -> Result<BTreeMap<u32, u64>> {
     partitions.iter().map(|&partition| Ok((partition, log.watermarks(topic, partition)?.0))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_identity;
+
+    #[test]
+    fn default_identities_never_collide() {
+        assert_ne!(default_identity("a.b", "c"), default_identity("a", "b.c"));
+        assert_eq!(default_identity("lines", "counts"), "timely-kafka.5.lines.counts");
+    }
 }

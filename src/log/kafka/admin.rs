@@ -54,6 +54,19 @@ impl KafkaLog {
         }
     }
 
+    /// The topic-level configuration of `topic` (`None`: the broker did not
+    /// describe it).
+    pub(crate) fn topic_configs(&self, topic: &str) -> Result<Option<Vec<(String, String)>>> {
+        let admin = self.admin()?;
+        let options = AdminOptions::new().request_timeout(Some(rdkafka::util::Timeout::After(self.timeout)));
+        let described = futures_executor::block_on(
+            admin.describe_configs(&[rdkafka::admin::ResourceSpecifier::Topic(topic)], &options),
+        )
+        .map_err(|e| Error::kafka_from(format!("describe topic '{topic}'"), &e))?;
+        let Some(Ok(resource)) = described.into_iter().next() else { return Ok(None) };
+        Ok(Some(resource.entries.into_iter().filter_map(|e| Some((e.name, e.value?))).collect()))
+    }
+
     pub(super) fn delete_topic(&self, topic: &str) -> Result<()> {
         let admin = self.admin()?;
         let options = AdminOptions::new().operation_timeout(Some(self.timeout));
@@ -68,9 +81,17 @@ impl KafkaLog {
     }
 
     pub(super) fn create(&self, topic: &str, partitions: u32) -> Result<()> {
+        self.create_with_configs(topic, partitions, &[])
+    }
+
+    /// Creates `topic` with topic-level `configs` (e.g. `cleanup.policy`).
+    pub(crate) fn create_with_configs(&self, topic: &str, partitions: u32, configs: &[(&str, &str)]) -> Result<()> {
         let admin = self.admin()?;
         let options = AdminOptions::new().operation_timeout(Some(self.timeout));
-        let new_topic = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.replication_factor));
+        let mut new_topic = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.replication_factor));
+        for (key, value) in configs {
+            new_topic = new_topic.set(key, value);
+        }
         let results = futures_executor::block_on(admin.create_topics(&[new_topic], &options)).map_err(|e| {
             Error::kafka(format!(
                 "create topic '{topic}' with {partitions} partitions: {e} (if the broker does not support \

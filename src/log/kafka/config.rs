@@ -54,7 +54,14 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
 /// about half of all tries (measured against tansu on 127.0.0.1; 0 of 12
 /// with this setting); the one metadata client per process may well keep a
 /// connection to every broker.
-pub const METADATA_CLIENT_DEFAULTS: &[(&str, &str)] = &[("enable.sparse.connections", "false")];
+///
+/// Its watermarks are a read_uncommitted reader's: the high watermark, not
+/// the last stable offset a read_committed ListOffsets answers (librdkafka's
+/// default). A pipeline's start reads its progress topic up to the true end
+/// and so notices a transaction another writer left open there, instead of
+/// stopping before it at an older commit.
+pub const METADATA_CLIENT_DEFAULTS: &[(&str, &str)] =
+    &[("enable.sparse.connections", "false"), ("isolation.level", "read_uncommitted")];
 /// Properties only one kind of client understands (librdkafka warns about the others).
 pub(crate) const PRODUCER_ONLY: &[&str] = &[
     "enable.idempotence",
