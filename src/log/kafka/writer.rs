@@ -23,6 +23,16 @@
 //! window that does not fit yet is asked again until the delivery bound;
 //! a window that can never fit (more records after the first acknowledged
 //! one than this writer sent) fails at once.
+//!
+//! A writer's first record (a stream header) is acknowledged before any
+//! other is sent. A broker that holds no state yet for the producer on a
+//! partition accepts its first batch whatever its sequence number, so when
+//! the first batch failed transiently and the next ones overtook it, the
+//! broker stored them and answered the first one's retry as a duplicate of
+//! what it had never stored: a 3-node cluster under load lost a stream's
+//! header so (reported delivered without an offset; the partition held
+//! every record but that one). Waiting for the first acknowledgement costs
+//! one round trip per writer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -241,6 +251,11 @@ impl PartitionWriter for KafkaWriter {
     }
 
     fn append(&mut self, record: &[u8]) -> Result<()> {
+        if self.sent == 1 {
+            // The first record alone, acknowledged before any other is sent
+            // (see the module doc).
+            self.flush()?;
+        }
         let pending = BaseRecord::<(), [u8], _>::with_opaque_to(&self.id.topic, self.deliveries.clone())
             .partition(self.id.partition as i32)
             .payload(record);
