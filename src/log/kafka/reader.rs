@@ -290,13 +290,12 @@ fn whole_millis(wait: Duration) -> Duration {
     Duration::from_millis(wait.as_micros().div_ceil(1000) as u64)
 }
 
-impl PartitionReader for KafkaReader {
-    fn partition(&self) -> &PartitionId {
-        &self.id
-    }
-
-    fn poll(&mut self, timeout: Duration) -> Result<Option<Record<'_>>> {
+impl KafkaReader {
+    /// The next record within `timeout`; `stop_at_end`: return `None` at
+    /// the end-of-partition event instead of waiting on for appends.
+    fn read(&mut self, timeout: Duration, stop_at_end: bool) -> Result<Option<Record<'_>>> {
         self.last = None;
+
         self.assign_pending()?;
         let deadline = if timeout.is_zero() { None } else { Some(Instant::now() + timeout) };
         loop {
@@ -335,6 +334,11 @@ impl PartitionReader for KafkaReader {
                     return Ok(Some(Record { offset, payload }));
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {
+                    // The end of what the last fetch saw: `poll` waits on
+                    // for appends until its deadline.
+                    if !stop_at_end && deadline.is_some_and(|d| Instant::now() < d) {
+                        continue;
+                    }
                     self.revive_if_stalled()?;
                     return Ok(None);
                 }
@@ -377,6 +381,22 @@ impl PartitionReader for KafkaReader {
                 }
             }
         }
+    }
+}
+
+impl PartitionReader for KafkaReader {
+    fn partition(&self) -> &PartitionId {
+        &self.id
+    }
+
+    fn poll(&mut self, timeout: Duration) -> Result<Option<Record<'_>>> {
+        self.read(timeout, false)
+    }
+
+    /// Like `poll`, but the end of what is stored (librdkafka's
+    /// end-of-partition event) ends the wait at once.
+    fn poll_stored(&mut self, timeout: Duration) -> Result<Option<Record<'_>>> {
+        self.read(timeout, true)
     }
 
     fn first_available_offset(&mut self) -> Result<Option<u64>> {
