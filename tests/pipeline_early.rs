@@ -19,7 +19,9 @@
 
 mod common;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::records::{expected, parse, produce, produce_range, read_all};
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
@@ -71,6 +73,10 @@ struct Run {
     identity: Option<&'static str>,
     /// `ExactlyOnceConfig::fresh`.
     fresh: bool,
+    /// Partition 0's first record waits until every other partition has
+    /// been read: outputs at later times then reach the sink before its
+    /// frontier passes the early ones, whatever the fetches deliver when.
+    hold_partition_0: bool,
 }
 
 impl Run {
@@ -84,6 +90,7 @@ impl Run {
             batch: None,
             identity: None,
             fresh: false,
+            hold_partition_0: false,
         }
     }
 }
@@ -91,8 +98,14 @@ impl Run {
 /// Copies `input` to `output` exactly once, each record at time
 /// `time(offset)`; returns the commits and records written.
 fn copy(brokers: &str, input: &str, output: &str, how: Run) -> Result<(u64, u64)> {
+    copy_counted(brokers, input, output, how).map(|(commits, written, _)| (commits, written))
+}
+
+/// [`copy`], and the records sent early and aborted.
+fn copy_counted(brokers: &str, input: &str, output: &str, how: Run) -> Result<(u64, u64, u64)> {
     let (brokers, input, output) = (brokers.to_string(), input.to_string(), output.to_string());
-    let Run { max_bytes, time, transaction_timeout, per_record, batch, identity, fresh } = how;
+    let Run { max_bytes, time, transaction_timeout, per_record, batch, identity, fresh, hold_partition_0 } = how;
+    let others_read = Arc::new(AtomicU64::new(0));
     let per_worker = execute(timely::Config::process(WORKERS), move |w| {
         let log = KafkaLog::new(&brokers, &[])?;
         let mut config = ExactlyOnceConfig::new(log.clone(), &input, &output).commit_interval(Duration::from_millis(1));
@@ -105,10 +118,19 @@ fn copy(brokers: &str, input: &str, output: &str, how: Run) -> Result<(u64, u64)
         let pipeline = exactly_once::open(w, &config)?;
         let mut source = SourceConfig::new(log).end(SourceEnd::CurrentEnd);
         source.batch = batch.unwrap_or(source.batch);
+        let others_read = others_read.clone();
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
             let (values, binding) = kafka_source_exactly_once(scope, source, &input, resume, move |r| {
                 std::thread::sleep(per_record);
+                if hold_partition_0 && r.partition != 0 {
+                    others_read.fetch_add(1, Ordering::Relaxed);
+                } else if hold_partition_0 && r.offset == 0 {
+                    let (others, bound) = (COUNT - COUNT / 3, Instant::now() + Duration::from_secs(60));
+                    while others_read.load(Ordering::Relaxed) < others && Instant::now() < bound {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
                 parse(r).map(|v| (time(r.offset), v))
             });
             pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
@@ -117,9 +139,11 @@ fn copy(brokers: &str, input: &str, output: &str, how: Run) -> Result<(u64, u64)
         if let Some(error) = handle.status().error() {
             return Err(timely_kafka::Error::Dataflow(error));
         }
-        Ok((handle.commits(), handle.written()))
+        Ok((handle.commits(), handle.written(), handle.aborted_early()))
     })?;
-    Ok(per_worker.into_iter().fold((0, 0), |(c, r), (commits, written)| (c + commits, r + written)))
+    Ok(per_worker
+        .into_iter()
+        .fold((0, 0, 0), |(c, r, a), (commits, written, aborted)| (c + commits, r + written, a + aborted)))
 }
 
 /// Data records in `topic` as a read_uncommitted reader sees them: the
@@ -138,9 +162,9 @@ fn uncommitted_records(brokers: &str, topic: &str, partitions: i32) -> u64 {
     }
     consumer.assign(&list).unwrap();
     let (mut records, mut ended) = (0, 0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while ended < partitions {
-        assert!(std::time::Instant::now() < deadline, "reading '{topic}' took over 60 s");
+        assert!(Instant::now() < deadline, "reading '{topic}' took over 60 s");
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(_)) => records += 1,
             Some(Err(KafkaError::PartitionEOF(_))) => ended += 1,
@@ -156,8 +180,8 @@ fn outputs_at_one_time_go_out_early_and_commit_once() {
     let _deadline = common::deadline();
     let Some(brokers) = brokers() else { return };
     let (input, output) = topics(&brokers, "one-time");
-    let (commits, written) = copy(&brokers, &input, &output, Run::new(16 << 20, |_| 0)).unwrap();
-    assert_eq!((commits, written), (1, COUNT), "one time, one commit of everything");
+    let counted = copy_counted(&brokers, &input, &output, Run::new(16 << 20, |_| 0)).unwrap();
+    assert_eq!(counted, (1, COUNT, 0), "one time, one commit of everything, nothing aborted");
     assert_eq!(read_all(&brokers, &output, 2), expected(COUNT));
     assert_eq!(uncommitted_records(&brokers, &output, 2), COUNT, "nothing sent early was aborted");
     assert_eq!(copy(&brokers, &input, &output, Run::new(16 << 20, |_| 0)).unwrap(), (0, 0));
@@ -171,12 +195,20 @@ fn a_commit_that_cannot_take_what_was_sent_early_aborts_it_and_stays_exact() {
     let (input, output) = topics(&brokers, "many-times");
     // 100 times of 10 records per partition; ~23 KB of output against a
     // 2 KB bound: every commit stops at the first time boundary past it.
-    let (commits, written) = copy(&brokers, &input, &output, Run::new(2_000, |offset| offset / 10)).unwrap();
+    // Partitions 1 and 2 are read before partition 0, so outputs at times
+    // up to 99 are sent early before the first commit (at most ~14 times).
+    // Unheld, fetches delivered in small pieces let the frontier keep pace
+    // with the outputs and no commit ever met an early record past it.
+    let held = Run { hold_partition_0: true, ..Run::new(2_000, |offset| offset / 10) };
+    let (commits, written, aborted) = copy_counted(&brokers, &input, &output, held).unwrap();
     assert_eq!(written, COUNT);
     assert!(commits >= 10, "{commits} commits of at most ~2.3 KB for ~23 KB of output");
+    assert!(aborted > 0, "no record sent early was aborted ({commits} commits)");
     assert_eq!(read_all(&brokers, &output, 2), expected(COUNT));
+    // Aborted records may never have left the client (an abort purges
+    // what is still queued): a read_uncommitted reader sees at most them.
     let seen = uncommitted_records(&brokers, &output, 2);
-    assert!(seen > COUNT, "no record sent early was aborted ({seen} records, {COUNT} committed)");
+    assert!((COUNT..=COUNT + aborted).contains(&seen), "{seen} records, {COUNT} committed, {aborted} aborted");
     assert_eq!(copy(&brokers, &input, &output, Run::new(2_000, |offset| offset / 10)).unwrap(), (0, 0));
     assert_eq!(read_all(&brokers, &output, 2), expected(COUNT));
 }
@@ -195,13 +227,15 @@ fn early_outputs_held_open_for_half_the_transaction_timeout_are_aborted_in_time(
         batch: Some(50),
         ..Run::new(16 << 20, |_| 0)
     };
-    let started = std::time::Instant::now();
-    let (commits, written) = copy(&brokers, &input, &output, how).unwrap();
+    let started = Instant::now();
+    let (commits, written, aborted) = copy_counted(&brokers, &input, &output, how).unwrap();
     assert!(started.elapsed() > Duration::from_secs(4), "the run did not outlast the transaction timeout");
     assert_eq!((commits, written), (1, COUNT));
+    assert!(aborted > 0, "the early outputs were not aborted");
     assert_eq!(read_all(&brokers, &output, 2), expected(COUNT));
+    // The first went out 2 s before the abort; the last may have been purged.
     let seen = uncommitted_records(&brokers, &output, 2);
-    assert!(seen > COUNT, "the early outputs were not aborted ({seen} records, {COUNT} committed)");
+    assert!(seen > COUNT && seen <= COUNT + aborted, "{seen} records, {COUNT} committed, {aborted} aborted");
 }
 
 /// A transaction another writer left open on `<output>.progress` (a

@@ -59,8 +59,14 @@ impl Early {
         self.since = None;
     }
 
+    /// Records sent early into the open transaction.
+    fn records(&self) -> u64 {
+        self.sent.values().map(|n| *n as u64).sum()
+    }
+
     /// Aborts what was sent early and sends nothing early any more.
-    fn stop(&mut self, writer: &TransactionalWriter) -> crate::error::Result<()> {
+    fn stop(&mut self, writer: &TransactionalWriter, handle: &ExactlyOnceHandle) -> crate::error::Result<()> {
+        handle.aborted_early.fetch_add(self.records(), Ordering::Relaxed);
         self.clear();
         self.stopped = true;
         writer.abort_early()
@@ -80,6 +86,7 @@ pub struct ExactlyOnceHandle {
     pub(super) written: Arc<AtomicU64>,
     pub(super) dropped: Arc<AtomicU64>,
     pub(super) frontier: Arc<AtomicU64>,
+    pub(super) aborted_early: Arc<AtomicU64>,
 }
 
 impl ExactlyOnceHandle {
@@ -103,6 +110,13 @@ impl ExactlyOnceHandle {
     /// The frontier of the last commit (the resume frontier before any).
     pub fn committed_frontier(&self) -> u64 {
         self.frontier.load(Ordering::Relaxed)
+    }
+    /// Output records sent ahead of their commit and then aborted: a commit
+    /// fell due before the frontier passed them, or their transaction had
+    /// been open for half its timeout. They are committed again later; a
+    /// read_uncommitted reader may see them twice.
+    pub fn aborted_early(&self) -> u64 {
+        self.aborted_early.load(Ordering::Relaxed)
     }
 }
 
@@ -189,6 +203,7 @@ pub(super) fn build<'scope, K, V>(
                     // A failed input never commits: its closed frontier is no end.
                     buffered.clear();
                     reports.clear();
+                    handle.aborted_early.fetch_add(early.records(), Ordering::Relaxed);
                     early.clear();
                     let _ = writer.abort_early();
                     return;
@@ -213,6 +228,7 @@ pub(super) fn build<'scope, K, V>(
                                 early.since.get_or_insert_with(Instant::now);
                             }
                             Ok(false) => {
+                                handle.aborted_early.fetch_add(early.records(), Ordering::Relaxed);
                                 early.clear();
                                 early.stopped = true;
                             }
@@ -228,7 +244,7 @@ pub(super) fn build<'scope, K, V>(
                 if let Some(since) = early.since {
                     let open = since.elapsed();
                     if open >= policy.max_open {
-                        if let Err(error) = early.stop(writer) {
+                        if let Err(error) = early.stop(writer, &handle) {
                             status.fail("", error);
                             buffered.clear();
                             reports.clear();
@@ -269,7 +285,7 @@ pub(super) fn build<'scope, K, V>(
                         activator.activate_after(policy.interval - waited);
                         return;
                     }
-                    if let Err(error) = early.stop(writer) {
+                    if let Err(error) = early.stop(writer, &handle) {
                         status.fail("", error);
                         buffered.clear();
                         reports.clear();
