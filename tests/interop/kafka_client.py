@@ -7,6 +7,7 @@ librdkafka), so what it writes and reads checks our connectors against the
 protocol, not against librdkafka's view of it.
 """
 
+import os
 import sys
 import time
 
@@ -17,6 +18,35 @@ from kafka.admin import NewTopic
 FETCH_WAIT_MS = 5
 
 
+def security():
+    """kafka-python's settings for the librdkafka properties file named by
+    INTEROP_CLIENT_PROPERTIES (a secured listener: SASL_SSL with PLAIN or
+    SCRAM, or SSL with a client certificate); none when it is unset."""
+    path = os.environ.get("INTEROP_CLIENT_PROPERTIES")
+    if not path:
+        return {}
+    properties = {}
+    with open(path) as lines:
+        for line in lines:
+            key, sep, value = line.strip().partition("=")
+            if sep and not key.startswith("#"):
+                properties[key.strip()] = value.strip()
+    names = {
+        "security.protocol": "security_protocol",
+        "sasl.mechanism": "sasl_mechanism",
+        "sasl.mechanisms": "sasl_mechanism",
+        "sasl.username": "sasl_plain_username",
+        "sasl.password": "sasl_plain_password",
+        "ssl.ca.location": "ssl_cafile",
+        "ssl.certificate.location": "ssl_certfile",
+        "ssl.key.location": "ssl_keyfile",
+    }
+    unknown = sorted(set(properties) - set(names))
+    if unknown:
+        fail(f"{path}: no kafka-python setting for {', '.join(unknown)}")
+    return {names[key]: value for key, value in properties.items()}
+
+
 def fail(reason):
     """Exits non-zero with a one-line reason."""
     print(f"interop: FAIL: {reason}", file=sys.stderr)
@@ -24,13 +54,13 @@ def fail(reason):
 
 
 def create_topic(brokers, topic, partitions):
-    admin = KafkaAdminClient(bootstrap_servers=brokers)
+    admin = KafkaAdminClient(bootstrap_servers=brokers, **security())
     try:
         admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
     finally:
         admin.close()
     # Wait until the topic's partitions are visible to clients.
-    consumer = KafkaConsumer(bootstrap_servers=brokers)
+    consumer = KafkaConsumer(bootstrap_servers=brokers, **security())
     try:
         deadline = time.time() + 30
         while len(consumer.partitions_for_topic(topic) or ()) < partitions:
@@ -45,7 +75,7 @@ def produce_batches(brokers, topic, records, batches):
     """Sends `records` (dicts with value, key, partition, timestamp_ms) in
     `batches` separately flushed batches (what makes tansu's ListOffsets
     short), checking every acknowledgement."""
-    producer = KafkaProducer(bootstrap_servers=brokers, acks="all", linger_ms=5)
+    producer = KafkaProducer(bootstrap_servers=brokers, acks="all", linger_ms=5, **security())
     size = max(1, -(-len(records) // batches))
     for start in range(0, len(records), size):
         futures = [producer.send(topic, **record) for record in records[start:start + size]]
@@ -62,6 +92,7 @@ def read_all(brokers, topic, expected, idle_s=2.0, limit_s=60.0):
     consumer = KafkaConsumer(
         bootstrap_servers=brokers,
         enable_auto_commit=False,
+        **security(),
         fetch_max_wait_ms=FETCH_WAIT_MS,
     )
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
