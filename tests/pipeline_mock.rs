@@ -208,6 +208,83 @@ fn a_source_failure_the_sink_cannot_see_still_commits_nothing() {
     assert_eq!(high_watermark(&brokers, "out", 0) + high_watermark(&brokers, "out", 1), 0);
 }
 
+/// The same, with times `offset / 100` and worker 0's source live: once
+/// the others failed, its frontier alone would advance and commit times
+/// the failed workers' partitions never reached (a source failing in
+/// another process, which worker 0 learns of only when the computation
+/// ends). Their failure reports reach the sink first: nothing is committed
+/// and the sink fails in one line naming the failed worker.
+#[test]
+fn a_source_failure_in_another_process_stops_the_commits_of_a_live_input() {
+    let _deadline = common::deadline();
+    let (_cluster, brokers) = cluster();
+    let pipeline_brokers = brokers.clone();
+    let results = timely::execute(timely::Config::process(WORKERS), move |w| {
+        let log = KafkaLog::new(&pipeline_brokers, &[]).unwrap();
+        let mut config = ExactlyOnceConfig::new(log, "in", "out").commit_interval(Duration::from_millis(1));
+        config.accept_broker_without_aborts = true;
+        let pipeline = exactly_once::open(w, &config).unwrap();
+        let source_log = if w.index() == 0 { KafkaLog::new(&pipeline_brokers, &[]).unwrap() } else { unreachable() };
+        let mut source = SourceConfig::new(source_log).end(SourceEnd::Live).broker_timeout(Duration::from_secs(2));
+        // Each worker's source fails alone, as if in a process of its own.
+        source.status = timely_kafka::connect::ConnectorStatus::default();
+        let stop = source.stop.clone();
+        let read = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let counter = read.clone();
+        let handle = w.dataflow::<u64, _, _>(|scope| {
+            let resume = pipeline.source_resume();
+            let (values, binding) = kafka_source_exactly_once(scope, source, "in", resume, move |r| {
+                counter.set(counter.get() + 1);
+                parse(r).map(|v| (r.offset / 100, v))
+            });
+            pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
+        });
+        let started = std::time::Instant::now();
+        while w.step_or_park(Some(Duration::from_millis(5))) {
+            // The live source runs on until the sink has failed (or 60 s).
+            let done = w.index() != 0 || handle.status().is_failed() || started.elapsed() > Duration::from_secs(60);
+            stop.store(done, std::sync::atomic::Ordering::Relaxed);
+        }
+        (handle.commits(), handle.status().error(), read.get())
+    })
+    .unwrap()
+    .join();
+    let (commits, error, read) = results.into_iter().next().unwrap().unwrap();
+    assert_eq!(read, COUNT / 3, "worker 0 read its partition");
+    assert_eq!(commits, 0, "commits after the other sources failed");
+    let error = error.expect("the sink failed");
+    assert!(error.contains("the source on worker") && error.contains("failed") && !error.contains('\n'), "{error}");
+    assert_eq!(high_watermark(&brokers, "out", 0) + high_watermark(&brokers, "out", 1), 0);
+}
+
+/// A binding stream without the sources' clean ends (not an exactly-once
+/// source's, or one whose process died): the closed frontier is no end of
+/// input. Nothing is committed, and the sink fails in one line saying so
+/// (it used to return quietly: `execute` succeeded with the last outputs
+/// uncommitted).
+#[test]
+fn a_closed_frontier_without_clean_ends_fails_in_one_line() {
+    let _deadline = common::deadline();
+    let (_cluster, brokers) = cluster();
+    let results = execute(timely::Config::process(2), move |w| {
+        let log = KafkaLog::new(&brokers, &[])?;
+        let mut config = ExactlyOnceConfig::new(log, "in", "out");
+        config.accept_broker_without_aborts = true;
+        let pipeline = exactly_once::open(w, &config)?;
+        let index = w.index() as u64;
+        let handle = w.dataflow::<u64, _, _>(|scope| {
+            use timely::dataflow::operators::ToStream;
+            let values = (0..10u64).map(move |v| v * 2 + index).to_stream(scope);
+            let binding = Vec::<(u32, u64)>::new().to_stream(scope);
+            pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
+        });
+        while w.step_or_park(Some(Duration::from_millis(5))) {}
+        Ok(handle.commits())
+    });
+    let error = results.expect_err("a closed frontier without clean ends").to_string();
+    assert!(error.contains("clean end from 0 of 2 sources") && !error.contains('\n'), "{error}");
+}
+
 #[test]
 fn the_broker_down_during_commits_ends_exact() {
     let _deadline = common::deadline();

@@ -13,8 +13,9 @@ use timely::ExchangeData;
 
 use super::progress::Progress;
 use super::transactions::TransactionalWriter;
-use crate::connect::source::CLEAN_END;
+use crate::connect::source::binding::{is_partition, CLEAN_END, FAILED, STOPPED_AT};
 use crate::connect::status::ConnectorStatus;
+use crate::error::Error;
 
 /// When a sink commits.
 #[derive(Clone, Copy, Debug)]
@@ -154,8 +155,11 @@ pub(super) fn build<'scope, K, V>(
     let mut buffered: Outputs<K, V> = BTreeMap::new();
     let mut reports: BTreeMap<u64, BTreeMap<u32, u64>> = BTreeMap::new();
     let mut latest: Option<u64> = None;
-    // Workers whose source ended without a failure.
+    // Workers whose source ended without a failure; those whose failed.
     let mut ended = std::collections::BTreeSet::new();
+    let mut failed = std::collections::BTreeSet::new();
+    // The least frontier a source told to stop reached.
+    let mut stopped_at: Option<u64> = None;
     let mut last_commit = Instant::now();
     let mut early = Early { stopped: !policy.send_early, ..Default::default() };
     let scope = outputs.scope();
@@ -181,24 +185,34 @@ pub(super) fn build<'scope, K, V>(
                 });
                 bindings.for_each(|time, entries| {
                     let Some(&time) = time.least() else { return };
-                    if entries.iter().any(|(partition, _)| *partition != CLEAN_END) {
+                    if entries.iter().any(is_partition) {
                         latest = latest.max(Some(time));
                     }
-                    if time < resume {
-                        ended.extend(entries.iter().filter(|(p, _)| *p == CLEAN_END).map(|(_, worker)| *worker));
-                    } else {
-                        let at = reports.entry(time).or_default();
-                        for (partition, next) in entries.drain(..) {
-                            if partition == CLEAN_END {
-                                ended.insert(next);
-                                continue;
+                    for (partition, next) in entries.drain(..) {
+                        match partition {
+                            CLEAN_END => drop(ended.insert(next)),
+                            FAILED => drop(failed.insert(next)),
+                            STOPPED_AT => stopped_at = Some(stopped_at.map_or(next, |at: u64| at.min(next))),
+                            _ if time < resume => {}
+                            _ => {
+                                let entry = reports.entry(time).or_default().entry(partition).or_default();
+                                *entry = (*entry).max(next);
                             }
-                            let entry = at.entry(partition).or_default();
-                            *entry = (*entry).max(next);
                         }
                     }
                 });
                 let Some(writer) = writer.as_ref() else { return };
+                if let Some(worker) = failed.first().filter(|_| !status.is_failed()) {
+                    // A source failed, maybe in another process: the frontier
+                    // no longer says what was read. Commit nothing more.
+                    let message = format!(
+                        "{}: the source on worker {worker} failed (its error is reported there); nothing is \
+                         committed after frontier {}",
+                        writer.what(),
+                        committed.frontier
+                    );
+                    status.fail("", Error::Dataflow(message));
+                }
                 if status.failed_anywhere() {
                     // A failed input never commits: its closed frontier is no end.
                     buffered.clear();
@@ -264,9 +278,24 @@ pub(super) fn build<'scope, K, V>(
                 // Without a clean end from every worker's source, it closed
                 // because something failed (maybe in another process): no commit.
                 if frontier.is_none() && ended.len() < peers {
+                    let message = format!(
+                        "{}: the input closed with a clean end from {} of {peers} sources (one failed or was \
+                         not an exactly-once source); nothing is committed after frontier {}",
+                        writer.what(),
+                        ended.len(),
+                        committed.frontier
+                    );
+                    status.fail("", Error::Dataflow(message));
+                    handle.aborted_early.fetch_add(early.records(), Ordering::Relaxed);
+                    early.clear();
+                    let _ = writer.abort_early();
                     return;
                 }
-                let target = frontier.unwrap_or_else(|| latest.map_or(resume, |t| t + 1).max(resume));
+                // A closed frontier commits one past the latest time read at
+                // the input's end; after a stop, only what every source reached.
+                let end = latest.map_or(resume, |t| t + 1).max(resume);
+                let end = stopped_at.map_or(end, |at| end.min(at));
+                let target = frontier.unwrap_or(end);
                 if target <= committed.frontier {
                     if frontier.is_none() {
                         status.set_complete();

@@ -156,7 +156,7 @@ impl TransactionalWriter {
         })
     }
 
-    fn what(&self) -> String {
+    pub(super) fn what(&self) -> String {
         format!("exactly-once sink to topic '{}' (transactional.id '{}')", self.output, self.id)
     }
 

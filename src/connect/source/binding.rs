@@ -25,9 +25,16 @@
 //!   `F'` takes, per partition, the largest such offset at times before `F'`;
 //! - reports, when it ends without a failure (its input's end, or told to
 //!   stop), a *clean end* from its worker. The sink commits a closed frontier
-//!   only with a clean end from every worker: a source that failed in
-//!   another process (which this one learns of only when the computation
-//!   ends) closes its frontier without one.
+//!   only with a clean end from every worker;
+//! - reports, when told to stop, the frontier it reached (the least
+//!   watermark of its partitions, as its capability would have been): a
+//!   stop is no end of input, so the closed frontier commits only up to the
+//!   least of these, never past records a lagging partition or a replay
+//!   below its binding has not read yet;
+//! - reports, when it fails, the failure from its worker before releasing
+//!   its capability: the sink on worker 0, maybe in another process (which
+//!   learns of the failure only when the computation ends), commits nothing
+//!   more.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -39,6 +46,27 @@ pub const CLEAN_END: u32 = u32::MAX;
 /// The report of worker `index`'s source ending without a failure.
 pub(crate) fn clean_end(index: usize) -> (u32, u64) {
     (CLEAN_END, index as u64)
+}
+
+/// The "partition" of a failure report.
+pub(crate) const FAILED: u32 = u32::MAX - 1;
+
+/// The report of worker `index`'s source failing.
+pub(crate) fn failed(index: usize) -> (u32, u64) {
+    (FAILED, index as u64)
+}
+
+/// The "partition" of a stop report: its offset is the frontier reached.
+pub(crate) const STOPPED_AT: u32 = u32::MAX - 2;
+
+/// The report of a source told to stop having reached `frontier`.
+pub(crate) fn stopped_at(frontier: u64) -> (u32, u64) {
+    (STOPPED_AT, frontier)
+}
+
+/// Whether a report is about a partition (not a marker).
+pub(crate) fn is_partition(report: &(u32, u64)) -> bool {
+    report.0 < STOPPED_AT
 }
 
 /// Where an exactly-once source resumes: the committed frontier and binding.

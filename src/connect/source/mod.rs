@@ -35,7 +35,7 @@
 //! the closed frontier finished nothing. Transient errors are counted and
 //! printed once each.
 
-mod binding;
+pub(crate) mod binding;
 mod config;
 mod fetch_end;
 mod reader;
@@ -104,6 +104,19 @@ where
     source(scope, config, topic, None, Some(resume), logic)
 }
 
+/// The frontier a source's partitions reached: the least watermark of the
+/// running, non-idle ones (a partition below its binding is never idle),
+/// or the greatest when none runs.
+fn reached(partitions: &BTreeMap<u32, PartitionState>, binder: Option<&Binder>, idle: Duration) -> u64 {
+    let now = Instant::now();
+    let running = partitions.iter().filter(|(partition, p)| {
+        !p.done
+            && (now.duration_since(p.last_record) < idle || binder.is_some_and(|b| b.below(**partition, p.next_offset)))
+    });
+    let least = running.map(|(_, p)| p.watermark).min();
+    least.or_else(|| partitions.values().map(|p| p.watermark).max()).unwrap_or(0)
+}
+
 /// How many offset resets an exactly-once source answers by seeking
 /// before it fails (a reset that keeps coming back is not a reconnect).
 const MAX_RESEEKS: u32 = 100;
@@ -163,7 +176,6 @@ where
             Ok(reader) => Some(reader),
             Err(error) => {
                 status.fail(&context, error);
-                capability = None;
                 None
             }
         };
@@ -175,7 +187,13 @@ where
         // Offset resets answered by seeking (exactly once), bounded.
         let mut resets = 0;
         move |_frontiers| {
-            let Some(reader) = reader.as_mut() else { return false };
+            let Some(reader) = reader.as_mut() else {
+                // It could not open: tell the sink (maybe in another process).
+                if let (Some(cap), true) = (capability.take(), binder.is_some()) {
+                    binding_output.activate().session(&cap.binding).give(binding::failed(index));
+                }
+                return false;
+            };
             if status.failed_anywhere() {
                 // The closed frontier finished nothing: commit no offset.
                 reader.failed = true;
@@ -273,6 +291,7 @@ where
                         if let Err(error) = reader.reseek(&next, config.broker_timeout) {
                             status.fail(&context, error);
                             reader.failed = true;
+                            binding_output.session(&cap.binding).give(binding::failed(index));
                             capability = None;
                             return false;
                         }
@@ -282,6 +301,9 @@ where
                         let what = if undecodable { "records cannot be decoded" } else { "consumer" };
                         status.fail(&context, Error::kafka_from(what, &error));
                         reader.failed = true;
+                        if binder.is_some() {
+                            binding_output.session(&cap.binding).give(binding::failed(index));
+                        }
                         capability = None;
                         return false;
                     }
@@ -305,17 +327,27 @@ where
                         let reason = format!("broker unreachable for {:?} ({})", since.elapsed(), reason(&error));
                         status.fail(&context, Error::kafka(reason));
                         reader.failed = true;
+                        if binder.is_some() {
+                            binding_output.session(&cap.binding).give(binding::failed(index));
+                        }
                         capability = None;
                         return false;
                     }
                 }
             }
-            let finished = config.stop.load(Ordering::Relaxed)
-                || (config.end != SourceEnd::Live && ever_assigned && partitions.values().all(|p| p.done))
+            let ended = (config.end != SourceEnd::Live && ever_assigned && partitions.values().all(|p| p.done))
                 // Explicitly assigned nothing: this worker will never read anything.
                 || (!reader.group && ever_assigned && partitions.is_empty());
-            if finished {
+            let stopped = config.stop.load(Ordering::Relaxed);
+            // The frontier: least watermark of running, non-idle partitions
+            // (exactly once: a partition below its binding is never idle).
+            let frontier = reached(&partitions, binder.as_ref(), config.idle_timeout).max(*cap.time());
+            if ended || stopped {
                 if binder.is_some() {
+                    if stopped && !ended {
+                        // No end of input: the sink commits no further than this.
+                        binding_output.session(&cap.binding).give(binding::stopped_at(frontier));
+                    }
                     // Ended, not failed: the sink may commit the closed frontier.
                     binding_output.session(&cap.binding).give(binding::clean_end(index));
                 }
@@ -323,20 +355,8 @@ where
                 activator.activate();
                 return true;
             }
-            // The frontier: least watermark of running, non-idle partitions
-            // (exactly once: a partition below its binding is never idle).
-            let now = Instant::now();
-            let running = partitions.iter().filter(|(partition, p)| {
-                !p.done
-                    && (now.duration_since(p.last_record) < config.idle_timeout
-                        || binder.as_ref().is_some_and(|b| b.below(**partition, p.next_offset)))
-            });
-            let frontier =
-                running.map(|(_, p)| p.watermark).min().or_else(|| partitions.values().map(|p| p.watermark).max());
-            if let Some(frontier) = frontier {
-                if frontier > *cap.time() {
-                    cap.downgrade(&frontier);
-                }
+            if frontier > *cap.time() {
+                cap.downgrade(&frontier);
             }
             reader.commit_finished(false, CommitMode::Async);
             if read >= config.batch {
