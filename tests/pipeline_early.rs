@@ -12,7 +12,8 @@
 //!   is still exact;
 //! - every output at one time over a run longer than the transaction
 //!   timeout: the sink aborts what it sent early once the transaction has
-//!   been open half that timeout, and commits it the usual way.
+//!   been open for half of what that timeout leaves past a commit's own
+//!   timeout, and commits it the usual way.
 //!
 //! The first two then start again on the same topics: everything is committed,
 //! so nothing is written twice.
@@ -65,6 +66,8 @@ struct Run {
     max_bytes: usize,
     time: fn(u64) -> u64,
     transaction_timeout: Duration,
+    /// `ExactlyOnceConfig::timeout`: below `transaction_timeout`.
+    timeout: Duration,
     /// Work per record, to make a run last.
     per_record: Duration,
     /// Records the source reads per activation, if not its default.
@@ -86,6 +89,7 @@ impl Run {
             max_bytes,
             time,
             transaction_timeout,
+            timeout: Duration::from_secs(30),
             per_record: Duration::ZERO,
             batch: None,
             identity: None,
@@ -104,7 +108,8 @@ fn copy(brokers: &str, input: &str, output: &str, how: Run) -> Result<(u64, u64)
 /// [`copy`], and the records sent early and aborted.
 fn copy_counted(brokers: &str, input: &str, output: &str, how: Run) -> Result<(u64, u64, u64)> {
     let (brokers, input, output) = (brokers.to_string(), input.to_string(), output.to_string());
-    let Run { max_bytes, time, transaction_timeout, per_record, batch, identity, fresh, hold_partition_0 } = how;
+    let Run { max_bytes, time, transaction_timeout, timeout, per_record, batch, identity, fresh, hold_partition_0 } =
+        how;
     let others_read = Arc::new(AtomicU64::new(0));
     let per_worker = execute(timely::Config::process(WORKERS), move |w| {
         let log = KafkaLog::new(&brokers, &[])?;
@@ -115,6 +120,7 @@ fn copy_counted(brokers: &str, input: &str, output: &str, how: Run) -> Result<(u
             config.transactional_id = identity.to_string();
         }
         config.transaction_timeout = transaction_timeout;
+        config.timeout = timeout;
         let pipeline = exactly_once::open(w, &config)?;
         let mut source = SourceConfig::new(log).end(SourceEnd::CurrentEnd);
         source.batch = batch.unwrap_or(source.batch);
@@ -214,26 +220,28 @@ fn a_commit_that_cannot_take_what_was_sent_early_aborts_it_and_stays_exact() {
 }
 
 #[test]
-fn early_outputs_held_open_for_half_the_transaction_timeout_are_aborted_in_time() {
+fn early_outputs_held_open_past_their_budget_are_aborted_in_time() {
     let _deadline = common::deadline();
     let Some(brokers) = brokers() else { return };
     let (input, output) = topics(&brokers, "held-open");
-    // One time, read 50 records at a time for about 5 s, a 4 s transaction
-    // timeout: the transaction holding the early outputs must be aborted by
-    // the sink after 2 s, before the broker aborts it and fences the writer.
+    // One time, read 50 records at a time for about 9 s, an 8 s transaction
+    // timeout and a 3 s commit timeout: the transaction holding the early
+    // outputs must be aborted by the sink after (8 - 3) / 2 = 2.5 s, before
+    // the broker aborts it and fences the writer.
     let how = Run {
-        transaction_timeout: Duration::from_secs(4),
-        per_record: Duration::from_millis(5),
+        transaction_timeout: Duration::from_secs(8),
+        timeout: Duration::from_secs(3),
+        per_record: Duration::from_millis(9),
         batch: Some(50),
         ..Run::new(16 << 20, |_| 0)
     };
     let started = Instant::now();
     let (commits, written, aborted) = copy_counted(&brokers, &input, &output, how).unwrap();
-    assert!(started.elapsed() > Duration::from_secs(4), "the run did not outlast the transaction timeout");
+    assert!(started.elapsed() > Duration::from_secs(8), "the run did not outlast the transaction timeout");
     assert_eq!((commits, written), (1, COUNT));
     assert!(aborted > 0, "the early outputs were not aborted");
     assert_eq!(read_all(&brokers, &output, 2), expected(COUNT));
-    // The first went out 2 s before the abort; the last may have been purged.
+    // The first went out 2.5 s before the abort; the last may have been purged.
     let seen = uncommitted_records(&brokers, &output, 2);
     assert!(seen > COUNT && seen <= COUNT + aborted, "{seen} records, {COUNT} committed, {aborted} aborted");
 }

@@ -285,6 +285,37 @@ fn a_closed_frontier_without_clean_ends_fails_in_one_line() {
     assert!(error.contains("clean end from 0 of 2 sources") && !error.contains('\n'), "{error}");
 }
 
+/// The exactly-once source sets `isolation.level` and `auto.offset.reset`
+/// itself: given in its client properties, it refuses to start, naming
+/// the property, and the pipeline commits nothing.
+#[test]
+fn an_exactly_once_source_refuses_the_properties_it_sets_itself() {
+    let _deadline = common::deadline();
+    let (_cluster, brokers) = cluster();
+    for (key, value) in [("isolation.level", "read_uncommitted"), ("auto.offset.reset", "earliest")] {
+        let brokers = brokers.clone();
+        let result = execute(timely::Config::process(2), move |w| {
+            let log = KafkaLog::new(&brokers, &[])?;
+            let mut config = ExactlyOnceConfig::new(log, "in", "out");
+            config.accept_broker_without_aborts = true;
+            let pipeline = exactly_once::open(w, &config)?;
+            let given = [(key.to_string(), value.to_string())];
+            let source = SourceConfig::new(KafkaLog::new(&brokers, &given)?).end(SourceEnd::CurrentEnd);
+            let handle = w.dataflow::<u64, _, _>(|scope| {
+                let resume = pipeline.source_resume();
+                let (values, binding) =
+                    kafka_source_exactly_once(scope, source, "in", resume, |r| parse(r).map(|v| (0, v)));
+                pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
+            });
+            while w.step_or_park(Some(Duration::from_millis(5))) {}
+            Ok(handle.commits())
+        });
+        let line = result.expect_err("refused").to_string();
+        assert!(line.contains(&format!("client property '{key}' is set by the source")), "{line}");
+    }
+    assert_eq!(high_watermark(&brokers, "out", 0) + high_watermark(&brokers, "out", 1), 0);
+}
+
 #[test]
 fn the_broker_down_during_commits_ends_exact() {
     let _deadline = common::deadline();

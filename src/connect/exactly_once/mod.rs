@@ -124,9 +124,12 @@ pub struct ExactlyOnceConfig {
     /// A transaction's outputs, in bytes, above which it commits at the
     /// earliest time boundary past it.
     pub max_transaction_bytes: usize,
-    /// `transaction.timeout.ms` (must not exceed the broker's maximum).
+    /// `transaction.timeout.ms` (must not exceed the broker's maximum). A
+    /// transaction holding outputs sent early is ended within
+    /// `(transaction_timeout - timeout) / 2` of its start.
     pub transaction_timeout: Duration,
-    /// Bound on each start-up step and each commit.
+    /// Bound on each start-up step and each commit; must be below
+    /// `transaction_timeout` (refused at start otherwise).
     pub timeout: Duration,
     /// Read each source partition from its start on every run, so stateful
     /// operators rebuild their state (default); `false` seeks to the binding.
@@ -215,7 +218,7 @@ impl Pipeline {
             // Early records are aborted when a commit cannot take them: a
             // broker that shows aborted records would show them.
             send_early: !self.config.accept_broker_without_aborts,
-            max_open: self.config.transaction_timeout / 2,
+            max_open: transactions::max_open(self.config.transaction_timeout, self.config.timeout),
         };
         sink::build(outputs, binding, self.writer, self.resume, policy, handle.clone());
         handle
@@ -239,9 +242,31 @@ pub fn open(worker: &mut Worker, config: &ExactlyOnceConfig) -> Result<Pipeline>
     Ok(Pipeline { config: config.clone(), resume, writer })
 }
 
+/// Client properties an exactly-once pipeline sets itself, and why: given
+/// in the client properties, they would quietly change what it guarantees.
+pub(crate) const PIPELINE_PROPERTIES: &[(&str, &str)] = &[
+    ("isolation.level", "it reads its progress and input with read_committed"),
+    ("auto.offset.reset", "its source fails, never skips, when the offsets it resumes from are gone"),
+    ("transactional.id", "it is the pipeline's identity: set ExactlyOnceConfig::transactional_id"),
+    ("transaction.timeout.ms", "set ExactlyOnceConfig::transaction_timeout: the commit budget is checked against it"),
+    ("enable.idempotence", "transactions need it"),
+];
+
+/// Refuses client properties the pipeline must set itself, naming the first.
+pub(crate) fn refuse_overrides(log: &KafkaLog, id: &str) -> Result<()> {
+    match PIPELINE_PROPERTIES.iter().find(|(key, _)| log.property(key).is_some()) {
+        Some((key, why)) => Err(Error::Config(format!(
+            "exactly-once pipeline '{id}': client property '{key}' is set by the pipeline ({why}); remove it"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Worker 0's part of [`open`].
 fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> {
     let log = &config.kafka;
+    refuse_overrides(log, &config.transactional_id)?;
+    transactions::check_budget(&config.transactional_id, config.transaction_timeout, config.timeout)?;
     // The topics are checked (the progress topic created on a first start)
     // while the producer fences: each costs broker round trips.
     let (writer, input) = std::thread::scope(|scope| {

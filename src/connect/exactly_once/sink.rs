@@ -24,8 +24,9 @@ pub(super) struct CommitPolicy {
     pub(super) max_bytes: usize,
     /// Send outputs into the open transaction as they arrive (see [`Early`]).
     pub(super) send_early: bool,
-    /// The longest a transaction holding early outputs stays open: past
-    /// `transaction.timeout.ms` the broker aborts it and fences the writer.
+    /// The longest a transaction holding early outputs stays open
+    /// (`transactions::max_open`): past `transaction.timeout.ms` the broker
+    /// aborts it and fences the writer.
     pub(super) max_open: Duration,
 }
 
@@ -42,7 +43,7 @@ pub(super) struct CommitPolicy {
 /// early records are aborted, committed the usual way, and this sink stops
 /// sending early (a live input: its later times always run ahead of the
 /// frontier). A transaction holding early outputs is aborted the same way
-/// once it has been open for half of `transaction.timeout.ms` (a long run
+/// once it has been open for `transactions::max_open` (a long run
 /// at one time: the broker would abort it and fence the writer).
 #[derive(Default)]
 struct Early {
@@ -114,7 +115,7 @@ impl ExactlyOnceHandle {
     }
     /// Output records sent ahead of their commit and then aborted: a commit
     /// fell due before the frontier passed them, or their transaction had
-    /// been open for half its timeout. They are committed again later; a
+    /// been open too long for its timeout. They are committed again later; a
     /// read_uncommitted reader may see them twice.
     pub fn aborted_early(&self) -> u64 {
         self.aborted_early.load(Ordering::Relaxed)
@@ -239,7 +240,8 @@ pub(super) fn build<'scope, K, V>(
                                     early.sent.insert(time, to);
                                 }
                                 early.bytes += bytes;
-                                early.since.get_or_insert_with(Instant::now);
+                                // The broker's clock runs from the transaction's first send.
+                                early.since = early.since.or(writer.begun()).or_else(|| Some(Instant::now()));
                             }
                             Ok(false) => {
                                 handle.aborted_early.fetch_add(early.records(), Ordering::Relaxed);

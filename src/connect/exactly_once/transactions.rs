@@ -10,6 +10,14 @@
 //! - *fatal* (fenced by a newer instance, an invalid configuration) or
 //!   unclassified: the sink stops with one line naming the writer.
 //!
+//! librdkafka reports both "a newer instance fenced this one" and "the
+//! broker aborted this transaction for outliving `transaction.timeout.ms`"
+//! as one code (`__FENCED`: the coordinator bumps the epoch either way). The
+//! writer knows when its transaction began, so its message tells the two
+//! apart by the transaction's age. A commit may take `timeout`, so the
+//! configuration must keep `timeout` below `transaction.timeout.ms`, and a
+//! transaction holding early outputs is ended within [`max_open`].
+//!
 //! At start: `transaction.timeout.ms` is checked against the broker's
 //! `transaction.max.timeout.ms` (above it, `init_transactions` fails
 //! fatally); `init_transactions` fences every earlier instance with the same
@@ -42,11 +50,38 @@ enum Failure {
     Fatal(String),
 }
 
+impl Failure {
+    fn into_reason(self) -> String {
+        match self {
+            Failure::Abortable(reason) | Failure::Fatal(reason) => reason,
+        }
+    }
+}
+
 fn classify(error: &KafkaError) -> Option<&rdkafka::error::RDKafkaError> {
     match error {
         KafkaError::Transaction(inner) => Some(inner),
         _ => None,
     }
+}
+
+/// The longest a transaction holding early outputs may stay open: its
+/// commit (or abort) may then take `timeout`, and all of it must end well
+/// within `transaction.timeout.ms`, past which the broker aborts it.
+pub(super) fn max_open(transaction_timeout: Duration, timeout: Duration) -> Duration {
+    transaction_timeout.saturating_sub(timeout) / 2
+}
+
+/// Refuses a configuration whose commits may outlive their transactions.
+pub(super) fn check_budget(id: &str, transaction_timeout: Duration, timeout: Duration) -> Result<()> {
+    if timeout >= transaction_timeout {
+        return Err(Error::Config(format!(
+            "exactly-once sink (transactional.id '{id}'): timeout {timeout:?} must be below transaction.timeout.ms \
+             ({transaction_timeout:?}): a commit may take the whole timeout, and the broker aborts a transaction \
+             older than transaction.timeout.ms"
+        )));
+    }
+    Ok(())
 }
 
 /// The one transactional writer of a pipeline.
@@ -56,8 +91,11 @@ pub(super) struct TransactionalWriter {
     output: String,
     progress_topic: String,
     timeout: Duration,
+    transaction_timeout: Duration,
     /// A transaction [`TransactionalWriter::send_early`] began, not ended yet.
     open: Cell<bool>,
+    /// When the current transaction began, if one is open.
+    begun: Cell<Option<Instant>>,
 }
 
 impl TransactionalWriter {
@@ -127,7 +165,9 @@ impl TransactionalWriter {
             output: output.to_string(),
             progress_topic: progress_topic.to_string(),
             timeout,
+            transaction_timeout,
             open: Cell::new(false),
+            begun: Cell::new(None),
         };
         Ok(writer)
     }
@@ -144,16 +184,14 @@ impl TransactionalWriter {
     }
 
     fn try_probe(&self) -> std::result::Result<(), String> {
-        self.producer.begin_transaction().map_err(|e| e.to_string())?;
+        self.begin().map_err(Failure::into_reason)?;
         let key = probe_key(&self.id);
         let record = BaseRecord::<str, str>::to(&self.progress_topic).partition(0).key(&key).payload("probe");
         self.producer.send(record).map_err(|(e, _)| e.to_string())?;
         if !self.producer.wait_delivered(Instant::now() + self.timeout) {
             return Err(format!("the probe record was not delivered within {:?}", self.timeout));
         }
-        self.abort().map_err(|failure| match failure {
-            Failure::Abortable(m) | Failure::Fatal(m) => m,
-        })
+        self.abort().map_err(Failure::into_reason)
     }
 
     pub(super) fn what(&self) -> String {
@@ -165,13 +203,16 @@ impl TransactionalWriter {
     /// caller must commit them with the next commit or abort them
     /// ([`TransactionalWriter::abort_early`]). `Ok(false)`: an abortable
     /// failure; the transaction was aborted, nothing sent early is left.
+    /// A full local queue is waited for at most until the transaction has
+    /// been open for [`max_open`].
     pub(super) fn send_early<'a>(&self, mut outputs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Result<bool> {
-        let deadline = Instant::now() + self.timeout;
         let sent = (|| {
             if !self.open.get() {
-                self.producer.begin_transaction().map_err(|e| fatal_or_abortable(&e))?;
+                self.begin()?;
                 self.open.set(true);
             }
+            let begun = self.begun.get().unwrap_or_else(Instant::now);
+            let deadline = begun + max_open(self.transaction_timeout, self.timeout);
             outputs
                 .try_for_each(|(key, value)| self.send(BaseRecord::to(&self.output).key(key).payload(value), deadline))
         })();
@@ -180,6 +221,17 @@ impl TransactionalWriter {
             Err(Failure::Fatal(reason)) => Err(Error::kafka(format!("{}: {reason}", self.what()))),
             Err(Failure::Abortable(_)) => self.abort_early().map(|()| false),
         }
+    }
+
+    /// When the open transaction began, if one is open.
+    pub(super) fn begun(&self) -> Option<Instant> {
+        self.begun.get()
+    }
+
+    fn begin(&self) -> std::result::Result<(), Failure> {
+        self.producer.begin_transaction().map_err(|e| self.failure(&e))?;
+        self.begun.set(Some(Instant::now()));
+        Ok(())
     }
 
     /// Aborts what [`TransactionalWriter::send_early`] sent, if anything.
@@ -239,7 +291,7 @@ impl TransactionalWriter {
         progress: &Progress,
     ) -> std::result::Result<(), Failure> {
         if begin {
-            self.producer.begin_transaction().map_err(|e| fatal_or_abortable(&e))?;
+            self.begin()?;
         }
         let deadline = Instant::now() + self.timeout;
         for (key, value) in outputs {
@@ -254,10 +306,13 @@ impl TransactionalWriter {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
             match self.producer.commit_transaction(remaining) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.begun.set(None);
+                    return Ok(());
+                }
                 // Retriable: the same call again (it resumes the commit).
                 Err(error) if classify(&error).is_some_and(|e| e.is_retriable()) && Instant::now() < deadline => {}
-                Err(error) => return Err(fatal_or_abortable(&error)),
+                Err(error) => return Err(self.failure(&error)),
             }
         }
     }
@@ -269,12 +324,12 @@ impl TransactionalWriter {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     if Instant::now() >= deadline {
-                        return Err(Failure::Abortable("the local queue stayed full until the commit timeout".into()));
+                        return Err(Failure::Abortable("the local queue stayed full until the deadline".into()));
                     }
                     std::thread::sleep(Duration::from_millis(1));
                     record = returned;
                 }
-                Err((error, _)) => return Err(fatal_or_abortable(&error)),
+                Err((error, _)) => return Err(self.failure(&error)),
             }
         }
     }
@@ -284,10 +339,41 @@ impl TransactionalWriter {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
             match self.producer.abort_transaction(remaining) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.begun.set(None);
+                    return Ok(());
+                }
                 Err(error) if classify(&error).is_some_and(|e| e.is_retriable()) && Instant::now() < deadline => {}
-                Err(error) => return Err(Failure::Fatal(error.to_string())),
+                Err(error) => {
+                    return Err(match self.failure(&error) {
+                        Failure::Abortable(reason) => Failure::Fatal(reason),
+                        fatal => fatal,
+                    })
+                }
             }
+        }
+    }
+
+    /// [`fatal_or_abortable`], telling a fenced writer (a newer instance
+    /// started) from a transaction the broker aborted for its age.
+    fn failure(&self, error: &KafkaError) -> Failure {
+        let fenced = classify(error).is_some_and(|inner| {
+            matches!(
+                inner.code(),
+                RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch
+            )
+        });
+        if !fenced {
+            return fatal_or_abortable(error);
+        }
+        match self.begun.get().map(|begun| begun.elapsed()) {
+            Some(age) if age >= self.transaction_timeout => Failure::Fatal(format!(
+                "the broker aborted the transaction: it was open {:.1}s, longer than transaction.timeout.ms ({:?}) \
+                 (a worker stalled, or the broker was slow); a restart resumes from the last commit: {error}",
+                age.as_secs_f64(),
+                self.transaction_timeout
+            )),
+            _ => Failure::Fatal(format!("fenced by a newer instance of this pipeline (this one is a zombie): {error}")),
         }
     }
 }
@@ -297,15 +383,7 @@ impl TransactionalWriter {
 /// record was never part of a commit), restart the transaction.
 fn fatal_or_abortable(error: &KafkaError) -> Failure {
     match classify(error) {
-        Some(inner) if inner.is_fatal() => {
-            let fenced =
-                matches!(inner.code(), RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch);
-            if fenced {
-                Failure::Fatal(format!("fenced by a newer instance of this pipeline (this one is a zombie): {error}"))
-            } else {
-                Failure::Fatal(format!("fatal transaction error: {error}"))
-            }
-        }
+        Some(inner) if inner.is_fatal() => Failure::Fatal(format!("fatal transaction error: {error}")),
         Some(inner) if inner.txn_requires_abort() => Failure::Abortable(error.to_string()),
         Some(_) => Failure::Fatal(format!("transaction error: {error}")),
         None => match error {

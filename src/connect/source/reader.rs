@@ -192,6 +192,16 @@ pub(super) fn open_reader(
             "exactly-once reading assigns partitions itself: a consumer group cannot be used".into(),
         ));
     }
+    if resume.is_some() {
+        for key in ["isolation.level", "auto.offset.reset"] {
+            if config.kafka.property(key).is_some() {
+                return Err(Error::Config(format!(
+                    "exactly-once source of topic '{topic}': client property '{key}' is set by the source \
+                     (read_committed; a missing offset fails, never skips); remove it"
+                )));
+            }
+        }
+    }
     let group_id = group.clone().unwrap_or_else(|| "timely-kafka-source".into());
     let defaults: &[(&str, &str)] = &[
         ("group.id", &group_id),

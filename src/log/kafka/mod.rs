@@ -175,6 +175,11 @@ impl KafkaLog {
         })
     }
 
+    /// The value of client property `key`, if given.
+    pub(crate) fn property(&self, key: &str) -> Option<&str> {
+        self.properties.iter().rev().find(|(k, _)| k == key).map(|(_, value)| value.as_str())
+    }
+
     /// Replication factor for created topics (-1: the broker's default).
     pub fn with_replication_factor(mut self, factor: Option<i32>) -> Self {
         if let Some(factor) = factor {
