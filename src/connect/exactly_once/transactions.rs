@@ -303,15 +303,25 @@ impl TransactionalWriter {
         // Delivered first: commit_transaction's own flush waits in steps
         // of up to 100 ms (see `polled.rs`).
         self.producer.wait_delivered(deadline);
+        // A commit that timed out is resumed by calling it again, until the
+        // transaction is as old as transaction.timeout.ms (the broker then
+        // aborts it, and the failure says so): a broker back from an outage
+        // may take longer than `timeout` (librdkafka's reconnect backoff
+        // grows to 10 s), and an abort would throw the delivered records away.
+        let last_chance = self.begun.get().map_or(deadline, |begun| (begun + self.transaction_timeout).max(deadline));
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            let remaining = last_chance.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            let timed_out = |error: &KafkaError| match error {
+                KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut) => true,
+                _ => classify(error).is_some_and(|e| e.is_retriable()),
+            };
             match self.producer.commit_transaction(remaining) {
                 Ok(()) => {
                     self.begun.set(None);
                     return Ok(());
                 }
-                // Retriable: the same call again (it resumes the commit).
-                Err(error) if classify(&error).is_some_and(|e| e.is_retriable()) && Instant::now() < deadline => {}
+                // The same call again: it resumes the commit.
+                Err(error) if timed_out(&error) && Instant::now() < last_chance => {}
                 Err(error) => return Err(self.failure(&error)),
             }
         }
