@@ -76,6 +76,8 @@ struct Run {
     identity: Option<&'static str>,
     /// `ExactlyOnceConfig::fresh`.
     fresh: bool,
+    /// `ExactlyOnceConfig::replay_from_start`.
+    replay_from_start: bool,
     /// Partition 0's first record waits until every other partition has
     /// been read: outputs at later times then reach the sink before its
     /// frontier passes the early ones, whatever the fetches deliver when.
@@ -94,6 +96,7 @@ impl Run {
             batch: None,
             identity: None,
             fresh: false,
+            replay_from_start: true,
             hold_partition_0: false,
         }
     }
@@ -108,14 +111,25 @@ fn copy(brokers: &str, input: &str, output: &str, how: Run) -> Result<(u64, u64)
 /// [`copy`], and the records sent early and aborted.
 fn copy_counted(brokers: &str, input: &str, output: &str, how: Run) -> Result<(u64, u64, u64)> {
     let (brokers, input, output) = (brokers.to_string(), input.to_string(), output.to_string());
-    let Run { max_bytes, time, transaction_timeout, timeout, per_record, batch, identity, fresh, hold_partition_0 } =
-        how;
+    let Run {
+        max_bytes,
+        time,
+        transaction_timeout,
+        timeout,
+        per_record,
+        batch,
+        identity,
+        fresh,
+        replay_from_start,
+        hold_partition_0,
+    } = how;
     let others_read = Arc::new(AtomicU64::new(0));
     let per_worker = execute(timely::Config::process(WORKERS), move |w| {
         let log = KafkaLog::new(&brokers, &[])?;
         let mut config = ExactlyOnceConfig::new(log.clone(), &input, &output).commit_interval(Duration::from_millis(1));
         config.max_transaction_bytes = max_bytes;
         config.fresh = fresh;
+        config.replay_from_start = replay_from_start;
         if let Some(identity) = identity {
             config.transactional_id = identity.to_string();
         }
@@ -370,4 +384,29 @@ fn no_commit_but_committed_output_is_refused_unless_starting_over() {
     assert_eq!(read_all(&brokers, &output, 2), expected(COUNT), "nothing written by the refused start");
     let fresh = Run { fresh: true, ..renamed };
     assert_eq!(copy(&brokers, &input, &output, fresh).unwrap().1, COUNT, "starting over writes everything again");
+}
+
+/// A compacted input, replayed from its start to rebuild state (the
+/// default): compaction removed older records of each key, so the rebuilt
+/// state would silently differ from the committed one. Refused in one line
+/// naming the topic and its policy; a stateless pipeline (no replay) runs.
+#[test]
+fn a_compacted_input_replayed_from_its_start_is_refused() {
+    let _deadline = common::deadline();
+    let Some(brokers) = brokers() else { return };
+    let (input, output) = topics(&brokers, "compacted");
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    let mut change = AlterConfig::new(ResourceSpecifier::Topic(&input));
+    change = change.set("cleanup.policy", "compact");
+    let altered = futures_executor::block_on(admin.alter_configs(&[change], &options)).unwrap();
+    altered.into_iter().for_each(|r| drop(r.unwrap()));
+    let refused = copy(&brokers, &input, &output, Run::new(16 << 20, |_| 0)).expect_err("a compacted input");
+    let line = refused.to_string();
+    assert!(line.contains(&format!("input topic '{input}' is compacted (cleanup.policy=compact)")), "{line}");
+    assert!(!line.contains('\n'), "{line}");
+    let stateless = Run { replay_from_start: false, ..Run::new(16 << 20, |_| 0) };
+    assert_eq!(copy(&brokers, &input, &output, stateless).unwrap(), (1, COUNT));
+    assert_eq!(read_all(&brokers, &output, 2), expected(COUNT));
 }

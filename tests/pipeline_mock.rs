@@ -316,6 +316,31 @@ fn an_exactly_once_source_refuses_the_properties_it_sets_itself() {
     assert_eq!(high_watermark(&brokers, "out", 0) + high_watermark(&brokers, "out", 1), 0);
 }
 
+/// An exactly-once source on another topic than the pipeline's input: its
+/// offsets would be stored as the input's. Refused in one line naming both.
+#[test]
+fn an_exactly_once_source_of_another_topic_is_refused() {
+    let _deadline = common::deadline();
+    let (_cluster, brokers) = cluster();
+    let result = execute(timely::Config::process(2), move |w| {
+        let log = KafkaLog::new(&brokers, &[])?;
+        let mut config = ExactlyOnceConfig::new(log.clone(), "in", "out");
+        config.accept_broker_without_aborts = true;
+        let pipeline = exactly_once::open(w, &config)?;
+        let source = SourceConfig::new(log).end(SourceEnd::CurrentEnd);
+        let handle = w.dataflow::<u64, _, _>(|scope| {
+            let resume = pipeline.source_resume();
+            let (values, binding) =
+                kafka_source_exactly_once(scope, source, "out", resume, |r| parse(r).map(|v| (0, v)));
+            pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
+        });
+        while w.step_or_park(Some(Duration::from_millis(5))) {}
+        Ok(handle.commits())
+    });
+    let line = result.expect_err("refused").to_string();
+    assert!(line.contains("exactly-once source of topic 'out': the pipeline's input is 'in'"), "{line}");
+}
+
 #[test]
 fn the_broker_down_during_commits_ends_exact() {
     let _deadline = common::deadline();

@@ -198,6 +198,7 @@ impl Pipeline {
             offsets: self.resume.offsets.clone(),
             starts: self.resume.starts.clone(),
             replay_from_start: self.config.replay_from_start,
+            topic: Some(self.config.input.clone()),
         }
     }
 
@@ -341,7 +342,26 @@ fn check_topics(config: &ExactlyOnceConfig) -> Result<TopicInfo> {
     // answer DescribeConfigs: the check would wait out its timeout.
     let check_settings = !config.accept_broker_without_aborts;
     progress_topic::ensure_progress_topic(log, &config.progress_topic, check_settings)?;
-    log.topic_info(&config.input)?.ok_or_else(|| Error::MissingTopic(config.input.clone()))
+    let input = log.topic_info(&config.input)?.ok_or_else(|| Error::MissingTopic(config.input.clone()))?;
+    if check_settings && config.replay_from_start {
+        refuse_compacted_input(log, &config.input)?;
+    }
+    Ok(input)
+}
+
+/// Refuses a compacted input when state is rebuilt by replaying it from its
+/// start: compaction removed the older records of each key, so the rebuilt
+/// state would not be the one committed (counts too low, silently).
+fn refuse_compacted_input(log: &KafkaLog, input: &str) -> Result<()> {
+    let Ok(Some(configs)) = log.topic_configs(input) else { return Ok(()) };
+    match configs.iter().find(|(key, _)| key == "cleanup.policy") {
+        Some((_, policy)) if policy.contains("compact") => Err(Error::Config(format!(
+            "input topic '{input}' is compacted (cleanup.policy={policy}): replaying it from its start would \
+             rebuild the state without the records compaction removed; use an input that is not compacted, or \
+             set ExactlyOnceConfig::replay_from_start = false if the computation keeps no state"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses a last commit bound to offsets the input no longer reaches: the

@@ -84,6 +84,9 @@ pub struct SourceResume {
     /// outputs the sink drops) instead of seeking to the bound offsets
     /// (stateless ones).
     pub replay_from_start: bool,
+    /// The topic the binding is of (the pipeline's input): a source built
+    /// on another topic refuses to start. `None`: not checked.
+    pub topic: Option<String>,
 }
 
 impl SourceResume {
@@ -173,6 +176,7 @@ mod tests {
             offsets: bound.iter().copied().collect(),
             starts: bound.iter().map(|(p, _)| (*p, 0)).collect(),
             replay_from_start,
+            topic: None,
         }
     }
 

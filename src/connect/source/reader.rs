@@ -192,6 +192,12 @@ pub(super) fn open_reader(
             "exactly-once reading assigns partitions itself: a consumer group cannot be used".into(),
         ));
     }
+    if let Some(input) = resume.and_then(|resume| resume.topic.as_deref()).filter(|input| *input != topic) {
+        return Err(Error::Config(format!(
+            "exactly-once source of topic '{topic}': the pipeline's input is '{input}', and its commits bind \
+             offsets of '{input}' only"
+        )));
+    }
     if resume.is_some() {
         for key in ["isolation.level", "auto.offset.reset"] {
             if config.kafka.property(key).is_some() {
