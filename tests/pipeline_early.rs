@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::records::{expected, parse, produce, produce_range, read_all};
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewPartitions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -409,4 +409,64 @@ fn a_compacted_input_replayed_from_its_start_is_refused() {
     let stateless = Run { replay_from_start: false, ..Run::new(16 << 20, |_| 0) };
     assert_eq!(copy(&brokers, &input, &output, stateless).unwrap(), (1, COUNT));
     assert_eq!(read_all(&brokers, &output, 2), expected(COUNT));
+}
+
+/// Partitions added to the input while a live pipeline runs: its sources
+/// read only the partitions they were assigned at start, so records in the
+/// new ones would go unread until a restart, silently. The pipeline fails
+/// in one line saying partitions were added, and the next start reads them:
+/// the output is exact.
+#[test]
+fn partitions_added_while_running_fail_the_pipeline_and_the_next_start_reads_them() {
+    let _deadline = common::deadline();
+    let Some(brokers) = brokers() else { return };
+    let (input, output) = topics(&brokers, "added");
+    let live = {
+        let (brokers, input, output) = (brokers.clone(), input.clone(), output.clone());
+        std::thread::spawn(move || {
+            execute(timely::Config::process(2), move |w| {
+                let log = KafkaLog::new(&brokers, &[])?;
+                let config =
+                    ExactlyOnceConfig::new(log.clone(), &input, &output).commit_interval(Duration::from_millis(50));
+                let pipeline = exactly_once::open(w, &config)?;
+                let mut source = SourceConfig::new(log);
+                source.partition_check = Duration::from_millis(500);
+                let handle = w.dataflow::<u64, _, _>(|scope| {
+                    let resume = pipeline.source_resume();
+                    let (values, binding) = kafka_source_exactly_once(scope, source, &input, resume, |r| {
+                        parse(r).map(|v| (r.offset / 10, v))
+                    });
+                    pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
+                });
+                let started = Instant::now();
+                while w.step_or_park(Some(Duration::from_millis(5))) {
+                    assert!(started.elapsed() < Duration::from_secs(120), "the live pipeline ran on for 120 s");
+                }
+                Ok(handle.commits())
+            })
+        })
+    };
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let progress = format!("{output}.progress");
+    let started = Instant::now();
+    // The probe record, then a commit.
+    // (The progress topic appears once the pipeline has started.)
+    while consumer.fetch_watermarks(&progress, 0, Duration::from_secs(10)).map_or(0, |(_, high)| high) < 3 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no commit within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    let added = futures_executor::block_on(admin.create_partitions(&[NewPartitions::new(&input, 4)], &options));
+    added.unwrap().into_iter().for_each(|r| drop(r.unwrap()));
+    produce_range(&brokers, &input, 4, COUNT..COUNT + 4 * 25, 2_000_000);
+    let line = live.join().unwrap().expect_err("partitions were added").to_string();
+    assert!(
+        line.contains(&format!("topic '{input}': partitions were added while the pipeline ran (4, was 3)")),
+        "{line}"
+    );
+    assert!(!line.contains('\n'), "{line}");
+    copy(&brokers, &input, &output, Run::new(16 << 20, |offset| offset / 10)).unwrap();
+    assert_eq!(read_all(&brokers, &output, 2), expected(COUNT + 100));
 }

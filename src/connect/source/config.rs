@@ -82,6 +82,10 @@ pub struct SourceConfig {
     /// Bound on metadata at start, and on how long the broker may stay
     /// unreachable (errors and no record) before the source fails.
     pub broker_timeout: Duration,
+    /// How often an exactly-once source looks for partitions added to its
+    /// topic: it fails when it finds some (they are read from the next
+    /// start), rather than leave them unread while it runs.
+    pub partition_check: Duration,
     /// The source's failure and warnings, shared by every worker's part.
     pub status: ConnectorStatus,
 }
@@ -98,6 +102,7 @@ impl SourceConfig {
             stop: Arc::new(AtomicBool::new(false)),
             assigned: Arc::new(Mutex::new(Vec::new())),
             broker_timeout: Duration::from_secs(30),
+            partition_check: Duration::from_secs(10),
             status: ConnectorStatus::default(),
         }
     }

@@ -117,6 +117,20 @@ fn reached(partitions: &BTreeMap<u32, PartitionState>, binder: Option<&Binder>, 
     least.or_else(|| partitions.values().map(|p| p.watermark).max()).unwrap_or(0)
 }
 
+/// Partitions added to an explicitly assigned topic since it was opened, as
+/// the error to fail with (none when the broker does not answer at once:
+/// the next check asks again).
+fn added_partitions(reader: &reader::Reader, timeout: Duration) -> Option<Error> {
+    let was = reader.partitions?;
+    let now = topic_partitions(&reader.consumer, &reader.topic, timeout.min(Duration::from_secs(2))).ok()?;
+    (now > was).then(|| {
+        Error::kafka(format!(
+            "partitions were added while the pipeline ran ({now}, was {was}); stopping so that none goes unread: \
+             the next start reads them"
+        ))
+    })
+}
+
 /// How many offset resets an exactly-once source answers by seeking
 /// before it fails (a reset that keeps coming back is not a reconnect).
 const MAX_RESEEKS: u32 = 100;
@@ -186,6 +200,7 @@ where
         let mut unhealthy_since: Option<Instant> = None;
         // Offset resets answered by seeking (exactly once), bounded.
         let mut resets = 0;
+        let mut partitions_checked = Instant::now();
         move |_frontiers| {
             let Some(reader) = reader.as_mut() else {
                 // It could not open: tell the sink (maybe in another process).
@@ -333,6 +348,16 @@ where
                         capability = None;
                         return false;
                     }
+                }
+            }
+            if binder.is_some() && partitions_checked.elapsed() >= config.partition_check {
+                partitions_checked = Instant::now();
+                if let Some(added) = added_partitions(reader, config.broker_timeout) {
+                    status.fail(&context, added);
+                    reader.failed = true;
+                    binding_output.session(&cap.binding).give(binding::failed(index));
+                    capability = None;
+                    return false;
                 }
             }
             let ended = (config.end != SourceEnd::Live && ever_assigned && partitions.values().all(|p| p.done))

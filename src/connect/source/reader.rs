@@ -79,6 +79,8 @@ pub(super) struct Reader {
     /// Set when the computation failed: its closed frontier finished
     /// nothing, so no offset may be committed any more.
     pub(super) failed: bool,
+    /// The topic's partition count when explicitly assigned (no group).
+    pub(super) partitions: Option<u32>,
 }
 
 impl Reader {
@@ -225,10 +227,12 @@ pub(super) fn open_reader(
         .config(defaults, PRODUCER_ONLY)
         .create_with_context(context)
         .map_err(|e| Error::kafka_from("cannot create consumer", &e))?;
+    let mut count = None;
     if group.is_some() {
         consumer.subscribe(&[topic]).map_err(|e| Error::kafka_from("cannot subscribe", &e))?;
     } else {
         let partitions = topic_partitions(&consumer, topic, config.broker_timeout)?;
+        count = Some(partitions);
         let mine: Vec<u32> = (0..partitions).filter(|p| *p as usize % peers == index).collect();
         let mut list = TopicPartitionList::new();
         for partition in &mine {
@@ -256,6 +260,7 @@ pub(super) fn open_reader(
         finished: HashMap::new(),
         probe,
         failed: false,
+        partitions: count,
     })
 }
 
