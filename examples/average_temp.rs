@@ -254,7 +254,10 @@ fn main() {
         };
         let pipeline = match (&args.output, args.exactly_once) {
             (Some(output), true) => {
-                let pipeline = exactly_once::open(worker, &ExactlyOnceConfig::new(kafka.clone(), &args.topic, output))?;
+                let mut config = ExactlyOnceConfig::new(kafka.clone(), &args.topic, output);
+                // Tests only: abort at a named point (tests/pipeline_chaos.rs).
+                config.crash_at = std::env::var("TIMELY_KAFKA_CRASH_AT").ok();
+                let pipeline = exactly_once::open(worker, &config)?;
                 if worker.index() == 0 {
                     let resume = pipeline.resume();
                     eprintln!("{PROGRAM}: resuming after commit {} at frontier {}", resume.commit, resume.frontier);

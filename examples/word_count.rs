@@ -246,6 +246,8 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
             let mut config = ExactlyOnceConfig::new(kafka.clone(), &args.input, &args.output)
                 .commit_interval(Duration::from_millis(args.commit_interval_ms));
             config.fresh = args.fresh;
+            // Tests only: abort at a named point (tests/pipeline_chaos.rs).
+            config.crash_at = std::env::var("TIMELY_KAFKA_CRASH_AT").ok();
             let pipeline = exactly_once::open(w, &config)?;
             if w.index() == 0 {
                 let resume = pipeline.resume();

@@ -19,6 +19,13 @@
 //! (tests/interop/chaos_temps.py), and the output must hold every
 //! one-second bucket exactly once with the input's count and average.
 //!
+//! Before the random kills, one instance per named crash point
+//! (`TIMELY_KAFKA_CRASH_AT`, `ExactlyOnceConfig::crash_at`) aborts there:
+//! after fencing, after the probe, during the replay of committed input,
+//! with a commit's records delivered but `commit_transaction` not called,
+//! and right after a commit. Each must be reached (its line on stderr, the
+//! process aborted), and the output stays exact.
+//!
 //! The seed is printed; `CHAOS_SEED=<seed>` replays the same schedule.
 
 mod common;
@@ -33,6 +40,10 @@ use rand::{Rng, SeedableRng};
 /// Replaced by each instance's worker count.
 const WORKERS: &str = "WORKERS";
 const ZOMBIES: usize = 2;
+/// Every crash point, in an order in which each is reached: the commits of
+/// `before-commit` and `after-commit` give `during-replay` committed
+/// input to replay.
+const CRASH_POINTS: [&str; 5] = ["after-fence", "after-probe", "before-commit", "after-commit", "during-replay"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -76,11 +87,15 @@ struct Instance {
 impl Instance {
     /// Starts instance `n`; its worker count is 1, 2 or 3 by turns (the
     /// pipeline's identity must not depend on it).
-    fn start(binary: &Path, args: &[String], dir: &Path, n: usize) -> Instance {
+    fn start(binary: &Path, args: &[String], dir: &Path, n: usize, crash_at: Option<&str>) -> Instance {
         let name = format!("instance-{n}");
         let stderr = dir.join(format!("{name}.err"));
         let workers = (n % 3 + 1).to_string();
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(point) = crash_at {
+            command.env("TIMELY_KAFKA_CRASH_AT", point);
+        }
+        let child = command
             .args(args.iter().map(|a| if a == "WORKERS" { &workers } else { a }))
             .stdout(std::fs::File::create(dir.join(format!("{name}.out"))).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -177,16 +192,26 @@ fn chaos(scenario: Scenario) {
 
     // Which kills become zombie take-overs.
     let mut zombie_at: Vec<usize> = Vec::new();
-    while zombie_at.len() < ZOMBIES.min(kills) {
+    while zombie_at.len() < ZOMBIES.min(kills.saturating_sub(1)) {
         let at = rng.random_range(1..kills.max(2));
         if !zombie_at.contains(&at) {
             zombie_at.push(at);
         }
     }
-    let start = |n: usize| Instance::start(&binary, &args, dir.path(), n);
+    let start = |n: usize| Instance::start(&binary, &args, dir.path(), n, None);
     let mut landed_after_start_up = 0;
     let mut commits_seen = Vec::new();
     let mut next = 0;
+    for point in CRASH_POINTS {
+        let mut crashing = Instance::start(&binary, &args, dir.path(), next, Some(point));
+        next += 1;
+        let status = crashing.wait(Duration::from_secs(120));
+        let stderr = crashing.stderr();
+        let reached = format!("crash point '{point}' reached");
+        println!("pipeline_chaos {example}: {}: {point}: ended with {status}", crashing.name);
+        assert!(!status.success() && stderr.contains(&reached), "{point} was not reached: {status}: {stderr}");
+        commits_seen.extend(resumed_commit(&stderr));
+    }
     let mut current = start(next);
     for kill in 0..kills {
         std::thread::sleep(Duration::from_millis(rng.random_range(100..3000)));

@@ -104,11 +104,23 @@ struct Ran {
     early_read: u64,
 }
 
+/// How a counting run ends.
+#[derive(Clone, Copy, PartialEq)]
+enum End {
+    /// At the input's end (`CurrentEnd`).
+    Input,
+    /// Told to stop when partition 1's record is read; partition 0 is read
+    /// slowly (batches of 10, 0.2 ms a record) so the stop lands first.
+    StopAtLate,
+    /// Live, told to stop once no record arrived for 3 s (what
+    /// `word_count --idle-exit` does): every partition idle.
+    StopWhenIdle,
+}
+
 /// Counts `input` into `output` exactly once, time = seconds since
-/// `BASE_MS`, reading `CurrentEnd`; with `stop_at_late`, the source is
-/// told to stop when it reads partition 1's record, and partition 0 is
-/// read slowly (batches of 10, 0.2 ms a record) so the stop lands first.
-fn count(brokers: &str, input: &str, output: &str, stop_at_late: bool) -> Result<Ran> {
+/// `BASE_MS`, ending as `end` says.
+fn count(brokers: &str, input: &str, output: &str, end: End) -> Result<Ran> {
+    let stop_at_late = end == End::StopAtLate;
     let (brokers, input, output) = (brokers.to_string(), input.to_string(), output.to_string());
     let stop = Arc::new(AtomicBool::new(false));
     let early_read = Arc::new(AtomicU64::new(0));
@@ -117,12 +129,14 @@ fn count(brokers: &str, input: &str, output: &str, stop_at_late: bool) -> Result
         let log = KafkaLog::new(&brokers, &[])?;
         let config = ExactlyOnceConfig::new(log.clone(), &input, &output).commit_interval(Duration::from_millis(1));
         let pipeline = exactly_once::open(w, &config)?;
-        let mut source = SourceConfig::new(log).end(SourceEnd::CurrentEnd);
+        let until = if end == End::StopWhenIdle { SourceEnd::Live } else { SourceEnd::CurrentEnd };
+        let mut source = SourceConfig::new(log).end(until);
         source.stop = shared.0.clone();
         if stop_at_late {
             source.batch = 10;
         }
         let (stop, early_read) = shared.clone();
+        let (idle_stop, read) = shared.clone();
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
             let (times, binding) = kafka_source_exactly_once(scope, source, &input, resume, move |r| {
@@ -139,7 +153,16 @@ fn count(brokers: &str, input: &str, output: &str, stop_at_late: bool) -> Result
             });
             pipeline.sink(running_count(times.map(|()| ())), binding)
         });
-        while w.step_or_park(Some(Duration::from_millis(5))) {}
+        let (mut seen, mut since) = (0, Instant::now());
+        while w.step_or_park(Some(Duration::from_millis(5))) {
+            let now = read.load(Ordering::Relaxed);
+            if now != seen {
+                (seen, since) = (now, Instant::now());
+            }
+            if end == End::StopWhenIdle && since.elapsed() > Duration::from_secs(3) {
+                idle_stop.store(true, Ordering::Relaxed);
+            }
+        }
         if let Some(error) = handle.status().error() {
             return Err(timely_kafka::Error::Dataflow(error));
         }
@@ -184,15 +207,15 @@ fn a_stop_during_the_replay_commits_nothing_it_did_not_rebuild() {
     let Some(brokers) = brokers() else { return };
     let (input, output) = topics(&brokers, "replay");
     produce(&brokers, &input, 0, EARLY, BASE_MS);
-    let first = count(&brokers, &input, &output, false).unwrap();
+    let first = count(&brokers, &input, &output, End::Input).unwrap();
     assert!(first.commits >= 1 && first.early_read == EARLY, "first run: {} commits", first.commits);
     produce(&brokers, &input, 1, 1, BASE_MS + 60_000);
     // The restart reads partition 0 from its start again (the count is
     // stateful); the stop lands while it is below its binding.
-    let stopped = count(&brokers, &input, &output, true).unwrap();
+    let stopped = count(&brokers, &input, &output, End::StopAtLate).unwrap();
     assert!(stopped.early_read < EARLY, "the stop landed after the replay ({} records re-read)", stopped.early_read);
     println!("stopped after re-reading {} of {EARLY} records, {} commits", stopped.early_read, stopped.commits);
-    count(&brokers, &input, &output, false).unwrap();
+    count(&brokers, &input, &output, End::Input).unwrap();
     assert_eq!(committed(&brokers, &output), uninterrupted());
 }
 
@@ -203,9 +226,24 @@ fn a_stop_while_a_partition_lags_commits_only_what_both_reached() {
     let (input, output) = topics(&brokers, "lag");
     produce(&brokers, &input, 0, EARLY, BASE_MS);
     produce(&brokers, &input, 1, 1, BASE_MS + 60_000);
-    let stopped = count(&brokers, &input, &output, true).unwrap();
+    let stopped = count(&brokers, &input, &output, End::StopAtLate).unwrap();
     assert!(stopped.early_read < EARLY, "the stop landed after partition 0 was read ({} records)", stopped.early_read);
     println!("stopped after {} of {EARLY} records of partition 0, {} commits", stopped.early_read, stopped.commits);
-    count(&brokers, &input, &output, false).unwrap();
+    count(&brokers, &input, &output, End::Input).unwrap();
+    assert_eq!(committed(&brokers, &output), uninterrupted());
+}
+
+/// Stopped once every partition is idle (no record for 3 s, longer than
+/// the 1 s idle timeout): nothing is left to read, so the stop commits
+/// everything read, the last time included.
+#[test]
+fn a_stop_once_every_partition_is_idle_commits_everything_read() {
+    let _deadline = common::deadline();
+    let Some(brokers) = brokers() else { return };
+    let (input, output) = topics(&brokers, "idle");
+    produce(&brokers, &input, 0, EARLY, BASE_MS);
+    produce(&brokers, &input, 1, 1, BASE_MS + 60_000);
+    let stopped = count(&brokers, &input, &output, End::StopWhenIdle).unwrap();
+    assert_eq!(stopped.early_read, EARLY);
     assert_eq!(committed(&brokers, &output), uninterrupted());
 }

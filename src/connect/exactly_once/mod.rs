@@ -143,6 +143,14 @@ pub struct ExactlyOnceConfig {
     /// progress topic lost records or the output holds committed records
     /// (refused otherwise: every output would be written again).
     pub fresh: bool,
+    /// Tests only: abort the process at this named point, to prove a crash
+    /// there is safe: `after-fence`, `after-probe` (start-up, before the
+    /// progress read), `during-replay` (the first output dropped below the
+    /// resume frontier), `before-commit` (outputs and progress record
+    /// delivered, `commit_transaction` not called), `after-commit`. The
+    /// examples take it from `TIMELY_KAFKA_CRASH_AT`.
+    #[doc(hidden)]
+    pub crash_at: Option<String>,
 }
 
 impl ExactlyOnceConfig {
@@ -161,6 +169,7 @@ impl ExactlyOnceConfig {
             replay_from_start: true,
             accept_broker_without_aborts: false,
             fresh: false,
+            crash_at: None,
         }
     }
 
@@ -281,9 +290,11 @@ fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> 
             config.timeout,
         );
         let input = topics.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-        Ok::<_, Error>((writer?, input))
+        Ok::<_, Error>((writer?.crash_at(config.crash_at.clone()), input))
     })?;
+    writer.crash_point("after-fence");
     writer.probe()?;
+    writer.crash_point("after-probe");
     let (last, probe_visible) = read_progress(log, &config.progress_topic, &config.transactional_id, config.timeout)?;
     if probe_visible && !config.accept_broker_without_aborts {
         return Err(Error::Config(format!(

@@ -178,6 +178,9 @@ pub(super) fn build<'scope, K, V>(
                     let Some(&time) = time.least() else { return };
                     latest = latest.max(Some(time));
                     if time < resume {
+                        if let Some(writer) = writer.as_ref() {
+                            writer.crash_point("during-replay");
+                        }
                         handle.dropped.fetch_add(records.len() as u64, Ordering::Relaxed);
                         records.clear();
                     } else {
@@ -358,6 +361,7 @@ pub(super) fn build<'scope, K, V>(
                     let written: usize = buffered.range(..upto).map(|(_, records)| records.len()).sum();
                     handle.written.fetch_add(written as u64, Ordering::Relaxed);
                     handle.commits.fetch_add(1, Ordering::Relaxed);
+                    writer.crash_point("after-commit");
                     handle.frontier.store(upto, Ordering::Relaxed);
                     buffered = buffered.split_off(&upto);
                     reports = reports.split_off(&upto);

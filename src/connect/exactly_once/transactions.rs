@@ -96,6 +96,17 @@ pub(super) struct TransactionalWriter {
     open: Cell<bool>,
     /// When the current transaction began, if one is open.
     begun: Cell<Option<Instant>>,
+    /// [`ExactlyOnceConfig::crash_at`](super::ExactlyOnceConfig::crash_at).
+    crash_at: Option<String>,
+}
+
+/// Aborts the process at `point` if the program asked for it
+/// ([`ExactlyOnceConfig::crash_at`](super::ExactlyOnceConfig::crash_at)).
+pub(super) fn crash_point(crash_at: Option<&str>, point: &str) {
+    if crash_at == Some(point) {
+        eprintln!("timely-kafka: crash point '{point}' reached: aborting (ExactlyOnceConfig::crash_at)");
+        std::process::abort();
+    }
 }
 
 impl TransactionalWriter {
@@ -168,6 +179,7 @@ impl TransactionalWriter {
             transaction_timeout,
             open: Cell::new(false),
             begun: Cell::new(None),
+            crash_at: None,
         };
         Ok(writer)
     }
@@ -192,6 +204,17 @@ impl TransactionalWriter {
             return Err(format!("the probe record was not delivered within {:?}", self.timeout));
         }
         self.abort().map_err(Failure::into_reason)
+    }
+
+    /// Sets the crash point the program asked for (tests).
+    pub(super) fn crash_at(mut self, point: Option<String>) -> Self {
+        self.crash_at = point;
+        self
+    }
+
+    /// Aborts the process at `point` if it is the crash point asked for.
+    pub(super) fn crash_point(&self, point: &str) {
+        crash_point(self.crash_at.as_deref(), point);
     }
 
     pub(super) fn what(&self) -> String {
@@ -303,6 +326,7 @@ impl TransactionalWriter {
         // Delivered first: commit_transaction's own flush waits in steps
         // of up to 100 ms (see `polled.rs`).
         self.producer.wait_delivered(deadline);
+        self.crash_point("before-commit");
         // A commit that timed out is resumed by calling it again, until the
         // transaction is as old as transaction.timeout.ms (the broker then
         // aborts it, and the failure says so): a broker back from an outage

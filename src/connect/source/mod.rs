@@ -104,17 +104,16 @@ where
     source(scope, config, topic, None, Some(resume), logic)
 }
 
-/// The frontier a source's partitions reached: the least watermark of the
-/// running, non-idle ones (a partition below its binding is never idle),
-/// or the greatest when none runs.
-fn reached(partitions: &BTreeMap<u32, PartitionState>, binder: Option<&Binder>, idle: Duration) -> u64 {
+/// The least watermark of a source's running partitions: not done, and
+/// not idle (a partition below its binding is never idle). None when none
+/// runs.
+fn running_least(partitions: &BTreeMap<u32, PartitionState>, binder: Option<&Binder>, idle: Duration) -> Option<u64> {
     let now = Instant::now();
     let running = partitions.iter().filter(|(partition, p)| {
         !p.done
             && (now.duration_since(p.last_record) < idle || binder.is_some_and(|b| b.below(**partition, p.next_offset)))
     });
-    let least = running.map(|(_, p)| p.watermark).min();
-    least.or_else(|| partitions.values().map(|p| p.watermark).max()).unwrap_or(0)
+    running.map(|(_, p)| p.watermark).min()
 }
 
 /// Partitions added to an explicitly assigned topic since it was opened, as
@@ -365,13 +364,18 @@ where
                 || (!reader.group && ever_assigned && partitions.is_empty());
             let stopped = config.stop.load(Ordering::Relaxed);
             // The frontier: least watermark of running, non-idle partitions
-            // (exactly once: a partition below its binding is never idle).
-            let frontier = reached(&partitions, binder.as_ref(), config.idle_timeout).max(*cap.time());
+            // (exactly once: a partition below its binding is never idle);
+            // with none running, the greatest.
+            let running = running_least(&partitions, binder.as_ref(), config.idle_timeout);
+            let greatest = partitions.values().map(|p| p.watermark).max();
+            let frontier = running.or(greatest).unwrap_or(0).max(*cap.time());
             if ended || stopped {
                 if binder.is_some() {
-                    if stopped && !ended {
-                        // No end of input: the sink commits no further than this.
-                        binding_output.session(&cap.binding).give(binding::stopped_at(frontier));
+                    if let Some(reached) = running.filter(|_| stopped && !ended) {
+                        // No end of input, and a partition still reading (idle
+                        // ones hold no frontier back, as while running): the
+                        // sink commits no further than it reached.
+                        binding_output.session(&cap.binding).give(binding::stopped_at(reached.max(*cap.time())));
                     }
                     // Ended, not failed: the sink may commit the closed frontier.
                     binding_output.session(&cap.binding).give(binding::clean_end(index));
