@@ -124,9 +124,11 @@ struct Args {
     /// With --exactly-once: the shortest time between commits, in milliseconds.
     #[arg(long, default_value_t = 500)]
     commit_interval_ms: u64,
-    /// Timely worker threads.
-    #[arg(short = 'w', long, default_value_t = 1)]
-    workers: usize,
+    /// Timely's cluster: -w workers per process, -n processes, -p this
+    /// one's index, --hostfile (a pipeline's processes share one output
+    /// and one identity: run them with the same arguments but -p).
+    #[command(flatten)]
+    timely: timely_kafka::cli::TimelyArgs,
 }
 
 fn fail(error: impl std::fmt::Display) -> ! {
@@ -224,7 +226,7 @@ struct Report {
 }
 
 fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
-    let config = if args.workers > 1 { timely::Config::process(args.workers) } else { timely::Config::thread() };
+    let config = args.timely.config()?;
     // Records this process has read (all workers), for --idle-exit.
     let seen = Arc::new(AtomicU64::new(0));
     execute(config, move |w| {
@@ -311,9 +313,6 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
 
 fn main() {
     let args = Args::parse();
-    if args.workers == 0 {
-        fail("-w must be at least 1");
-    }
     let kafka = KafkaLog::new(&args.brokers, &args.properties).unwrap_or_else(|e| fail(e));
     ensure_topic(&kafka, &args.input, 2);
     ensure_topic(&kafka, &args.output, 2);

@@ -134,12 +134,42 @@ impl Instance {
         }
     }
 
+    /// Waits at most `limit` for it to exit, then kills it; what happened.
+    fn wait_or_kill(&mut self, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return format!("ended with {status}: {}", self.stderr().lines().last().unwrap_or(""));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        format!("was still running after {limit:?} and was killed")
+    }
+
     fn kill(mut self) -> bool {
         let resumed = self.resumed();
         self.signal(libc::SIGKILL);
         let _ = self.child.wait();
         resumed
     }
+}
+
+/// Instances `n` and `n + 1`: the two processes of one timely cluster
+/// (`-n 2 -p 0|1 --hostfile`, one worker each, ports chosen free now).
+fn start_pair(binary: &Path, args: &[String], dir: &Path, n: usize) -> [Instance; 2] {
+    let ports: Vec<u16> =
+        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+    let hostfile = dir.join("hosts");
+    std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).unwrap();
+    let hosts = hostfile.to_str().unwrap().to_string();
+    [0, 1].map(|process| {
+        let mut cluster: Vec<String> =
+            args.iter().map(|a| if a == WORKERS { "1".to_string() } else { a.clone() }).collect();
+        cluster.extend(["-n", "2", "-p", &process.to_string(), "--hostfile", &hosts].map(String::from));
+        Instance::start(binary, &cluster, dir, n + process, None)
+    })
 }
 
 /// The commit an instance resumed after, from its start-up line.
@@ -161,6 +191,8 @@ struct Scenario {
     check: &'static [&'static str],
     /// What the check's report must say about the input.
     input_report: String,
+    /// Whether the example runs as a timely cluster (`-n 2 -p I --hostfile`).
+    processes: bool,
 }
 
 fn chaos(scenario: Scenario) {
@@ -211,6 +243,33 @@ fn chaos(scenario: Scenario) {
         println!("pipeline_chaos {example}: {}: {point}: ended with {status}", crashing.name);
         assert!(!status.success() && stderr.contains(&reached), "{point} was not reached: {status}: {stderr}");
         commits_seen.extend(resumed_commit(&stderr));
+    }
+    if scenario.processes {
+        // Two rounds as a cluster of two processes (one worker each): once
+        // both run, one of them is SIGKILLed (each in turn); the other must
+        // end within 60 s (it cannot go on alone) and is killed otherwise.
+        for round in 0..2 {
+            let (pair, hostfile) = (start_pair(&binary, &args, dir.path(), next), dir.path().join("hosts"));
+            next += 2;
+            let [mut first, mut second] = pair;
+            let running_by = Instant::now() + Duration::from_secs(60);
+            while !first.resumed() && Instant::now() < running_by {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(first.resumed(), "process 0 did not start within 60 s: {}", first.stderr());
+            std::thread::sleep(Duration::from_millis(rng.random_range(200..3000)));
+            if round == 1 {
+                std::mem::swap(&mut first, &mut second);
+            }
+            commits_seen.extend(resumed_commit(&first.stderr()).into_iter().chain(resumed_commit(&second.stderr())));
+            let killed = first.name.clone();
+            first.kill();
+            let ended = second.wait_or_kill(Duration::from_secs(60));
+            println!(
+                "pipeline_chaos {example}: two processes ({}): SIGKILL {killed}; the other {ended}",
+                hostfile.display()
+            );
+        }
     }
     let mut current = start(next);
     for kill in 0..kills {
@@ -304,6 +363,7 @@ fn word_count_exactly_once_survives_kills_and_zombies() {
         produce: [LINES, 20, 150],
         check: &[],
         input_report: format!("lines={LINES}"),
+        processes: true,
     });
 }
 
@@ -329,6 +389,7 @@ fn average_temp_exactly_once_survives_kills_and_zombies() {
         produce: [READINGS, 30, 150],
         check: &["1000"],
         input_report: format!("readings={READINGS}"),
+        processes: false,
     });
 }
 
