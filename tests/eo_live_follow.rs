@@ -99,24 +99,42 @@ fn follow(
     })
 }
 
-/// Bytes after the last whole record of the partition's last segment.
-fn torn_bytes(partition: &std::path::Path) -> u64 {
+/// The partition's last segment: its path, its bytes, and where its last
+/// whole record starts and ends.
+fn last_segment(partition: &std::path::Path) -> (std::path::PathBuf, Vec<u8>, usize, usize) {
     let mut segments: Vec<_> = std::fs::read_dir(partition)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .collect();
     segments.sort();
-    let bytes = std::fs::read(segments.last().unwrap()).unwrap();
-    let mut at = 0;
+    let path = segments.pop().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let (mut last, mut at) = (0, 0);
     while at + 8 <= bytes.len() {
         let next = at + 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         if next > bytes.len() {
             break;
         }
-        at = next;
+        (last, at) = (at, next);
     }
-    (bytes.len() - at) as u64
+    (path, bytes, last, at)
+}
+
+/// Bytes after the last whole record of the partition's last segment.
+fn torn_bytes(partition: &std::path::Path) -> u64 {
+    let (_, bytes, _, end) = last_segment(partition);
+    (bytes.len() - end) as u64
+}
+
+/// Leaves the torn tail a kill inside a record's write leaves: the first
+/// half of a record (a copy of the last one's), after the last whole record.
+fn tear(partition: &std::path::Path) -> u64 {
+    use std::io::Write;
+    let (path, bytes, start, end) = last_segment(partition);
+    let half = &bytes[start..start + (end - start) / 2];
+    std::fs::OpenOptions::new().append(true).open(path).unwrap().write_all(half).unwrap();
+    half.len() as u64
 }
 
 /// The committed time a resumed worker continued from, per worker.
@@ -128,7 +146,9 @@ fn resumed_times(stderr: &str) -> Vec<u64> {
         .collect()
 }
 
-fn round(seed: u64) -> u64 {
+/// One capture killed and resumed while followed; with `tear`, a kill that
+/// left no torn tail is given one by hand. Returns the torn bytes.
+fn round(seed: u64, tear_if_none: bool) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_string();
     let mut capture = Reaped(Some(send(&data, &["--exactly-once", "--rate", RATE]).spawn().unwrap()));
@@ -153,8 +173,12 @@ fn round(seed: u64) -> u64 {
     std::thread::sleep(kill_after.saturating_sub(started.elapsed()));
     capture.kill();
     let delivered: Vec<u64> = live.iter().map(|l| l.load(Ordering::Relaxed)).collect();
-    let torn: Vec<u64> = (0..WORKERS).map(|p| torn_bytes(&dir.path().join(format!("t/{p}")))).collect();
+    let mut torn: Vec<u64> = (0..WORKERS).map(|p| torn_bytes(&dir.path().join(format!("t/{p}")))).collect();
     eprintln!("killed after {kill_after:?}: followers had delivered {delivered:?}; torn tails {torn:?} bytes");
+    if tear_if_none && torn.iter().all(|t| *t == 0) {
+        torn[0] = tear(&dir.path().join("t/0"));
+        eprintln!("the kill landed between writes: tore partition 0's tail by hand ({} bytes)", torn[0]);
+    }
 
     std::thread::sleep(Duration::from_millis(300));
     let resumed = send(&data, &["--resume", "--rate", "4000000"]).output().unwrap();
@@ -187,12 +211,15 @@ fn a_replay_following_the_capture_stays_exact_across_a_kill_with_a_torn_tail_and
     eprintln!("seed {seed} (EO_SEED={seed} repeats this run)");
     let mut state = seed;
     let mut torn = 0;
+    // A kill leaves a torn tail only when it lands inside the write of a
+    // record: in CI two kills in a row landed between writes (seed
+    // 1796627112391015710, which does so on an idle machine too). The last
+    // round then tears its tail by hand, as such a kill would have, so the
+    // torn case is always covered.
     for r in 0..ROUNDS {
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         eprintln!("round {r}:");
-        torn += round(state >> 33);
+        torn += round(state >> 33, r + 1 == ROUNDS && torn == 0);
     }
-    // Almost every kill leaves a torn tail (the file ends at a record
-    // boundary only just after a frontier change); the rounds together must.
-    assert!(torn > 0, "no kill left a torn tail (seed {seed})");
+    assert!(torn > 0, "no round left a torn tail (seed {seed})");
 }
