@@ -328,6 +328,13 @@ fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> 
             ..Default::default()
         },
     };
+    // Asked only now: librdkafka's mock cluster (refused above unless a
+    // test accepts it) never answers DescribeTopics.
+    let input_id = if config.accept_broker_without_aborts { None } else { log.topic_id(&config.input)? };
+    check_same_input(&config.input, &progress, input_id.as_deref())?;
+    if input_id.is_some() {
+        progress.input_id = input_id;
+    }
     check_bindings_stored(log, &config.input, &progress)?;
     // Partitions the last commit does not know (a first start, or added
     // since) begin at their first retained offset.
@@ -358,6 +365,23 @@ fn check_topics(config: &ExactlyOnceConfig) -> Result<TopicInfo> {
         refuse_compacted_input(log, &config.input)?;
     }
     Ok(input)
+}
+
+/// Refuses a last commit made on another incarnation of the input topic:
+/// deleted and created again under the same name, its offsets name other
+/// records, and resuming from the binding would skip or repeat them
+/// silently (before: a recreated topic that had grown past the binding
+/// was read on from it).
+fn check_same_input(input: &str, progress: &Progress, now: Option<&str>) -> Result<()> {
+    match (progress.input_id.as_deref(), now) {
+        (Some(then), Some(now)) if then != now => Err(Error::Config(format!(
+            "topic '{input}' was deleted and created again: its topic id is {now}, the last commit ({}) read \
+             topic id {then}; its offsets name other records now, so refusing to continue exactly once (start a \
+             new pipeline: new output and progress topics)",
+            progress.commit
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses a compacted input when state is rebuilt by replaying it from its

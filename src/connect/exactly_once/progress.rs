@@ -37,6 +37,10 @@ pub struct Progress {
     pub frontier: u64,
     /// The source topic.
     pub input: String,
+    /// The source topic's id (KIP-516) when the broker gives one: a topic
+    /// deleted and created again under the same name has another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_id: Option<String>,
     /// Per source partition, the offset bound to `frontier`.
     pub offsets: BTreeMap<u32, u64>,
     /// Per source partition, where the pipeline's input begins.
@@ -143,11 +147,20 @@ mod tests {
             commit: 7,
             frontier: 1_700_000_000_200,
             input: "lines".into(),
+            input_id: Some("kLBQtEBfRGOTo7Eq7nRd0A".into()),
             offsets: [(0, 120), (1, 0), (12, 9)].into(),
             starts: [(0, 0), (1, 0), (12, 3)].into(),
         };
         let bytes = serde_json::to_vec(&progress).unwrap();
         assert_eq!(serde_json::from_slice::<Progress>(&bytes).unwrap(), progress);
         assert_ne!(probe_key(&progress.writer).as_bytes(), progress.writer.as_bytes());
+    }
+
+    #[test]
+    fn a_progress_record_written_before_topic_ids_reads_back() {
+        let written =
+            br#"{"format":1,"writer":"w","commit":2,"frontier":9,"input":"lines","offsets":{"0":4},"starts":{"0":0}}"#;
+        let progress: Progress = serde_json::from_slice(written).unwrap();
+        assert_eq!((progress.commit, progress.input_id), (2, None));
     }
 }

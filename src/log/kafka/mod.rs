@@ -53,6 +53,7 @@ mod producer;
 mod quick_close;
 mod reader;
 pub(crate) mod retry;
+mod topic_id;
 mod watermarks;
 mod writer;
 
