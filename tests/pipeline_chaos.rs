@@ -26,6 +26,11 @@
 //! and right after a commit. Each must be reached (its line on stderr, the
 //! process aborted), and the output stays exact.
 //!
+//! `word_count` also runs as a cluster of two processes (one worker each):
+//! twice one of the pair is SIGKILLed, and once a partition is added to the
+//! input, which fails a source in one of them — both must end with an
+//! error line, and worker 0's sink must stop committing.
+//!
 //! The seed is printed; `CHAOS_SEED=<seed>` replays the same schedule.
 
 mod common;
@@ -156,11 +161,35 @@ impl Instance {
     }
 }
 
+/// The input's writer, stopped if the test fails before it ends.
+struct Writer(Child);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A test that fails leaves no pipeline running behind it.
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Instances `n` and `n + 1`: the two processes of one timely cluster
 /// (`-n 2 -p 0|1 --hostfile`, one worker each, ports chosen free now).
 fn start_pair(binary: &Path, args: &[String], dir: &Path, n: usize) -> [Instance; 2] {
-    let ports: Vec<u16> =
-        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+    // Both listeners held until both ports are known: two distinct ports.
+    let listeners: Vec<_> = (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    drop(listeners);
     let hostfile = dir.join("hosts");
     std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).unwrap();
     let hosts = hostfile.to_str().unwrap().to_string();
@@ -170,6 +199,62 @@ fn start_pair(binary: &Path, args: &[String], dir: &Path, n: usize) -> [Instance
         cluster.extend(["-n", "2", "-p", &process.to_string(), "--hostfile", &hosts].map(String::from));
         Instance::start(binary, &cluster, dir, n + process, None)
     })
+}
+
+/// A source failure in a cluster of two processes: once both run, a
+/// partition is added to the input, which every exactly-once source
+/// refuses at its next partition check (10 s) rather than leave it
+/// unread. Whichever process's source fails first, worker 0's sink (in
+/// process 0) must stop committing and say so, and both processes must end
+/// with an error line within 60 s — neither may go on alone or hang. The
+/// next start reads the new partition too (the final check covers it).
+#[allow(clippy::too_many_arguments)]
+fn source_failure_round(
+    binary: &Path,
+    args: &[String],
+    dir: &Path,
+    next: usize,
+    brokers: &str,
+    input: &str,
+    partitions: u32,
+    rng: &mut StdRng,
+) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    use rdkafka::client::DefaultClientContext;
+    let [mut first, mut second] = start_pair(binary, args, dir, next);
+    let running_by = Instant::now() + Duration::from_secs(60);
+    // Worker 0 (process 0) says it resumed once every worker has started.
+    while !first.resumed() && Instant::now() < running_by {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(first.resumed(), "the pair did not start within 60 s: {} / {}", first.stderr(), second.stderr());
+    std::thread::sleep(Duration::from_millis(rng.random_range(200..3000)));
+    let admin: AdminClient<DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    let added = futures_executor::block_on(
+        admin.create_partitions(&[NewPartitions::new(input, partitions as usize + 1)], &AdminOptions::new()),
+    );
+    assert!(added.unwrap().iter().all(Result::is_ok), "adding a partition to {input} failed");
+    let added_at = Instant::now();
+    let (first_status, second_status) = (first.wait(Duration::from_secs(60)), second.wait(Duration::from_secs(60)));
+    let ended_after = added_at.elapsed();
+    let (sink, other) = (first.stderr(), second.stderr());
+    let last = |stderr: &str| stderr.lines().last().unwrap_or("").to_string();
+    println!(
+        "pipeline_chaos: two processes, a partition added: both ended within {ended_after:?} ({first_status}, \
+         {second_status}): '{}' / '{}'",
+        last(&sink),
+        last(&other)
+    );
+    assert!(!first_status.success() && !second_status.success(), "a process ended successfully: {sink} / {other}");
+    for stderr in [&sink, &other] {
+        assert!(last(stderr).contains(": error: "), "no error line at the end: {stderr}");
+    }
+    assert!(
+        [&sink, &other].iter().any(|stderr| stderr.contains("partitions were added while the pipeline ran")),
+        "no source reported the added partition: {sink} / {other}"
+    );
+    assert!(sink.contains("nothing is committed after frontier"), "worker 0's sink did not stop its commits: {sink}");
 }
 
 /// The commit an instance resumed after, from its start-up line.
@@ -220,7 +305,7 @@ fn chaos(scenario: Scenario) {
     let writer_args: Vec<String> = scenario.produce.iter().chain([&seed]).map(u64::to_string).collect();
     let mut produce = vec!["produce", brokers.as_str(), input.as_str()];
     produce.extend(writer_args.iter().map(String::as_str));
-    let mut writer = interop(&python, scenario.script, &produce).stdout(Stdio::null()).spawn().unwrap();
+    let mut writer = Writer(interop(&python, scenario.script, &produce).stdout(Stdio::null()).spawn().unwrap());
 
     // Which kills become zombie take-overs.
     let mut zombie_at: Vec<usize> = Vec::new();
@@ -270,6 +355,8 @@ fn chaos(scenario: Scenario) {
                 hostfile.display()
             );
         }
+        source_failure_round(&binary, &args, dir.path(), next, &brokers, &input, scenario.input_partitions, &mut rng);
+        next += 2;
     }
     let mut current = start(next);
     for kill in 0..kills {
@@ -312,7 +399,7 @@ fn chaos(scenario: Scenario) {
         next += 1;
         current = start(next);
     }
-    let written = writer.wait().unwrap();
+    let written = writer.0.wait().unwrap();
     assert!(written.success(), "the kafka-python writer failed");
     // Run to the end: idle for 8 s after the last record, then the last commit.
     let status = current.wait(Duration::from_secs(150));

@@ -38,8 +38,10 @@ pub struct Progress {
     /// The source topic.
     pub input: String,
     /// The source topic's id (KIP-516) when the broker gives one: a topic
-    /// deleted and created again under the same name has another.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// deleted and created again under the same name has another. (Always
+    /// serialized: workers exchange this record with bincode, which has no
+    /// field names; `default` reads records written before it.)
+    #[serde(default)]
     pub input_id: Option<String>,
     /// Per source partition, the offset bound to `frontier`.
     pub offsets: BTreeMap<u32, u64>,
