@@ -85,7 +85,7 @@ pub enum FrameError {
 /// Errors of the partition log and of capture / replay on top of it.
 ///
 /// `Clone`, so a failure recorded in a handle can be read any number of times
-/// (and by any thread) and still be returned by [`crate::capture::worker::execute`].
+/// (and by any thread) and still be returned by [`crate::runtime::execute`].
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -211,14 +211,19 @@ impl Error {
         Error::Kafka { message: message.into(), code: Some(code) }
     }
 
-    /// `context: error`, keeping librdkafka's code when `error` is a
-    /// [`rdkafka::error::KafkaError`] that has one.
-    pub(crate) fn kafka_from(context: impl std::fmt::Display, error: &(impl std::fmt::Display + 'static)) -> Self {
-        let any: &dyn std::any::Any = error;
-        let code = match any.downcast_ref::<crate::log::kafka::retry::Retried>() {
-            Some(retried) => retried.error.rdkafka_error_code(),
-            None => any.downcast_ref::<rdkafka::error::KafkaError>().and_then(|e| e.rdkafka_error_code()),
-        };
+    /// `context: error`, keeping librdkafka's code when `error`, or an
+    /// error in its chain of sources, is a [`rdkafka::error::KafkaError`]
+    /// that has one.
+    pub(crate) fn kafka_from(context: impl std::fmt::Display, error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut cause = Some(error);
+        let mut code = None;
+        while let Some(error) = cause {
+            if let Some(kafka) = error.downcast_ref::<rdkafka::error::KafkaError>() {
+                code = kafka.rdkafka_error_code();
+                break;
+            }
+            cause = error.source();
+        }
         Error::Kafka { message: format!("{context}: {error}"), code }
     }
 
@@ -237,7 +242,7 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Incomplete { .. } => true,
-            Error::Kafka { code: Some(code), .. } => crate::log::kafka::retry::transient_code(*code),
+            Error::Kafka { code: Some(code), .. } => transient_code(*code),
             _ => false,
         }
     }
@@ -246,6 +251,41 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source: std::sync::Arc::new(source) }
     }
+}
+
+/// Whether a broker or client answer `code` describes a state that passes
+/// by itself (a leader moving, a broker restarting, a timeout), so asking
+/// again later can succeed. The one classification of the crate:
+/// [`Error::is_retriable`] and the retry policy of the crate's own Kafka
+/// calls (`log/kafka/retry.rs`) both use it.
+pub(crate) fn transient_code(code: KafkaErrorCode) -> bool {
+    use KafkaErrorCode as C;
+    matches!(
+        code,
+        C::UnknownPartition
+            | C::UnknownTopicOrPartition
+            | C::LeaderNotAvailable
+            | C::NotLeaderForPartition
+            | C::BrokerNotAvailable
+            | C::ReplicaNotAvailable
+            | C::FencedLeaderEpoch
+            | C::UnknownLeaderEpoch
+            | C::OffsetNotAvailable
+            | C::BrokerTransportFailure
+            | C::AllBrokersDown
+            | C::NetworkException
+            | C::KafkaStorageError
+            | C::OperationTimedOut
+            | C::RequestTimedOut
+            | C::MessageTimedOut
+            | C::NotEnoughReplicas
+            | C::NotEnoughReplicasAfterAppend
+            | C::NotController
+            | C::NotCoordinator
+            | C::CoordinatorNotAvailable
+            | C::CoordinatorLoadInProgress
+            | C::Resolve
+    )
 }
 
 #[cfg(test)]

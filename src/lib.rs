@@ -62,12 +62,12 @@ mod codec_id;
 pub mod connect;
 mod error;
 pub mod log;
+mod runtime;
 
 #[cfg(feature = "differential")]
 pub use capture::differential;
 pub use capture::inspect;
 
-pub use capture::exactly_once::resume::ResumePoint;
 pub use capture::exactly_once::ExactlyOnce;
 pub use capture::producer::{CaptureHandle, CaptureStats, EventProducer};
 pub use capture::replay::consumer::EventConsumer;
@@ -76,10 +76,9 @@ pub use capture::replay::handle::{ReplayHandle, ReplayStats};
 pub use capture::wire::codec::Abomonation;
 pub use capture::wire::codec::{Bincode, EventCodec};
 pub use capture::wire::stream::{StreamHeader, StreamLayout};
-pub use capture::worker::failure::exit_on_unhandled_failure;
+pub use capture::worker::resume::ResumePoint;
 pub use capture::worker::{
-    capture, capture_exactly_once, execute, replay, step_until_done, try_execute, CaptureOptions, LogConsumer,
-    LogProducer, ReplayOptions, StreamStart, REPLAY_PERIOD,
+    capture, capture_exactly_once, replay, CaptureOptions, LogConsumer, LogProducer, ReplayOptions, StreamStart,
 };
 pub use codec_id::CodecId;
 pub use connect::sink::{kafka_sink, SinkConfig, SinkHandle};
@@ -89,6 +88,8 @@ pub use error::{Error, FrameError, KafkaErrorCode, PartitionId, Result};
 pub use log::file::FileLog;
 pub use log::kafka::KafkaLog;
 pub use log::LogBackend;
+pub use runtime::failure::exit_on_unhandled_failure;
+pub use runtime::{execute, step_until_done, try_execute, REPLAY_PERIOD};
 
 /// Not API: what the crate's binaries, tests and fuzzer reach below the
 /// surface (the frame format, topic set-up before a computation, the
@@ -96,8 +97,8 @@ pub use log::LogBackend;
 #[doc(hidden)]
 pub mod internal {
     pub use crate::capture::wire::frame;
-    pub use crate::capture::worker::collective::agree;
     pub use crate::capture::worker::{create_capture_topics, wait_for_topic};
+    pub use crate::runtime::collective::agree;
 }
 
 /// The Rust blocks of README.md and docs/, compiled (and, unless marked

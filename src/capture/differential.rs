@@ -54,7 +54,8 @@ use timely::dataflow::Scope;
 use timely::progress::Timestamp;
 
 use crate::capture::wire::codec::Bincode;
-use crate::capture::worker::{LogConsumer, LogProducer, REPLAY_PERIOD};
+use crate::capture::worker::{LogConsumer, LogProducer};
+use crate::runtime::REPLAY_PERIOD;
 
 /// The producer of a collection's updates (what [`crate::capture()`] returns for it).
 pub type UpdateProducer<T, D, R = isize, K = Bincode> = LogProducer<T, Vec<(D, T, R)>, K>;

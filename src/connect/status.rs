@@ -24,8 +24,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::capture::worker::failure::{self, FailureSlot};
 use crate::error::Error;
+use crate::runtime::failure::{self, FailureSlot};
 
 /// An error's message without the variant's prefix ("kafka: ").
 pub(crate) fn reason(error: &Error) -> String {

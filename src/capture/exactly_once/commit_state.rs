@@ -12,7 +12,7 @@
 //! **Resuming.** A resumed capture's dataflow starts over, at timely's
 //! minimum time, and its caller replays its input from a frontier at or
 //! before this partition's committed frontier `F` (the meet of every
-//! worker's, see [`crate::capture::exactly_once::resume`]: records may reach this
+//! worker's, see [`crate::capture::worker::resume`]: records may reach this
 //! partition from other workers' inputs). The stream it continues is
 //! already at `F`, so the producer translates: the frontier it writes is
 //! `max(N, F)` for the new dataflow's frontier `N` (so the replayed frontier

@@ -24,15 +24,14 @@
 //! The parts: `rules` (which messages a commit covers), `chain` (which
 //! records belong to the stream, shared by replay, resume and inspection so
 //! they agree), `commit_state` (the producer's side: when to commit, what a
-//! resumed capture drops), `committed` (the replay side) and `resume`
-//! (continuing a stream after a crash). The record payloads are in
-//! `wire::commit`; the collective helper is
-//! [`crate::capture::worker::capture_exactly_once`].
+//! resumed capture drops) and `committed` (the replay side). Continuing a
+//! stream after a crash opens a producer, so it sits above both, in
+//! `capture::worker::resume`. The record payloads are in `wire::commit`;
+//! the collective helper is [`crate::capture::worker::capture_exactly_once`].
 
 pub(crate) mod chain;
 pub(crate) mod commit_state;
 pub(crate) mod committed;
-pub(crate) mod resume;
 pub(crate) mod rules;
 
 pub use commit_state::ExactlyOnce;

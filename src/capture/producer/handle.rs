@@ -5,8 +5,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::capture::worker::failure::FailureSlot;
 use crate::error::{Error, Result};
+use crate::runtime::failure::FailureSlot;
 
 /// Totals of one capture.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

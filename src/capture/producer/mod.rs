@@ -7,18 +7,18 @@
 //! empty) and flushes then, without anyone having to call it.
 //!
 //! With [`EventProducer::exactly_once`] (or a resume, see
-//! [`crate::capture::exactly_once::resume`]) the producer also writes commit records (see
+//! [`crate::capture::worker::resume`]) the producer also writes commit records (see
 //! [`crate::capture::wire::commit`]); replay then delivers only committed events.
 //!
 //! `EventPusher::push` cannot return an error, so a write failure is recorded
 //! in the producer's [`CaptureHandle`] with a message naming topic, partition
 //! and cause, printed once, and returned by `execute`; the producer
-//! stops writing (see [`crate::capture::worker::failure`]): a capture never loses
+//! stops writing (see [`crate::runtime::failure`]): a capture never loses
 //! data silently.
 //!
 //! A frontier closed by a failure upstream (a replay that failed) looks like
 //! the end of the stream. Under `execute` the producer checks
-//! [`crate::capture::worker::failure::frontier_closed_by_failure`] before every
+//! [`crate::runtime::failure::frontier_closed_by_failure`] before every
 //! write, so such a stream stays without its final record (and its final
 //! commit), as the incomplete stream it is.
 
@@ -38,9 +38,9 @@ use crate::capture::wire::codec::{Bincode, EventCodec};
 use crate::capture::wire::commit::Commit;
 use crate::capture::wire::frame::{self, FrameHeader, FrameKind, HEADER_LEN};
 use crate::capture::wire::stream::StreamHeader;
-use crate::capture::worker::failure;
 use crate::error::{Error, PartitionId, Result};
 use crate::log::PartitionWriter;
+use crate::runtime::failure;
 
 mod handle;
 
@@ -82,7 +82,7 @@ impl<T, C, W: PartitionWriter, K> std::fmt::Debug for EventProducer<T, C, W, K> 
 
 /// Reads the stream back after a failed final flush and says whether the
 /// stream is complete with this producer's final commit (see
-/// [`crate::capture::exactly_once::resume`]): another writer's records among this
+/// [`crate::capture::worker::resume`]): another writer's records among this
 /// writer's own fail the flush, yet replay ignores them.
 pub(crate) type FinalCheck = Box<dyn FnMut() -> Result<bool> + Send + Sync>;
 

@@ -10,7 +10,7 @@
 //!
 //! `EventIterator::next` cannot return an error, so an error is recorded in
 //! the [`ReplayHandle`] and the consumer closes its frontier, letting the
-//! computation end (see [`crate::capture::worker::failure`]). The consumer also follows the stream's frontier: once it is
+//! computation end (see [`crate::runtime::failure`]). The consumer also follows the stream's frontier: once it is
 //! empty the stream is complete and the consumer stops polling; if it
 //! delivers nothing for the idle timeout before that, the stream is reported
 //! incomplete instead of waiting forever. Idle means "no event delivered",
@@ -36,9 +36,9 @@ use crate::capture::wire::chunks::ChunkAssembler;
 use crate::capture::wire::codec::{Bincode, EventCodec};
 use crate::capture::wire::frame::{self, FrameKind};
 use crate::capture::wire::stream::StreamHeader;
-use crate::capture::worker::failure;
 use crate::error::{Error, PartitionId, Result};
 use crate::log::{LogBackend, PartitionReader};
+use crate::runtime::failure;
 
 /// Events handed to timely per activation before yielding, so a long
 /// backlog is not buffered whole inside the dataflow.
@@ -250,7 +250,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
         true
     }
 
-    /// Records `error` and closes the frontier (see [`crate::capture::worker::failure`]).
+    /// Records `error` and closes the frontier (see [`crate::runtime::failure`]).
     fn fail(&mut self, error: Error) -> Option<Event<T, C>> {
         self.handle.shared.error.record("replay failed", error);
         self.close()

@@ -7,13 +7,13 @@
 //!
 //! The handle is the only place that tells a replay that completed from one
 //! that failed: both close the replayed stream's frontier, and downstream
-//! operators see "done" either way (see [`crate::capture::worker::failure`]).
+//! operators see "done" either way (see [`crate::runtime::failure`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::capture::worker::failure::FailureSlot;
 use crate::error::Error;
+use crate::runtime::failure::FailureSlot;
 
 /// Totals of one replay.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub(super) struct ReplayShared {
 /// A failed replay closes its stream's frontier so the computation can end:
 /// downstream operators (a probe, a `reduce`, a capture) then see the stream
 /// as done although it stopped early. Check [`ReplayHandle::error`] (or use
-/// [`crate::capture::worker::execute`], which returns the failure) before
+/// [`crate::runtime::execute`], which returns the failure) before
 /// trusting what they computed.
 #[derive(Clone, Default)]
 #[must_use = "the handle is how a failure is seen"]

@@ -131,27 +131,6 @@ impl StreamLayout {
     }
 }
 
-/// Reads the stream header at the start of stream 0 of `name`, waiting at
-/// most `timeout` for it: its `peers` field says how many streams the capture
-/// wrote, which can be fewer than the topic's partitions.
-///
-/// `Ok(None)` if no header arrived in time or the first record is not one.
-pub fn read_first_header(
-    log: &dyn crate::log::LogBackend,
-    layout: StreamLayout,
-    name: &str,
-    timeout: std::time::Duration,
-) -> crate::Result<Option<StreamHeader>> {
-    let (topic, partition) = layout.locate(name, 0);
-    let mut reader = log.reader(&topic, partition, 0)?;
-    let Some(record) = reader.poll(timeout)? else { return Ok(None) };
-    let Ok(frame) = frame::decode_frame(record.payload) else { return Ok(None) };
-    if frame.header.kind != FrameKind::StreamHeader {
-        return Ok(None);
-    }
-    Ok(StreamHeader::from_payload(frame.payload).ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

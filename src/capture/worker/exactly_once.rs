@@ -3,7 +3,7 @@
 //! [`capture_exactly_once`] is [`crate::capture::worker::capture`] for a
 //! capture with commit points: collective, so every worker gets `Ok` or every
 //! worker gets the error. With `resume` each worker continues its partition's
-//! stream (see [`crate::capture::exactly_once::resume`]) and every worker learns the same
+//! stream (see [`crate::capture::worker::resume`]) and every worker learns the same
 //! frontier to restart its input from: the meet of every worker's committed
 //! frontier. One worker's input may feed another worker's partition (an
 //! exchange before the capture), so no input may restart later than the
@@ -21,15 +21,15 @@ use timely::progress::frontier::Antichain;
 use timely::progress::Timestamp;
 use timely::worker::Worker;
 
-use crate::capture::exactly_once::resume::{meet, resume, ResumePoint};
 use crate::capture::exactly_once::ExactlyOnce;
 use crate::capture::producer::EventProducer;
 use crate::capture::wire::codec::EventCodec;
-use crate::capture::worker::collective::{agree, all_gather};
+use crate::capture::worker::resume::{meet, resume, ResumePoint};
 use crate::capture::worker::topics::{open_capture_topic, Existing};
 use crate::capture::worker::{CaptureOptions, LogProducer};
 use crate::error::{Error, PartitionId, Result};
 use crate::log::{LogBackend, PartitionWriter};
+use crate::runtime::collective::{agree, all_gather};
 
 /// Where an exactly-once capture starts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! for it, open the writer of partition `worker.index()`. Replaying: learn
 //! how many streams the capture wrote, give worker j every stream p with
 //! p % peers == j, choose each partition's session, set an idle timeout.
-//! [`capture`] and [`replay`] do that, and [`execute`] runs a computation
+//! [`capture`] and [`replay`] do that, and [`crate::execute`] runs a computation
 //! whose capture or replay failures come back as its `Err`.
 //!
 //! The helpers are *collective* (see `collective`): every
@@ -14,28 +14,25 @@
 //!
 //! The crate documentation shows them in use.
 
-pub(crate) mod collective;
 mod exactly_once;
-pub(crate) mod failure;
+pub(crate) mod resume;
 mod topics;
 
 pub use exactly_once::{capture_exactly_once, StreamStart};
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use timely::dataflow::ProbeHandle;
 use timely::progress::Timestamp;
 use timely::worker::Worker;
 
 use crate::capture::producer::EventProducer;
 use crate::capture::replay::consumer::EventConsumer;
 use crate::capture::wire::codec::{Bincode, EventCodec};
-use crate::capture::wire::stream::{read_first_header, StreamHeader, StreamLayout};
-use crate::capture::worker::collective::{agree, all_gather};
+use crate::capture::wire::frame::{self, FrameKind};
+use crate::capture::wire::stream::{StreamHeader, StreamLayout};
 use crate::error::{Error, Result};
 use crate::log::{LogBackend, PartitionReader, PartitionWriter, TopicInfo};
-use failure::Computation;
+use crate::runtime::collective::{agree, all_gather};
 pub use topics::{create_capture_topics, wait_for_topic};
 use topics::{open_capture_topic, Existing};
 
@@ -126,24 +123,6 @@ impl<K> ReplayOptions<K> {
     pub fn codec<K2>(self, codec: K2) -> ReplayOptions<K2> {
         let ReplayOptions { codec: _, layout, streams, idle_timeout, open_timeout, skip_type_check } = self;
         ReplayOptions { codec, layout, streams, idle_timeout, open_timeout, skip_type_check }
-    }
-}
-
-/// How often a replay with nothing to read looks again, and how long
-/// [`step_until_done`] parks a worker with nothing to do: short enough that
-/// a live stream's new records reach timely promptly, long enough that an
-/// idle worker sleeps instead of spinning on the cores the log clients use.
-pub const REPLAY_PERIOD: Duration = Duration::from_millis(1);
-
-/// Steps `worker` until `probe` is done, parking between steps when nothing
-/// is ready (at most [`REPLAY_PERIOD`]) rather than spinning.
-///
-/// Pair it with `replay_core(scope, Some(REPLAY_PERIOD))`: timely's
-/// `replay_into` reschedules itself on every step, so a worker replaying it
-/// never parks.
-pub fn step_until_done<T: Timestamp>(worker: &mut Worker, probe: &ProbeHandle<T>) {
-    while !probe.done() {
-        worker.step_or_park(Some(REPLAY_PERIOD));
     }
 }
 
@@ -340,71 +319,23 @@ fn stream_count<K>(
     }
 }
 
-/// Runs `func` on every worker of `config` (as `timely::execute`) and
-/// returns each worker's result, or the computation's first error: a
-/// capture or replay failure in any worker (which also stopped the replays
-/// and captures of every worker of this process; see
-/// [the crate's failure rules](crate#failures)), a failure reported by another process, or
-/// an error a worker returned.
+/// Reads the stream header at the start of stream 0 of `name`, waiting at
+/// most `timeout` for it: its `peers` field says how many streams the capture
+/// wrote, which can be fewer than the topic's partitions.
 ///
-/// A failure closes the frontiers of the replayed streams, so the workers'
-/// probes complete and `func` returns as if the input had ended: its `Ok`
-/// values describe a computation that stopped early, which is why they are
-/// dropped when there is an error.
-pub fn execute<R, F>(config: timely::Config, func: F) -> Result<Vec<R>>
-where
-    R: Send + 'static,
-    F: Fn(&mut Worker) -> Result<R> + Send + Sync + 'static,
-{
-    try_execute(config, func)
-}
-
-/// [`execute`] for a `func` that returns the program's own error type:
-/// an error a worker returns comes back as it was returned (the first one,
-/// if it was the computation's first failure), a capture or replay failure
-/// through `E::from`. The error a worker returns also ends the computation
-/// for every other worker, as a capture failure does.
-pub fn try_execute<R, E, F>(config: timely::Config, func: F) -> std::result::Result<Vec<R>, E>
-where
-    R: Send + 'static,
-    E: From<Error> + std::fmt::Display + Send + 'static,
-    F: Fn(&mut Worker) -> std::result::Result<R, E> + Send + Sync + 'static,
-{
-    let computation = Arc::new(Computation::default());
-    let shared = computation.clone();
-    // The error a worker returned first, when it was the computation's
-    // first failure: the program gets its own value back, not a rendering.
-    let returned: Arc<Mutex<Option<E>>> = Arc::new(Mutex::new(None));
-    let first_returned = returned.clone();
-    let guards = timely::execute(config, move |worker| {
-        failure::enter(shared.clone());
-        let result = match func(worker) {
-            Ok(value) => Some(value),
-            Err(error) => {
-                if shared.record_returned(Error::Dataflow(error.to_string())) {
-                    *first_returned.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
-                }
-                None
-            }
-        };
-        // Other processes learn of this one's failure, and it of theirs.
-        let failures = all_gather(worker, shared.first_message());
-        (result, failures.into_iter().flatten().next())
-    })
-    .map_err(|e| E::from(Error::Config(e)))?;
-    let outcomes = guards.join();
-    if let Some(error) = computation.take_first() {
-        let own = returned.lock().unwrap_or_else(|p| p.into_inner()).take();
-        return Err(own.unwrap_or_else(|| E::from(error)));
+/// `Ok(None)` if no header arrived in time or the first record is not one.
+fn read_first_header(
+    log: &dyn LogBackend,
+    layout: StreamLayout,
+    name: &str,
+    timeout: Duration,
+) -> Result<Option<StreamHeader>> {
+    let (topic, partition) = layout.locate(name, 0);
+    let mut reader = log.reader(&topic, partition, 0)?;
+    let Some(record) = reader.poll(timeout)? else { return Ok(None) };
+    let Ok(frame) = frame::decode_frame(record.payload) else { return Ok(None) };
+    if frame.header.kind != FrameKind::StreamHeader {
+        return Ok(None);
     }
-    let mut results = Vec::with_capacity(outcomes.len());
-    for outcome in outcomes {
-        match outcome {
-            Ok((_, Some(remote))) => return Err(E::from(Error::Dataflow(format!("another process failed: {remote}")))),
-            Ok((Some(value), None)) => results.push(value),
-            Ok((None, None)) => unreachable!("a worker's error is recorded in the computation"),
-            Err(panic) => return Err(E::from(Error::Dataflow(format!("a worker panicked: {panic}")))),
-        }
-    }
-    Ok(results)
+    Ok(StreamHeader::from_payload(frame.payload).ok())
 }

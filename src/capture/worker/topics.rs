@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use timely::worker::Worker;
 
 use crate::capture::wire::stream::StreamLayout;
-use crate::capture::worker::collective::agree;
 use crate::capture::worker::CaptureOptions;
 use crate::codec_id::CodecId;
 use crate::error::{Error, Result};
 use crate::log::LogBackend;
+use crate::runtime::collective::agree;
 
 /// What creating a capture's topics does to one that exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

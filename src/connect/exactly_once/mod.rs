@@ -85,11 +85,11 @@ use timely::ExchangeData;
 pub use progress::{Progress, PROGRESS_FORMAT};
 pub use sink::ExactlyOnceHandle;
 
-use crate::capture::worker::collective::{agree, all_gather};
 use crate::connect::source::SourceResume;
 use crate::error::{Error, Result};
 use crate::log::kafka::KafkaLog;
 use crate::log::{LogBackend, TopicInfo};
+use crate::runtime::collective::{agree, all_gather};
 use progress::read_progress;
 use sink::CommitPolicy;
 use transactions::TransactionalWriter;

@@ -25,46 +25,16 @@
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
+#[cfg(test)]
+use rdkafka::error::RDKafkaErrorCode;
+
+pub(crate) use crate::error::transient_code;
 
 /// The longest one try may take.
 pub(crate) const TRY_BOUND: Duration = Duration::from_secs(5);
 /// The pause between tries.
 const RETRY_STEP: Duration = Duration::from_millis(100);
-
-/// Whether a broker or client answer `code` describes a state that passes
-/// by itself (a leader moving, a broker restarting, a timeout), so asking
-/// again later can succeed. The one classification of the crate:
-/// [`crate::Error::is_retriable`] uses it too.
-pub(crate) fn transient_code(code: RDKafkaErrorCode) -> bool {
-    use RDKafkaErrorCode as C;
-    matches!(
-        code,
-        C::UnknownPartition
-            | C::UnknownTopicOrPartition
-            | C::LeaderNotAvailable
-            | C::NotLeaderForPartition
-            | C::BrokerNotAvailable
-            | C::ReplicaNotAvailable
-            | C::FencedLeaderEpoch
-            | C::UnknownLeaderEpoch
-            | C::OffsetNotAvailable
-            | C::BrokerTransportFailure
-            | C::AllBrokersDown
-            | C::NetworkException
-            | C::KafkaStorageError
-            | C::OperationTimedOut
-            | C::RequestTimedOut
-            | C::MessageTimedOut
-            | C::NotEnoughReplicas
-            | C::NotEnoughReplicasAfterAppend
-            | C::NotController
-            | C::NotCoordinator
-            | C::CoordinatorNotAvailable
-            | C::CoordinatorLoadInProgress
-            | C::Resolve
-    )
-}
 
 /// [`transient_code`] for a client error.
 pub(crate) fn transient(error: &KafkaError) -> bool {
@@ -89,6 +59,12 @@ impl Display for Retried {
         } else {
             write!(f, "{}", self.error)
         }
+    }
+}
+
+impl std::error::Error for Retried {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
     }
 }
 

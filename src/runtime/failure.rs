@@ -8,7 +8,7 @@
 //!
 //! 1. It records the error in a [`FailureSlot`] (its handle's): the handle's
 //!    `error()` returns it, as often as asked, with no side effect. If the
-//!    worker runs under [`crate::capture::worker::execute`], the failure is
+//!    worker runs under [`crate::runtime::execute`], the failure is
 //!    also the computation's, and `execute` returns it as its `Err`.
 //! 2. It prints one line to stderr, `timely-kafka: error: replay failed:
 //!    topic 'T' partition P offset O: reason`, once per failure, so a program
@@ -49,7 +49,7 @@ struct Failure {
     /// What failed, e.g. "replay failed".
     context: String,
     error: Error,
-    /// Returned to the program by [`crate::capture::worker::execute`]
+    /// Returned to the program by [`crate::runtime::execute`]
     /// (what [`exit_on_unhandled_failure`] checks at exit).
     handled: AtomicBool,
 }
@@ -144,7 +144,7 @@ fn one_line(message: &str) -> String {
     }
 }
 
-/// The failures of one computation run by [`crate::capture::worker::execute`].
+/// The failures of one computation run by [`crate::runtime::execute`].
 #[derive(Default)]
 pub(crate) struct Computation {
     failures: Mutex<Vec<Arc<Failure>>>,
@@ -198,7 +198,7 @@ pub(crate) fn enter(computation: Arc<Computation>) {
 }
 
 /// Whether the computation the calling worker thread belongs to has failed
-/// (false outside [`crate::capture::worker::execute`]). A consumer that sees
+/// (false outside [`crate::runtime::execute`]). A consumer that sees
 /// this closes its frontier, so the whole computation winds down.
 pub fn peer_failed() -> bool {
     with_current(|c| c.failed.load(Ordering::Acquire)).unwrap_or(false)
@@ -208,7 +208,7 @@ pub fn peer_failed() -> bool {
 /// consumer retracting its counts, a source dropping its capability): call
 /// it *before* the closing progress leaves, so every operator that sees
 /// that progress can know (see [`frontier_closed_by_failure`]). A no-op
-/// outside [`crate::capture::worker::execute`].
+/// outside [`crate::runtime::execute`].
 pub fn closing_frontier_after_failure() {
     with_current(|c| c.closed_by_failure.store(true, Ordering::Release));
 }
@@ -221,7 +221,7 @@ pub fn closing_frontier_after_failure() {
 /// a sink must not commit such an end either.
 ///
 /// The check covers the workers of this process under
-/// [`crate::capture::worker::execute`]. A failure in another process of a
+/// [`crate::runtime::execute`]. A failure in another process of a
 /// cluster reaches this one only when `execute` ends, and without `execute`
 /// (plain `timely::execute`) a worker cannot know about failures on other
 /// workers at all: a capture fed by a replay belongs under `execute`.
@@ -270,7 +270,7 @@ fn register_with_process(failure: &Arc<Failure>) {
 /// From this call on:
 /// - a capture or replay failure is not printed when it is recorded: the
 ///   program reports it, having received it as the `Err` of
-///   [`crate::capture::worker::execute`];
+///   [`crate::runtime::execute`];
 /// - a failure that was never returned by `execute` (a plain
 ///   `timely::execute` program) makes the process end with
 ///   `PROGRAM: error: MESSAGE` and exit status 1 when it would otherwise
