@@ -570,8 +570,10 @@ fn landed_mid_capture(before: &[i64], after: &[i64]) {
 fn partition_leader_killed_mid_capture_then_rejoins() {
     let _deadline = common::deadline();
     let Some(cluster) = cluster() else { return };
-    // 5 workers x 1.5 M numbers at 100 k/s each: about 15 s.
-    let capture = Capture::new("leader-kill", 1_500_000, Some(100_000));
+    // 5 workers x 3 M numbers at 100 k/s each: about 30 s. With 15 s the
+    // capture was 98% done when the kill came (the metadata questions
+    // before it took seconds on a loaded machine) and ended before it.
+    let capture = Capture::new("leader-kill", 3_000_000, Some(100_000));
     let expected = capture.expected();
     let mut child = capture.spawn(&cluster, false);
     cluster.wait_for_data(&capture.topic, &mut child);
@@ -627,9 +629,17 @@ fn broker_killed_mid_replay() {
     cluster.delete(&capture.topic);
 }
 
+/// The delivery bound of the captures that must fail once two nodes are
+/// gone. Not 30 s: a follower that does not fetch a new topic's partition
+/// (a node restarted by the test before, still slow) holds every acks=all
+/// write to it until the leader drops it from the ISR after
+/// `replica.lag.time.max.ms`, 30 s by default — a 30 s bound then failed a
+/// capture before any node was killed.
+const FAILING_DELIVERY_MS: u64 = 60_000;
+
 /// Two nodes of three killed mid-capture: with `min.insync.replicas=2` no
 /// record can be acknowledged, so the capture must fail (the delivery
-/// timeout, `message.timeout.ms`, bounds it: 30 s here) naming the topic and a
+/// timeout, `message.timeout.ms`, bounds it: [`FAILING_DELIVERY_MS`]) naming the topic and a
 /// partition. Nothing it had acknowledged may be lost: once the nodes are
 /// back, every partition still holds at least the records replicated
 /// before the kill.
@@ -637,7 +647,7 @@ fn broker_killed_mid_replay() {
 fn two_of_three_killed_mid_capture_fails_naming_the_partition() {
     let _deadline = common::deadline();
     let Some(cluster) = cluster() else { return };
-    let capture = Capture::new("two-killed", 3_000_000, Some(100_000)).delivery_timeout_ms(30_000);
+    let capture = Capture::new("two-killed", 3_000_000, Some(100_000)).delivery_timeout_ms(FAILING_DELIVERY_MS);
     let mut child = capture.spawn(&cluster, false);
     cluster.wait_for_data(&capture.topic, &mut child);
     let (first, second) = two_nodes(&cluster, &capture.topic);
@@ -672,8 +682,9 @@ fn two_of_three_killed_mid_capture_fails_naming_the_partition() {
 fn two_of_three_killed_mid_exactly_once_capture_then_resumed() {
     let _deadline = common::deadline();
     let Some(cluster) = cluster() else { return };
-    let capture =
-        Capture::new("two-killed-eo", 3_000_000, Some(100_000)).exactly_once(10_000).delivery_timeout_ms(30_000);
+    let capture = Capture::new("two-killed-eo", 3_000_000, Some(100_000))
+        .exactly_once(10_000)
+        .delivery_timeout_ms(FAILING_DELIVERY_MS);
     let expected = capture.expected();
     let mut child = capture.spawn(&cluster, false);
     cluster.wait_for_data(&capture.topic, &mut child);
