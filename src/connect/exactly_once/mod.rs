@@ -370,8 +370,8 @@ fn check_topics(config: &ExactlyOnceConfig) -> Result<TopicInfo> {
 /// Refuses a last commit made on another incarnation of the input topic:
 /// deleted and created again under the same name, its offsets name other
 /// records, and resuming from the binding would skip or repeat them
-/// silently (before: a recreated topic that had grown past the binding
-/// was read on from it).
+/// silently — also when the new topic has grown past the binding, which
+/// [`check_bindings_stored`] cannot see.
 fn check_same_input(input: &str, progress: &Progress, now: Option<&str>) -> Result<()> {
     match (progress.input_id.as_deref(), now) {
         (Some(then), Some(now)) if then != now => Err(Error::Config(format!(
