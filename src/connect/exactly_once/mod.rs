@@ -69,6 +69,7 @@
 //! one when it wakes, which then stops instead: either way one writer wins,
 //! and it read the progress after fencing the other.
 
+mod budget;
 mod polled;
 mod progress;
 mod progress_topic;
@@ -228,7 +229,7 @@ impl Pipeline {
             // Early records are aborted when a commit cannot take them: a
             // broker that shows aborted records would show them.
             send_early: !self.config.accept_broker_without_aborts,
-            max_open: transactions::max_open(self.config.transaction_timeout, self.config.timeout),
+            max_open: budget::max_open(self.config.transaction_timeout, self.config.timeout),
         };
         sink::build(outputs, binding, self.writer, self.resume, policy, handle.clone());
         handle
@@ -276,7 +277,7 @@ pub(crate) fn refuse_overrides(log: &KafkaLog, id: &str) -> Result<()> {
 fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> {
     let log = &config.kafka;
     refuse_overrides(log, &config.transactional_id)?;
-    transactions::check_budget(&config.transactional_id, config.transaction_timeout, config.timeout)?;
+    budget::check_budget(&config.transactional_id, config.transaction_timeout, config.timeout)?;
     // The topics are checked (the progress topic created on a first start)
     // while the producer fences: each costs broker round trips.
     let (writer, input) = std::thread::scope(|scope| {

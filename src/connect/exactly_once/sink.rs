@@ -25,7 +25,7 @@ pub(super) struct CommitPolicy {
     /// Send outputs into the open transaction as they arrive (see [`Early`]).
     pub(super) send_early: bool,
     /// The longest a transaction holding early outputs stays open
-    /// (`transactions::max_open`): past `transaction.timeout.ms` the broker
+    /// (`budget::max_open`): past `transaction.timeout.ms` the broker
     /// aborts it and fences the writer.
     pub(super) max_open: Duration,
 }
@@ -43,7 +43,7 @@ pub(super) struct CommitPolicy {
 /// early records are aborted, committed the usual way, and this sink stops
 /// sending early (a live input: its later times always run ahead of the
 /// frontier). A transaction holding early outputs is aborted the same way
-/// once it has been open for `transactions::max_open` (a long run
+/// once it has been open for `budget::max_open` (a long run
 /// at one time: the broker would abort it and fence the writer).
 #[derive(Default)]
 struct Early {

@@ -16,7 +16,7 @@
 //! writer knows when its transaction began, so its message tells the two
 //! apart by the transaction's age. A commit may take `timeout`, so the
 //! configuration must keep `timeout` below `transaction.timeout.ms`, and a
-//! transaction holding early outputs is ended within [`max_open`].
+//! transaction holding early outputs is ended within `budget::max_open`.
 //!
 //! At start: `transaction.timeout.ms` is checked against the broker's
 //! `transaction.max.timeout.ms` (above it, `init_transactions` fails
@@ -29,17 +29,14 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
-use rdkafka::util::Timeout;
 
+use super::budget::{check_transaction_timeout, max_open};
 use super::polled::Polled;
 use super::progress::{probe_key, Progress};
 use crate::error::{Error, Result};
-use crate::log::kafka::retry::retry;
-use crate::log::kafka::{KafkaLog, CONSUMER_ONLY, METADATA_CLIENT_DEFAULTS, PRODUCER_ONLY};
+use crate::log::kafka::{KafkaLog, CONSUMER_ONLY};
 
 /// How often an abortable failure restarts the transaction before the sink gives up.
 const ATTEMPTS: u32 = 5;
@@ -63,25 +60,6 @@ fn classify(error: &KafkaError) -> Option<&rdkafka::error::RDKafkaError> {
         KafkaError::Transaction(inner) => Some(inner),
         _ => None,
     }
-}
-
-/// The longest a transaction holding early outputs may stay open: its
-/// commit (or abort) may then take `timeout`, and all of it must end well
-/// within `transaction.timeout.ms`, past which the broker aborts it.
-pub(super) fn max_open(transaction_timeout: Duration, timeout: Duration) -> Duration {
-    transaction_timeout.saturating_sub(timeout) / 2
-}
-
-/// Refuses a configuration whose commits may outlive their transactions.
-pub(super) fn check_budget(id: &str, transaction_timeout: Duration, timeout: Duration) -> Result<()> {
-    if timeout >= transaction_timeout {
-        return Err(Error::Config(format!(
-            "exactly-once sink (transactional.id '{id}'): timeout {timeout:?} must be below transaction.timeout.ms \
-             ({transaction_timeout:?}): a commit may take the whole timeout, and the broker aborts a transaction \
-             older than transaction.timeout.ms"
-        )));
-    }
-    Ok(())
 }
 
 /// The one transactional writer of a pipeline.
@@ -424,34 +402,5 @@ fn fatal_or_abortable(error: &KafkaError) -> Failure {
             KafkaError::MessageProduction(_) => Failure::Abortable(error.to_string()),
             _ => Failure::Fatal(error.to_string()),
         },
-    }
-}
-
-/// Refuses a `transaction.timeout.ms` above the broker's
-/// `transaction.max.timeout.ms`. A broker that does not describe its
-/// configuration is not checked here: `init_transactions` then reports the
-/// same problem as a fatal error.
-fn check_transaction_timeout(log: &KafkaLog, transaction: Duration, timeout: Duration, what: &str) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = log
-        .config(METADATA_CLIENT_DEFAULTS, &[PRODUCER_ONLY, CONSUMER_ONLY].concat())
-        .create()
-        .map_err(|e| Error::kafka_from(format!("{what}: cannot create admin client"), &e))?;
-    let metadata = retry(timeout, |_, per_try| admin.inner().fetch_metadata(None, per_try))
-        .map_err(|e| Error::kafka_from(format!("{what}: brokers did not answer within {timeout:?}"), &e))?;
-    let Some(broker) = metadata.brokers().first().map(|b| b.id()) else { return Ok(()) };
-    let options = AdminOptions::new().request_timeout(Some(Timeout::After(timeout)));
-    let described = futures_executor::block_on(admin.describe_configs(&[ResourceSpecifier::Broker(broker)], &options));
-    let maximum = described
-        .ok()
-        .and_then(|results| results.into_iter().next())
-        .and_then(|result| result.ok())
-        .and_then(|resource| resource.get("transaction.max.timeout.ms").and_then(|e| e.value.clone()))
-        .and_then(|value| value.parse::<u128>().ok());
-    match maximum {
-        Some(maximum) if transaction.as_millis() > maximum => Err(Error::Config(format!(
-            "{what}: transaction.timeout.ms {} is above the broker's transaction.max.timeout.ms {maximum}",
-            transaction.as_millis()
-        ))),
-        _ => Ok(()),
     }
 }
