@@ -29,7 +29,7 @@ use rdkafka::error::KafkaError;
 #[cfg(test)]
 use rdkafka::error::RDKafkaErrorCode;
 
-pub(crate) use crate::error::transient_code;
+use crate::error::transient_code;
 
 /// The longest one try may take.
 pub(crate) const TRY_BOUND: Duration = Duration::from_secs(5);
