@@ -44,7 +44,6 @@ use timely_kafka::connect::sink::{kafka_sink, SinkConfig};
 use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::CodecId;
 
 const PROGRAM: &str = "temp_gen";
 
@@ -85,7 +84,7 @@ fn fail(error: impl std::fmt::Display) -> ! {
 
 /// Creates `topic` unless it exists with at least `partitions` partitions.
 fn ensure_topic(kafka: &KafkaLog, topic: &str, partitions: u32) {
-    if let Err(error) = kafka.create_topic(topic, partitions, CodecId::None, false) {
+    if let Err(error) = kafka.create_topic(topic, partitions, false) {
         match kafka.topic_info(topic) {
             Ok(Some(info)) if info.partitions >= partitions => {}
             Ok(Some(info)) => {

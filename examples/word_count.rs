@@ -73,7 +73,6 @@ use timely_kafka::connect::source::{
 use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::CodecId;
 
 const PROGRAM: &str = "word_count";
 
@@ -138,7 +137,7 @@ fn fail(error: impl std::fmt::Display) -> ! {
 
 /// Creates `topic` unless it exists.
 fn ensure_topic(kafka: &KafkaLog, topic: &str, partitions: u32) {
-    if let Err(error) = kafka.create_topic(topic, partitions, CodecId::None, false) {
+    if let Err(error) = kafka.create_topic(topic, partitions, false) {
         match kafka.topic_info(topic) {
             Ok(Some(_)) => {}
             _ => fail(error),

@@ -14,7 +14,7 @@ use timely_kafka::EventCodec;
 use timely_kafka::{Bincode, CodecId, EventConsumer, EventProducer};
 
 fn capture<K: EventCodec<u64, Vec<u64>>>(log: &FileLog, topic: &str) {
-    log.create_topic(topic, 1, K::ID, false).unwrap();
+    log.create_topic(topic, 1, false).unwrap();
     let mut producer = EventProducer::<u64, Vec<u64>, _, K>::with_codec(log.writer(topic, 0).unwrap(), 0, 1).unwrap();
     producer.push(Event::Messages(Stamp::from_elem(0), (0..5000).collect()));
     producer.push(Event::Messages(Stamp::from_elem(1), vec![7]));

@@ -3,6 +3,7 @@
 
 mod common;
 mod eo;
+mod memory_log;
 
 use std::sync::Arc;
 
@@ -73,6 +74,19 @@ fn a_resume_after_an_exchange_before_the_capture_replays_exactly() {
     let crashes = [vec![Some(40), Some(300), None], vec![None, Some(3), Some(150)], vec![Some(220), Some(0), Some(90)]];
     for crash_after in crashes {
         let (_dir, log) = file_log();
+        eo::exchange_crash_and_resume(log, "t", crash_after);
+    }
+}
+
+/// The same crashes and resumes on a backend written from the log traits
+/// alone (no hooks: no commit durability, no acknowledgement checks): the
+/// stream protocol's commits and epochs are what make it exact.
+#[test]
+fn a_resume_after_an_exchange_replays_exactly_on_a_memory_log() {
+    let _deadline = common::deadline();
+    let crashes = [vec![Some(40), Some(300), None], vec![Some(220), Some(0), Some(90)]];
+    for crash_after in crashes {
+        let log: Arc<dyn LogBackend> = Arc::new(memory_log::MemoryLog::default());
         eo::exchange_crash_and_resume(log, "t", crash_after);
     }
 }

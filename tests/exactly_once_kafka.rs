@@ -18,7 +18,7 @@ use timely_kafka::cli::numbers::{timed_numbers, Numbers};
 use timely_kafka::internal::frame::{decode_frame, encode_frame, FrameHeader, FrameKind};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::log::PartitionWriter;
+use timely_kafka::log::{BackendHooks, PartitionWriter, WriterHooks};
 use timely_kafka::{CodecId, EventProducer, PartitionId, Result};
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
@@ -250,11 +250,14 @@ impl PartitionWriter for Interleaved {
     fn publish(&mut self) -> Result<()> {
         self.inner.publish()
     }
-    fn check_stored(&mut self) -> Result<()> {
-        self.inner.check_stored()
-    }
     fn max_record_bytes(&self) -> usize {
         self.inner.max_record_bytes()
+    }
+}
+
+impl WriterHooks for Interleaved {
+    fn check_stored(&mut self) -> Result<()> {
+        self.inner.check_stored()
     }
 }
 
@@ -265,7 +268,7 @@ impl PartitionWriter for Interleaved {
 /// resume continues from the last commit before it.
 fn foreign_record(log: Arc<dyn LogBackend>, topic: &str) {
     const FOREIGN_AT: u64 = 60;
-    log.create_topic(topic, 1, CodecId::Bincode, true).unwrap();
+    log.create_topic(topic, 1, true).unwrap();
     let spec = Numbers { rate: Some(40_000), ..eo::spec(4_000, 29) };
     let capture_log = log.clone();
     let name = topic.to_string();
@@ -317,6 +320,8 @@ struct ForeignBeforeFinalCommit {
     inserted: Arc<AtomicU64>,
 }
 
+impl BackendHooks for ForeignBeforeFinalCommit {}
+
 impl LogBackend for ForeignBeforeFinalCommit {
     fn name(&self) -> &'static str {
         self.inner.name()
@@ -324,8 +329,8 @@ impl LogBackend for ForeignBeforeFinalCommit {
     fn topic_info(&self, topic: &str) -> Result<Option<timely_kafka::log::TopicInfo>> {
         self.inner.topic_info(topic)
     }
-    fn create_topic(&self, topic: &str, partitions: u32, codec: CodecId, overwrite: bool) -> Result<()> {
-        self.inner.create_topic(topic, partitions, codec, overwrite)
+    fn create_topic(&self, topic: &str, partitions: u32, overwrite: bool) -> Result<()> {
+        self.inner.create_topic(topic, partitions, overwrite)
     }
     fn writer(&self, topic: &str, partition: u32) -> Result<Box<dyn PartitionWriter>> {
         let (inner, other) = (self.inner.writer(topic, partition)?, self.inner.writer(topic, partition)?);

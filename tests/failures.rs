@@ -13,9 +13,9 @@ use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::{Capture, Exchange, Inspect, Probe, ToStream};
 use timely_kafka::inspect::inspect_partition;
 use timely_kafka::log::file::FileLog;
-use timely_kafka::log::{LogBackend, PartitionReader, PartitionWriter, TopicInfo};
+use timely_kafka::log::{BackendHooks, LogBackend, PartitionReader, PartitionWriter, TopicInfo, WriterHooks};
 use timely_kafka::{capture, execute, replay, CaptureOptions, ReplayOptions};
-use timely_kafka::{CodecId, Error, EventConsumer, LogConsumer, LogProducer, PartitionId, Result};
+use timely_kafka::{Error, EventConsumer, LogConsumer, LogProducer, PartitionId, Result};
 
 const PARTITIONS: usize = 3;
 const COUNT: u64 = 20_000;
@@ -108,6 +108,10 @@ impl PartitionWriter for FailingWriter {
     }
 }
 
+impl WriterHooks for FailingWriter {}
+
+impl BackendHooks for FailingWrites {}
+
 impl LogBackend for FailingWrites {
     fn name(&self) -> &'static str {
         "failing"
@@ -115,8 +119,8 @@ impl LogBackend for FailingWrites {
     fn topic_info(&self, topic: &str) -> Result<Option<TopicInfo>> {
         self.0.topic_info(topic)
     }
-    fn create_topic(&self, topic: &str, partitions: u32, codec: CodecId, overwrite: bool) -> Result<()> {
-        self.0.create_topic(topic, partitions, codec, overwrite)
+    fn create_topic(&self, topic: &str, partitions: u32, overwrite: bool) -> Result<()> {
+        self.0.create_topic(topic, partitions, overwrite)
     }
     fn writer(&self, topic: &str, partition: u32) -> Result<Box<dyn PartitionWriter>> {
         let writer = self.0.writer(topic, partition)?;

@@ -151,7 +151,7 @@ fn foreign_records_give_one_clear_line() {
     let _deadline = common::deadline();
     let dir = tempfile::tempdir().unwrap();
     let log = FileLog::new(dir.path());
-    log.create_topic("plain", 1, timely_kafka::CodecId::Bincode, false).unwrap();
+    log.create_topic("plain", 1, false).unwrap();
     let mut writer = log.open_writer("plain", 0).unwrap();
     writer.append(b"hello from another program").unwrap();
     writer.flush().unwrap();

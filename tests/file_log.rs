@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use timely_kafka::log::file::FileLog;
 use timely_kafka::log::{LogBackend, PartitionReader, PartitionWriter};
-use timely_kafka::{CodecId, Error};
+use timely_kafka::Error;
 
 fn log_with_records(n: u64) -> (tempfile::TempDir, FileLog) {
     let dir = tempfile::tempdir().unwrap();
     let log = FileLog::new(dir.path());
-    log.create_topic("t", 1, CodecId::Bincode, false).unwrap();
+    log.create_topic("t", 1, false).unwrap();
     let mut writer = log.open_writer("t", 0).unwrap();
     for i in 0..n {
         writer.append(format!("record {i}").as_bytes()).unwrap();
@@ -112,9 +112,9 @@ fn reader_tails_a_writer_that_is_still_appending() {
 #[test]
 fn topic_with_data_is_refused_without_overwrite() {
     let (_dir, log) = log_with_records(1);
-    let error = log.create_topic("t", 1, CodecId::Bincode, false).unwrap_err();
+    let error = log.create_topic("t", 1, false).unwrap_err();
     assert!(matches!(error, Error::TopicNotEmpty(_)), "{error}");
-    log.create_topic("t", 2, CodecId::Bincode, true).unwrap();
+    log.create_topic("t", 2, true).unwrap();
     let info = log.topic_info("t").unwrap().unwrap();
     assert_eq!((info.partitions, info.has_data), (2, false));
 }
@@ -124,7 +124,7 @@ fn bad_topic_names_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let log = FileLog::new(dir.path());
     for name in ["", "..", "a/b", "x y"] {
-        assert!(log.create_topic(name, 1, CodecId::Bincode, false).is_err(), "{name:?} accepted");
+        assert!(log.create_topic(name, 1, false).is_err(), "{name:?} accepted");
     }
     let _ = std::io::stdout().flush();
 }

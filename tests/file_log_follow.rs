@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use timely_kafka::log::file::FileLog;
 use timely_kafka::log::{LogBackend, PartitionReader, PartitionWriter};
-use timely_kafka::CodecId;
 
 const OLD_RECORDS: u32 = 10;
 /// The record the crash tears: 3 MiB, of which 2 MiB reach the file.
@@ -30,7 +29,7 @@ fn segment(dir: &tempfile::TempDir) -> std::path::PathBuf {
 /// length of the valid part of the segment.
 fn crashed_writer(dir: &tempfile::TempDir) -> (Vec<Vec<u8>>, u64) {
     let log = FileLog::new(dir.path());
-    log.create_topic("t", 1, CodecId::Bincode, false).unwrap();
+    log.create_topic("t", 1, false).unwrap();
     let mut writer = log.open_writer("t", 0).unwrap();
     let old: Vec<Vec<u8>> = (0..OLD_RECORDS).map(|i| payload(1, i, 100 + i as usize * 37)).collect();
     for record in &old {

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use timely_kafka::log::file::FileLog;
 use timely_kafka::log::{LogBackend, PartitionReader, PartitionWriter};
-use timely_kafka::{CodecId, Error};
+use timely_kafka::Error;
 
 /// Ten records of 8 + 9 bytes ("record N!").
 fn log_with_records(n: u64) -> (tempfile::TempDir, FileLog) {
     let dir = tempfile::tempdir().unwrap();
     let log = FileLog::new(dir.path());
-    log.create_topic("t", 1, CodecId::Bincode, false).unwrap();
+    log.create_topic("t", 1, false).unwrap();
     let mut writer = log.open_writer("t", 0).unwrap();
     for i in 0..n {
         writer.append(format!("record {i}!").as_bytes()).unwrap();
@@ -153,7 +153,7 @@ fn a_torn_tail_in_a_segment_that_another_follows_is_corruption() {
     // ends inside a record with another after it was damaged afterwards.
     let dir = tempfile::tempdir().unwrap();
     let log = FileLog::new(dir.path()).segment_bytes(5 * RECORD as u64);
-    log.create_topic("t", 1, CodecId::Bincode, false).unwrap();
+    log.create_topic("t", 1, false).unwrap();
     let mut writer = log.open_writer("t", 0).unwrap();
     for i in 0..8 {
         writer.append(format!("record {i}!").as_bytes()).unwrap();

@@ -10,9 +10,9 @@ use std::time::Duration;
 use timely::dataflow::operators::capture::event::{Event, EventPusher};
 use timely::progress::Stamp;
 use timely_kafka::log::file::{FileLog, FileWriter};
-use timely_kafka::log::{LogBackend, PartitionWriter};
+use timely_kafka::log::{LogBackend, PartitionWriter, WriterHooks};
 use timely_kafka::ExactlyOnce;
-use timely_kafka::{CaptureHandle, CodecId, EventProducer};
+use timely_kafka::{CaptureHandle, EventProducer};
 use timely_kafka::{PartitionId, Result};
 
 /// What the wrapper saw at one commit.
@@ -56,6 +56,12 @@ impl PartitionWriter for Watched {
     fn publish(&mut self) -> Result<()> {
         self.inner.publish()
     }
+    fn max_record_bytes(&self) -> usize {
+        self.inner.max_record_bytes()
+    }
+}
+
+impl WriterHooks for Watched {
     fn before_commit(&mut self) -> Result<()> {
         self.inner.before_commit()?;
         let completed_before = self.seen.lock().unwrap().len() as u64;
@@ -71,9 +77,6 @@ impl PartitionWriter for Watched {
         self.seen.lock().unwrap().push(seen);
         Ok(())
     }
-    fn max_record_bytes(&self) -> usize {
-        self.inner.max_record_bytes()
-    }
 }
 
 /// Captures 20 times of data exactly-once into a `sync` file log; returns
@@ -83,7 +86,7 @@ fn capture_with_sync(sync: bool) -> (Vec<CommitSeen>, u64, u64) {
     let dir = tempfile::tempdir().unwrap();
     let properties = [("sync".to_string(), sync.to_string())];
     let log = FileLog::new(dir.path()).with_properties(&properties).unwrap();
-    log.create_topic("t", 1, CodecId::Bincode, false).unwrap();
+    log.create_topic("t", 1, false).unwrap();
     let handle = Arc::new(OnceLock::new());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let writer = Watched {

@@ -15,7 +15,7 @@ use timely_kafka::inspect::{inspect_topic, Frontier, PartitionSummary};
 use timely_kafka::log::file::FileLog;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::{LogBackend, PartitionWriter};
-use timely_kafka::{CodecId, EventProducer};
+use timely_kafka::EventProducer;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,7 +56,7 @@ fn file_log_partitions_are_summarised() {
     let _deadline = common::deadline();
     let dir = tempfile::tempdir().unwrap();
     let log = FileLog::new(dir.path());
-    log.create_topic("mixed", 2, CodecId::Bincode, false).unwrap();
+    log.create_topic("mixed", 2, false).unwrap();
     fill(&log, "mixed");
     check(&inspect_topic(&log, "mixed", TIMEOUT).unwrap());
 }
@@ -91,7 +91,7 @@ fn an_unknown_timestamp_type_is_named() {
     let _deadline = common::deadline();
     let dir = tempfile::tempdir().unwrap();
     let log = FileLog::new(dir.path());
-    log.create_topic("pairs", 1, CodecId::Bincode, false).unwrap();
+    log.create_topic("pairs", 1, false).unwrap();
     type Time = (u64, u32);
     let mut producer = EventProducer::<Time, Vec<u8>>::new(log.writer("pairs", 0).unwrap(), 0, 1).unwrap();
     producer.push(Event::Messages(Stamp::from_elem((1, 2)), vec![1]));

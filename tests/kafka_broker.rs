@@ -89,7 +89,7 @@ fn end_offset_counts_every_record_produced_in_small_batches() {
     let Some(brokers) = brokers() else { return };
     let log: Arc<dyn LogBackend> = Arc::new(KafkaLog::new(&brokers, &[]).unwrap());
     let topic = unique("small-batches");
-    log.create_topic(&topic, 1, timely_kafka::CodecId::Bincode, false).unwrap();
+    log.create_topic(&topic, 1, false).unwrap();
     let (batches, per_batch) = (36u64, 100u64);
     let mut writer = log.writer(&topic, 0).unwrap();
     let mut expected = 0u64;

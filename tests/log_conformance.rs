@@ -6,18 +6,23 @@
 //! and end offsets. Each partition gets its own data, so a record read from
 //! the wrong partition or offset shows.
 //!
+//! A third backend runs it too: `memory_log`, an in-memory log written from
+//! `src/log/mod.rs` alone.
+//!
 //! Kafka runs twice: on librdkafka's mock cluster (in process, always),
 //! which has no CreateTopics or DeleteTopics, so there the topics are made
 //! by the mock and `create_topic` is checked only where it must leave an
 //! existing topic alone; and on a real broker when `KAFKA_BROKERS` is set
 //! (`.ci/run` runs it against tansu), where every check runs.
 
+mod memory_log;
+
 use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use timely_kafka::log::{PartitionReader, TopicInfo};
-use timely_kafka::{CodecId, Error, FileLog, KafkaLog, LogBackend};
+use timely_kafka::{Error, FileLog, KafkaLog, LogBackend};
 
 /// Long enough for the mock's first fetch; polls return as soon as a record is in.
 const POLL: Duration = Duration::from_secs(10);
@@ -70,7 +75,7 @@ impl Backend<'_> {
         let topic = self.topic(name);
         match self.make {
             Some(make) => make(&topic, partitions),
-            None => self.log.create_topic(&topic, partitions, CodecId::Bincode, false).unwrap(),
+            None => self.log.create_topic(&topic, partitions, false).unwrap(),
         }
         wait_for(self.log, &topic, partitions);
         topic
@@ -91,16 +96,16 @@ fn create_keeps_refuses_and_overwrites(backend: &Backend<'_>) {
     let name = log.name();
     let c = backend.topic("c");
     assert!(log.topic_info(&c).unwrap().is_none(), "{name}: a topic nobody created");
-    assert!(log.create_topic(&c, 0, CodecId::Bincode, false).is_err(), "{name}: zero partitions accepted");
+    assert!(log.create_topic(&c, 0, false).is_err(), "{name}: zero partitions accepted");
 
     let c = backend.new_topic("c", 3);
     assert_eq!(info(log, &c), TopicInfo { partitions: 3, has_data: false }, "{name}: created");
 
     // Empty and large enough: kept as it is, never shrunk.
-    log.create_topic(&c, 2, CodecId::Bincode, false).unwrap();
+    log.create_topic(&c, 2, false).unwrap();
     assert_eq!(info(log, &c).partitions, 3, "{name}: an empty topic was resized");
     // Empty but too small: refused, never grown.
-    match log.create_topic(&c, 5, CodecId::Bincode, false) {
+    match log.create_topic(&c, 5, false) {
         Err(Error::TooFewPartitions { actual: 3, wanted: 5, .. }) => {}
         other => panic!("{name}: growing an empty topic without overwrite gave {other:?}"),
     }
@@ -108,7 +113,7 @@ fn create_keeps_refuses_and_overwrites(backend: &Backend<'_>) {
 
     append(log, &c, 1, 0..4);
     assert!(info(log, &c).has_data, "{name}: has_data after an append");
-    match log.create_topic(&c, 3, CodecId::Bincode, false) {
+    match log.create_topic(&c, 3, false) {
         Err(Error::TopicNotEmpty(topic)) => assert_eq!(topic, c),
         other => panic!("{name}: a topic holding data without overwrite gave {other:?}"),
     }
@@ -118,11 +123,11 @@ fn create_keeps_refuses_and_overwrites(backend: &Backend<'_>) {
         return; // No admin API: overwriting is deleting and creating.
     }
     // Overwrite: made anew with exactly the partitions asked for, empty.
-    log.create_topic(&c, 2, CodecId::Bincode, true).unwrap();
+    log.create_topic(&c, 2, true).unwrap();
     wait_for(log, &c, 2);
     assert_eq!(info(log, &c), TopicInfo { partitions: 2, has_data: false }, "{name}: overwritten smaller");
     assert_eq!(log.reader(&c, 1, 0).unwrap().end_offset().unwrap(), 0, "{name}: old records survived");
-    log.create_topic(&c, 4, CodecId::Bincode, true).unwrap();
+    log.create_topic(&c, 4, true).unwrap();
     wait_for(log, &c, 4);
     assert_eq!(info(log, &c), TopicInfo { partitions: 4, has_data: false }, "{name}: overwritten larger");
 }
@@ -176,6 +181,12 @@ fn conformance(backend: &Backend<'_>) {
 fn file_log_keeps_the_log_contract() {
     let dir = tempfile::tempdir().unwrap();
     let log = FileLog::new(dir.path());
+    conformance(&Backend { log: &log, make: None, prefix: String::new() });
+}
+
+#[test]
+fn a_memory_log_written_from_the_traits_alone_keeps_the_log_contract() {
+    let log = memory_log::MemoryLog::default();
     conformance(&Backend { log: &log, make: None, prefix: String::new() });
 }
 

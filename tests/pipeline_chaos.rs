@@ -492,7 +492,7 @@ fn a_transaction_timeout_above_the_broker_maximum_is_refused_at_start() {
     let log = KafkaLog::new(&brokers, &[]).unwrap();
     let topic = format!("chaos-timeout-{}", std::process::id());
     for name in [&topic, &format!("{topic}-out")] {
-        log.create_topic(name, 1, timely_kafka::CodecId::None, false).unwrap();
+        log.create_topic(name, 1, false).unwrap();
     }
     let mut config = ExactlyOnceConfig::new(log, &topic, &format!("{topic}-out"));
     // Kafka's default transaction.max.timeout.ms is 15 minutes.
@@ -523,7 +523,7 @@ fn retention_past_the_binding_is_a_hard_error() {
     let input = format!("chaos-retention-{}", std::process::id());
     let output = format!("{input}-out");
     for name in [&input, &output] {
-        log.create_topic(name, 1, timely_kafka::CodecId::None, false).unwrap();
+        log.create_topic(name, 1, false).unwrap();
     }
     // Recent timestamps: the broker's time-based retention must not be what deletes them.
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;

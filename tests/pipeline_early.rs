@@ -36,7 +36,7 @@ use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
 use timely_kafka::connect::source::{kafka_source_exactly_once, SourceConfig, SourceEnd};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::{execute, CodecId, Result};
+use timely_kafka::{execute, Result};
 
 const WORKERS: usize = 3;
 const COUNT: u64 = 3_000;
@@ -54,8 +54,8 @@ fn topics(brokers: &str, name: &str) -> (String, String) {
     let run = format!("early-{name}-{}-{}", std::process::id(), rand::random::<u32>());
     let (input, output) = (format!("{run}-in"), format!("{run}-out"));
     let log = KafkaLog::new(brokers, &[]).unwrap();
-    log.create_topic(&input, 3, CodecId::None, false).unwrap();
-    log.create_topic(&output, 2, CodecId::None, false).unwrap();
+    log.create_topic(&input, 3, false).unwrap();
+    log.create_topic(&output, 2, false).unwrap();
     produce(brokers, &input, 3, COUNT, 1_000_000);
     (input, output)
 }
@@ -310,7 +310,7 @@ fn an_input_topic_created_again_is_refused_naming_the_partition() {
     let (input, output) = topics(&brokers, "recreated");
     assert_eq!(copy(&brokers, &input, &output, Run::new(16 << 20, |_| 0)).unwrap().1, COUNT);
     let log = KafkaLog::new(&brokers, &[]).unwrap();
-    log.create_topic(&input, 3, CodecId::None, true).unwrap();
+    log.create_topic(&input, 3, true).unwrap();
     produce(&brokers, &input, 3, 100, 1_000_000);
     let refused = copy(&brokers, &input, &output, Run::new(16 << 20, |_| 0)).expect_err("a recreated input");
     let line = refused.to_string();
@@ -331,7 +331,7 @@ fn an_input_topic_created_again_and_grown_past_the_binding_is_refused_by_its_id(
     let (input, output) = topics(&brokers, "regrown");
     assert_eq!(copy(&brokers, &input, &output, Run::new(16 << 20, |_| 0)).unwrap().1, COUNT);
     let log = KafkaLog::new(&brokers, &[]).unwrap();
-    log.create_topic(&input, 3, CodecId::None, true).unwrap();
+    log.create_topic(&input, 3, true).unwrap();
     produce_range(&brokers, &input, 3, 5_000_000..5_000_000 + 2 * COUNT, 1_000_000);
     let refused = copy(&brokers, &input, &output, Run::new(16 << 20, |_| 0)).expect_err("a recreated input");
     let line = refused.to_string();

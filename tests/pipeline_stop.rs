@@ -35,7 +35,7 @@ use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
 use timely_kafka::connect::source::{kafka_source_exactly_once, SourceConfig, SourceEnd};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::{execute, CodecId, Result};
+use timely_kafka::{execute, Result};
 
 const BASE_MS: i64 = 1_000_000;
 const EARLY: u64 = 5_000;
@@ -53,8 +53,8 @@ fn topics(brokers: &str, name: &str) -> (String, String) {
     let run = format!("stop-{name}-{}-{}", std::process::id(), rand::random::<u32>());
     let (input, output) = (format!("{run}-in"), format!("{run}-out"));
     let log = KafkaLog::new(brokers, &[]).unwrap();
-    log.create_topic(&input, 2, CodecId::None, false).unwrap();
-    log.create_topic(&output, 1, CodecId::None, false).unwrap();
+    log.create_topic(&input, 2, false).unwrap();
+    log.create_topic(&output, 1, false).unwrap();
     (input, output)
 }
 

@@ -17,7 +17,6 @@ use rdkafka::producer::DefaultProducerContext;
 use rdkafka::ClientConfig;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::CodecId;
 
 /// Sum over `0..partitions` of ListOffsets(latest), as `brokers` answers it.
 fn listed_end(brokers: &str, topic: &str, partitions: i32) -> i64 {
@@ -63,7 +62,7 @@ fn current_end_reads_every_record_of_small_batches_on_a_real_broker() {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     let topic = format!("small-batches-{}-{nanos}", std::process::id());
     let log = KafkaLog::new(&brokers, &[]).unwrap();
-    log.create_topic(&topic, 3, CodecId::None, false).unwrap();
+    log.create_topic(&topic, 3, false).unwrap();
     // Many small batches: what makes tansu's ListOffsets end short.
     let count = 9_000;
     produce_in_batches(&brokers, &topic, 3, count, 30);

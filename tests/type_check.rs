@@ -12,14 +12,14 @@ use timely::dataflow::operators::{Capture, Inspect, Probe, ToStream};
 use timely_kafka::log::file::FileLog;
 use timely_kafka::log::LogBackend;
 use timely_kafka::{execute, replay, ReplayOptions};
-use timely_kafka::{CodecId, EventProducer, LogConsumer};
+use timely_kafka::{EventProducer, LogConsumer};
 
 /// Encodes exactly as a `u64` (a bincode newtype), under another name.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Reading(u64);
 
 fn capture_readings(log: &FileLog) {
-    log.create_topic("readings", 1, CodecId::Bincode, false).unwrap();
+    log.create_topic("readings", 1, false).unwrap();
     let producer = EventProducer::<u64, Vec<Reading>>::new(log.writer("readings", 0).unwrap(), 0, 1).unwrap();
     timely::execute_directly(move |worker| {
         worker.dataflow::<u64, _, _>(|s| {

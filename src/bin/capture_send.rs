@@ -94,7 +94,7 @@ fn run(args: Args) -> Result<()> {
     if !args.resume && args.timely.process == 0 {
         let options = CaptureOptions { layout: args.log.layout(), overwrite: args.overwrite, ..Default::default() };
         let streams = args.timely.peers() as u32;
-        create_capture_topics(log.as_ref(), &args.topic, streams, args.log.codec.id(), &options)?;
+        create_capture_topics(log.as_ref(), &args.topic, streams, &options)?;
     }
 
     let totals: Totals = Default::default();

@@ -68,8 +68,7 @@ impl ConnectorStatus {
         let error = match error {
             Error::MissingTopic(_) => error,
             other if what.is_empty() => other,
-            Error::Kafka { message, code } => Error::Kafka { message: format!("{what}: {message}"), code },
-            other => Error::kafka(format!("{what}: {}", reason(&other))),
+            other => other.within(what),
         };
         self.shared.failure.record("connector failed", error);
     }

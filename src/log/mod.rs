@@ -1,8 +1,7 @@
 //! The partition log: what capture and replay need from storage, and no more.
 //!
 //! This layer knows nothing of timely or of frames: records are opaque bytes.
-//! The stream protocol builds on it; it uses only the crate's error types
-//! and [`crate::CodecId`].
+//! The stream protocol builds on it; it uses only the crate's error types.
 //!
 //! A *topic* has a fixed number of *partitions*; each partition is an
 //! append-only sequence of opaque records addressed by a dense offset. That is
@@ -15,13 +14,25 @@
 //! appended is durable (file) or acknowledged (Kafka), or fails. Readers poll
 //! with a timeout and return `Ok(None)` when nothing new arrived in time; they
 //! never block forever.
+//!
+//! The three traits here are the whole log: topics ([`LogBackend`]),
+//! append ([`PartitionWriter`]), read, tail and ends ([`PartitionReader`]).
+//! What a backend *may* do beyond that — make commits durable, vouch for
+//! acknowledgements, tune a replay, prepare a client — lives in [`hooks`],
+//! where every method has a default: a new backend writes
+//! `impl WriterHooks for MyWriter {}` (and likewise for its reader and
+//! backend) and is complete. `tests/log_conformance.rs` runs the contract
+//! on such a backend, an in-memory log of a few dozen lines, as well as on
+//! the two below.
 
 pub mod file;
+pub mod hooks;
 pub mod kafka;
 
 use std::time::Duration;
 
-use crate::codec_id::CodecId;
+pub use hooks::{BackendHooks, ReaderHooks, WriterHooks};
+
 use crate::error::{PartitionId, Result};
 
 /// One record read from a partition. The payload borrows the reader's buffer.
@@ -33,8 +44,9 @@ pub struct Record<'a> {
     pub payload: &'a [u8],
 }
 
-/// Appends records to one partition.
-pub trait PartitionWriter: Send + Sync {
+/// Appends records to one partition. The commit and durability hooks a
+/// capture also calls are in [`WriterHooks`].
+pub trait PartitionWriter: WriterHooks + Send + Sync {
     /// The partition written.
     fn partition(&self) -> &PartitionId;
     /// Appends a record; it may stay buffered until [`PartitionWriter::flush`].
@@ -42,41 +54,20 @@ pub trait PartitionWriter: Send + Sync {
     /// Makes every appended record durable or acknowledged, or fails.
     fn flush(&mut self) -> Result<()>;
     /// Makes appended records visible to readers soon, without waiting for
-    /// durability. Called whenever the captured stream's frontier advances.
+    /// durability. Called whenever the captured stream's frontier advances,
+    /// and after each commit record.
     fn publish(&mut self) -> Result<()> {
         Ok(())
-    }
-    /// Called just before a commit record is appended. A log that makes
-    /// commits durable makes every record appended so far durable here, so
-    /// a commit never reaches the disk before the records it covers.
-    fn before_commit(&mut self) -> Result<()> {
-        Ok(())
-    }
-    /// Called just after a commit record is appended: makes it visible to
-    /// readers and, in a log that makes commits durable, durable before
-    /// returning. By default the same as [`PartitionWriter::publish`].
-    fn commit_point(&mut self) -> Result<()> {
-        self.publish()
     }
     /// The largest record this partition accepts; larger events are chunked.
     fn max_record_bytes(&self) -> usize {
         usize::MAX
     }
-    /// Waits until every record appended so far is acknowledged, and checks
-    /// that they are all stored: an exactly-once producer calls it before
-    /// each commit record, since a commit vouches for everything before it.
-    /// Kafka: every delivery report in, none failed, at contiguous offsets
-    /// (an idempotent producer that times out queued records skips them and
-    /// goes on, leaving a gap; another writer's records between them mean
-    /// the partition is shared). The file log stores appends in order in
-    /// one process, and its write errors surface at append or flush.
-    fn check_stored(&mut self) -> Result<()> {
-        Ok(())
-    }
 }
 
-/// Reads one partition in offset order.
-pub trait PartitionReader: Send + Sync {
+/// Reads one partition in offset order. What a replay may ask beyond
+/// reading is in [`ReaderHooks`].
+pub trait PartitionReader: ReaderHooks + Send + Sync {
     /// The partition read.
     fn partition(&self) -> &PartitionId;
     /// The next record, waiting at most `timeout`; `Ok(None)` if none arrived.
@@ -98,20 +89,8 @@ pub trait PartitionReader: Send + Sync {
     /// The offset the next appended record will get: one past the last
     /// record stored now.
     fn end_offset(&mut self) -> Result<u64>;
-    /// The end offset as the log's metadata reports it: one round trip, but
-    /// some brokers report it short (tansu, after batched produces), so it
-    /// is a place to start reading from, never where a partition ends.
-    fn reported_end_offset(&mut self) -> Result<u64> {
-        self.end_offset()
-    }
     /// Moves the reader so the next record polled is the one at `offset`.
     fn seek(&mut self, offset: u64) -> Result<()>;
-    /// Whether re-reading records already read is cheap (a local file in the
-    /// page cache) rather than a network round trip and a refetch: replay
-    /// then re-reads instead of keeping records in memory.
-    fn rereads_are_cheap(&self) -> bool {
-        false
-    }
 }
 
 /// Metadata about a topic.
@@ -124,7 +103,8 @@ pub struct TopicInfo {
 }
 
 /// A log backend: topics, and writers and readers for their partitions.
-pub trait LogBackend: Send + Sync {
+/// What capture asks of a backend beyond that is in [`BackendHooks`].
+pub trait LogBackend: BackendHooks + Send + Sync {
     /// Short name for messages ("file", "kafka").
     fn name(&self) -> &'static str;
     /// Describes `topic`, or `Ok(None)` if it does not exist.
@@ -145,21 +125,7 @@ pub trait LogBackend: Send + Sync {
     ///   empty and has at least `partitions` partitions,
     ///   [`crate::Error::TopicNotEmpty`] when it holds data, and
     ///   [`crate::Error::TooFewPartitions`] when it is empty but smaller.
-    ///
-    /// `codec` is recorded where the backend keeps topic metadata.
-    fn create_topic(&self, topic: &str, partitions: u32, codec: CodecId, overwrite: bool) -> Result<()>;
-    /// Starts what writers will need, so its start-up overlaps other work
-    /// (topic creation) instead of delaying the first write. Kafka: the
-    /// process's producer, whose idempotent producer id takes up to 0.5 s
-    /// to arrive (librdkafka retries every 500 ms until a broker is up).
-    fn prepare_writers(&self) -> Result<()> {
-        Ok(())
-    }
-    /// Refuses settings under which an exactly-once capture's commits
-    /// would not hold (Kafka: a producer without idempotence or `acks=all`).
-    fn check_exactly_once(&self) -> Result<()> {
-        Ok(())
-    }
+    fn create_topic(&self, topic: &str, partitions: u32, overwrite: bool) -> Result<()>;
     /// Opens the writer of one partition.
     fn writer(&self, topic: &str, partition: u32) -> Result<Box<dyn PartitionWriter>>;
     /// Opens a reader of one partition starting at `offset` (0 = the beginning).
@@ -179,17 +145,8 @@ impl PartitionWriter for Box<dyn PartitionWriter> {
     fn publish(&mut self) -> Result<()> {
         (**self).publish()
     }
-    fn before_commit(&mut self) -> Result<()> {
-        (**self).before_commit()
-    }
-    fn commit_point(&mut self) -> Result<()> {
-        (**self).commit_point()
-    }
     fn max_record_bytes(&self) -> usize {
         (**self).max_record_bytes()
-    }
-    fn check_stored(&mut self) -> Result<()> {
-        (**self).check_stored()
     }
 }
 
@@ -209,13 +166,7 @@ impl PartitionReader for Box<dyn PartitionReader> {
     fn end_offset(&mut self) -> Result<u64> {
         (**self).end_offset()
     }
-    fn reported_end_offset(&mut self) -> Result<u64> {
-        (**self).reported_end_offset()
-    }
     fn seek(&mut self, offset: u64) -> Result<()> {
         (**self).seek(offset)
-    }
-    fn rereads_are_cheap(&self) -> bool {
-        (**self).rereads_are_cheap()
     }
 }

@@ -10,7 +10,7 @@ use timely::dataflow::operators::{Capture, Input, Inspect, Probe, ToStream};
 use timely::dataflow::InputHandle;
 use timely_kafka::log::LogBackend;
 use timely_kafka::log::{PartitionReader, PartitionWriter};
-use timely_kafka::{CodecId, EventConsumer, EventProducer};
+use timely_kafka::{EventConsumer, EventProducer};
 
 pub mod records;
 pub mod short_end_proxy;
@@ -98,7 +98,7 @@ fn config(workers: usize) -> timely::Config {
 
 /// Creates `topic` with one partition per worker and captures `0..count` on each.
 pub fn capture(log: Arc<dyn LogBackend>, topic: &str, workers: usize, count: u64) {
-    log.create_topic(topic, workers as u32, CodecId::Bincode, false).unwrap();
+    log.create_topic(topic, workers as u32, false).unwrap();
     let topic = topic.to_string();
     let failed = PeerFailure::default();
     let guards = timely::execute(config(workers), move |worker| {
@@ -171,7 +171,7 @@ fn per_time_counts() -> BTreeMap<u64, u64> {
 /// and checks per-time counts, that no record arrives behind the replayed
 /// frontier, and that the frontier passes every time.
 pub fn many_timestamps(log: Arc<dyn LogBackend>, topic: &'static str) {
-    log.create_topic(topic, WORKERS as u32, CodecId::Bincode, false).unwrap();
+    log.create_topic(topic, WORKERS as u32, false).unwrap();
 
     let capture_log = log.clone();
     let failed = PeerFailure::default();
@@ -267,7 +267,7 @@ pub fn capture_slowly(
     batch: u64,
     pause: std::time::Duration,
 ) -> (Arc<std::sync::Mutex<Vec<timely_kafka::CaptureHandle>>>, timely::communication::initialize::WorkerGuards<()>) {
-    log.create_topic(topic, workers as u32, CodecId::Bincode, false).unwrap();
+    log.create_topic(topic, workers as u32, false).unwrap();
     let topic = topic.to_string();
     let handles = Arc::new(std::sync::Mutex::new(Vec::new()));
     let registry = handles.clone();
@@ -311,7 +311,7 @@ pub fn expected_slowly(workers: u64, rounds: u64, batch: u64) -> Fingerprint {
 /// Copies every record of `from` partition 0 to `to` partition 0 through a
 /// plain writer, letting `edit` drop (empty result) or repeat records.
 pub fn copy_records(log: &dyn LogBackend, from: &str, to: &str, mut edit: impl FnMut(u64, &[u8]) -> Vec<Vec<u8>>) {
-    log.create_topic(to, 1, CodecId::Bincode, false).unwrap();
+    log.create_topic(to, 1, false).unwrap();
     let mut reader = log.reader(from, 0, 0).unwrap();
     let end = reader.end_offset().unwrap();
     let mut writer = log.writer(to, 0).unwrap();

@@ -18,11 +18,11 @@ use timely::dataflow::operators::Exchange;
 use timely::dataflow::operators::{Capture, Inspect, Probe};
 use timely_kafka::capture_exactly_once;
 use timely_kafka::cli::numbers::{timed_numbers, Numbers};
-use timely_kafka::log::{LogBackend, PartitionWriter};
+use timely_kafka::log::{LogBackend, PartitionWriter, WriterHooks};
 use timely_kafka::ExactlyOnce;
 use timely_kafka::ResumePoint;
 use timely_kafka::{
-    execute, CaptureOptions, CaptureStats, CodecId, EventConsumer, EventProducer, PartitionId, Result, StreamStart,
+    execute, CaptureOptions, CaptureStats, EventConsumer, EventProducer, PartitionId, Result, StreamStart,
 };
 
 /// Commits as often as the frontier moves, so crashes land between many commits.
@@ -72,6 +72,9 @@ impl PartitionWriter for CrashAfter {
     fn max_record_bytes(&self) -> usize {
         self.inner.max_record_bytes()
     }
+}
+
+impl WriterHooks for CrashAfter {
     fn check_stored(&mut self) -> Result<()> {
         // A crashed process checks nothing; the records it held are not sent.
         if self.left == 0 {
@@ -152,7 +155,7 @@ fn start_capture_losing(
     exchange: bool,
 ) -> std::thread::JoinHandle<Vec<std::result::Result<(), String>>> {
     let workers = crash_after.len();
-    log.create_topic(topic, workers as u32, CodecId::Bincode, true).unwrap();
+    log.create_topic(topic, workers as u32, true).unwrap();
     let topic = topic.to_string();
     let crash_after = Arc::new(crash_after);
     let guards = timely::execute(timely::Config::process(workers), move |worker| {

@@ -308,6 +308,7 @@ where
         // them on disk, after what they cover, before they are counted.
         self.writer.before_commit()?;
         self.append_frame(FrameKind::Commit, is_final)?;
+        self.writer.publish()?;
         self.writer.commit_point()?;
         self.handle.shared.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())

@@ -28,7 +28,7 @@ use crate::capture::worker::resume::{meet, resume, ResumePoint};
 use crate::capture::worker::topics::{open_capture_topic, Existing};
 use crate::capture::worker::{CaptureOptions, LogProducer};
 use crate::error::{Error, PartitionId, Result};
-use crate::log::{LogBackend, PartitionWriter};
+use crate::log::{LogBackend, PartitionWriter, WriterHooks};
 use crate::runtime::collective::{agree, all_gather};
 
 /// Where an exactly-once capture starts.
@@ -66,19 +66,18 @@ where
     // it) but never replaces one, and refuses one captured by fewer workers.
     let resume_stream = start == StreamStart::Resume;
     let existing = if resume_stream { Existing::Resume } else { Existing::PerOptions };
-    let (producer, mut point) =
-        open_capture_topic(worker, log, topic, K::ID, &options, existing, |name, partition| {
-            if resume_stream {
-                match resume::<T, C, K>(log, name, partition, index, peers, exactly_once, options.topic_timeout) {
-                    Err(Error::AlreadyComplete(at)) => Ok(complete_stream(at)),
-                    other => other,
-                }
-            } else {
-                let writer = log.writer(name, partition)?;
-                let producer = EventProducer::exactly_once(writer, index, peers, exactly_once)?;
-                Ok((producer, ResumePoint::fresh()))
+    let (producer, mut point) = open_capture_topic(worker, log, topic, &options, existing, |name, partition| {
+        if resume_stream {
+            match resume::<T, C, K>(log, name, partition, index, peers, exactly_once, options.topic_timeout) {
+                Err(Error::AlreadyComplete(at)) => Ok(complete_stream(at)),
+                other => other,
             }
-        })?;
+        } else {
+            let writer = log.writer(name, partition)?;
+            let producer = EventProducer::exactly_once(writer, index, peers, exactly_once)?;
+            Ok((producer, ResumePoint::fresh()))
+        }
+    })?;
     if resume_stream {
         let committed: Vec<Antichain<T>> =
             all_gather(worker, point.committed.elements().to_vec()).into_iter().map(Antichain::from).collect();
@@ -126,3 +125,5 @@ impl PartitionWriter for Discard {
         Ok(())
     }
 }
+
+impl WriterHooks for Discard {}

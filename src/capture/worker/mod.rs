@@ -143,7 +143,7 @@ where
     let (index, peers) = (worker.index() as u32, worker.peers() as u32);
     // Overlaps the writers' start-up with creating and waiting for the topic.
     log.prepare_writers()?;
-    open_capture_topic(worker, log, topic, K::ID, &options, Existing::PerOptions, |name, partition| {
+    open_capture_topic(worker, log, topic, &options, Existing::PerOptions, |name, partition| {
         EventProducer::<T, C, _, K>::with_codec(log.writer(name, partition)?, index, peers)
     })
 }

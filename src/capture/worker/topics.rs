@@ -11,7 +11,6 @@ use timely::worker::Worker;
 
 use crate::capture::wire::stream::StreamLayout;
 use crate::capture::worker::CaptureOptions;
-use crate::codec_id::CodecId;
 use crate::error::{Error, Result};
 use crate::log::LogBackend;
 use crate::runtime::collective::agree;
@@ -48,24 +47,22 @@ pub fn create_capture_topics<K>(
     log: &dyn LogBackend,
     topic: &str,
     streams: u32,
-    codec: CodecId,
     options: &CaptureOptions<K>,
 ) -> Result<()> {
-    create(log, topic, streams, codec, options, Existing::PerOptions)
+    create(log, topic, streams, options, Existing::PerOptions)
 }
 
 fn create<K>(
     log: &dyn LogBackend,
     topic: &str,
     streams: u32,
-    codec: CodecId,
     options: &CaptureOptions<K>,
     existing: Existing,
 ) -> Result<()> {
     let (names, partitions) = capture_topics(options.layout, topic, streams);
     for name in &names {
         match existing {
-            Existing::PerOptions => log.create_topic(name, partitions, codec, options.overwrite)?,
+            Existing::PerOptions => log.create_topic(name, partitions, options.overwrite)?,
             Existing::Resume => match log.topic_info(name)? {
                 Some(info) if info.partitions < partitions => {
                     return Err(Error::Config(format!(
@@ -75,7 +72,7 @@ fn create<K>(
                     )))
                 }
                 Some(_) => {}
-                None if options.create_topic => log.create_topic(name, partitions, codec, false)?,
+                None if options.create_topic => log.create_topic(name, partitions, false)?,
                 None => {}
             },
         }
@@ -92,14 +89,13 @@ pub(crate) fn open_capture_topic<R, K>(
     worker: &mut Worker,
     log: &dyn LogBackend,
     topic: &str,
-    codec: CodecId,
     options: &CaptureOptions<K>,
     existing: Existing,
     open: impl FnOnce(&str, u32) -> Result<R>,
 ) -> Result<R> {
     let (index, peers) = (worker.index() as u32, worker.peers() as u32);
     if options.create_topic || existing == Existing::Resume {
-        let created = if index == 0 { create(log, topic, peers, codec, options, existing) } else { Ok(()) };
+        let created = if index == 0 { create(log, topic, peers, options, existing) } else { Ok(()) };
         agree(worker, created)?;
     }
     let (name, partition) = options.layout.locate(topic, index);
@@ -137,10 +133,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = FileLog::new(dir.path());
         let partitioned = CaptureOptions::default();
-        create_capture_topics(&log, "one", 3, CodecId::Bincode, &partitioned).unwrap();
+        create_capture_topics(&log, "one", 3, &partitioned).unwrap();
         assert_eq!(partitions(&log, "one"), Some(3));
         let per_worker = CaptureOptions { layout: StreamLayout::TopicPerWorker, ..Default::default() };
-        create_capture_topics(&log, "many", 3, CodecId::Bincode, &per_worker).unwrap();
+        create_capture_topics(&log, "many", 3, &per_worker).unwrap();
         let created: Vec<_> = (0..4).map(|i| partitions(&log, &format!("many-{i}"))).collect();
         assert_eq!(created, [Some(1), Some(1), Some(1), None]);
 
@@ -148,20 +144,20 @@ mod tests {
         writer.append(b"kept").unwrap();
         writer.flush().unwrap();
         drop(writer);
-        let error = create_capture_topics(&log, "one", 3, CodecId::Bincode, &partitioned).unwrap_err();
+        let error = create_capture_topics(&log, "one", 3, &partitioned).unwrap_err();
         assert!(matches!(error, Error::TopicNotEmpty(ref topic) if topic == "one"), "{error}");
         // A resume keeps what the topic holds, refuses a topic captured by
         // fewer workers, and creates what is missing only if asked to.
-        create(&log, "one", 3, CodecId::Bincode, &partitioned, Existing::Resume).unwrap();
+        create(&log, "one", 3, &partitioned, Existing::Resume).unwrap();
         let mut reader = log.reader("one", 1, 0).unwrap();
         let record = reader.poll(Duration::from_secs(1)).unwrap().expect("the record is still there");
         assert_eq!(record.payload, b"kept");
-        let error = create(&log, "one", 4, CodecId::Bincode, &partitioned, Existing::Resume).unwrap_err();
+        let error = create(&log, "one", 4, &partitioned, Existing::Resume).unwrap_err();
         assert!(error.to_string().contains("it has 3 partitions, captured by fewer workers than these 4"), "{error}");
         let existing_only = CaptureOptions { create_topic: false, ..Default::default() };
-        create(&log, "fresh", 2, CodecId::Bincode, &existing_only, Existing::Resume).unwrap();
+        create(&log, "fresh", 2, &existing_only, Existing::Resume).unwrap();
         assert_eq!(partitions(&log, "fresh"), None);
-        create(&log, "fresh", 2, CodecId::Bincode, &partitioned, Existing::Resume).unwrap();
+        create(&log, "fresh", 2, &partitioned, Existing::Resume).unwrap();
         assert_eq!(partitions(&log, "fresh"), Some(2));
     }
 }

@@ -311,7 +311,7 @@ where
                         }
                     }
                     Err(error) if is_fatal(&error) => {
-                        let undecodable = error.rdkafka_error_code().is_some_and(crate::log::kafka::undecodable);
+                        let undecodable = error.rdkafka_error_code().is_some_and(crate::error::undecodable);
                         let what = if undecodable { "records cannot be decoded" } else { "consumer" };
                         status.fail(&context, Error::kafka_from(what, &error));
                         reader.failed = true;

@@ -156,27 +156,13 @@ impl Drop for Reader {
 }
 
 /// Whether a consumer error ends the source: librdkafka's fatal errors and
-/// those no retry can fix (a missing topic, a refused authorization, an
-/// offset deleted by retention).
+/// those no retry can fix (`crate::error::ends_a_consumer`).
 pub(super) fn is_fatal(error: &KafkaError) -> bool {
-    use rdkafka::error::RDKafkaErrorCode::*;
-    let code = match error {
-        KafkaError::MessageConsumption(code) | KafkaError::MessageConsumptionFatal(code) => *code,
-        KafkaError::Global(code) => *code,
-        _ => return false,
-    };
-    matches!(error, KafkaError::MessageConsumptionFatal(_))
-        || crate::log::kafka::undecodable(code)
-        || matches!(
-            code,
-            UnknownTopicOrPartition
-                | UnknownTopic
-                | TopicAuthorizationFailed
-                | GroupAuthorizationFailed
-                | OffsetOutOfRange
-                | AutoOffsetReset
-                | Fatal
-        )
+    match error {
+        KafkaError::MessageConsumptionFatal(_) => true,
+        KafkaError::MessageConsumption(code) | KafkaError::Global(code) => crate::error::ends_a_consumer(*code),
+        _ => false,
+    }
 }
 
 pub(super) fn open_reader(

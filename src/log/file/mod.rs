@@ -77,8 +77,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{LogBackend, PartitionReader, PartitionWriter, TopicInfo};
-use crate::codec_id::CodecId;
+use super::{BackendHooks, LogBackend, PartitionReader, PartitionWriter, TopicInfo};
 use crate::error::{Error, PartitionId, Result};
 use segment::{lock_partition, segment_name, segments};
 
@@ -102,7 +101,6 @@ pub struct FileLog {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct TopicMetadata {
     partitions: u32,
-    codec: String,
     created_at_unix_ms: u128,
 }
 
@@ -233,8 +231,7 @@ impl FileLog {
         Ok(false)
     }
 
-    /// Creates `topic`, recording the codec its streams use.
-    pub fn create_topic_with_codec(&self, topic: &str, partitions: u32, codec: CodecId, overwrite: bool) -> Result<()> {
+    fn create(&self, topic: &str, partitions: u32, overwrite: bool) -> Result<()> {
         if partitions == 0 {
             return Err(Error::Config(format!("topic '{topic}': partition count must be at least 1")));
         }
@@ -269,7 +266,6 @@ impl FileLog {
         }
         let metadata = TopicMetadata {
             partitions,
-            codec: codec.name().to_string(),
             created_at_unix_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis())
@@ -331,8 +327,8 @@ impl LogBackend for FileLog {
         Ok(Some(TopicInfo { partitions: metadata.partitions, has_data }))
     }
 
-    fn create_topic(&self, topic: &str, partitions: u32, codec: CodecId, overwrite: bool) -> Result<()> {
-        self.create_topic_with_codec(topic, partitions, codec, overwrite)
+    fn create_topic(&self, topic: &str, partitions: u32, overwrite: bool) -> Result<()> {
+        self.create(topic, partitions, overwrite)
     }
 
     fn writer(&self, topic: &str, partition: u32) -> Result<Box<dyn PartitionWriter>> {
@@ -343,3 +339,5 @@ impl LogBackend for FileLog {
         Ok(Box::new(self.open_reader(topic, partition, offset)?))
     }
 }
+
+impl BackendHooks for FileLog {}

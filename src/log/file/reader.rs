@@ -22,7 +22,7 @@ use super::segment::{
     classify_tail, hop_records, open_segment, parse_record, segment_name, segments, Parsed, Tail, RECORD_HEADER,
 };
 use crate::error::{Error, PartitionId, Result};
-use crate::log::{PartitionReader, Record};
+use crate::log::{PartitionReader, ReaderHooks, Record};
 
 /// Reads one partition of the file log, following new segments and new
 /// appends as they arrive.
@@ -245,11 +245,13 @@ impl FileReader {
     }
 }
 
-impl PartitionReader for FileReader {
+impl ReaderHooks for FileReader {
     fn rereads_are_cheap(&self) -> bool {
         true
     }
+}
 
+impl PartitionReader for FileReader {
     fn partition(&self) -> &PartitionId {
         &self.id
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::segment::{lock_partition, recover_segment, segment_name, segments, MAX_RECORD_BYTES, RECORD_HEADER};
 use crate::error::{Error, PartitionId, Result};
-use crate::log::PartitionWriter;
+use crate::log::{PartitionWriter, WriterHooks};
 
 /// Bytes the writer buffers before writing to its segment.
 const WRITE_BUFFER: usize = 1 << 20;
@@ -182,6 +182,12 @@ impl PartitionWriter for FileWriter {
         self.segment.flush().map_err(|e| self.write_failed(e))
     }
 
+    fn max_record_bytes(&self) -> usize {
+        MAX_RECORD_BYTES
+    }
+}
+
+impl WriterHooks for FileWriter {
     /// With `sync`: everything appended so far reaches the disk before the
     /// commit record is appended, so no commit is ever on disk without the
     /// records it covers.
@@ -192,14 +198,13 @@ impl PartitionWriter for FileWriter {
         Ok(())
     }
 
-    /// Writes the commit record out (readers see it) and, with `sync`,
-    /// fsyncs it before returning.
+    /// With `sync`, fsyncs the commit record (published already) before
+    /// returning.
     fn commit_point(&mut self) -> Result<()> {
-        self.flush()
-    }
-
-    fn max_record_bytes(&self) -> usize {
-        MAX_RECORD_BYTES
+        if self.sync {
+            self.sync_segment()?;
+        }
+        Ok(())
     }
 }
 

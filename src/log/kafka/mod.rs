@@ -43,7 +43,7 @@
 //! them on every run: one metadata client per [`KafkaLog`] (cached), readers
 //! that close without rust-rdkafka's 100 ms drop wait (`quick_close.rs`), and
 //! a producer started while the topic is created
-//! ([`LogBackend::prepare_writers`]), whose polling thread stops within 10 ms.
+//! ([`BackendHooks::prepare_writers`]), whose polling thread stops within 10 ms.
 
 mod admin;
 pub(crate) mod client_errors;
@@ -67,8 +67,7 @@ use rdkafka::consumer::Consumer;
 
 use client_errors::{ClientErrors, Refusal};
 
-use super::{LogBackend, PartitionReader, PartitionWriter, TopicInfo};
-use crate::codec_id::CodecId;
+use super::{BackendHooks, LogBackend, PartitionReader, PartitionWriter, TopicInfo};
 use crate::error::{Error, Result};
 
 pub use config::DEFAULT_TIMEOUT;
@@ -77,7 +76,6 @@ pub use config::{CONSUMER_DEFAULTS, METADATA_CLIENT_DEFAULTS, PRODUCER_DEFAULTS}
 pub(crate) use config::{CONSUMER_ONLY, PRODUCER_ONLY};
 pub(crate) use producer::{send_record, Deliveries, SharedProducer};
 pub(crate) use quick_close::QuickClose;
-pub(crate) use reader::undecodable;
 pub use reader::KafkaReader;
 pub use writer::KafkaWriter;
 
@@ -312,10 +310,6 @@ impl LogBackend for KafkaLog {
         "kafka"
     }
 
-    fn check_exactly_once(&self) -> Result<()> {
-        self.check_exactly_once_settings()
-    }
-
     fn partitions(&self, topic: &str) -> Result<Option<u32>> {
         let client = self.metadata_client()?;
         self.partition_count(&client, topic)
@@ -328,7 +322,7 @@ impl LogBackend for KafkaLog {
         Ok(Some(TopicInfo { partitions, has_data }))
     }
 
-    fn create_topic(&self, topic: &str, partitions: u32, _codec: CodecId, overwrite: bool) -> Result<()> {
+    fn create_topic(&self, topic: &str, partitions: u32, overwrite: bool) -> Result<()> {
         if partitions == 0 {
             return Err(Error::Config(format!("topic '{topic}': partition count must be at least 1")));
         }
@@ -348,16 +342,22 @@ impl LogBackend for KafkaLog {
         }
     }
 
-    fn prepare_writers(&self) -> Result<()> {
-        self.shared_producer().map(drop)
-    }
-
     fn writer(&self, topic: &str, partition: u32) -> Result<Box<dyn PartitionWriter>> {
         Ok(Box::new(KafkaWriter::new(self, topic, partition)?))
     }
 
     fn reader(&self, topic: &str, partition: u32, offset: u64) -> Result<Box<dyn PartitionReader>> {
         Ok(Box::new(KafkaReader::new(self, topic, partition, offset)?))
+    }
+}
+
+impl BackendHooks for KafkaLog {
+    fn prepare_writers(&self) -> Result<()> {
+        self.shared_producer().map(drop)
+    }
+
+    fn check_exactly_once(&self) -> Result<()> {
+        self.check_exactly_once_settings()
     }
 }
 

@@ -40,8 +40,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::retry::TRY_BOUND;
 use super::watermarks::watermarks;
 use super::{KafkaLog, QuickClose};
-use crate::error::{Error, PartitionId, Result};
-use crate::log::{PartitionReader, Record};
+use crate::error::{undecodable, Error, PartitionId, Result};
+use crate::log::{PartitionReader, ReaderHooks, Record};
 
 /// Reads one partition from an explicit offset.
 pub struct KafkaReader {
@@ -267,20 +267,6 @@ impl KafkaReader {
     }
 }
 
-/// Consumer errors that say the fetched records cannot be decoded (a
-/// compression codec missing from the build, a corrupt batch): no retry
-/// fixes them, and librdkafka reports them once and goes on fetching.
-pub(crate) fn undecodable(code: RDKafkaErrorCode) -> bool {
-    matches!(
-        code,
-        RDKafkaErrorCode::NotImplemented
-            | RDKafkaErrorCode::BadCompression
-            | RDKafkaErrorCode::BadMessage
-            | RDKafkaErrorCode::InvalidRecord
-            | RDKafkaErrorCode::InvalidMessage
-    )
-}
-
 /// `wait` rounded up to whole milliseconds. librdkafka waits in whole
 /// milliseconds and rust-rdkafka truncates: a wait of 0.4 ms became a
 /// non-blocking poll repeated until the 0.4 ms had passed, and such spins
@@ -410,22 +396,12 @@ impl PartitionReader for KafkaReader {
     /// reported (a fetch is made for it if this reader has not fetched yet),
     /// and one past the last record read.
     fn end_offset(&mut self) -> Result<u64> {
-        let listed = self.reported_end_offset()?;
+        let listed = self.listed_end_offset()?;
         let fetched = match self.fetched_end() {
             Some(end) => Some(end),
             None => self.probe_end(listed)?,
         };
         Ok(listed.max(fetched.unwrap_or(0)).max(self.seen_end))
-    }
-
-    /// ListOffsets' answer, which may be short (see the module doc).
-    fn reported_end_offset(&mut self) -> Result<u64> {
-        let (_, high) =
-            watermarks(self.consumer.client(), &self.log, &self.id.topic, self.id.partition as i32, self.timeout)
-                .map_err(|e| Error::kafka_from(format!("{}: watermarks", self.id), &e))?;
-        let listed = high.max(0) as u64;
-        self.listed_end = Some(listed);
-        Ok(listed)
     }
 
     /// Assigns the partition at `offset` at once, so librdkafka starts
@@ -435,5 +411,23 @@ impl PartitionReader for KafkaReader {
         self.start_at = Some(offset);
         self.next_offset = offset;
         self.assign_pending()
+    }
+}
+
+impl ReaderHooks for KafkaReader {
+    fn reported_end_offset(&mut self) -> Result<Option<u64>> {
+        self.listed_end_offset().map(Some)
+    }
+}
+
+impl KafkaReader {
+    /// ListOffsets' answer, which may be short (see the module doc).
+    fn listed_end_offset(&mut self) -> Result<u64> {
+        let (_, high) =
+            watermarks(self.consumer.client(), &self.log, &self.id.topic, self.id.partition as i32, self.timeout)
+                .map_err(|e| Error::kafka_from(format!("{}: watermarks", self.id), &e))?;
+        let listed = high.max(0) as u64;
+        self.listed_end = Some(listed);
+        Ok(listed)
     }
 }

@@ -43,7 +43,7 @@ use super::producer::{send_record, Deliveries, SharedProducer};
 use super::watermarks::watermarks;
 use super::KafkaLog;
 use crate::error::{Error, PartitionId, Result};
-use crate::log::{PartitionReader, PartitionWriter};
+use crate::log::{PartitionReader, PartitionWriter, WriterHooks};
 
 /// Checksums kept per check window at most (16 MiB); past it a window is
 /// placed by counting alone.
@@ -300,14 +300,16 @@ impl PartitionWriter for KafkaWriter {
         self.check_deliveries()
     }
 
+    fn max_record_bytes(&self) -> usize {
+        self.max_record
+    }
+}
+
+impl WriterHooks for KafkaWriter {
     /// Everything [`PartitionWriter::flush`] checks: every record reported,
     /// none failed, at contiguous offsets.
     fn check_stored(&mut self) -> Result<()> {
         self.flush()
-    }
-
-    fn max_record_bytes(&self) -> usize {
-        self.max_record
     }
 }
 

@@ -4,7 +4,11 @@
 //! (topic, partition, offset) and why, because these messages end up as the
 //! last line a user sees from `capture_send` / `capture_recv`.
 
+mod codes;
+
 use std::path::PathBuf;
+
+pub(crate) use codes::{ends_a_consumer, transient_code, undecodable};
 
 /// librdkafka's error codes, as rust-rdkafka names them.
 pub use rdkafka::error::RDKafkaErrorCode as KafkaErrorCode;
@@ -174,13 +178,18 @@ pub enum Error {
     AlreadyComplete(PartitionId),
     /// An error from librdkafka or a broker. `code` is librdkafka's error
     /// code when there is one: [`Error::kafka_error_code`] and
-    /// [`Error::is_retriable`] read it.
+    /// [`Error::is_retriable`] read it. The message is one line and already
+    /// names the cause; `source()` returns rust-rdkafka's error itself when
+    /// there was one, for a program that matches on it.
     #[error("kafka: {message}")]
     Kafka {
         /// What failed, naming topic and partition where there is one.
         message: String,
         /// librdkafka's code for the failure, if it had one.
         code: Option<KafkaErrorCode>,
+        /// rust-rdkafka's error, if the failure was one.
+        #[source]
+        cause: Option<rdkafka::error::KafkaError>,
     },
     /// Invalid configuration.
     #[error("{0}")]
@@ -203,28 +212,40 @@ impl Error {
     /// A Kafka error without a librdkafka code (a timeout of ours, a
     /// refusal, a record that does not decode).
     pub(crate) fn kafka(message: impl Into<String>) -> Self {
-        Error::Kafka { message: message.into(), code: None }
+        Error::Kafka { message: message.into(), code: None, cause: None }
     }
 
     /// A Kafka error carrying librdkafka's `code`.
     pub(crate) fn kafka_code(message: impl Into<String>, code: KafkaErrorCode) -> Self {
-        Error::Kafka { message: message.into(), code: Some(code) }
+        Error::Kafka { message: message.into(), code: Some(code), cause: None }
     }
 
-    /// `context: error`, keeping librdkafka's code when `error`, or an
-    /// error in its chain of sources, is a [`rdkafka::error::KafkaError`]
-    /// that has one.
+    /// `context: error`, keeping rust-rdkafka's error (as the source) and
+    /// librdkafka's code when `error`, or an error in its chain of sources,
+    /// is a [`rdkafka::error::KafkaError`].
     pub(crate) fn kafka_from(context: impl std::fmt::Display, error: &(dyn std::error::Error + 'static)) -> Self {
-        let mut cause = Some(error);
-        let mut code = None;
-        while let Some(error) = cause {
+        let mut next = Some(error);
+        let mut cause = None;
+        while let Some(error) = next {
             if let Some(kafka) = error.downcast_ref::<rdkafka::error::KafkaError>() {
-                code = kafka.rdkafka_error_code();
+                cause = Some(kafka.clone());
                 break;
             }
-            cause = error.source();
+            next = error.source();
         }
-        Error::Kafka { message: format!("{context}: {error}"), code }
+        let code = cause.as_ref().and_then(|kafka| kafka.rdkafka_error_code());
+        Error::Kafka { message: format!("{context}: {error}"), code, cause }
+    }
+
+    /// The same error with `context: ` before its message (a Kafka error
+    /// keeps its code and cause).
+    pub(crate) fn within(self, context: &str) -> Self {
+        match self {
+            Error::Kafka { message, code, cause } => {
+                Error::Kafka { message: format!("{context}: {message}"), code, cause }
+            }
+            other => Error::kafka(format!("{context}: {other}")),
+        }
     }
 
     /// librdkafka's code, for a Kafka error that has one.
@@ -253,41 +274,6 @@ impl Error {
     }
 }
 
-/// Whether a broker or client answer `code` describes a state that passes
-/// by itself (a leader moving, a broker restarting, a timeout), so asking
-/// again later can succeed. The one classification of the crate:
-/// [`Error::is_retriable`] and the retry policy of the crate's own Kafka
-/// calls (`log/kafka/retry.rs`) both use it.
-pub(crate) fn transient_code(code: KafkaErrorCode) -> bool {
-    use KafkaErrorCode as C;
-    matches!(
-        code,
-        C::UnknownPartition
-            | C::UnknownTopicOrPartition
-            | C::LeaderNotAvailable
-            | C::NotLeaderForPartition
-            | C::BrokerNotAvailable
-            | C::ReplicaNotAvailable
-            | C::FencedLeaderEpoch
-            | C::UnknownLeaderEpoch
-            | C::OffsetNotAvailable
-            | C::BrokerTransportFailure
-            | C::AllBrokersDown
-            | C::NetworkException
-            | C::KafkaStorageError
-            | C::OperationTimedOut
-            | C::RequestTimedOut
-            | C::MessageTimedOut
-            | C::NotEnoughReplicas
-            | C::NotEnoughReplicasAfterAppend
-            | C::NotController
-            | C::NotCoordinator
-            | C::CoordinatorNotAvailable
-            | C::CoordinatorLoadInProgress
-            | C::Resolve
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,7 +288,11 @@ mod tests {
 
         let refused = Error::kafka_code("topic 't'", KafkaErrorCode::TopicAuthorizationFailed);
         assert!(!refused.is_retriable());
+        let source = std::error::Error::source(&error).expect("rdkafka's error is the source");
+        assert_eq!(source.downcast_ref::<rdkafka::error::KafkaError>(), Some(&cause));
+
         let not_kafka = Error::kafka_from("thread", &std::io::Error::other("no"));
+        assert!(std::error::Error::source(&not_kafka).is_none());
         assert_eq!(not_kafka.kafka_error_code(), None);
         assert!(!Error::Config("x".into()).is_retriable());
     }
