@@ -148,7 +148,7 @@ fn main() {
         }
         drop(input);
         while worker.step() {}
-        Ok(sink.acknowledged())
+        Ok(sink.stats().acknowledged)
     })
     .unwrap_or_else(|e| fail(e));
     let records: u64 = written.into_iter().sum();

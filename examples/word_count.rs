@@ -153,7 +153,7 @@ fn produce_sample(kafka: KafkaLog, topic: String) -> timely_kafka::Result<u64> {
             kafka_sink(lines.to_stream(scope).container::<Vec<_>>(), SinkConfig::new(kafka.clone()), &topic)
         });
         while w.step() {}
-        Ok(sink.acknowledged())
+        Ok(sink.stats().acknowledged)
     })?;
     Ok(written.into_iter().sum())
 }
@@ -266,11 +266,11 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
             let (lines, binding) = match &pipeline {
                 Some(pipeline) => {
                     let resume = pipeline.source_resume();
-                    let (lines, binding) =
+                    let (lines, binding, _) =
                         kafka_source_exactly_once(scope, source_config, &args.input, resume, read_line);
                     (lines, Some(binding))
                 }
-                None => (kafka_source(scope, source_config, &args.input, None, read_line), None),
+                None => (kafka_source(scope, source_config, &args.input, None, read_line).0, None),
             };
             let counts = count(lines.flat_map(|line| words(&line)), distinct.clone())
                 .inspect(move |(word, count)| {
@@ -281,11 +281,11 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
             match (pipeline, binding) {
                 (Some(pipeline), Some(binding)) => {
                     let handle = pipeline.sink(records, binding);
-                    Box::new(move || handle.written()) as Box<dyn Fn() -> u64>
+                    Box::new(move || handle.stats().written) as Box<dyn Fn() -> u64>
                 }
                 _ => {
                     let handle = kafka_sink(records, SinkConfig::new(kafka.clone()), &args.output);
-                    Box::new(move || handle.acknowledged())
+                    Box::new(move || handle.stats().acknowledged)
                 }
             }
         });

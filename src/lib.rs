@@ -25,8 +25,8 @@
 //! # Failures
 //!
 //! The crate never ends the host process or changes its exit status: a
-//! failure is returned by [`execute`], recorded in its handle
-//! ([`CaptureHandle`], [`ReplayHandle`]) and printed once to stderr as one
+//! failure is returned by [`execute`], recorded in its [`Status`] (one type
+//! for a capture, a replay, a source, a sink, a pipeline) and printed once to stderr as one
 //! line naming topic, partition and offset. A failed replay closes its
 //! stream's frontier so every worker can finish: downstream operators see
 //! "done", and only the handle or `execute`'s `Err` tells a failure from a
@@ -69,9 +69,9 @@ pub use capture::differential;
 pub use capture::inspect;
 
 pub use capture::exactly_once::ExactlyOnce;
-pub use capture::producer::{CaptureHandle, CaptureStats, EventProducer};
+pub use capture::producer::{CaptureStats, EventProducer};
 pub use capture::replay::consumer::EventConsumer;
-pub use capture::replay::handle::{ReplayHandle, ReplayStats};
+pub use capture::replay::stats::ReplayStats;
 #[cfg(feature = "abomonation")]
 pub use capture::wire::codec::Abomonation;
 pub use capture::wire::codec::{Bincode, EventCodec};
@@ -81,14 +81,17 @@ pub use capture::worker::{
     capture, capture_exactly_once, replay, CaptureOptions, LogConsumer, LogProducer, ReplayOptions, StreamStart,
 };
 pub use codec_id::CodecId;
-pub use connect::sink::{kafka_sink, SinkConfig, SinkHandle};
-pub use connect::source::{kafka_source, kafka_source_exactly_once, SourceConfig, SourceEnd, SourceRecord};
-pub use connect::ConnectorStatus;
+pub use connect::exactly_once::PipelineStats;
+pub use connect::sink::{kafka_sink, SinkConfig, SinkStats};
+pub use connect::source::{
+    kafka_source, kafka_source_exactly_once, SourceConfig, SourceEnd, SourceRecord, SourceStats,
+};
 pub use error::{Error, FrameError, KafkaErrorCode, PartitionId, Result};
 pub use log::file::FileLog;
 pub use log::kafka::KafkaLog;
 pub use log::LogBackend;
 pub use runtime::failure::exit_on_unhandled_failure;
+pub use runtime::status::{Stats, Status};
 pub use runtime::{execute, step_until_done, try_execute, REPLAY_PERIOD};
 
 /// Not API: what the crate's binaries, tests and fuzzer reach below the

@@ -25,7 +25,7 @@ fn capture<K: EventCodec<u64, Vec<u64>>>(log: &FileLog, topic: &str) {
 fn replay<K: EventCodec<u64, Vec<u64>>>(log: &FileLog, topic: &str) -> Result<Vec<Event<u64, Vec<u64>>>, String> {
     let mut consumer = EventConsumer::<u64, Vec<u64>, _, K>::with_codec(log.reader(topic, 0, 0).unwrap())
         .idle_timeout(Duration::from_secs(3));
-    let handle = consumer.handle();
+    let handle = consumer.status();
     let mut events = Vec::new();
     // A failed replay closes its frontier and stops; its handle has the error.
     while !handle.is_complete() && !handle.is_failed() {

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::records::{parse, produce};
@@ -15,10 +16,9 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Probe, ToStream};
 use timely_kafka::connect::sink::{kafka_sink, SinkConfig};
 use timely_kafka::connect::source::{kafka_source, time, SourceConfig, SourceEnd};
-use timely_kafka::connect::ConnectorStatus;
 use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
-use timely_kafka::Error;
+use timely_kafka::{Error, SourceStats, Status};
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
 
@@ -40,22 +40,37 @@ fn log(brokers: &str) -> KafkaLog {
     KafkaLog::unchecked(brokers, &properties.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
 }
 
+/// Every worker's source status.
+#[derive(Clone, Default)]
+struct SourceStatuses(Arc<Mutex<Vec<Status<SourceStats>>>>);
+
+impl SourceStatuses {
+    fn is_failed(&self) -> bool {
+        self.0.lock().unwrap().iter().any(|s| s.is_failed())
+    }
+    fn warnings(&self) -> u64 {
+        self.0.lock().unwrap().iter().map(|s| s.warnings()).sum()
+    }
+}
+
 /// Runs a live source of `topic` (every worker) into a probe until it ends;
 /// `before_run` is called by worker 0 once the dataflow is built.
 fn run_source(
     brokers: String,
     topic: &'static str,
     before_run: impl Fn() + Send + Sync + 'static,
-) -> (Result<Vec<u64>, Error>, ConnectorStatus) {
-    let status = ConnectorStatus::default();
-    let shared = status.clone();
+) -> (Result<Vec<u64>, Error>, SourceStatuses) {
+    let statuses = SourceStatuses::default();
+    let shared = statuses.clone();
     let result = execute(timely::Config::process(WORKERS), move |w| {
-        let mut config = SourceConfig::new(log(&brokers)).end(SourceEnd::Live).broker_timeout(TIMEOUT);
-        config.status = shared.clone();
+        let config = SourceConfig::new(log(&brokers)).end(SourceEnd::Live).broker_timeout(TIMEOUT);
         let seen = std::rc::Rc::new(std::cell::Cell::new(0u64));
         let count = seen.clone();
         let probe = w.dataflow::<u64, _, _>(|scope| {
-            kafka_source(scope, config, topic, None, move |r| parse(r).map(|v| (time::offset(r), v)))
+            let (values, status) =
+                kafka_source(scope, config, topic, None, move |r| parse(r).map(|v| (time::offset(r), v)));
+            shared.0.lock().unwrap().push(status);
+            values
                 .map(move |v| {
                     count.set(count.get() + 1);
                     v
@@ -71,7 +86,7 @@ fn run_source(
         }
         Ok(seen.get())
     });
-    (result, status)
+    (result, statuses)
 }
 
 /// Sinks `count` records per worker (different on each) to `topic`;
@@ -98,7 +113,7 @@ fn run_sink(
         }
         while w.step_or_park(Some(Duration::from_millis(5))) {}
         // A failed sink never reports completion.
-        Ok(sink.status().is_complete())
+        Ok(sink.is_complete())
     })
 }
 
@@ -196,7 +211,7 @@ fn a_failed_source_ends_a_computation_whose_other_sink_commits_nothing() {
         let config = SourceConfig::new(log(&brokers)).broker_timeout(TIMEOUT);
         let sink_config = SinkConfig::new(log(&brokers)).flush_timeout(TIMEOUT);
         let (probe, sink) = w.dataflow::<u64, _, _>(|scope| {
-            let values = kafka_source(scope, config, "nowhere", None, |r| parse(r).map(|v| (0, v)));
+            let (values, _) = kafka_source(scope, config, "nowhere", None, |r| parse(r).map(|v| (0, v)));
             let sink = kafka_sink(values.clone().map(|v| (v.to_string(), v.to_string())), sink_config, "out");
             (values.probe().0, sink)
         });
@@ -204,7 +219,7 @@ fn a_failed_source_ends_a_computation_whose_other_sink_commits_nothing() {
             w.step_or_park(Some(Duration::from_millis(5)));
         }
         while w.step_or_park(Some(Duration::from_millis(5))) {}
-        Ok(sink.status().is_complete())
+        Ok(sink.is_complete())
     });
     assert_error_names(result, &["nowhere"]);
 }

@@ -115,7 +115,7 @@ fn capture(log: Arc<dyn LogBackend>, create_topic: bool) {
     execute(config(CAPTURE_WORKERS), move |w| {
         let options = CaptureOptions { create_topic, ..Default::default() };
         let producer = timely_kafka::capture(w, log.as_ref(), "pairs", options.clone())?;
-        let handle = producer.handle();
+        let handle = producer.status();
         let probe = compute(w, move |pairs| {
             let probe = pairs.clone().inner.probe().0;
             pairs.capture_updates(producer);

@@ -120,7 +120,7 @@ fn replay(data: &Path) -> Vec<Fingerprint> {
             let mut consumer = EventConsumer::<u64, Vec<u64>>::open(&log, "t", p, Duration::from_secs(10))
                 .unwrap()
                 .idle_timeout(Duration::from_secs(5));
-            let handle = consumer.handle();
+            let handle = consumer.status();
             let mut fingerprint = Fingerprint::default();
             while !handle.is_complete() && !handle.is_failed() {
                 if let Some(Event::Messages(_, data)) = consumer.next().map(|e| e.into_owned()) {

@@ -85,7 +85,7 @@ fn follow(
             .map_err(|e| e.to_string())?
             .idle_timeout(Duration::from_secs(30));
         let mut consumer = consumer;
-        let handle = consumer.handle();
+        let handle = consumer.status();
         let mut fingerprint = Fingerprint::default();
         while !handle.is_complete() && !handle.is_failed() {
             if let Some(event) = consumer.next() {

@@ -278,7 +278,7 @@ fn foreign_record(log: Arc<dyn LogBackend>, topic: &str) {
         let inserted = Arc::default();
         let writer = Interleaved { inner, other, at: Some(FOREIGN_AT), appended: 0, inserted };
         let producer = EventProducer::<u64, Vec<u64>, _>::exactly_once(writer, 0, 1, eo::eager()).unwrap();
-        let handle = producer.handle();
+        let handle = producer.status();
         worker.dataflow::<u64, _, _>(|scope| timed_numbers(scope, spec).capture_into(producer));
         while worker.step() {}
         (handle.error(), handle.stats().commits)

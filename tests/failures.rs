@@ -162,7 +162,7 @@ fn replay_one(log: &dyn LogBackend, topic: &str, partition: u32) -> common::Fing
     use timely::dataflow::operators::capture::event::{Event, EventIterator};
     let consumer = EventConsumer::<u64, Vec<u64>>::open(log, topic, partition, Duration::from_secs(5)).unwrap();
     let mut consumer = consumer.idle_timeout(Duration::from_secs(5));
-    let handle = consumer.handle();
+    let handle = consumer.status();
     let mut fp = common::Fingerprint::default();
     while !handle.is_complete() {
         assert!(handle.error().is_none(), "{:?}", handle.error());
@@ -192,7 +192,7 @@ fn reading_a_replay_error_twice_gives_the_same_error() {
     let _deadline = common::deadline();
     let (_dir, log) = corrupt_topic();
     let mut consumer = EventConsumer::<u64, Vec<u64>>::open(log.as_ref(), "c", 1, Duration::from_secs(5)).unwrap();
-    let handle = consumer.handle();
+    let handle = consumer.status();
     while !handle.is_failed() {
         assert!(!handle.is_complete(), "the corrupt partition cannot complete");
         consumer.next();
@@ -227,7 +227,7 @@ fn a_capture_fed_by_a_failed_replay_is_not_stored_as_complete() {
             } else {
                 capture(w, replayed.as_ref(), out, CaptureOptions::default())?
             };
-            let handle = producer.handle();
+            let handle = producer.status();
             let probe = w.dataflow::<u64, _, _>(|s| {
                 let replayed = streams.replay_into(s).exchange(|x| *x);
                 replayed.clone().capture_into(producer);
@@ -274,7 +274,7 @@ fn child_plain_timely_replay() {
         let consumers: Vec<EventConsumer<u64, Vec<u64>>> = timely_kafka::StreamLayout::assigned(3, index, peers)
             .map(|p| EventConsumer::open(&log, "c", p, Duration::from_secs(5)).unwrap())
             .collect();
-        let handles: Vec<_> = consumers.iter().map(|c| c.handle()).collect();
+        let handles: Vec<_> = consumers.iter().map(|c| c.status()).collect();
         let probe = worker.dataflow::<u64, _, _>(|s| consumers.replay_into(s).exchange(|x| *x).probe().0);
         worker.step_while(|| !probe.done());
         handles

@@ -134,7 +134,7 @@ fn wrong_value_type_is_refused_before_decoding() {
     use timely::dataflow::operators::capture::event::EventIterator;
     let mut consumer =
         EventConsumer::<u64, Vec<String>>::open(log.as_ref(), "typed", 0, Duration::from_secs(5)).unwrap();
-    let handle = consumer.handle();
+    let handle = consumer.status();
     // The refusal closes the stream at once: its only event retracts the
     // initial capability, no data is decoded.
     let event = consumer.next().map(|e| e.into_owned());

@@ -12,7 +12,7 @@ use timely::progress::Stamp;
 use timely_kafka::log::file::{FileLog, FileWriter};
 use timely_kafka::log::{LogBackend, PartitionWriter, WriterHooks};
 use timely_kafka::ExactlyOnce;
-use timely_kafka::{CaptureHandle, EventProducer};
+use timely_kafka::{CaptureStats, EventProducer, Status};
 use timely_kafka::{PartitionId, Result};
 
 /// What the wrapper saw at one commit.
@@ -31,7 +31,7 @@ struct CommitSeen {
 struct Watched {
     inner: FileWriter,
     appended: u64,
-    handle: Arc<OnceLock<CaptureHandle>>,
+    handle: Arc<OnceLock<Status<CaptureStats>>>,
     seen: Arc<Mutex<Vec<CommitSeen>>>,
     pending: Option<CommitSeen>,
 }
@@ -98,7 +98,7 @@ fn capture_with_sync(sync: bool) -> (Vec<CommitSeen>, u64, u64) {
     };
     let options = ExactlyOnce { commit_interval: Duration::ZERO, ..Default::default() };
     let mut producer = EventProducer::<u64, Vec<u64>, Watched>::exactly_once(writer, 0, 1, options).unwrap();
-    let capture = producer.handle();
+    let capture = producer.status();
     handle.set(capture.clone()).ok().unwrap();
     for time in 0..20u64 {
         producer.push(Event::Messages(Stamp::from_elem(time), (time * 100..time * 100 + 100).collect()));

@@ -74,7 +74,7 @@ fn five_megabyte_event_is_chunked_and_reassembled() {
 
     let mut consumer =
         EventConsumer::<u64, Vec<u64>>::new(log.reader("big", 0, 0).unwrap()).idle_timeout(Duration::from_secs(20));
-    let handle = consumer.handle();
+    let handle = consumer.status();
     let mut events = Vec::new();
     while !handle.is_complete() {
         if let Some(event) = consumer.next() {

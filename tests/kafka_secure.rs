@@ -300,7 +300,7 @@ fn read_lines(brokers: &str, topic: &str) -> Vec<String> {
         let seen = std::rc::Rc::new(std::cell::RefCell::new(BTreeMap::<String, u64>::new()));
         let sink = seen.clone();
         let probe = worker.dataflow::<u64, _, _>(|scope| {
-            let lines = kafka_source(scope, config, &topic, None, |r| {
+            let (lines, _) = kafka_source(scope, config, &topic, None, |r| {
                 Some((0, String::from_utf8_lossy(r.payload.unwrap_or_default()).into_owned()))
             });
             lines.inspect(move |line: &String| *sink.borrow_mut().entry(line.clone()).or_default() += 1).probe().0

@@ -534,13 +534,13 @@ fn retention_past_the_binding_is_a_hard_error() {
             let source = SourceConfig::new(log.clone()).end(SourceEnd::CurrentEnd);
             let handle = w.dataflow::<u64, _, _>(|scope| {
                 let resume = pipeline.source_resume();
-                let (values, binding) = kafka_source_exactly_once(scope, source, &input, resume, |r| {
+                let (values, binding, _) = kafka_source_exactly_once(scope, source, &input, resume, |r| {
                     common::records::parse(r).map(|v| (r.offset, v))
                 });
                 pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
             });
             while w.step_or_park(Some(Duration::from_millis(5))) {}
-            Ok(handle.written())
+            Ok(handle.stats().written)
         })
     };
     let written: u64 = copy(log.clone(), input.clone(), output.clone()).unwrap().into_iter().sum();

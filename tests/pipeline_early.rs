@@ -141,7 +141,7 @@ fn copy_counted(brokers: &str, input: &str, output: &str, how: Run) -> Result<(u
         let others_read = others_read.clone();
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
-            let (values, binding) = kafka_source_exactly_once(scope, source, &input, resume, move |r| {
+            let (values, binding, _) = kafka_source_exactly_once(scope, source, &input, resume, move |r| {
                 std::thread::sleep(per_record);
                 if hold_partition_0 && r.partition != 0 {
                     others_read.fetch_add(1, Ordering::Relaxed);
@@ -156,10 +156,10 @@ fn copy_counted(brokers: &str, input: &str, output: &str, how: Run) -> Result<(u
             pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
         });
         while w.step_or_park(Some(Duration::from_millis(5))) {}
-        if let Some(error) = handle.status().error() {
-            return Err(timely_kafka::Error::Dataflow(error));
+        if let Some(error) = handle.error() {
+            return Err(error);
         }
-        Ok((handle.commits(), handle.written(), handle.aborted_early()))
+        Ok((handle.stats().commits, handle.stats().written, handle.stats().aborted_early))
     })?;
     Ok(per_worker
         .into_iter()
@@ -456,7 +456,7 @@ fn partitions_added_while_running_fail_the_pipeline_and_the_next_start_reads_the
                 source.partition_check = Duration::from_millis(500);
                 let handle = w.dataflow::<u64, _, _>(|scope| {
                     let resume = pipeline.source_resume();
-                    let (values, binding) = kafka_source_exactly_once(scope, source, &input, resume, |r| {
+                    let (values, binding, _) = kafka_source_exactly_once(scope, source, &input, resume, |r| {
                         parse(r).map(|v| (r.offset / 10, v))
                     });
                     pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
@@ -465,7 +465,7 @@ fn partitions_added_while_running_fail_the_pipeline_and_the_next_start_reads_the
                 while w.step_or_park(Some(Duration::from_millis(5))) {
                     assert!(started.elapsed() < Duration::from_secs(120), "the live pipeline ran on for 120 s");
                 }
-                Ok(handle.commits())
+                Ok(handle.stats().commits)
             })
         })
     };

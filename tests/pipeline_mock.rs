@@ -55,16 +55,16 @@ fn copy(brokers: &str, accept_mock: bool, fail_elsewhere: bool) -> Result<(u64, 
         let source = SourceConfig::new(log.clone()).end(SourceEnd::CurrentEnd).broker_timeout(Duration::from_secs(5));
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
-            let (values, binding) = kafka_source_exactly_once(scope, source.clone(), "in", resume, |r| {
+            let (values, binding, _) = kafka_source_exactly_once(scope, source.clone(), "in", resume, |r| {
                 parse(r).map(|v| (r.offset / 100, v))
             });
             if fail_elsewhere {
-                kafka_source(scope, source, "missing", None, |r| parse(r).map(|v| (time::offset(r), v))).probe();
+                kafka_source(scope, source, "missing", None, |r| parse(r).map(|v| (time::offset(r), v))).0.probe();
             }
             pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
         });
         while w.step_or_park(Some(Duration::from_millis(5))) {}
-        Ok((handle.commits(), handle.written()))
+        Ok((handle.stats().commits, handle.stats().written))
     })?;
     Ok(per_worker.into_iter().fold((0, 0), |(c, r), (commits, written)| (c + commits, r + written)))
 }
@@ -166,8 +166,8 @@ fn a_source_failure_the_sink_cannot_see_still_commits_nothing() {
     // commits nothing, though it holds records.
     let _deadline = common::deadline();
     let (_cluster, brokers) = cluster();
-    let source_status = timely_kafka::connect::ConnectorStatus::default();
-    let status = source_status.clone();
+    let source_statuses = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let statuses = source_statuses.clone();
     let pipeline_brokers = brokers.clone();
     let results = timely::execute(timely::Config::process(WORKERS), move |w| {
         let log = KafkaLog::new(&pipeline_brokers, &[]).unwrap();
@@ -176,15 +176,14 @@ fn a_source_failure_the_sink_cannot_see_still_commits_nothing() {
         let pipeline = exactly_once::open(w, &config).unwrap();
         // The other workers' sources cannot reach any broker.
         let source_log = if w.index() == 0 { KafkaLog::new(&pipeline_brokers, &[]).unwrap() } else { unreachable() };
-        let mut source =
-            SourceConfig::new(source_log).end(SourceEnd::CurrentEnd).broker_timeout(Duration::from_secs(2));
-        source.status = status.clone();
+        let source = SourceConfig::new(source_log).end(SourceEnd::CurrentEnd).broker_timeout(Duration::from_secs(2));
         let records = std::rc::Rc::new(std::cell::Cell::new(0u64));
         let counter = records.clone();
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
-            let (values, binding) =
+            let (values, binding, status) =
                 kafka_source_exactly_once(scope, source, "in", resume, |r| parse(r).map(|v| (0, v)));
+            statuses.lock().unwrap().push(status);
             let values = values.map(move |v| {
                 counter.set(counter.get() + 1);
                 v
@@ -192,12 +191,13 @@ fn a_source_failure_the_sink_cannot_see_still_commits_nothing() {
             pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
         });
         while w.step_or_park(Some(Duration::from_millis(5))) {}
-        (handle.commits(), handle.status().is_complete(), handle.dropped() + records.get())
+        (handle.stats().commits, handle.is_complete(), handle.stats().dropped + records.get())
     })
     .unwrap()
     .join();
-    let message = source_status.error().expect("the source failed");
-    assert!(message.contains("no metadata"), "{message}");
+    let failed: Vec<_> = source_statuses.lock().unwrap().iter().filter_map(|s| s.error()).collect();
+    assert_eq!(failed.len(), WORKERS - 1, "every source but worker 0's failed: {failed:?}");
+    assert!(failed.iter().all(|e| e.to_string().contains("no metadata")), "{failed:?}");
     let mut read = 0;
     for result in results {
         let (commits, complete, records) = result.unwrap();
@@ -225,15 +225,15 @@ fn a_source_failure_in_another_process_stops_the_commits_of_a_live_input() {
         config.accept_broker_without_aborts = true;
         let pipeline = exactly_once::open(w, &config).unwrap();
         let source_log = if w.index() == 0 { KafkaLog::new(&pipeline_brokers, &[]).unwrap() } else { unreachable() };
-        let mut source = SourceConfig::new(source_log).end(SourceEnd::Live).broker_timeout(Duration::from_secs(2));
-        // Each worker's source fails alone, as if in a process of its own.
-        source.status = timely_kafka::connect::ConnectorStatus::default();
+        let source = SourceConfig::new(source_log).end(SourceEnd::Live).broker_timeout(Duration::from_secs(2));
+        // Each worker's source fails alone (its status is its own), as if
+        // in a process of its own.
         let stop = source.stop.clone();
         let read = std::rc::Rc::new(std::cell::Cell::new(0u64));
         let counter = read.clone();
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
-            let (values, binding) = kafka_source_exactly_once(scope, source, "in", resume, move |r| {
+            let (values, binding, _) = kafka_source_exactly_once(scope, source, "in", resume, move |r| {
                 counter.set(counter.get() + 1);
                 parse(r).map(|v| (r.offset / 100, v))
             });
@@ -242,10 +242,10 @@ fn a_source_failure_in_another_process_stops_the_commits_of_a_live_input() {
         let started = std::time::Instant::now();
         while w.step_or_park(Some(Duration::from_millis(5))) {
             // The live source runs on until the sink has failed (or 60 s).
-            let done = w.index() != 0 || handle.status().is_failed() || started.elapsed() > Duration::from_secs(60);
+            let done = w.index() != 0 || handle.is_failed() || started.elapsed() > Duration::from_secs(60);
             stop.store(done, std::sync::atomic::Ordering::Relaxed);
         }
-        (handle.commits(), handle.status().error(), read.get())
+        (handle.stats().commits, handle.error().map(|e| e.to_string()), read.get())
     })
     .unwrap()
     .join();
@@ -279,7 +279,7 @@ fn a_closed_frontier_without_clean_ends_fails_in_one_line() {
             pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
         });
         while w.step_or_park(Some(Duration::from_millis(5))) {}
-        Ok(handle.commits())
+        Ok(handle.stats().commits)
     });
     let error = results.expect_err("a closed frontier without clean ends").to_string();
     assert!(error.contains("clean end from 0 of 2 sources") && !error.contains('\n'), "{error}");
@@ -303,12 +303,12 @@ fn an_exactly_once_source_refuses_the_properties_it_sets_itself() {
             let source = SourceConfig::new(KafkaLog::new(&brokers, &given)?).end(SourceEnd::CurrentEnd);
             let handle = w.dataflow::<u64, _, _>(|scope| {
                 let resume = pipeline.source_resume();
-                let (values, binding) =
+                let (values, binding, _) =
                     kafka_source_exactly_once(scope, source, "in", resume, |r| parse(r).map(|v| (0, v)));
                 pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
             });
             while w.step_or_park(Some(Duration::from_millis(5))) {}
-            Ok(handle.commits())
+            Ok(handle.stats().commits)
         });
         let line = result.expect_err("refused").to_string();
         assert!(line.contains(&format!("client property '{key}' is set by the source")), "{line}");
@@ -330,12 +330,12 @@ fn an_exactly_once_source_of_another_topic_is_refused() {
         let source = SourceConfig::new(log).end(SourceEnd::CurrentEnd);
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
-            let (values, binding) =
+            let (values, binding, _) =
                 kafka_source_exactly_once(scope, source, "out", resume, |r| parse(r).map(|v| (0, v)));
             pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
         });
         while w.step_or_park(Some(Duration::from_millis(5))) {}
-        Ok(handle.commits())
+        Ok(handle.stats().commits)
     });
     let line = result.expect_err("refused").to_string();
     assert!(line.contains("exactly-once source of topic 'out': the pipeline's input is 'in'"), "{line}");

@@ -139,7 +139,7 @@ fn count(brokers: &str, input: &str, output: &str, end: End) -> Result<Ran> {
         let (idle_stop, read) = shared.clone();
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
-            let (times, binding) = kafka_source_exactly_once(scope, source, &input, resume, move |r| {
+            let (times, binding, _) = kafka_source_exactly_once(scope, source, &input, resume, move |r| {
                 if r.partition == 0 {
                     early_read.fetch_add(1, Ordering::Relaxed);
                     if stop_at_late {
@@ -163,10 +163,10 @@ fn count(brokers: &str, input: &str, output: &str, end: End) -> Result<Ran> {
                 idle_stop.store(true, Ordering::Relaxed);
             }
         }
-        if let Some(error) = handle.status().error() {
-            return Err(timely_kafka::Error::Dataflow(error));
+        if let Some(error) = handle.error() {
+            return Err(error);
         }
-        Ok(handle.commits())
+        Ok(handle.stats().commits)
     })?;
     Ok(Ran { commits: commits.into_iter().sum(), early_read: early_read.load(Ordering::Relaxed) })
 }

@@ -77,17 +77,17 @@ fn copy(
         let hook = hook.clone();
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
-            let (values, binding) = kafka_source_exactly_once(scope, source, &input, resume, move |r| {
+            let (values, binding, _) = kafka_source_exactly_once(scope, source, &input, resume, move |r| {
                 hook(r.offset);
                 parse(r).map(|v| (0, v))
             });
             pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
         });
         while w.step_or_park(Some(Duration::from_millis(5))) {}
-        if let Some(error) = handle.status().error() {
-            return Err(timely_kafka::Error::Dataflow(error));
+        if let Some(error) = handle.error() {
+            return Err(error);
         }
-        Ok(handle.written())
+        Ok(handle.stats().written)
     })?;
     Ok(written.into_iter().sum())
 }

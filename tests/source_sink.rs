@@ -50,6 +50,7 @@ fn event_time_frontier_never_passes_a_delivered_record() {
         let bucket = time::event_time_bucket(100);
         let probe = worker.dataflow(|scope| {
             kafka_source(scope, config, "temps", None, move |r| parse(r).map(|v| (bucket(r), v)))
+                .0
                 .inspect_core(move |event| {
                     let (counts, frontier, late) = &mut *watch.lock().unwrap();
                     match event {
@@ -137,6 +138,7 @@ fn group_member(
         let probe = ProbeHandle::new();
         worker.dataflow(|scope| {
             kafka_source(scope, config, topic, Some(probe.clone()), |r| parse(r).map(|v| (time::offset(r), v)))
+                .0
                 .inspect(move |x| sink.lock().unwrap().add(*x))
                 .probe_with(&probe);
         });

@@ -120,13 +120,13 @@ where
             if let Some(note) = consumer.session_note() {
                 eprintln!("{PROGRAM}: {}: {note}", consumer.partition());
             }
-            let handle = consumer.handle();
+            let handle = consumer.status();
             totals.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(move || {
                 let stats = handle.stats();
                 (stats.records, stats.bytes)
             }));
         }
-        let handles: Vec<_> = consumers.iter().map(|c| c.handle()).collect();
+        let handles: Vec<_> = consumers.iter().map(|c| c.status()).collect();
         let seen = std::rc::Rc::new(std::cell::Cell::new(Seen::default()));
         let counter = seen.clone();
         let probe = worker.dataflow::<u64, _, _>(|scope| {

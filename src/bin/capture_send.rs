@@ -155,7 +155,7 @@ where
                 (producer, point.restart_from.elements().first().copied().unwrap_or(u64::MAX))
             }
         };
-        let handle = producer.handle();
+        let handle = producer.status();
         let watched = handle.clone();
         totals.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(move || {
             let stats = watched.stats();

@@ -6,13 +6,12 @@
 //! records to a topic (at least once). [`exactly_once`] joins them into a
 //! pipeline whose output survives being killed at any moment: a
 //! transactional sink whose commits carry the source offsets
-//! ([`source::kafka_source_exactly_once`]). [`status`] is how they fail.
+//! ([`source::kafka_source_exactly_once`]). Each returns a [`crate::Status`]:
+//! how it fails is how a capture or replay does (`connect/status.rs`).
 //! They use [`crate::log::kafka`] for client configuration and, from
 //! [`crate::capture`], only the failure recording and the collective steps.
 
 pub mod exactly_once;
 pub mod sink;
 pub mod source;
-pub mod status;
-
-pub use status::ConnectorStatus;
+mod status;

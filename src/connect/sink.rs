@@ -7,12 +7,12 @@
 //! has passed a time, everything at that time is acknowledged by the broker,
 //! or the sink fails with the broker's error naming the topic.
 //!
-//! Failing never panics (see [`crate::connect::status`]): a producer that
+//! Failing never panics (see `connect/status.rs`): a producer that
 //! cannot be created, a missing topic, a failed delivery, a queue full for
 //! too long or records unacknowledged after `flush_timeout` are recorded in
 //! the sink's status, become the computation's failure (returned by
 //! `execute`), and the sink drops the rest of its input.
-//! The handle reports completion only when the input ended with nothing
+//! The status reports completion only when the input ended with nothing
 //! failed anywhere in the computation: an input frontier closed by a failed
 //! source is not the end of the data.
 //!
@@ -30,10 +30,10 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 use timely::progress::{Antichain, Timestamp};
 
-use super::status::ConnectorStatus;
 use crate::error::Error;
 use crate::log::kafka::retry::retry;
 use crate::log::kafka::{send_record, Deliveries, KafkaLog, SharedProducer};
+use crate::runtime::status::{load, sealed::Counted, Stats, Status};
 
 /// Chooses a partition from a record's key and the topic's partition count.
 pub type Partitioner = Arc<dyn Fn(&[u8], u32) -> u32 + Send + Sync>;
@@ -78,37 +78,31 @@ impl SinkConfig {
     }
 }
 
-/// Counters and status of a running sink.
-#[derive(Clone, Default)]
-pub struct SinkHandle {
-    sent: Arc<AtomicU64>,
-    deliveries: Arc<Deliveries>,
-    status: ConnectorStatus,
-}
-
-impl std::fmt::Debug for SinkHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SinkHandle")
-            .field("sent", &self.sent.load(Ordering::Relaxed))
-            .field("status", &self.status)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SinkHandle {
+/// What a [`kafka_sink`] counts, read through its [`Status`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SinkStats {
     /// Records handed to the producer.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
-    }
+    pub sent: u64,
     /// Records acknowledged by the broker.
-    pub fn acknowledged(&self) -> u64 {
-        self.deliveries.acked()
-    }
-    /// Failure, warnings and completion.
-    pub fn status(&self) -> &ConnectorStatus {
-        &self.status
+    pub acknowledged: u64,
+}
+
+/// The counters behind [`SinkStats`].
+#[derive(Default)]
+#[doc(hidden)]
+pub struct SinkCounters {
+    sent: AtomicU64,
+    deliveries: Arc<Deliveries>,
+}
+
+impl Counted for SinkStats {
+    type Counters = SinkCounters;
+    fn read(c: &SinkCounters) -> Self {
+        SinkStats { sent: load(&c.sent), acknowledged: c.deliveries.acked() }
     }
 }
+
+impl Stats for SinkStats {}
 
 /// The shared producer and, with a partitioner, the topic's partition count;
 /// an error names the topic.
@@ -128,14 +122,14 @@ fn open(config: &SinkConfig, topic: &str) -> Result<(Arc<SharedProducer>, u32), 
 }
 
 /// Writes every `(key, value)` of `stream` to `topic`.
-pub fn kafka_sink<T, K, V>(stream: Stream<'_, T, Vec<(K, V)>>, config: SinkConfig, topic: &str) -> SinkHandle
+pub fn kafka_sink<T, K, V>(stream: Stream<'_, T, Vec<(K, V)>>, config: SinkConfig, topic: &str) -> Status<SinkStats>
 where
     T: Timestamp,
     K: AsRef<[u8]> + 'static,
     V: AsRef<[u8]> + 'static,
 {
-    let handle = SinkHandle::default();
-    let status = handle.status.clone();
+    let status = Status::<SinkStats>::default();
+    let handle = status.clone();
     let context = format!("kafka sink to topic '{topic}'");
     let opened = open(&config, topic);
     let (producer, partitions) = match opened {
@@ -145,17 +139,16 @@ where
             (None, 0)
         }
     };
-    let deliveries = handle.deliveries.clone();
     let topic = topic.to_string();
-    let sent = handle.sent.clone();
     let mut flushed_to = Antichain::from_elem(T::minimum());
-    let fail = move |status: &ConnectorStatus, reason: String| {
+    let fail = move |status: &Status<SinkStats>, reason: String| {
         status.fail(&context, Error::kafka(reason));
     };
     // Records waiting in librdkafka's queue for longer than this fail their
     // delivery anyway (message.timeout.ms); a queue full for as long is stuck.
     let queue_timeout = 2 * config.flush_timeout.max(Duration::from_secs(30));
     stream.sink(Pipeline, &format!("KafkaSink({topic})"), move |(input, frontier)| {
+        let SinkCounters { sent, deliveries } = status.counters();
         let producer = match &producer {
             Some(producer) if !status.failed_anywhere() => producer,
             // Failed (here or anywhere in the computation): drop the rest.

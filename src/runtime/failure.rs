@@ -114,15 +114,9 @@ impl FailureSlot {
 
     /// The recorded error's message with its context (`replay failed:
     /// topic 'T' partition P offset O: ...`), if any.
-    pub fn message(&self) -> Option<String> {
+    #[cfg(test)]
+    fn message(&self) -> Option<String> {
         lock(&self.first).as_ref().map(|failure| failure.message())
-    }
-
-    /// The same as [`FailureSlot::message`]: reading no longer handles the
-    /// failure. Kept so code written against the old name compiles.
-    #[doc(hidden)]
-    pub fn take_message(&self) -> Option<String> {
-        self.message()
     }
 
     /// Whether an error was recorded.
@@ -347,7 +341,6 @@ mod tests {
         assert!(matches!(first, Error::Corrupt { offset: 7, .. }), "{first}");
         assert_eq!(first.to_string(), second.to_string());
         assert_eq!(slot.message().unwrap(), "replay failed: topic 't' partition 2 offset 7: corrupt record: bad bytes");
-        assert_eq!(slot.message(), slot.take_message());
     }
 
     #[test]

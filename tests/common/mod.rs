@@ -105,7 +105,7 @@ pub fn capture(log: Arc<dyn LogBackend>, topic: &str, workers: usize, count: u64
         let _failure = failed.flag_on_panic();
         let (index, peers) = (worker.index() as u32, worker.peers() as u32);
         let producer = EventProducer::new(log.writer(&topic, index).unwrap(), index, peers).unwrap();
-        let handle = producer.handle();
+        let handle = producer.status();
         worker
             .dataflow::<u64, _, _>(|scope| (0..count).to_stream(scope).container::<Vec<u64>>().capture_into(producer));
         while worker.step() {
@@ -133,7 +133,7 @@ pub fn replay(log: Arc<dyn LogBackend>, topic: &str, workers: usize) -> Fingerpr
                         .idle_timeout(std::time::Duration::from_secs(20))
                 })
                 .collect();
-        let handles: Vec<_> = consumers.iter().map(|c| c.handle()).collect();
+        let handles: Vec<_> = consumers.iter().map(|c| c.status()).collect();
         let _failure = failed.flag_on_panic();
         let seen = std::rc::Rc::new(std::cell::RefCell::new(Fingerprint::default()));
         let sink = seen.clone();
@@ -255,9 +255,12 @@ pub fn many_timestamps(log: Arc<dyn LogBackend>, topic: &'static str) {
     assert_eq!(counts, per_time_counts());
 }
 
+/// Every capturing worker's status.
+pub type CaptureStatuses = Arc<std::sync::Mutex<Vec<timely_kafka::Status<timely_kafka::CaptureStats>>>>;
+
 /// Starts capturing in the background: each worker sends `rounds` batches of
 /// `batch` records (values `round * batch + i`), sleeping `pause` between
-/// rounds so faults can be injected mid-capture. Returns the capture handles
+/// rounds so faults can be injected mid-capture. Returns the capture statuses
 /// (one per worker, filled as workers start) and the running computation.
 pub fn capture_slowly(
     log: Arc<dyn LogBackend>,
@@ -266,7 +269,7 @@ pub fn capture_slowly(
     rounds: u64,
     batch: u64,
     pause: std::time::Duration,
-) -> (Arc<std::sync::Mutex<Vec<timely_kafka::CaptureHandle>>>, timely::communication::initialize::WorkerGuards<()>) {
+) -> (CaptureStatuses, timely::communication::initialize::WorkerGuards<()>) {
     log.create_topic(topic, workers as u32, false).unwrap();
     let topic = topic.to_string();
     let handles = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -276,7 +279,7 @@ pub fn capture_slowly(
         let _failure = failed.flag_on_panic();
         let (index, peers) = (worker.index() as u32, worker.peers() as u32);
         let producer = EventProducer::new(log.writer(&topic, index).unwrap(), index, peers).unwrap();
-        registry.lock().unwrap().push(producer.handle());
+        registry.lock().unwrap().push(producer.status());
         let mut input = InputHandle::new();
         worker
             .dataflow::<u64, _, _>(|scope| scope.input_from(&mut input).container::<Vec<u64>>().capture_into(producer));
@@ -336,7 +339,7 @@ pub fn replay_partition(log: &dyn LogBackend, topic: &str) -> (Fingerprint, time
         Ok(consumer) => consumer.idle_timeout(std::time::Duration::from_secs(3)),
         Err(error) => return (Fingerprint::default(), Default::default(), Some(error.to_string())),
     };
-    let handle = consumer.handle();
+    let handle = consumer.status();
     let mut fp = Fingerprint::default();
     // A failed replay closes its frontier and stops; its handle has the error.
     while !handle.is_complete() && !handle.is_failed() {

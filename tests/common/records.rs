@@ -49,16 +49,18 @@ pub fn read_all(brokers: &str, topic: &str, workers: usize) -> Fingerprint {
         let config = SourceConfig::new(kafka).end(SourceEnd::CurrentEnd);
         let seen = Arc::new(Mutex::new(Fingerprint::default()));
         let sink = seen.clone();
-        let probe = worker.dataflow(|scope| {
-            kafka_source(scope, config, &topic, None, |r| parse(r).map(|v| (time::offset(r), v)))
-                .inspect(move |x| sink.lock().unwrap().add(*x))
-                .probe()
-                .0
+        let (probe, status) = worker.dataflow(|scope| {
+            let (values, status) =
+                kafka_source(scope, config, &topic, None, |r| parse(r).map(|v| (time::offset(r), v)));
+            (values.inspect(move |x| sink.lock().unwrap().add(*x)).probe().0, status)
         });
         while !probe.done() {
             worker.step();
         }
         let fp = *seen.lock().unwrap();
+        // The worker's part of the source: complete, and it counted what it read.
+        assert!(status.is_complete() && !status.is_failed(), "{status:?}");
+        assert_eq!(status.stats().records, fp.count, "{status:?}");
         fp
     })
     .unwrap()

@@ -166,7 +166,7 @@ fn start_capture_losing(
         let writer = CrashAfter { inner, left, held: held.clone(), lose, appended: 0 };
         let producer =
             EventProducer::<u64, Vec<u64>, _>::exactly_once(writer, index as u32, workers as u32, eager()).unwrap();
-        let handle = producer.handle();
+        let handle = producer.status();
         worker.dataflow::<u64, _, _>(|scope| numbers(scope, spec, exchange).capture_into(producer));
         while worker.step() {}
         if let Some(error) = handle.error() {
@@ -221,7 +221,7 @@ pub fn resume_capture_with(
         let options = CaptureOptions::default();
         let (producer, point) =
             capture_exactly_once(worker, log.as_ref(), &topic, options.clone(), eager(), StreamStart::Resume)?;
-        let handle = producer.handle();
+        let handle = producer.status();
         // An empty restart frontier: every stream is complete (refused
         // above), so some time is always left to regenerate here.
         let from_time = *point.restart_from.elements().first().expect("a stream to resume");
@@ -414,7 +414,7 @@ pub fn replay_until_done_or(
     use timely::dataflow::operators::capture::event::EventIterator;
     let mut consumer =
         EventConsumer::<u64, Vec<u64>>::open(log, topic, partition, Duration::from_secs(5)).unwrap().idle_timeout(idle);
-    let handle = consumer.handle();
+    let handle = consumer.status();
     let started = std::time::Instant::now();
     while !handle.is_complete() && !handle.is_failed() {
         if started.elapsed() > bound {

@@ -11,7 +11,7 @@
 //! [`crate::capture::wire::commit`]); replay then delivers only committed events.
 //!
 //! `EventPusher::push` cannot return an error, so a write failure is recorded
-//! in the producer's [`CaptureHandle`] with a message naming topic, partition
+//! in the producer's [`Status`] with a message naming topic, partition
 //! and cause, printed once, and returned by `execute`; the producer
 //! stops writing (see [`crate::runtime::failure`]): a capture never loses
 //! data silently.
@@ -41,10 +41,11 @@ use crate::capture::wire::stream::StreamHeader;
 use crate::error::{Error, PartitionId, Result};
 use crate::log::PartitionWriter;
 use crate::runtime::failure;
+use crate::runtime::status::Status;
 
-mod handle;
+mod stats;
 
-pub use handle::{CaptureHandle, CaptureStats};
+pub use stats::CaptureStats;
 
 /// Captures one timely stream into one log partition.
 ///
@@ -58,7 +59,7 @@ pub struct EventProducer<T, C, W: PartitionWriter = Box<dyn PartitionWriter>, K 
     buffer: Vec<u8>,
     max_record: usize,
     frontier: MutableAntichain<T>,
-    handle: CaptureHandle,
+    status: Status<CaptureStats>,
     failed: bool,
     finished: bool,
     final_written: bool,
@@ -75,7 +76,7 @@ impl<T, C, W: PartitionWriter, K> std::fmt::Debug for EventProducer<T, C, W, K> 
             .field("session", &self.session)
             .field("next_seq", &self.next_seq)
             .field("exactly_once", &self.commits.is_some())
-            .field("handle", &self.handle)
+            .field("status", &self.status)
             .finish_non_exhaustive()
     }
 }
@@ -152,9 +153,9 @@ where
     /// sequence number 0 of `session`) `writer` has already written.
     pub(crate) fn from_parts(writer: W, session: u64, first_len: usize, commits: Option<CommitState<T>>) -> Self {
         let id = writer.partition().clone();
-        let handle = CaptureHandle::default();
-        handle.shared.frames.store(1, Ordering::Relaxed);
-        handle.shared.bytes.store(first_len as u64, Ordering::Relaxed);
+        let status = Status::<CaptureStats>::default();
+        status.counters().frames.store(1, Ordering::Relaxed);
+        status.counters().bytes.store(first_len as u64, Ordering::Relaxed);
         let max_record = writer.max_record_bytes().max(HEADER_LEN + 64);
         EventProducer {
             writer,
@@ -164,7 +165,7 @@ where
             buffer: Vec::with_capacity(1 << 16),
             max_record,
             frontier: MutableAntichain::from_elem(T::minimum()),
-            handle,
+            status,
             failed: false,
             finished: false,
             final_written: false,
@@ -189,8 +190,8 @@ where
         producer.continue_from(&[]);
         producer.final_written = true;
         producer.finished = true;
-        producer.handle.shared.frames.store(0, Ordering::Relaxed);
-        producer.handle.shared.complete.store(true, Ordering::Release);
+        producer.status.counters().frames.store(0, Ordering::Relaxed);
+        producer.status.set_complete();
         producer
     }
 
@@ -214,9 +215,10 @@ where
         self.frontier.update_iter(state.iter().cloned());
     }
 
-    /// A handle to watch this capture after the producer moved into a dataflow.
-    pub fn handle(&self) -> CaptureHandle {
-        self.handle.clone()
+    /// The status to watch this capture by after the producer moved into
+    /// a dataflow: its counters, completion and failure.
+    pub fn status(&self) -> Status<CaptureStats> {
+        self.status.clone()
     }
 
     /// The capture session id written in the stream header.
@@ -228,7 +230,7 @@ where
     pub fn finish(mut self) -> Result<CaptureStats> {
         self.finished = true;
         self.writer.flush()?;
-        Ok(self.handle.stats())
+        Ok(self.status.stats())
     }
 
     fn try_push(&mut self, event: &Event<T, C>) -> Result<()> {
@@ -243,7 +245,7 @@ where
             },
             (Some(commits), Event::Messages(stamp, _)) => {
                 if commits.drops(stamp.elements()) {
-                    self.handle.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.status.counters().dropped.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
                 event
@@ -257,7 +259,7 @@ where
         let became_empty = self.frontier.is_empty() && !self.final_written;
         // An exactly-once stream's final record is its final commit.
         let is_final = became_empty && self.commits.is_none();
-        let bytes_before = self.handle.shared.bytes.load(Ordering::Relaxed);
+        let bytes_before = self.status.counters().bytes.load(Ordering::Relaxed);
         frame::begin_frame(&mut self.buffer);
         K::encode(event, &mut self.buffer).map_err(|e| self.write_error(e.to_string()))?;
         if self.buffer.len() <= self.max_record {
@@ -267,10 +269,10 @@ where
         }
         if let Event::Messages(_, container) = event {
             let records = container.record_count().max(0) as u64;
-            self.handle.shared.records.fetch_add(records, Ordering::Relaxed);
+            self.status.counters().records.fetch_add(records, Ordering::Relaxed);
         }
         if let Some(commits) = &mut self.commits {
-            commits.wrote((self.handle.shared.bytes.load(Ordering::Relaxed) - bytes_before) as usize);
+            commits.wrote((self.status.counters().bytes.load(Ordering::Relaxed) - bytes_before) as usize);
             if commits.due(became_empty) {
                 // A commit vouches for every earlier record of this writer:
                 // a lost or foreign-interleaved one fails the capture here,
@@ -282,7 +284,7 @@ where
         if became_empty {
             self.final_written = true;
             self.flush_final()?;
-            self.handle.shared.complete.store(true, Ordering::Release);
+            self.status.set_complete();
         } else if frontier_changed {
             self.writer.publish()?;
         }
@@ -310,7 +312,7 @@ where
         self.append_frame(FrameKind::Commit, is_final)?;
         self.writer.publish()?;
         self.writer.commit_point()?;
-        self.handle.shared.commits.fetch_add(1, Ordering::Relaxed);
+        self.status.counters().commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -327,8 +329,8 @@ where
         frame::finish_frame(&mut self.buffer, header).map_err(|e| self.write_error(e.to_string()))?;
         self.writer.append(&self.buffer)?;
         self.next_seq += 1;
-        self.handle.shared.frames.fetch_add(1, Ordering::Relaxed);
-        self.handle.shared.bytes.fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
+        self.status.counters().frames.fetch_add(1, Ordering::Relaxed);
+        self.status.counters().bytes.fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -389,17 +391,17 @@ where
             self.failed = true;
             // What was written is a valid prefix: durable as far as it goes.
             if let Err(error) = self.writer.flush() {
-                self.handle.shared.error.record("capture failed on flush", error);
+                self.status.failure().record("capture failed on flush", error);
                 return;
             }
             let reason = "stopped before the stream's end: a failure closed a frontier of this computation".into();
             let error = Error::Write { at: self.id.clone(), reason };
-            self.handle.shared.error.record_consequence("capture failed", error);
+            self.status.failure().record_consequence("capture failed", error);
             return;
         }
         if let Err(error) = self.try_push(&event) {
             self.failed = true;
-            self.handle.shared.error.record("capture failed", error);
+            self.status.failure().record("capture failed", error);
         }
     }
 }
@@ -410,7 +412,7 @@ impl<T, C, W: PartitionWriter, K> Drop for EventProducer<T, C, W, K> {
             return;
         }
         if let Err(error) = self.writer.flush() {
-            self.handle.shared.error.record("capture failed on final flush", error);
+            self.status.failure().record("capture failed on final flush", error);
         }
     }
 }

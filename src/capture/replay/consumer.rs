@@ -9,7 +9,7 @@
 //! an error naming topic, partition, offset and reason.
 //!
 //! `EventIterator::next` cannot return an error, so an error is recorded in
-//! the [`ReplayHandle`] and the consumer closes its frontier, letting the
+//! the consumer's [`Status`] and the consumer closes its frontier, letting the
 //! computation end (see [`crate::runtime::failure`]). The consumer also follows the stream's frontier: once it is
 //! empty the stream is complete and the consumer stops polling; if it
 //! delivers nothing for the idle timeout before that, the stream is reported
@@ -29,9 +29,9 @@ use timely::progress::frontier::MutableAntichain;
 use timely::progress::Timestamp;
 
 use crate::capture::exactly_once::committed::{CommittedReplay, Next, WINDOW_BYTES};
-pub use crate::capture::replay::handle::ReplayHandle;
 use crate::capture::replay::protocol::{Protocol, Step};
 use crate::capture::replay::session::choose_session;
+use crate::capture::replay::stats::ReplayStats;
 use crate::capture::wire::chunks::ChunkAssembler;
 use crate::capture::wire::codec::{Bincode, EventCodec};
 use crate::capture::wire::frame::{self, FrameKind};
@@ -39,6 +39,7 @@ use crate::capture::wire::stream::StreamHeader;
 use crate::error::{Error, PartitionId, Result};
 use crate::log::{LogBackend, PartitionReader};
 use crate::runtime::failure;
+use crate::runtime::status::Status;
 
 /// Events handed to timely per activation before yielding, so a long
 /// backlog is not buffered whole inside the dataflow.
@@ -54,7 +55,7 @@ const EVENTS_PER_ACTIVATION: usize = 256;
 pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K = Bincode> {
     reader: R,
     protocol: Protocol<T>,
-    handle: ReplayHandle,
+    status: Status<ReplayStats>,
     idle_timeout: Option<Duration>,
     last_activity: Instant,
     /// An event was delivered since `last_activity` was last set.
@@ -76,7 +77,7 @@ impl<T, C, R: PartitionReader, K> std::fmt::Debug for EventConsumer<T, C, R, K> 
             .field("partition", &self.protocol.id)
             .field("exactly_once", &self.committed.is_some())
             .field("done", &self.done)
-            .field("handle", &self.handle)
+            .field("status", &self.status)
             .finish_non_exhaustive()
     }
 }
@@ -141,7 +142,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
                 only_session: None,
                 check_types: true,
             },
-            handle: ReplayHandle::default(),
+            status: Status::default(),
             idle_timeout: None,
             last_activity: Instant::now(),
             delivered_since: true,
@@ -180,9 +181,10 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
         self
     }
 
-    /// A handle to watch this replay after the consumer moved into a dataflow.
-    pub fn handle(&self) -> ReplayHandle {
-        self.handle.clone()
+    /// The status to watch this replay by after the consumer moved into a
+    /// dataflow: its counters, completion and failure.
+    pub fn status(&self) -> Status<ReplayStats> {
+        self.status.clone()
     }
 
     /// What the session choice of [`EventConsumer::open`] wants a user to
@@ -239,7 +241,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
         if !is_header {
             return false;
         }
-        let shared = &self.handle.shared;
+        let shared = self.status.counters();
         match protocol.accept::<C, K>(record.offset, record.payload, &shared.duplicates) {
             Ok(Step::Skip) => {}
             Ok(Step::Committed(session, offset)) => self.committed_start = Some((session, offset)),
@@ -252,7 +254,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
 
     /// Records `error` and closes the frontier (see [`crate::runtime::failure`]).
     fn fail(&mut self, error: Error) -> Option<Event<T, C>> {
-        self.handle.shared.error.record("replay failed", error);
+        self.status.failure().record("replay failed", error);
         self.close()
     }
 
@@ -326,7 +328,7 @@ where
                 Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(None) => return self.went_quiet().map(Cow::Owned),
                 Ok(Some(record)) => {
-                    let shared = &self.handle.shared;
+                    let shared = self.status.counters();
                     shared.frames.fetch_add(1, Ordering::Relaxed);
                     shared.bytes.fetch_add(record.payload.len() as u64, Ordering::Relaxed);
                     self.protocol.accept::<C, K>(record.offset, record.payload, &shared.duplicates)
@@ -370,11 +372,11 @@ where
     fn hand_out(&mut self, event: Event<T, C>, complete: bool) -> Event<T, C> {
         if let Event::Messages(_, container) = &event {
             let records = container.record_count().max(0) as u64;
-            self.handle.shared.records.fetch_add(records, Ordering::Relaxed);
+            self.status.counters().records.fetch_add(records, Ordering::Relaxed);
         }
         if complete {
             self.done = true;
-            self.handle.shared.complete.store(true, Ordering::Release);
+            self.status.set_complete();
         }
         self.served += 1;
         self.delivered_since = true;
@@ -400,8 +402,9 @@ where
 
     /// `next` for an exactly-once stream: only committed events come out.
     fn next_committed(&mut self) -> Option<Cow<'_, Event<T, C>>> {
-        let shared = self.handle.shared.clone();
+        let status = self.status.clone();
         let mut read = |bytes: usize| {
+            let shared = status.counters();
             shared.frames.fetch_add(1, Ordering::Relaxed);
             shared.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         };

@@ -11,10 +11,10 @@
 //!   sequence numbers without gaps (exact duplicates are skipped);
 //! - `consumer` is timely's `EventIterator` over those checks (exactly-once
 //!   streams go through [`crate::capture::exactly_once`] instead);
-//! - `handle` is what the program keeps once the consumer has moved into
-//!   the dataflow: totals, completion, and the error that stopped it.
+//! - `stats` is what a replay counts, read through its
+//!   [`Status`](crate::Status) once the consumer has moved into the dataflow.
 
 pub mod consumer;
-pub mod handle;
 mod protocol;
 pub mod session;
+pub mod stats;

@@ -84,13 +84,14 @@ use timely::worker::Worker;
 use timely::ExchangeData;
 
 pub use progress::{Progress, PROGRESS_FORMAT};
-pub use sink::ExactlyOnceHandle;
+pub use sink::PipelineStats;
 
 use crate::connect::source::SourceResume;
 use crate::error::{Error, Result};
 use crate::log::kafka::KafkaLog;
 use crate::log::{LogBackend, TopicInfo};
 use crate::runtime::collective::{agree, all_gather};
+use crate::runtime::status::Status;
 use progress::read_progress;
 use sink::CommitPolicy;
 use transactions::TransactionalWriter;
@@ -217,12 +218,12 @@ impl Pipeline {
         self,
         outputs: Stream<'scope, u64, Vec<(K, V)>>,
         binding: StreamVec<'scope, u64, (u32, u64)>,
-    ) -> ExactlyOnceHandle
+    ) -> Status<PipelineStats>
     where
         K: ExchangeData + AsRef<[u8]>,
         V: ExchangeData + AsRef<[u8]>,
     {
-        let handle = ExactlyOnceHandle::default();
+        let handle = Status::<PipelineStats>::default();
         let policy = CommitPolicy {
             interval: self.config.commit_interval,
             max_bytes: self.config.max_transaction_bytes,

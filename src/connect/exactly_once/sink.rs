@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use timely::dataflow::channels::pact::Exchange;
@@ -14,8 +13,8 @@ use timely::ExchangeData;
 use super::progress::Progress;
 use super::transactions::TransactionalWriter;
 use crate::connect::source::binding::{is_partition, CLEAN_END, FAILED, STOPPED_AT};
-use crate::connect::status::ConnectorStatus;
 use crate::error::Error;
+use crate::runtime::status::{load, sealed::Counted, Stats, Status};
 
 /// When a sink commits.
 #[derive(Clone, Copy, Debug)]
@@ -67,8 +66,8 @@ impl Early {
     }
 
     /// Aborts what was sent early and sends nothing early any more.
-    fn stop(&mut self, writer: &TransactionalWriter, handle: &ExactlyOnceHandle) -> crate::error::Result<()> {
-        handle.aborted_early.fetch_add(self.records(), Ordering::Relaxed);
+    fn stop(&mut self, writer: &TransactionalWriter, handle: &Status<PipelineStats>) -> crate::error::Result<()> {
+        handle.counters().aborted_early.fetch_add(self.records(), Ordering::Relaxed);
         self.clear();
         self.stopped = true;
         writer.abort_early()
@@ -80,47 +79,51 @@ impl Early {
     }
 }
 
-/// Counters and status of a running exactly-once sink.
-#[derive(Clone, Debug, Default)]
-pub struct ExactlyOnceHandle {
-    pub(super) status: ConnectorStatus,
-    pub(super) commits: Arc<AtomicU64>,
-    pub(super) written: Arc<AtomicU64>,
-    pub(super) dropped: Arc<AtomicU64>,
-    pub(super) frontier: Arc<AtomicU64>,
-    pub(super) aborted_early: Arc<AtomicU64>,
-}
-
-impl ExactlyOnceHandle {
-    /// Failure, warnings and completion.
-    pub fn status(&self) -> &ConnectorStatus {
-        &self.status
-    }
+/// What an exactly-once pipeline's sink counts, read through its
+/// [`Status`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PipelineStats {
     /// Transactions this instance committed.
-    pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
-    }
+    pub commits: u64,
     /// Output records this instance committed.
-    pub fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
-    }
+    pub written: u64,
     /// Output records at times before the resume frontier: committed by an
     /// earlier instance, so not written again.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
+    pub dropped: u64,
     /// The frontier of the last commit (the resume frontier before any).
-    pub fn committed_frontier(&self) -> u64 {
-        self.frontier.load(Ordering::Relaxed)
-    }
+    pub committed_frontier: u64,
     /// Output records sent ahead of their commit and then aborted: a commit
     /// fell due before the frontier passed them, or their transaction had
     /// been open too long for its timeout. They are committed again later; a
     /// read_uncommitted reader may see them twice.
-    pub fn aborted_early(&self) -> u64 {
-        self.aborted_early.load(Ordering::Relaxed)
+    pub aborted_early: u64,
+}
+
+/// The counters behind [`PipelineStats`].
+#[derive(Default)]
+#[doc(hidden)]
+pub struct PipelineCounters {
+    commits: AtomicU64,
+    written: AtomicU64,
+    dropped: AtomicU64,
+    frontier: AtomicU64,
+    aborted_early: AtomicU64,
+}
+
+impl Counted for PipelineStats {
+    type Counters = PipelineCounters;
+    fn read(c: &PipelineCounters) -> Self {
+        PipelineStats {
+            commits: load(&c.commits),
+            written: load(&c.written),
+            dropped: load(&c.dropped),
+            committed_frontier: load(&c.frontier),
+            aborted_early: load(&c.aborted_early),
+        }
     }
 }
+
+impl Stats for PipelineStats {}
 
 /// Per time: the outputs at that time.
 type Outputs<K, V> = BTreeMap<u64, Vec<(K, V)>>;
@@ -144,13 +147,13 @@ pub(super) fn build<'scope, K, V>(
     writer: Option<TransactionalWriter>,
     mut committed: Progress,
     policy: CommitPolicy,
-    handle: ExactlyOnceHandle,
+    handle: Status<PipelineStats>,
 ) where
     K: ExchangeData + AsRef<[u8]>,
     V: ExchangeData + AsRef<[u8]>,
 {
-    let status = handle.status.clone();
-    handle.frontier.store(committed.frontier, Ordering::Relaxed);
+    let status = handle.clone();
+    handle.counters().frontier.store(committed.frontier, Ordering::Relaxed);
     let to_writer = Exchange::new(|_: &(K, V)| 0);
     let reports_to_writer = Exchange::new(|_: &(u32, u64)| 0);
     let mut buffered: Outputs<K, V> = BTreeMap::new();
@@ -181,7 +184,7 @@ pub(super) fn build<'scope, K, V>(
                         if let Some(writer) = writer.as_ref() {
                             writer.crash_point("during-replay");
                         }
-                        handle.dropped.fetch_add(records.len() as u64, Ordering::Relaxed);
+                        handle.counters().dropped.fetch_add(records.len() as u64, Ordering::Relaxed);
                         records.clear();
                     } else {
                         buffered.entry(time).or_default().append(records);
@@ -221,7 +224,7 @@ pub(super) fn build<'scope, K, V>(
                     // A failed input never commits: its closed frontier is no end.
                     buffered.clear();
                     reports.clear();
-                    handle.aborted_early.fetch_add(early.records(), Ordering::Relaxed);
+                    handle.counters().aborted_early.fetch_add(early.records(), Ordering::Relaxed);
                     early.clear();
                     let _ = writer.abort_early();
                     return;
@@ -247,7 +250,7 @@ pub(super) fn build<'scope, K, V>(
                                 early.since = early.since.or(writer.begun()).or_else(|| Some(Instant::now()));
                             }
                             Ok(false) => {
-                                handle.aborted_early.fetch_add(early.records(), Ordering::Relaxed);
+                                handle.counters().aborted_early.fetch_add(early.records(), Ordering::Relaxed);
                                 early.clear();
                                 early.stopped = true;
                             }
@@ -291,7 +294,7 @@ pub(super) fn build<'scope, K, V>(
                         committed.frontier
                     );
                     status.fail("", Error::Dataflow(message));
-                    handle.aborted_early.fetch_add(early.records(), Ordering::Relaxed);
+                    handle.counters().aborted_early.fetch_add(early.records(), Ordering::Relaxed);
                     early.clear();
                     let _ = writer.abort_early();
                     return;
@@ -359,10 +362,10 @@ pub(super) fn build<'scope, K, V>(
                         return;
                     }
                     let written: usize = buffered.range(..upto).map(|(_, records)| records.len()).sum();
-                    handle.written.fetch_add(written as u64, Ordering::Relaxed);
-                    handle.commits.fetch_add(1, Ordering::Relaxed);
+                    handle.counters().written.fetch_add(written as u64, Ordering::Relaxed);
+                    handle.counters().commits.fetch_add(1, Ordering::Relaxed);
                     writer.crash_point("after-commit");
-                    handle.frontier.store(upto, Ordering::Relaxed);
+                    handle.counters().frontier.store(upto, Ordering::Relaxed);
                     buffered = buffered.split_off(&upto);
                     reports = reports.split_off(&upto);
                     committed = progress;

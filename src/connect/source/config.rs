@@ -6,8 +6,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::connect::status::ConnectorStatus;
 use crate::log::kafka::KafkaLog;
+use crate::runtime::status::{load, sealed::Counted, Stats};
 
 /// One Kafka record, as user logic sees it.
 #[derive(Clone, Copy, Debug)]
@@ -86,8 +86,6 @@ pub struct SourceConfig {
     /// topic: it fails when it finds some (they are read from the next
     /// start), rather than leave them unread while it runs.
     pub partition_check: Duration,
-    /// The source's failure and warnings, shared by every worker's part.
-    pub status: ConnectorStatus,
 }
 
 impl SourceConfig {
@@ -103,7 +101,6 @@ impl SourceConfig {
             assigned: Arc::new(Mutex::new(Vec::new())),
             broker_timeout: Duration::from_secs(30),
             partition_check: Duration::from_secs(10),
-            status: ConnectorStatus::default(),
         }
     }
 
@@ -131,3 +128,26 @@ impl SourceConfig {
         self
     }
 }
+
+/// What a source counts, read through its [`crate::Status`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    /// Records read from the topic (those `logic` dropped included).
+    pub records: u64,
+}
+
+/// The counters behind [`SourceStats`].
+#[derive(Default)]
+#[doc(hidden)]
+pub struct SourceCounters {
+    pub(crate) records: std::sync::atomic::AtomicU64,
+}
+
+impl Counted for SourceStats {
+    type Counters = SourceCounters;
+    fn read(c: &SourceCounters) -> Self {
+        SourceStats { records: load(&c.records) }
+    }
+}
+
+impl Stats for SourceStats {}

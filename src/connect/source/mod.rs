@@ -26,11 +26,11 @@
 //! last commit, times kept on their side of its frontier, and a second
 //! stream reporting which offsets each time covers (`binding.rs`).
 //!
-//! Failures never panic (see [`crate::connect::status`]): a consumer that
+//! Failures never panic (see `connect/status.rs`): a consumer that
 //! cannot be created, subscribe or assign, a missing topic, a fatal consumer
 //! error, or a broker that stays unreachable (errors and no record for
 //! `broker_timeout`, and then no metadata answer) is recorded in
-//! `config.status` and closes the source's frontier; so does a failure
+//! the source's [`Status`] and closes the source's frontier; so does a failure
 //! anywhere else in the computation. After a failure no offset is committed:
 //! the closed frontier finished nothing. Transient errors are counted and
 //! printed once each.
@@ -57,9 +57,10 @@ use timely::dataflow::{ProbeHandle, Scope, Stream};
 
 use crate::connect::status::reason;
 use crate::error::Error;
+use crate::runtime::status::Status;
 use binding::Binder;
 pub use binding::{SourceResume, CLEAN_END};
-pub use config::{time, SourceConfig, SourceEnd, SourceRecord};
+pub use config::{time, SourceConfig, SourceEnd, SourceRecord, SourceStats};
 use fetch_end::fetched_high_watermark;
 use reader::{apply_rebalances, is_fatal, open_reader, topic_partitions, PartitionState, Rebalances};
 
@@ -69,19 +70,20 @@ use reader::{apply_rebalances, is_fatal, open_reader, topic_partitions, Partitio
 /// make `D` a `Result` to pass errors on). With a group id, pass the probe
 /// of the dataflow's output as `commit_probe` so offsets are committed only
 /// for finished output; without one, offsets are committed when the stream
-/// completes.
+/// completes. Returns the stream and this worker's part's [`Status`].
 pub fn kafka_source<'scope, D, L>(
     scope: Scope<'scope, u64>,
     config: SourceConfig,
     topic: &str,
     commit_probe: Option<ProbeHandle<u64>>,
     logic: L,
-) -> Stream<'scope, u64, Vec<D>>
+) -> (Stream<'scope, u64, Vec<D>>, Status<SourceStats>)
 where
     D: Clone + 'static,
     L: FnMut(&SourceRecord<'_>) -> Option<(u64, D)> + 'static,
 {
-    source(scope, config, topic, commit_probe, None, logic).0
+    let (stream, _, status) = source(scope, config, topic, commit_probe, None, logic);
+    (stream, status)
 }
 
 /// [`kafka_source`] for an exactly-once pipeline: reads from where `resume`
@@ -96,7 +98,7 @@ pub fn kafka_source_exactly_once<'scope, D, L>(
     topic: &str,
     resume: SourceResume,
     logic: L,
-) -> (Stream<'scope, u64, Vec<D>>, BindingStream<'scope>)
+) -> (Stream<'scope, u64, Vec<D>>, BindingStream<'scope>, Status<SourceStats>)
 where
     D: Clone + 'static,
     L: FnMut(&SourceRecord<'_>) -> Option<(u64, D)> + 'static,
@@ -161,13 +163,15 @@ fn source<'scope, D, L>(
     commit_probe: Option<ProbeHandle<u64>>,
     resume: Option<SourceResume>,
     mut logic: L,
-) -> (Stream<'scope, u64, Vec<D>>, BindingStream<'scope>)
+) -> (Stream<'scope, u64, Vec<D>>, BindingStream<'scope>, Status<SourceStats>)
 where
     D: Clone + 'static,
     L: FnMut(&SourceRecord<'_>) -> Option<(u64, D)> + 'static,
 {
     let (index, peers) = (scope.index(), scope.peers());
     let topic = topic.to_string();
+    let status = Status::<SourceStats>::default();
+    let returned = status.clone();
     let mut builder = OperatorBuilder::new(format!("KafkaSource({topic})"), scope);
     let info = builder.operator_info();
     let (output, stream) = builder.new_output::<Vec<D>>();
@@ -182,7 +186,6 @@ where
         let activator = scope.activator_for(info.address);
         let changes = Arc::new(Mutex::new(Rebalances::default()));
         let context = format!("kafka source of topic '{topic}'");
-        let status = config.status.clone();
         let mut capability = Some(Capabilities { data, binding });
         let opened = open_reader(&config, &topic, index, peers, changes.clone(), commit_probe, resume.as_ref());
         let mut reader = match opened {
@@ -265,6 +268,7 @@ where
                         }
                         state.last_record = Instant::now();
                         state.next_offset = offset + 1;
+                        status.counters().records.fetch_add(1, Ordering::Relaxed);
                         let emitted = logic(&record);
                         let time = emitted.as_ref().map_or(*cap.time(), |(time, _)| *time).max(*cap.time());
                         let time = match binder.as_mut() {
@@ -380,6 +384,9 @@ where
                     // Ended, not failed: the sink may commit the closed frontier.
                     binding_output.session(&cap.binding).give(binding::clean_end(index));
                 }
+                if !status.failed_anywhere() {
+                    status.set_complete();
+                }
                 capability = None;
                 activator.activate();
                 return true;
@@ -396,5 +403,5 @@ where
             true
         }
     });
-    (stream, binding_stream)
+    (stream, binding_stream, returned)
 }
