@@ -60,7 +60,7 @@ mod capture;
 pub mod cli;
 mod codec_id;
 pub mod connect;
-mod error;
+pub mod error;
 pub mod log;
 mod runtime;
 
@@ -72,27 +72,24 @@ pub use capture::exactly_once::ExactlyOnce;
 pub use capture::producer::{CaptureStats, EventProducer};
 pub use capture::replay::consumer::EventConsumer;
 pub use capture::replay::stats::ReplayStats;
-#[cfg(feature = "abomonation")]
-pub use capture::wire::codec::Abomonation;
-pub use capture::wire::codec::{Bincode, EventCodec};
-pub use capture::wire::stream::{StreamHeader, StreamLayout};
+pub use capture::wire::stream::StreamLayout;
 pub use capture::worker::resume::ResumePoint;
-pub use capture::worker::{
-    capture, capture_exactly_once, replay, CaptureOptions, LogConsumer, LogProducer, ReplayOptions, StreamStart,
-};
-pub use codec_id::CodecId;
-pub use connect::exactly_once::PipelineStats;
-pub use connect::sink::{kafka_sink, SinkConfig, SinkStats};
-pub use connect::source::{
-    kafka_source, kafka_source_exactly_once, SourceConfig, SourceEnd, SourceRecord, SourceStats,
-};
-pub use error::{Error, FrameError, KafkaErrorCode, PartitionId, Result};
+pub use capture::worker::{capture, capture_exactly_once, replay, CaptureOptions, ReplayOptions, StreamStart};
+pub use error::{Error, Result};
 pub use log::file::FileLog;
 pub use log::kafka::KafkaLog;
-pub use log::LogBackend;
 pub use runtime::failure::exit_on_unhandled_failure;
 pub use runtime::status::{Stats, Status};
 pub use runtime::{execute, step_until_done, try_execute, REPLAY_PERIOD};
+
+/// How a stream's events become bytes: the codec a capture writes with and
+/// a replay reads with, and the id each frame carries.
+pub mod codec {
+    #[cfg(feature = "abomonation")]
+    pub use crate::capture::wire::codec::Abomonation;
+    pub use crate::capture::wire::codec::{Bincode, EventCodec};
+    pub use crate::codec_id::CodecId;
+}
 
 /// Not API: what the crate's binaries, tests and fuzzer reach below the
 /// surface (the frame format, topic set-up before a computation, the
@@ -100,6 +97,7 @@ pub use runtime::{execute, step_until_done, try_execute, REPLAY_PERIOD};
 #[doc(hidden)]
 pub mod internal {
     pub use crate::capture::wire::frame;
+    pub use crate::capture::wire::stream::StreamHeader;
     pub use crate::capture::worker::{create_capture_topics, wait_for_topic};
     pub use crate::runtime::collective::agree;
 }

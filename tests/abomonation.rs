@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use timely::dataflow::operators::capture::event::{Event, EventIterator, EventPusher};
 use timely::progress::Stamp;
+use timely_kafka::codec::Abomonation;
+use timely_kafka::codec::Bincode;
+use timely_kafka::codec::CodecId;
+use timely_kafka::codec::EventCodec;
 use timely_kafka::log::file::FileLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::Abomonation;
-use timely_kafka::EventCodec;
-use timely_kafka::{Bincode, CodecId, EventConsumer, EventProducer};
+use timely_kafka::{EventConsumer, EventProducer};
 
 fn capture<K: EventCodec<u64, Vec<u64>>>(log: &FileLog, topic: &str) {
     log.create_topic(topic, 1, false).unwrap();

@@ -15,10 +15,11 @@ use rdkafka::producer::DefaultProducerContext;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Probe, ToStream};
 use timely_kafka::connect::sink::{kafka_sink, SinkConfig};
+use timely_kafka::connect::source::SourceStats;
 use timely_kafka::connect::source::{kafka_source, time, SourceConfig, SourceEnd};
 use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
-use timely_kafka::{Error, SourceStats, Status};
+use timely_kafka::{Error, Status};
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
 

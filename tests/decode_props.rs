@@ -4,9 +4,11 @@
 use proptest::prelude::*;
 use timely::dataflow::operators::capture::event::Event;
 use timely::progress::Stamp;
+use timely_kafka::codec::Bincode;
+use timely_kafka::codec::CodecId;
+use timely_kafka::codec::EventCodec;
 use timely_kafka::internal::frame::{self, FrameHeader, FrameKind};
-use timely_kafka::CodecId;
-use timely_kafka::{Bincode, EventCodec, StreamHeader};
+use timely_kafka::internal::StreamHeader;
 
 fn valid_frame(values: Vec<u64>, time: u64) -> Vec<u8> {
     let event: Event<u64, Vec<u64>> = Event::Messages(Stamp::from_elem(time), values);

@@ -15,11 +15,13 @@ use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use timely::dataflow::operators::Capture;
 use timely_kafka::cli::numbers::{timed_numbers, Numbers};
+use timely_kafka::codec::CodecId;
+use timely_kafka::error::PartitionId;
 use timely_kafka::internal::frame::{decode_frame, encode_frame, FrameHeader, FrameKind};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
 use timely_kafka::log::{BackendHooks, PartitionWriter, WriterHooks};
-use timely_kafka::{CodecId, EventProducer, PartitionId, Result};
+use timely_kafka::{EventProducer, Result};
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
 

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::{Capture, Exchange, Inspect, Probe, ToStream};
+use timely_kafka::error::PartitionId;
 use timely_kafka::inspect::inspect_partition;
 use timely_kafka::log::file::FileLog;
 use timely_kafka::log::{BackendHooks, LogBackend, PartitionReader, PartitionWriter, TopicInfo, WriterHooks};
 use timely_kafka::{capture, execute, replay, CaptureOptions, ReplayOptions};
-use timely_kafka::{Error, EventConsumer, LogConsumer, LogProducer, PartitionId, Result};
+use timely_kafka::{Error, EventConsumer, EventProducer, Result};
 
 const PARTITIONS: usize = 3;
 const COUNT: u64 = 20_000;
@@ -42,7 +43,7 @@ fn helper_replay(log: Arc<dyn LogBackend>, workers: usize) -> Result<Vec<u64>> {
     let config = if workers == 1 { timely::Config::thread() } else { timely::Config::process(workers) };
     execute(config, move |w| {
         let options = ReplayOptions { idle_timeout: Some(Duration::from_secs(20)), ..Default::default() };
-        let streams: Vec<LogConsumer<u64, Vec<u64>>> = replay(w, log.as_ref(), "c", options)?;
+        let streams: Vec<EventConsumer<u64, Vec<u64>>> = replay(w, log.as_ref(), "c", options)?;
         let seen = std::rc::Rc::new(std::cell::Cell::new(0u64));
         let count = seen.clone();
         let probe = w.dataflow::<u64, _, _>(|scope| {
@@ -180,7 +181,7 @@ fn helpers_refuse_an_existing_topic_on_every_worker_without_overwrite() {
     let log: Arc<dyn LogBackend> = Arc::new(FileLog::new(dir.path()));
     common::capture(log.clone(), "full", 2, 10);
     let error = execute(timely::Config::process(2), move |w| {
-        capture(w, log.as_ref(), "full", CaptureOptions::default()).map(|_: LogProducer<u64, Vec<u64>>| ())
+        capture(w, log.as_ref(), "full", CaptureOptions::default()).map(|_: EventProducer<u64, Vec<u64>>| ())
     })
     .unwrap_err();
     assert!(error.to_string().contains("already holds data"), "{error}");
@@ -219,7 +220,7 @@ fn a_capture_fed_by_a_failed_replay_is_not_stored_as_complete() {
         let replayed = log.clone();
         let error = execute(timely::Config::process(3), move |w| {
             let options = ReplayOptions { idle_timeout: Some(Duration::from_secs(20)), ..Default::default() };
-            let streams: Vec<LogConsumer<u64, Vec<u64>>> = replay(w, replayed.as_ref(), "c", options)?;
+            let streams: Vec<EventConsumer<u64, Vec<u64>>> = replay(w, replayed.as_ref(), "c", options)?;
             let producer = if exactly_once {
                 let settings = ExactlyOnce { commit_interval: Duration::ZERO, ..Default::default() };
                 let options = CaptureOptions::default();
@@ -382,7 +383,7 @@ fn try_execute_returns_the_programs_own_error_and_converts_the_crates() {
     let dir = tempfile::tempdir().unwrap();
     let log = timely_kafka::FileLog::new(dir.path());
     let converted = timely_kafka::try_execute(timely::Config::process(2), move |worker| {
-        let _streams: Vec<timely_kafka::LogConsumer<u64, Vec<u64>>> =
+        let _streams: Vec<timely_kafka::EventConsumer<u64, Vec<u64>>> =
             timely_kafka::replay(worker, &log, "missing", timely_kafka::ReplayOptions::default())?;
         Ok::<_, AppError>(())
     });

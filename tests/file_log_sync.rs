@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use timely::dataflow::operators::capture::event::{Event, EventPusher};
 use timely::progress::Stamp;
+use timely_kafka::error::PartitionId;
 use timely_kafka::log::file::{FileLog, FileWriter};
 use timely_kafka::log::{LogBackend, PartitionWriter, WriterHooks};
 use timely_kafka::ExactlyOnce;
+use timely_kafka::Result;
 use timely_kafka::{CaptureStats, EventProducer, Status};
-use timely_kafka::{PartitionId, Result};
 
 /// What the wrapper saw at one commit.
 #[derive(Clone, Copy, Debug, Default)]

@@ -31,7 +31,7 @@ use timely::dataflow::operators::{Inspect, Probe};
 use timely_kafka::cli::numbers::{timed_numbers, Numbers};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::{execute, replay, step_until_done, LogConsumer, ReplayOptions, REPLAY_PERIOD};
+use timely_kafka::{execute, replay, step_until_done, EventConsumer, ReplayOptions, REPLAY_PERIOD};
 
 /// Prints a line prefixed with the seconds since the test binary started
 /// (the order of faults and their effects, in CI logs).
@@ -523,7 +523,7 @@ fn replay_here(brokers: &str, topic: &str) -> Fingerprint {
     let topic = topic.to_string();
     let results = execute(timely::Config::process(READERS), move |worker| {
         let options = ReplayOptions { idle_timeout: Some(Duration::from_secs(60)), ..Default::default() };
-        let consumers: Vec<LogConsumer<u64, Vec<u64>>> = replay(worker, log.as_ref(), &topic, options)?;
+        let consumers: Vec<EventConsumer<u64, Vec<u64>>> = replay(worker, log.as_ref(), &topic, options)?;
         let seen = std::rc::Rc::new(std::cell::RefCell::new(Fingerprint::default()));
         let sink = seen.clone();
         let probe = worker.dataflow::<u64, _, _>(|scope| {

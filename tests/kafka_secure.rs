@@ -32,7 +32,7 @@ use timely::dataflow::operators::{Capture, Inspect, Probe, ToStream};
 use timely_kafka::connect::source::{kafka_source, SourceConfig, SourceEnd};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::{
-    capture, execute, replay, step_until_done, CaptureOptions, LogConsumer, ReplayOptions, REPLAY_PERIOD,
+    capture, execute, replay, step_until_done, CaptureOptions, EventConsumer, ReplayOptions, REPLAY_PERIOD,
 };
 
 /// The secured node: its directory and base port.
@@ -118,7 +118,7 @@ fn replay_numbers(log: &KafkaLog, topic: &str) -> Fingerprint {
     let (log, topic) = (log.clone(), topic.to_string());
     let per_worker = execute(timely::Config::process(READERS), move |worker| {
         let options = ReplayOptions { idle_timeout: Some(Duration::from_secs(30)), ..Default::default() };
-        let streams: Vec<LogConsumer<u64, Vec<u64>>> = replay(worker, &log, &topic, options)?;
+        let streams: Vec<EventConsumer<u64, Vec<u64>>> = replay(worker, &log, &topic, options)?;
         let seen = std::rc::Rc::new(std::cell::RefCell::new(Fingerprint::default()));
         let sink = seen.clone();
         let probe = worker.dataflow::<u64, _, _>(|scope| {

@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
+use timely_kafka::log::LogBackend;
 use timely_kafka::log::{PartitionReader, TopicInfo};
-use timely_kafka::{Error, FileLog, KafkaLog, LogBackend};
+use timely_kafka::{Error, FileLog, KafkaLog};
 
 /// Long enough for the mock's first fetch; polls return as soon as a record is in.
 const POLL: Duration = Duration::from_secs(10);

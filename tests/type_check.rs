@@ -12,7 +12,7 @@ use timely::dataflow::operators::{Capture, Inspect, Probe, ToStream};
 use timely_kafka::log::file::FileLog;
 use timely_kafka::log::LogBackend;
 use timely_kafka::{execute, replay, ReplayOptions};
-use timely_kafka::{EventProducer, LogConsumer};
+use timely_kafka::{EventConsumer, EventProducer};
 
 /// Encodes exactly as a `u64` (a bincode newtype), under another name.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -32,7 +32,7 @@ fn replay_as_numbers(log: FileLog, skip_type_check: bool) -> timely_kafka::Resul
     execute(timely::Config::process(2), move |w| {
         let options =
             ReplayOptions { skip_type_check, idle_timeout: Some(Duration::from_secs(10)), ..Default::default() };
-        let streams: Vec<LogConsumer<u64, Vec<u64>>> = replay(w, &log, "readings", options.clone())?;
+        let streams: Vec<EventConsumer<u64, Vec<u64>>> = replay(w, &log, "readings", options.clone())?;
         let sum = std::rc::Rc::new(std::cell::Cell::new(0));
         let total = sum.clone();
         let probe =

@@ -19,8 +19,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use timely_kafka::codec::Bincode;
+use timely_kafka::codec::EventCodec;
 use timely_kafka::internal::frame::decode_frame;
-use timely_kafka::{Bincode, EventCodec, StreamHeader};
+use timely_kafka::internal::StreamHeader;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(frame) = decode_frame(data) {

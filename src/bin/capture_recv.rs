@@ -13,8 +13,10 @@ use clap::Parser;
 use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely_kafka::cli::{self, fingerprint, LogArgs, Progress, TimelyArgs, Totals};
+use timely_kafka::codec::Bincode;
+use timely_kafka::codec::EventCodec;
 use timely_kafka::log::LogBackend;
-use timely_kafka::{execute, replay, step_until_done, Bincode, EventCodec, ReplayOptions, Result, REPLAY_PERIOD};
+use timely_kafka::{execute, replay, step_until_done, ReplayOptions, Result, REPLAY_PERIOD};
 
 const PROGRAM: &str = "capture_recv";
 
@@ -59,7 +61,7 @@ fn run(args: Args) -> Result<()> {
     let result = match args.log.codec {
         cli::CodecArg::Bincode => replay_all(&args, config, log, totals.clone(), Bincode),
         #[cfg(feature = "abomonation")]
-        cli::CodecArg::Abomonation => replay_all(&args, config, log, totals.clone(), timely_kafka::Abomonation),
+        cli::CodecArg::Abomonation => replay_all(&args, config, log, totals.clone(), timely_kafka::codec::Abomonation),
         #[cfg(not(feature = "abomonation"))]
         cli::CodecArg::Abomonation => unreachable!("checked by check_codec"),
     };

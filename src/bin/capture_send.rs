@@ -26,11 +26,13 @@ use clap::Parser;
 use timely::dataflow::operators::Capture;
 use timely_kafka::cli::numbers::{numbers, timed_numbers, Numbers};
 use timely_kafka::cli::{self, LogArgs, Progress, TimelyArgs, Totals};
+use timely_kafka::codec::Bincode;
+use timely_kafka::codec::CodecId;
+use timely_kafka::codec::EventCodec;
 use timely_kafka::internal::{agree, create_capture_topics};
 use timely_kafka::log::LogBackend;
 use timely_kafka::{
-    capture, capture_exactly_once, execute, Bincode, CaptureOptions, CodecId, EventCodec, ExactlyOnce, Result,
-    ResumePoint, StreamStart,
+    capture, capture_exactly_once, execute, CaptureOptions, ExactlyOnce, Result, ResumePoint, StreamStart,
 };
 
 const PROGRAM: &str = "capture_send";
@@ -104,7 +106,7 @@ fn run(args: Args) -> Result<()> {
     let result = match args.log.codec {
         cli::CodecArg::Bincode => capture_all(&args, config, log, totals.clone(), Bincode),
         #[cfg(feature = "abomonation")]
-        cli::CodecArg::Abomonation => capture_all(&args, config, log, totals.clone(), timely_kafka::Abomonation),
+        cli::CodecArg::Abomonation => capture_all(&args, config, log, totals.clone(), timely_kafka::codec::Abomonation),
         #[cfg(not(feature = "abomonation"))]
         cli::CodecArg::Abomonation => unreachable!("checked by check_codec"),
     };

@@ -12,8 +12,8 @@
 //! ```
 //! use differential_dataflow::input::Input;
 //! use timely::dataflow::operators::{Inspect, Probe};
-//! use timely_kafka::differential::{CaptureCollection, ReplayCollection, UpdateConsumer};
-//! use timely_kafka::{capture, execute, replay, step_until_done, CaptureOptions, FileLog, ReplayOptions};
+//! use timely_kafka::differential::{CaptureCollection, ReplayCollection};
+//! use timely_kafka::{capture, execute, replay, step_until_done, CaptureOptions, EventConsumer, FileLog, ReplayOptions};
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let log = FileLog::new(dir.path());
@@ -33,7 +33,7 @@
 //! }).unwrap();
 //!
 //! let counts = execute(timely::Config::thread(), move |w| {
-//!     let streams: Vec<UpdateConsumer<u64, (u64, u64)>> = replay(w, &log, "pairs", ReplayOptions::default())?;
+//!     let streams: Vec<EventConsumer<u64, Vec<((u64, u64), u64, isize)>>> = replay(w, &log, "pairs", ReplayOptions::default())?;
 //!     let total = std::rc::Rc::new(std::cell::Cell::new(0isize));
 //!     let sink = total.clone();
 //!     let probe = w.dataflow::<u64, _, _>(|scope| {
@@ -53,15 +53,7 @@ use timely::dataflow::operators::Capture;
 use timely::dataflow::Scope;
 use timely::progress::Timestamp;
 
-use crate::capture::wire::codec::Bincode;
-use crate::capture::worker::{LogConsumer, LogProducer};
 use crate::runtime::REPLAY_PERIOD;
-
-/// The producer of a collection's updates (what [`crate::capture()`] returns for it).
-pub type UpdateProducer<T, D, R = isize, K = Bincode> = LogProducer<T, Vec<(D, T, R)>, K>;
-
-/// A consumer of a collection's updates (what [`crate::replay()`] returns for it).
-pub type UpdateConsumer<T, D, R = isize, K = Bincode> = LogConsumer<T, Vec<(D, T, R)>, K>;
 
 /// Captures a collection's updates and progress.
 pub trait CaptureCollection<T: Timestamp, D, R> {

@@ -18,12 +18,11 @@ use timely::dataflow::operators::Exchange;
 use timely::dataflow::operators::{Capture, Inspect, Probe};
 use timely_kafka::capture_exactly_once;
 use timely_kafka::cli::numbers::{timed_numbers, Numbers};
+use timely_kafka::error::PartitionId;
 use timely_kafka::log::{LogBackend, PartitionWriter, WriterHooks};
 use timely_kafka::ExactlyOnce;
 use timely_kafka::ResumePoint;
-use timely_kafka::{
-    execute, CaptureOptions, CaptureStats, EventConsumer, EventProducer, PartitionId, Result, StreamStart,
-};
+use timely_kafka::{execute, CaptureOptions, CaptureStats, EventConsumer, EventProducer, Result, StreamStart};
 
 /// Commits as often as the frontier moves, so crashes land between many commits.
 pub fn eager() -> ExactlyOnce {

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use timely_kafka::error::PartitionId;
 use timely_kafka::log::{BackendHooks, LogBackend, PartitionReader, PartitionWriter, Record, TopicInfo};
 use timely_kafka::log::{ReaderHooks, WriterHooks};
-use timely_kafka::{Error, PartitionId, Result};
+use timely_kafka::{Error, Result};
 
 type Partition = Arc<Mutex<Vec<Vec<u8>>>>;
 

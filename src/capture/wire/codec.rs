@@ -74,7 +74,7 @@ mod abomonation_codec {
     /// anywhere in the container would be read misaligned, which is
     /// undefined behaviour. The codec refuses a container aligned to more
     /// than 8 at compile time; it cannot see the element types inside a
-    /// `Vec`, so for `Vec<u128>` and the like use [`crate::Bincode`].
+    /// `Vec`, so for `Vec<u128>` and the like use [`crate::codec::Bincode`].
     ///
     /// ```compile_fail
     /// # use timely_kafka::{Abomonation, EventCodec};

@@ -26,7 +26,7 @@ use crate::capture::producer::EventProducer;
 use crate::capture::wire::codec::EventCodec;
 use crate::capture::worker::resume::{meet, resume, ResumePoint};
 use crate::capture::worker::topics::{open_capture_topic, Existing};
-use crate::capture::worker::{CaptureOptions, LogProducer};
+use crate::capture::worker::{AnyProducer, CaptureOptions};
 use crate::error::{Error, PartitionId, Result};
 use crate::log::{LogBackend, PartitionWriter, WriterHooks};
 use crate::runtime::collective::{agree, all_gather};
@@ -54,7 +54,7 @@ pub fn capture_exactly_once<T, C, K>(
     options: CaptureOptions<K>,
     exactly_once: ExactlyOnce,
     start: StreamStart,
-) -> Result<(LogProducer<T, C, K>, ResumePoint<T>)>
+) -> Result<(AnyProducer<T, C, K>, ResumePoint<T>)>
 where
     T: Timestamp + TotalOrder,
     C: timely::Accountable + 'static,
@@ -92,7 +92,7 @@ where
 }
 
 /// A producer for a worker whose stream is complete: it stores nothing.
-fn complete_stream<T, C, K>(at: PartitionId) -> (LogProducer<T, C, K>, ResumePoint<T>)
+fn complete_stream<T, C, K>(at: PartitionId) -> (AnyProducer<T, C, K>, ResumePoint<T>)
 where
     T: Timestamp + TotalOrder,
     C: timely::Accountable + 'static,

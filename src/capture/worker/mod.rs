@@ -36,11 +36,11 @@ use crate::runtime::collective::{agree, all_gather};
 pub use topics::{create_capture_topics, wait_for_topic};
 use topics::{open_capture_topic, Existing};
 
-/// The producer [`capture`] returns: over any backend's writer.
-pub type LogProducer<T, C, K = Bincode> = EventProducer<T, C, Box<dyn PartitionWriter>, K>;
+/// The producer [`capture`] opens: over any backend's writer.
+pub(crate) type AnyProducer<T, C, K> = EventProducer<T, C, Box<dyn PartitionWriter>, K>;
 
-/// The consumers [`replay`] returns: over any backend's reader.
-pub type LogConsumer<T, C, K = Bincode> = EventConsumer<T, C, Box<dyn PartitionReader>, K>;
+/// A consumer [`replay`] opens: over any backend's reader.
+pub(crate) type AnyConsumer<T, C, K> = EventConsumer<T, C, Box<dyn PartitionReader>, K>;
 
 /// How [`capture`] sets up the topic, and the codec its producers write with.
 ///
@@ -134,7 +134,7 @@ pub fn capture<T, C, K>(
     log: &dyn LogBackend,
     topic: &str,
     options: CaptureOptions<K>,
-) -> Result<LogProducer<T, C, K>>
+) -> Result<AnyProducer<T, C, K>>
 where
     T: Timestamp,
     C: timely::Accountable + 'static,
@@ -165,7 +165,7 @@ pub fn replay<T, C, K>(
     log: &dyn LogBackend,
     topic: &str,
     options: ReplayOptions<K>,
-) -> Result<Vec<LogConsumer<T, C, K>>>
+) -> Result<Vec<AnyConsumer<T, C, K>>>
 where
     T: Timestamp,
     C: Send + 'static,
@@ -218,7 +218,7 @@ where
 }
 
 /// A stream and the outcome of opening it.
-type Opened<T, C, K> = (u32, Result<LogConsumer<T, C, K>>);
+type Opened<T, C, K> = (u32, Result<AnyConsumer<T, C, K>>);
 
 /// Streams a worker opens at once. Opening waits on broker round trips, so
 /// a few threads hide most of the latency; a bound keeps a worker assigned
@@ -244,7 +244,7 @@ where
     // Only stream 0's header is needed before replay starts, to count the
     // streams; the others are read by the replay.
     let count_from_header = options.streams.is_none() && matches!(layout, StreamLayout::Partitioned);
-    let open = move |stream: u32| -> Result<LogConsumer<T, C, K>> {
+    let open = move |stream: u32| -> Result<AnyConsumer<T, C, K>> {
         let (name, partition) = layout.locate(topic, stream);
         let read_header = stream == 0 && count_from_header;
         let mut consumer =
