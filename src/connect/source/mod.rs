@@ -38,16 +38,13 @@
 pub(crate) mod binding;
 mod config;
 mod fetch_end;
+mod operator;
 mod reader;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::CommitMode;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
@@ -55,14 +52,13 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 
-use crate::connect::status::reason;
 use crate::error::Error;
 use crate::runtime::status::Status;
 use binding::Binder;
 pub use binding::{SourceResume, CLEAN_END};
 pub use config::{time, SourceConfig, SourceEnd, SourceRecord, SourceStats};
-use fetch_end::fetched_high_watermark;
-use reader::{apply_rebalances, is_fatal, open_reader, topic_partitions, PartitionState, Rebalances};
+use operator::{SourceOperator, SourceState};
+use reader::{open_reader, topic_partitions, PartitionState, Rebalances};
 
 /// Reads `topic` into a stream of `D` at times chosen by `logic`.
 ///
@@ -162,7 +158,7 @@ fn source<'scope, D, L>(
     topic: &str,
     commit_probe: Option<ProbeHandle<u64>>,
     resume: Option<SourceResume>,
-    mut logic: L,
+    logic: L,
 ) -> (Stream<'scope, u64, Vec<D>>, BindingStream<'scope>, Status<SourceStats>)
 where
     D: Clone + 'static,
@@ -188,219 +184,40 @@ where
         let context = format!("kafka source of topic '{topic}'");
         let mut capability = Some(Capabilities { data, binding });
         let opened = open_reader(&config, &topic, index, peers, changes.clone(), commit_probe, resume.as_ref());
-        let mut reader = match opened {
-            Ok(reader) => Some(reader),
+        let exactly_once = resume.is_some();
+        let binder = resume.map(Binder::new);
+        let mut source = match opened {
+            Ok(reader) => Some(SourceOperator {
+                reader,
+                state: SourceState {
+                    config,
+                    context,
+                    index,
+                    status,
+                    changes,
+                    binder,
+                    partitions: BTreeMap::new(),
+                    ever_assigned: false,
+                    unhealthy_since: None,
+                    resets: 0,
+                    partitions_checked: Instant::now(),
+                    logic,
+                },
+            }),
             Err(error) => {
                 status.fail(&context, error);
                 None
             }
         };
-        let mut binder = resume.map(Binder::new);
-        let mut partitions: BTreeMap<u32, PartitionState> = BTreeMap::new();
-        let mut ever_assigned = false;
-        // Since when errors arrived and no record did (the broker may be gone).
-        let mut unhealthy_since: Option<Instant> = None;
-        // Offset resets answered by seeking (exactly once), bounded.
-        let mut resets = 0;
-        let mut partitions_checked = Instant::now();
         move |_frontiers| {
-            let Some(reader) = reader.as_mut() else {
+            let Some(source) = source.as_mut() else {
                 // It could not open: tell the sink (maybe in another process).
-                if let (Some(cap), true) = (capability.take(), binder.is_some()) {
+                if let (Some(cap), true) = (capability.take(), exactly_once) {
                     binding_output.activate().session(&cap.binding).give(binding::failed(index));
                 }
                 return false;
             };
-            if status.failed_anywhere() {
-                // The closed frontier finished nothing: commit no offset.
-                reader.failed = true;
-                capability = None;
-                return false;
-            }
-            let Some(cap) = capability.as_mut() else {
-                // Released: wait for the output to finish, then commit its offsets.
-                if reader.probe.as_ref().is_none_or(|p| p.done()) {
-                    reader.commit_finished(true, CommitMode::Sync);
-                    return false;
-                }
-                reader.commit_finished(false, CommitMode::Async);
-                activator.activate_after(Duration::from_millis(10));
-                return true;
-            };
-            let mut output = output.activate();
-            let mut binding_output = binding_output.activate();
-            let rebalance = |partitions: &mut _, frontier, ever_assigned: &mut _, binder: &mut Option<Binder>| {
-                apply_rebalances(&config, &changes, partitions, frontier, ever_assigned);
-                if let Some(binder) = binder.as_mut() {
-                    binder.initialize(partitions);
-                }
-            };
-            rebalance(&mut partitions, cap.time(), &mut ever_assigned, &mut binder);
-            let mut read = 0;
-            while read < config.batch && !config.stop.load(Ordering::Relaxed) {
-                let Some(result) = reader.consumer.poll(Duration::ZERO) else { break };
-                rebalance(&mut partitions, cap.time(), &mut ever_assigned, &mut binder);
-                if !matches!(result, Err(ref error) if !matches!(error, KafkaError::PartitionEOF(_))) {
-                    unhealthy_since = None;
-                }
-                match result {
-                    Ok(message) => {
-                        read += 1;
-                        let partition = message.partition() as u32;
-                        let offset = message.offset().max(0) as u64;
-                        let record = SourceRecord {
-                            key: message.key(),
-                            payload: message.payload(),
-                            partition,
-                            offset,
-                            timestamp_ms: message.timestamp().to_millis(),
-                        };
-                        let Some(state) = partitions.get_mut(&partition) else { continue };
-                        if state.end_pending {
-                            // The first record since assignment: a fetch response has set the end.
-                            let high = fetched_high_watermark(&reader.consumer, &reader.topic, partition);
-                            state.end = high.map(|high| high.max(offset + 1));
-                            state.end_pending = state.end.is_none();
-                        }
-                        if state.end.is_some_and(|end| offset >= end) {
-                            state.done = true;
-                            continue;
-                        }
-                        state.last_record = Instant::now();
-                        state.next_offset = offset + 1;
-                        status.counters().records.fetch_add(1, Ordering::Relaxed);
-                        let emitted = logic(&record);
-                        let time = emitted.as_ref().map_or(*cap.time(), |(time, _)| *time).max(*cap.time());
-                        let time = match binder.as_mut() {
-                            Some(binder) => {
-                                // Monotone in offset, then on its side of the committed frontier.
-                                let time = binder.time(partition, offset, time.max(state.watermark));
-                                binder.report(time, partition, offset);
-                                time
-                            }
-                            None => time,
-                        };
-                        state.watermark = state.watermark.max(time);
-                        if let Some((_, datum)) = emitted {
-                            output.session(&cap.data.delayed(&time)).give(datum);
-                        }
-                        let next = reader.pending.entry(time).or_default().entry(partition).or_default();
-                        *next = (*next).max(offset + 1);
-                        if state.end.is_some_and(|end| offset + 1 >= end) {
-                            state.done = true;
-                        }
-                    }
-                    Err(KafkaError::PartitionEOF(partition)) => {
-                        // The position reached the high watermark of the latest
-                        // fetch, which is at or past CurrentEnd's end (fetch_end.rs).
-                        if let Some(state) = partitions.get_mut(&(partition as u32)) {
-                            if config.end == SourceEnd::CurrentEnd {
-                                state.done = true;
-                            }
-                        }
-                    }
-                    Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))
-                        if binder.is_some() && resets < MAX_RESEEKS =>
-                    {
-                        resets += 1;
-                        status.warn(format!("kafka source of topic '{}': offset reset asked; seeking", reader.topic));
-                        let next: Vec<(u32, u64)> =
-                            partitions.iter().filter(|(_, p)| !p.done).map(|(id, p)| (*id, p.next_offset)).collect();
-                        if let Err(error) = reader.reseek(&next, config.broker_timeout) {
-                            status.fail(&context, error);
-                            reader.failed = true;
-                            binding_output.session(&cap.binding).give(binding::failed(index));
-                            capability = None;
-                            return false;
-                        }
-                    }
-                    Err(error) if is_fatal(&error) => {
-                        let undecodable = error.rdkafka_error_code().is_some_and(crate::error::undecodable);
-                        let what = if undecodable { "records cannot be decoded" } else { "consumer" };
-                        status.fail(&context, Error::kafka_from(what, &error));
-                        reader.failed = true;
-                        if binder.is_some() {
-                            binding_output.session(&cap.binding).give(binding::failed(index));
-                        }
-                        capability = None;
-                        return false;
-                    }
-                    Err(error) => {
-                        status.warn(format!("kafka source of topic '{}': {error}", reader.topic));
-                        unhealthy_since.get_or_insert_with(Instant::now);
-                    }
-                }
-            }
-            if let Some(binder) = binder.as_mut() {
-                for (time, report) in binder.drain() {
-                    binding_output.session(&cap.binding.delayed(&time)).give(report);
-                }
-            }
-            if let Some(since) = unhealthy_since.filter(|since| since.elapsed() >= config.broker_timeout) {
-                // Errors and no record for the whole timeout: is the broker there at all?
-                let probe_timeout = config.broker_timeout.min(Duration::from_secs(5));
-                match topic_partitions(&reader.consumer, &reader.topic, probe_timeout) {
-                    Ok(_) => unhealthy_since = None,
-                    Err(error) => {
-                        let reason = format!("broker unreachable for {:?} ({})", since.elapsed(), reason(&error));
-                        status.fail(&context, Error::kafka(reason));
-                        reader.failed = true;
-                        if binder.is_some() {
-                            binding_output.session(&cap.binding).give(binding::failed(index));
-                        }
-                        capability = None;
-                        return false;
-                    }
-                }
-            }
-            if binder.is_some() && partitions_checked.elapsed() >= config.partition_check {
-                partitions_checked = Instant::now();
-                if let Some(added) = added_partitions(reader, config.broker_timeout) {
-                    status.fail(&context, added);
-                    reader.failed = true;
-                    binding_output.session(&cap.binding).give(binding::failed(index));
-                    capability = None;
-                    return false;
-                }
-            }
-            let ended = (config.end != SourceEnd::Live && ever_assigned && partitions.values().all(|p| p.done))
-                // Explicitly assigned nothing: this worker will never read anything.
-                || (!reader.group && ever_assigned && partitions.is_empty());
-            let stopped = config.stop.load(Ordering::Relaxed);
-            // The frontier: least watermark of running, non-idle partitions
-            // (exactly once: a partition below its binding is never idle);
-            // with none running, the greatest.
-            let running = running_least(&partitions, binder.as_ref(), config.idle_timeout);
-            let greatest = partitions.values().map(|p| p.watermark).max();
-            let frontier = running.or(greatest).unwrap_or(0).max(*cap.time());
-            if ended || stopped {
-                if binder.is_some() {
-                    if let Some(reached) = running.filter(|_| stopped && !ended) {
-                        // No end of input, and a partition still reading (idle
-                        // ones hold no frontier back, as while running): the
-                        // sink commits no further than it reached.
-                        binding_output.session(&cap.binding).give(binding::stopped_at(reached.max(*cap.time())));
-                    }
-                    // Ended, not failed: the sink may commit the closed frontier.
-                    binding_output.session(&cap.binding).give(binding::clean_end(index));
-                }
-                if !status.failed_anywhere() {
-                    status.set_complete();
-                }
-                capability = None;
-                activator.activate();
-                return true;
-            }
-            if frontier > *cap.time() {
-                cap.downgrade(&frontier);
-            }
-            reader.commit_finished(false, CommitMode::Async);
-            if read >= config.batch {
-                activator.activate();
-            } else {
-                activator.activate_after(Duration::from_millis(5));
-            }
-            true
+            source.activate(&mut capability, &mut output, &mut binding_output, &activator)
         }
     });
     (stream, binding_stream, returned)

@@ -67,12 +67,15 @@ pub(super) struct PartitionState {
 
 /// The source's consumer and its offset bookkeeping. Commits everything
 /// still pending when dropped after a clean finish.
+/// Per time, the next offset of each partition once that time is finished.
+pub(super) type Pending = BTreeMap<u64, HashMap<u32, u64>>;
+
 pub(super) struct Reader {
     pub(super) consumer: BaseConsumer<GroupContext>,
     pub(super) topic: String,
     pub(super) group: bool,
     /// Per time, the next offset of each partition once that time is finished.
-    pub(super) pending: BTreeMap<u64, HashMap<u32, u64>>,
+    pub(super) pending: Pending,
     /// Next offset per partition of everything finished so far.
     pub(super) finished: HashMap<u32, u64>,
     pub(super) probe: Option<ProbeHandle<u64>>,
