@@ -7,8 +7,10 @@
 //! pipeline's identity must not depend on it) is SIGKILLed at
 //! `CHAOS_KILLS` (default 20) random moments (random run times, so some
 //! land during start-up, fencing or the progress read, others mid-commit)
-//! and started again each time with the same arguments; twice an instance
-//! is SIGSTOPped while a new one takes over, then SIGCONTed: that zombie must
+//! and started again each time with the same arguments; first, twice, an
+//! instance is SIGSTOPped while a new one takes over, then SIGCONTed while
+//! the writer still writes (asserted: woken to no new input, a zombie has
+//! nothing to commit and never meets the coordinator): that zombie must
 //! be fenced (it ends with an error saying so) and write nothing. Finally
 //! the pipeline runs to its end, and kafka-python reads the output with
 //! read_committed: each word's counts strictly increase, no (word, count)
@@ -307,18 +309,50 @@ fn chaos(scenario: Scenario) {
     produce.extend(writer_args.iter().map(String::as_str));
     let mut writer = Writer(interop(&python, scenario.script, &produce).stdout(Stdio::null()).spawn().unwrap());
 
-    // Which kills become zombie take-overs.
-    let mut zombie_at: Vec<usize> = Vec::new();
-    while zombie_at.len() < ZOMBIES.min(kills.saturating_sub(1)) {
-        let at = rng.random_range(1..kills.max(2));
-        if !zombie_at.contains(&at) {
-            zombie_at.push(at);
-        }
-    }
     let start = |n: usize| Instance::start(&binary, &args, dir.path(), n, None);
     let mut landed_after_start_up = 0;
     let mut commits_seen = Vec::new();
     let mut next = 0;
+    // The zombie take-overs first, while the writer is surely still writing:
+    // a zombie that wakes to no new input has nothing to commit, never
+    // meets the coordinator, and ends with nothing to say (it happened once
+    // the writer had finished, on a machine slowed down by other work).
+    let mut current = start(next);
+    for _ in 0..ZOMBIES {
+        // Freeze it once it runs (frozen before its own fencing, it would
+        // fence its successor on waking: no zombie), let a new instance
+        // take over, then wake it up.
+        let running_by = Instant::now() + Duration::from_secs(60);
+        while !current.resumed() && Instant::now() < running_by {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(current.resumed(), "{} did not start within 60 s: {}", current.name, current.stderr());
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..1000)));
+        current.signal(libc::SIGSTOP);
+        let stopped_after = current.started.elapsed();
+        next += 1;
+        let successor = start(next);
+        std::thread::sleep(Duration::from_millis(rng.random_range(1500..4000)));
+        let mut zombie = std::mem::replace(&mut current, successor);
+        let writing = matches!(writer.0.try_wait(), Ok(None));
+        assert!(writing, "the writer had finished before zombie {} woke: it has nothing to commit", zombie.name);
+        zombie.signal(libc::SIGCONT);
+        let status = zombie.wait(Duration::from_secs(60));
+        let stderr = zombie.stderr();
+        println!(
+            "pipeline_chaos {example}: zombie {} (stopped {stopped_after:?} after start, woken while the writer \
+             wrote) ended with {status}: {}",
+            zombie.name,
+            stderr.lines().last().unwrap_or("")
+        );
+        assert!(!status.success(), "zombie {} ended successfully: {stderr}", zombie.name);
+        assert!(stderr.contains("fenced"), "zombie {} failed without being fenced: {stderr}", zombie.name);
+        commits_seen.extend(resumed_commit(&stderr));
+        std::thread::sleep(Duration::from_millis(rng.random_range(100..2000)));
+    }
+    commits_seen.extend(resumed_commit(&current.stderr()));
+    landed_after_start_up += usize::from(current.kill());
+    next += 1;
     for point in CRASH_POINTS {
         let mut crashing = Instance::start(&binary, &args, dir.path(), next, Some(point));
         next += 1;
@@ -361,34 +395,6 @@ fn chaos(scenario: Scenario) {
     let mut current = start(next);
     for kill in 0..kills {
         std::thread::sleep(Duration::from_millis(rng.random_range(100..3000)));
-        if zombie_at.contains(&kill) {
-            // Freeze it once it runs (frozen before its own fencing, it would
-            // fence its successor on waking: no zombie), let a new instance
-            // take over, then wake it up.
-            let running_by = Instant::now() + Duration::from_secs(60);
-            while !current.resumed() && Instant::now() < running_by {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            assert!(current.resumed(), "{} did not start within 60 s: {}", current.name, current.stderr());
-            std::thread::sleep(Duration::from_millis(rng.random_range(0..1000)));
-            current.signal(libc::SIGSTOP);
-            let stopped_after = current.started.elapsed();
-            next += 1;
-            let successor = start(next);
-            std::thread::sleep(Duration::from_millis(rng.random_range(1500..4000)));
-            let mut zombie = std::mem::replace(&mut current, successor);
-            zombie.signal(libc::SIGCONT);
-            let status = zombie.wait(Duration::from_secs(60));
-            let stderr = zombie.stderr();
-            println!(
-                "pipeline_chaos {example}: zombie {} (stopped {stopped_after:?} after start) ended with {status}: {}",
-                zombie.name,
-                stderr.lines().last().unwrap_or("")
-            );
-            assert!(!status.success(), "zombie {} ended successfully: {stderr}", zombie.name);
-            assert!(stderr.contains("fenced"), "zombie {} failed without being fenced: {stderr}", zombie.name);
-            std::thread::sleep(Duration::from_millis(rng.random_range(100..2000)));
-        }
         let ran = current.started.elapsed();
         let name = current.name.clone();
         commits_seen.extend(resumed_commit(&current.stderr()));
