@@ -195,6 +195,52 @@ fn an_unknown_ca_fails_at_once_naming_tls() {
 }
 
 #[test]
+fn a_host_name_the_certificate_does_not_name_fails_at_once_naming_tls() {
+    let _deadline = common::deadline();
+    let Some(node) = node() else { return };
+    // The broker's certificate names 127.0.0.1 and localhost; 127.0.0.2,
+    // forwarded to the listener, is the same broker under an address it
+    // does not carry (librdkafka checks it:
+    // ssl.endpoint.identification.algorithm=https).
+    let properties =
+        with(node.properties("client-sasl-ssl.properties"), "ssl.endpoint.identification.algorithm", "https");
+    let forwarded = forward("127.0.0.2", &node.sasl_ssl());
+    refused(&forwarded, &properties, "TLS handshake failed", "alice-secret");
+    // The name is the cause: without the check the same client connects.
+    let unchecked = with(properties, "ssl.endpoint.identification.algorithm", "none");
+    KafkaLog::new(&forwarded, &unchecked).expect("the forwarded listener, its name unchecked");
+}
+
+/// Listens on `ip` (an ephemeral port) and forwards every connection to
+/// `to`, for as long as the test process runs; returns `ip:port`.
+fn forward(ip: &str, to: &str) -> String {
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let to = to.to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(&to) else { continue };
+            let (mut client_in, mut server_in) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut client_out, mut server_out) = (client, server);
+            std::thread::spawn(move || std::io::copy(&mut client_in, &mut server_out));
+            std::thread::spawn(move || std::io::copy(&mut server_in, &mut client_out));
+        }
+    });
+    address
+}
+
+#[test]
+fn a_mechanism_the_listener_does_not_enable_fails_at_once_naming_authentication() {
+    let _deadline = common::deadline();
+    let Some(node) = node() else { return };
+    // The listener enables SCRAM-SHA-512, SCRAM-SHA-256 and PLAIN.
+    let properties = with(node.properties("client-sasl-ssl.properties"), "sasl.mechanism", "OAUTHBEARER");
+    let properties = with(properties, "enable.sasl.oauthbearer.unsecure.jwt", "true");
+    let properties = with(properties, "sasl.oauthbearer.config", "principal=alice");
+    refused(&node.sasl_ssl(), &properties, "SASL authentication failed", "alice-secret");
+}
+
+#[test]
 fn the_wrong_protocol_for_a_listener_fails_at_once() {
     let _deadline = common::deadline();
     let Some(node) = node() else { return };

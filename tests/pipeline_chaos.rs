@@ -388,6 +388,12 @@ fn chaos(scenario: Scenario) {
                 "pipeline_chaos {example}: two processes ({}): SIGKILL {killed}; the other {ended}",
                 hostfile.display()
             );
+            // It cannot go on alone: it ends by itself, with a failure (timely's
+            // communication thread panics when its peer's connection closes).
+            assert!(
+                ended.starts_with("ended with exit status: ") && !ended.starts_with("ended with exit status: 0"),
+                "the survivor of SIGKILL {killed} did not end by itself with a failure: {ended}"
+            );
         }
         source_failure_round(&binary, &args, dir.path(), next, &brokers, &input, scenario.input_partitions, &mut rng);
         next += 2;

@@ -56,6 +56,9 @@ pub(crate) fn refusal(line: &str) -> Option<Refusal> {
         || lower.contains("unsupported sasl mechanism")
         || lower.contains("sasl handshake failed")
         || lower.contains("no provider for sasl mechanism")
+        // librdkafka's own name for the class: the client could not even
+        // start (an OAUTHBEARER token it cannot make, say).
+        || lower.contains("authentication failure")
     {
         Some(Refusal::Authentication(line))
     } else if lower.contains("ssl handshake failed") || lower.contains("certificate verify failed") {
@@ -160,6 +163,18 @@ mod tests {
         ));
         assert!(!quick_disconnect("h:1/1: Disconnected: connection closed by peer (after 61234ms in state UP)"));
         assert_eq!(refusal("127.0.0.1:9092/1: Connect to ipv4#127.0.0.1:9092 failed: Connection refused"), None);
+        // Seen from Apache Kafka 4.1.1: a mechanism the listener does not
+        // enable, and an OAUTHBEARER token the client cannot make.
+        let unsupported = "sasl_ssl://127.0.0.1:19894/bootstrap: SASL OAUTHBEARER mechanism handshake failed: \
+                           Broker: Unsupported SASL mechanism: broker's supported mechanisms: SCRAM-SHA-512,PLAIN";
+        assert!(matches!(refusal(unsupported), Some(Refusal::Authentication(_))));
+        let no_token = "Global error: Authentication (Local: Authentication failure): Failed to acquire SASL \
+                        OAUTHBEARER token: Invalid sasl.oauthbearer.config: must not be empty";
+        assert!(matches!(refusal(no_token), Some(Refusal::Authentication(_))));
+        let wrong_name = "ssl://127.0.0.2:1/bootstrap: SSL handshake failed: error:0A000086:SSL routines::\
+                          certificate verify failed: broker certificate could not be verified, verify that \
+                          ssl.endpoint.identification.algorithm is configured correctly";
+        assert!(matches!(refusal(wrong_name), Some(Refusal::Tls(_))));
         let shown = Refusal::Authentication("x".into()).to_string();
         assert_eq!(shown, "SASL authentication failed: x");
     }
