@@ -70,6 +70,7 @@
 //! and it read the progress after fencing the other.
 
 mod budget;
+mod commit_sink;
 mod polled;
 mod progress;
 mod progress_topic;
@@ -92,8 +93,8 @@ use crate::log::kafka::KafkaLog;
 use crate::log::{LogBackend, TopicInfo};
 use crate::runtime::collective::{agree, all_gather};
 use crate::runtime::status::Status;
+use commit_sink::CommitPolicy;
 use progress::read_progress;
-use sink::CommitPolicy;
 use transactions::TransactionalWriter;
 
 /// The default identity of the pipeline from `input` to `output`:
