@@ -188,6 +188,7 @@ mod tests {
             end_pending: false,
             done: false,
             next_offset: 0,
+            at_end: false,
         }
     }
 

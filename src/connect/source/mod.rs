@@ -103,13 +103,18 @@ where
 }
 
 /// The least watermark of a source's running partitions: not done, and
-/// not idle (a partition below its binding is never idle). None when none
-/// runs.
+/// not idle. None when none runs.
+///
+/// Idle is silent for `idle`; exactly once it also needs the partition at
+/// the end of what it stores and past its binding: a partition whose first
+/// records have not arrived yet (a slow first fetch) is silent, not idle,
+/// and a stop must not commit past what it will read.
 fn running_least(partitions: &BTreeMap<u32, PartitionState>, binder: Option<&Binder>, idle: Duration) -> Option<u64> {
     let now = Instant::now();
     let running = partitions.iter().filter(|(partition, p)| {
         !p.done
-            && (now.duration_since(p.last_record) < idle || binder.is_some_and(|b| b.below(**partition, p.next_offset)))
+            && (now.duration_since(p.last_record) < idle
+                || binder.is_some_and(|b| !p.at_end || b.below(**partition, p.next_offset)))
     });
     running.map(|(_, p)| p.watermark).min()
 }
@@ -221,4 +226,45 @@ where
         }
     });
     (stream, binding_stream, returned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn silent(watermark: u64, at_end: bool) -> PartitionState {
+        PartitionState {
+            watermark,
+            last_record: Instant::now() - Duration::from_secs(5),
+            end: None,
+            end_pending: false,
+            done: false,
+            next_offset: 0,
+            at_end,
+        }
+    }
+
+    /// The lagging-partition stop that failed once: partition 0 assigned
+    /// but silent past the idle timeout because its first fetch was slow,
+    /// partition 1 read to time 60. Exactly once, partition 0 still holds
+    /// the frontier at 0 (a stop reports it, and nothing past 0 commits);
+    /// once at its end it is idle and holds nothing back.
+    #[test]
+    fn a_silent_partition_is_idle_only_at_its_end_in_an_exactly_once_source() {
+        let idle = Duration::from_secs(1);
+        let resume = SourceResume {
+            frontier: 0,
+            offsets: BTreeMap::new(),
+            starts: BTreeMap::new(),
+            replay_from_start: false,
+            topic: None,
+        };
+        let binder = Binder::new(resume);
+        let mut partitions = BTreeMap::from([(0, silent(0, false)), (1, silent(60, true))]);
+        assert_eq!(running_least(&partitions, Some(&binder), idle), Some(0));
+        // A plain source keeps the silence rule alone.
+        assert_eq!(running_least(&partitions, None, idle), None);
+        partitions.get_mut(&0).unwrap().at_end = true;
+        assert_eq!(running_least(&partitions, Some(&binder), idle), None);
+    }
 }

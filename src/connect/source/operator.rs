@@ -154,6 +154,7 @@ impl<L> SourceOperator<L> {
                     // The position reached the high watermark of the latest
                     // fetch, which is at or past CurrentEnd's end (fetch_end.rs).
                     if let Some(state) = self.state.partitions.get_mut(&(partition as u32)) {
+                        state.at_end = true;
                         if self.state.config.end == SourceEnd::CurrentEnd {
                             state.done = true;
                         }
@@ -318,6 +319,7 @@ impl<L> SourceState<L> {
         let (consumer, topic, pending) = reader;
         let (partition, offset) = (record.partition, record.offset);
         let Some(state) = self.partitions.get_mut(&partition) else { return };
+        state.at_end = false;
         if state.end_pending {
             // The first record since assignment: a fetch response has set the end.
             let high = fetched_high_watermark(consumer, topic, partition);

@@ -63,6 +63,10 @@ pub(super) struct PartitionState {
     pub(super) done: bool,
     /// The offset after the last record delivered (exactly-once mode).
     pub(super) next_offset: u64,
+    /// Whether the consumer reached the end of what the partition stores
+    /// (its end-of-partition event came after its last record): only such
+    /// a partition may count as idle in an exactly-once source.
+    pub(super) at_end: bool,
 }
 
 /// The source's consumer and its offset bookkeeping. Commits everything
@@ -329,6 +333,7 @@ pub(super) fn apply_rebalances(
             end_pending,
             done,
             next_offset: 0,
+            at_end: false,
         };
         partitions.insert(partition, state);
     }
