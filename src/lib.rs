@@ -53,6 +53,7 @@
 //! `default-features = false` leaves out it and its dependencies (clap,
 //! indicatif).
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 mod capture;
 #[cfg(feature = "cli")]

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 const PARK: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Every worker's `value`, indexed by worker.
-pub fn all_gather<V>(worker: &mut Worker, value: V) -> Vec<V>
+pub(crate) fn all_gather<V>(worker: &mut Worker, value: V) -> Vec<V>
 where
     V: Serialize + DeserializeOwned + Clone + Send + 'static,
 {

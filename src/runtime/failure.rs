@@ -75,7 +75,7 @@ impl Failure {
 
 /// The first error of one capture or replay, shared with its handle.
 #[derive(Default)]
-pub struct FailureSlot {
+pub(crate) struct FailureSlot {
     first: Mutex<Option<Arc<Failure>>>,
 }
 
@@ -83,7 +83,7 @@ impl FailureSlot {
     /// Records `error` (prefixed by `context`, e.g. "replay failed" in the
     /// printed line) unless an earlier error was recorded; see the module
     /// docs for what follows.
-    pub fn record(&self, context: &str, error: Error) {
+    pub(crate) fn record(&self, context: &str, error: Error) {
         let Some(failure) = self.set_first(context, error) else { return };
         with_current(|computation| computation.add(failure.clone()));
         report(&failure);
@@ -108,7 +108,7 @@ impl FailureSlot {
     }
 
     /// The recorded error, if any. Reading it has no side effect.
-    pub fn error(&self) -> Option<Error> {
+    pub(crate) fn error(&self) -> Option<Error> {
         lock(&self.first).as_ref().map(|failure| failure.error.clone())
     }
 
@@ -120,7 +120,7 @@ impl FailureSlot {
     }
 
     /// Whether an error was recorded.
-    pub fn is_failed(&self) -> bool {
+    pub(crate) fn is_failed(&self) -> bool {
         lock(&self.first).is_some()
     }
 }
@@ -194,7 +194,7 @@ pub(crate) fn enter(computation: Arc<Computation>) {
 /// Whether the computation the calling worker thread belongs to has failed
 /// (false outside [`crate::runtime::execute`]). A consumer that sees
 /// this closes its frontier, so the whole computation winds down.
-pub fn peer_failed() -> bool {
+pub(crate) fn peer_failed() -> bool {
     with_current(|c| c.failed.load(Ordering::Acquire)).unwrap_or(false)
 }
 
@@ -203,7 +203,7 @@ pub fn peer_failed() -> bool {
 /// it *before* the closing progress leaves, so every operator that sees
 /// that progress can know (see [`frontier_closed_by_failure`]). A no-op
 /// outside [`crate::runtime::execute`].
-pub fn closing_frontier_after_failure() {
+pub(crate) fn closing_frontier_after_failure() {
     with_current(|c| c.closed_by_failure.store(true, Ordering::Release));
 }
 
@@ -219,7 +219,7 @@ pub fn closing_frontier_after_failure() {
 /// cluster reaches this one only when `execute` ends, and without `execute`
 /// (plain `timely::execute`) a worker cannot know about failures on other
 /// workers at all: a capture fed by a replay belongs under `execute`.
-pub fn frontier_closed_by_failure() -> bool {
+pub(crate) fn frontier_closed_by_failure() -> bool {
     with_current(|c| c.closed_by_failure.load(Ordering::Acquire)).unwrap_or(false)
 }
 

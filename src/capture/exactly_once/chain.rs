@@ -12,7 +12,7 @@ use crate::capture::wire::frame::{Frame, FrameKind};
 
 /// A commit record of the current epoch, as the chain saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CommitSeen {
+pub(crate) struct CommitSeen {
     /// Session (epoch) of the commit.
     pub session: u64,
     /// Its sequence number.
@@ -25,7 +25,7 @@ pub struct CommitSeen {
 
 /// What one record means for the stream.
 #[derive(Debug)]
-pub enum ChainStep {
+pub(crate) enum ChainStep {
     /// Not part of the stream: a duplicate, a superseded epoch's record (a
     /// zombie), or a record of a void epoch.
     Ignored,
@@ -45,7 +45,7 @@ pub enum ChainStep {
 
 /// The state of an exactly-once stream's epochs, fed records in log order.
 #[derive(Clone, Debug)]
-pub struct Chain {
+pub(crate) struct Chain {
     root_session: u64,
     root_offset: u64,
     current: u64,
@@ -58,7 +58,7 @@ pub struct Chain {
 impl Chain {
     /// A chain whose root stream header (exactly-once flag set) of session
     /// `session` sits at `offset`.
-    pub fn new(session: u64, offset: u64) -> Self {
+    pub(crate) fn new(session: u64, offset: u64) -> Self {
         Chain {
             root_session: session,
             root_offset: offset,
@@ -71,38 +71,38 @@ impl Chain {
     }
 
     /// Offset of the root stream header.
-    pub fn root_offset(&self) -> u64 {
+    pub(crate) fn root_offset(&self) -> u64 {
         self.root_offset
     }
 
     /// Session of the current epoch.
-    pub fn current_session(&self) -> u64 {
+    pub(crate) fn current_session(&self) -> u64 {
         self.current
     }
 
     /// The newest commit of the current epoch.
-    pub fn last_commit(&self) -> Option<CommitSeen> {
+    pub(crate) fn last_commit(&self) -> Option<CommitSeen> {
         self.last_commit
     }
 
     /// Number of valid epochs seen (1 for a stream never resumed).
-    pub fn epochs(&self) -> u32 {
+    pub(crate) fn epochs(&self) -> u32 {
         self.epochs
     }
 
     /// Why the current epoch stopped counting, if it lost records.
-    pub fn broken(&self) -> Option<&str> {
+    pub(crate) fn broken(&self) -> Option<&str> {
         self.broken.as_deref()
     }
 
     /// Whether the stream's final commit has been seen.
-    pub fn is_complete(&self) -> bool {
+    pub(crate) fn is_complete(&self) -> bool {
         self.last_commit.is_some_and(|c| c.is_final)
     }
 
     /// Classifies the record at `offset`; an `Err` is a broken stream (a gap
     /// in the current epoch, another capture's stream header, a bad epoch record).
-    pub fn accept(&mut self, offset: u64, frame: &Frame<'_>) -> Result<ChainStep, String> {
+    pub(crate) fn accept(&mut self, offset: u64, frame: &Frame<'_>) -> Result<ChainStep, String> {
         let header = frame.header;
         match header.kind {
             FrameKind::StreamHeader if header.session == self.root_session => Ok(ChainStep::Ignored),

@@ -70,7 +70,7 @@ pub(crate) struct CommitState<T> {
 
 impl<T: Timestamp> CommitState<T> {
     /// A new stream: its state is timely's initial capability.
-    pub fn new(options: ExactlyOnce) -> Self {
+    pub(crate) fn new(options: ExactlyOnce) -> Self {
         Self::continuing(options, vec![(T::minimum(), 1)])
     }
 
@@ -88,7 +88,7 @@ impl<T: Timestamp> CommitState<T> {
     }
 
     /// A resumed stream whose last commit had `state` (frontier `from`).
-    pub fn resumed(options: ExactlyOnce, state: Vec<(T, i64)>, from: Antichain<T>) -> Self
+    pub(crate) fn resumed(options: ExactlyOnce, state: Vec<(T, i64)>, from: Antichain<T>) -> Self
     where
         T: TotalOrder,
     {
@@ -100,7 +100,7 @@ impl<T: Timestamp> CommitState<T> {
 
     /// The progress to write for the dataflow's `updates`: unchanged for a
     /// new stream, translated for a resumed one (`None`: nothing to write).
-    pub fn progress(&mut self, updates: &[(T, i64)]) -> Option<Vec<(T, i64)>> {
+    pub(crate) fn progress(&mut self, updates: &[(T, i64)]) -> Option<Vec<(T, i64)>> {
         let written = match &mut self.resumed {
             None => updates.to_vec(),
             Some(resumed) => {
@@ -122,7 +122,7 @@ impl<T: Timestamp> CommitState<T> {
 
     /// Whether a resumed capture drops a message stamped `stamp`: it was
     /// committed before the resume.
-    pub fn drops(&self, stamp: &[T]) -> bool {
+    pub(crate) fn drops(&self, stamp: &[T]) -> bool {
         match &self.resumed {
             Some(resumed) => committed_at(stamp, &resumed.from),
             None => false,
@@ -130,12 +130,12 @@ impl<T: Timestamp> CommitState<T> {
     }
 
     /// Counts bytes written since the last commit.
-    pub fn wrote(&mut self, bytes: usize) {
+    pub(crate) fn wrote(&mut self, bytes: usize) {
         self.uncommitted_bytes += bytes as u64;
     }
 
     /// Whether a commit is due now (`final_`: the frontier just became empty).
-    pub fn due(&self, final_: bool) -> bool {
+    pub(crate) fn due(&self, final_: bool) -> bool {
         final_
             || (self.pending
                 && (self.last_commit.elapsed() >= self.options.commit_interval
@@ -143,7 +143,7 @@ impl<T: Timestamp> CommitState<T> {
     }
 
     /// The state to commit; resets the batching counters.
-    pub fn take_commit(&mut self) -> Vec<(T, i64)> {
+    pub(crate) fn take_commit(&mut self) -> Vec<(T, i64)> {
         self.pending = false;
         self.last_commit = Instant::now();
         self.uncommitted_bytes = 0;

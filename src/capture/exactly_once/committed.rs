@@ -76,7 +76,7 @@ enum Phase<T> {
 }
 
 /// What one call produced.
-pub enum Next<T, C> {
+pub(crate) enum Next<T, C> {
     /// An event for timely.
     Event(Event<T, C>),
     /// No record available now.
@@ -86,7 +86,7 @@ pub enum Next<T, C> {
 }
 
 /// The exactly-once replay of one partition.
-pub struct CommittedReplay<T> {
+pub(crate) struct CommittedReplay<T> {
     id: PartitionId,
     chain: Chain,
     phase: Phase<T>,
@@ -110,7 +110,7 @@ enum Delivery<T, C> {
 
 /// Bytes of uncommitted records a replay keeps in memory per partition, so
 /// the common case delivers without re-reading; beyond it, it re-reads.
-pub const WINDOW_BYTES: usize = 64 << 20;
+pub(crate) const WINDOW_BYTES: usize = 64 << 20;
 
 /// The records since `deliver_from`, while they fit in `limit` bytes.
 #[derive(Default)]
@@ -173,7 +173,7 @@ impl<T: Timestamp> CommittedReplay<T> {
     /// Replay of the exactly-once stream whose root header (session
     /// `session`) was read at `offset`; the reader is positioned after it.
     /// Up to `window_bytes` of uncommitted records are kept in memory.
-    pub fn new(id: PartitionId, session: u64, offset: u64, window_bytes: usize) -> Self {
+    pub(crate) fn new(id: PartitionId, session: u64, offset: u64, window_bytes: usize) -> Self {
         let initial = Commit::<T>::initial();
         CommittedReplay {
             id,
@@ -187,18 +187,18 @@ impl<T: Timestamp> CommittedReplay<T> {
     }
 
     /// Whether the final commit has been delivered.
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Done)
     }
 
     /// The frontier of the commits delivered so far.
-    pub fn frontier(&self) -> &Antichain<T> {
+    pub(crate) fn frontier(&self) -> &Antichain<T> {
         &self.delivered.frontier
     }
 
     /// Ends the replay early (a failure): the progress retracting every
     /// count delivered so far, so no worker waits for this stream.
-    pub fn retract_all(&mut self) -> Vec<(T, i64)> {
+    pub(crate) fn retract_all(&mut self) -> Vec<(T, i64)> {
         self.phase = Phase::Done;
         self.delivered.frontier = Antichain::new();
         std::mem::take(&mut self.delivered.state).into_iter().map(|(t, d)| (t, -d)).collect()
@@ -206,7 +206,7 @@ impl<T: Timestamp> CommittedReplay<T> {
 
     /// Why the current epoch stopped counting (records lost after its last
     /// commit), if it did.
-    pub fn broken(&self) -> Option<&str> {
+    pub(crate) fn broken(&self) -> Option<&str> {
         self.chain.broken()
     }
 
@@ -215,7 +215,7 @@ impl<T: Timestamp> CommittedReplay<T> {
     }
 
     /// Reads at most one record, without waiting, and says what came of it.
-    pub fn step<C, K: EventCodec<T, C>>(
+    pub(crate) fn step<C, K: EventCodec<T, C>>(
         &mut self,
         reader: &mut dyn PartitionReader,
         read: &mut dyn FnMut(usize),

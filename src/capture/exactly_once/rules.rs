@@ -10,7 +10,7 @@ use timely::progress::Timestamp;
 /// Whether a message stamped `stamp` is covered by a commit at `frontier`:
 /// every time of the stamp is *not beyond* it (so a resumed capture, which
 /// regenerates the times beyond it, cannot produce it again).
-pub fn committed_at<T: Timestamp>(stamp: &[T], frontier: &Antichain<T>) -> bool {
+pub(crate) fn committed_at<T: Timestamp>(stamp: &[T], frontier: &Antichain<T>) -> bool {
     stamp.iter().all(|time| !frontier.less_equal(time))
 }
 

@@ -89,7 +89,7 @@ pub(crate) type FinalCheck = Box<dyn FnMut() -> Result<bool> + Send + Sync>;
 
 /// Computes the opaque resume token stored with each commit from the
 /// committed frontier (e.g. the source offsets that produce it).
-pub type ResumeToken<T> = Box<dyn FnMut(&[T]) -> Vec<u8> + Send + Sync>;
+pub(crate) type ResumeToken<T> = Box<dyn FnMut(&[T]) -> Vec<u8> + Send + Sync>;
 
 impl<T, C, W> EventProducer<T, C, W, Bincode>
 where

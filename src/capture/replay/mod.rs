@@ -14,7 +14,7 @@
 //! - `stats` is what a replay counts, read through its
 //!   [`Status`](crate::Status) once the consumer has moved into the dataflow.
 
-pub mod consumer;
+pub(crate) mod consumer;
 mod protocol;
-pub mod session;
-pub mod stats;
+pub(crate) mod session;
+pub(crate) mod stats;

@@ -21,7 +21,7 @@ use crate::log::{LogBackend, PartitionReader};
 
 /// The session replay will follow in one partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionChoice {
+pub(crate) struct SessionChoice {
     /// Session id.
     pub session: u64,
     /// Offset of the session's stream header: replay starts here.
@@ -49,7 +49,7 @@ struct SeenSession {
 /// stored now, and returns a reader positioned at its start. `None`: the
 /// partition is empty or holds no stream header (replay then starts at
 /// offset 0 and reports what it finds there).
-pub fn choose_session(
+pub(crate) fn choose_session(
     log: &dyn LogBackend,
     topic: &str,
     partition: u32,

@@ -15,7 +15,7 @@ fn bincode_options(limit: u64) -> impl Options {
 }
 
 /// Decodes any serde value from exactly `payload` with the crate's bincode options.
-pub fn decode_bincode<V: DeserializeOwned>(payload: &[u8]) -> Result<V, FrameError> {
+pub(crate) fn decode_bincode<V: DeserializeOwned>(payload: &[u8]) -> Result<V, FrameError> {
     bincode_options(payload.len() as u64).deserialize(payload).map_err(|e| FrameError::Decode(e.to_string()))
 }
 
@@ -29,6 +29,6 @@ pub(crate) fn decode_bincode_from<V: DeserializeOwned>(bytes: &mut &[u8]) -> Res
 }
 
 /// Encodes any serde value with the crate's bincode options.
-pub fn encode_bincode<V: Serialize>(value: &V, out: &mut Vec<u8>) -> Result<(), FrameError> {
+pub(super) fn encode_bincode<V: Serialize>(value: &V, out: &mut Vec<u8>) -> Result<(), FrameError> {
     bincode_options(u64::MAX).serialize_into(out, value).map_err(|e| FrameError::Decode(format!("bincode encode: {e}")))
 }

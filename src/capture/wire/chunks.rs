@@ -23,7 +23,7 @@ pub(crate) fn split_chunk(payload: &[u8]) -> Option<(u32, u32, &[u8])> {
 
 /// Collects the chunks of one event, in order.
 #[derive(Debug, Default)]
-pub struct ChunkAssembler {
+pub(crate) struct ChunkAssembler {
     bytes: Vec<u8>,
     count: u32,
     next: u32,
@@ -31,7 +31,7 @@ pub struct ChunkAssembler {
 
 impl ChunkAssembler {
     /// Adds a chunk; returns the whole encoded event after its last chunk.
-    pub fn accept(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, FrameError> {
+    pub(crate) fn accept(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, FrameError> {
         let Some((index, count, piece)) = split_chunk(payload) else {
             return Err(FrameError::Chunk(format!("chunk shorter than its {CHUNK_HEADER_LEN}-byte header")));
         };
@@ -56,7 +56,7 @@ impl ChunkAssembler {
     }
 
     /// Forgets a partly assembled event (replay moved elsewhere).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         *self = ChunkAssembler::default();
     }
 }

@@ -24,7 +24,7 @@ use crate::error::FrameError;
 
 /// What a commit record says.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Commit<T> {
+pub(crate) struct Commit<T> {
     /// Consolidated progress counts of the stream after the committed events.
     pub state: Vec<(T, i64)>,
     /// The user's resume token at this commit.
@@ -33,18 +33,18 @@ pub struct Commit<T> {
 
 impl<T: Timestamp> Commit<T> {
     /// The committed frontier: the minimal times of `state`.
-    pub fn frontier(&self) -> Antichain<T> {
+    pub(crate) fn frontier(&self) -> Antichain<T> {
         frontier_of(&self.state)
     }
 
     /// The state of a stream nothing has been committed of: timely's
     /// implicit initial capability at the minimum time.
-    pub fn initial() -> Self {
+    pub(crate) fn initial() -> Self {
         Commit { state: vec![(T::minimum(), 1)], token: Vec::new() }
     }
 
     /// Encodes the commit's payload with codec `K`.
-    pub fn encode<C, K: EventCodec<T, C>>(&self, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    pub(crate) fn encode<C, K: EventCodec<T, C>>(&self, out: &mut Vec<u8>) -> Result<(), FrameError> {
         let token_len =
             u32::try_from(self.token.len()).map_err(|_| FrameError::Decode("resume token longer than 4 GiB".into()))?;
         out.extend_from_slice(&token_len.to_le_bytes());
@@ -53,7 +53,7 @@ impl<T: Timestamp> Commit<T> {
     }
 
     /// Decodes a commit payload written with codec `K`.
-    pub fn decode<C, K: EventCodec<T, C>>(payload: &[u8]) -> Result<Self, FrameError> {
+    pub(crate) fn decode<C, K: EventCodec<T, C>>(payload: &[u8]) -> Result<Self, FrameError> {
         let Some((token, state)) = split_commit(payload) else {
             return Err(FrameError::Decode(format!(
                 "commit record of {} bytes shorter than its token length says",
@@ -76,7 +76,7 @@ pub(crate) fn split_commit(payload: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// The frontier of a multiset of progress counts.
-pub fn frontier_of<T: Timestamp>(state: &[(T, i64)]) -> Antichain<T> {
+pub(crate) fn frontier_of<T: Timestamp>(state: &[(T, i64)]) -> Antichain<T> {
     let mut counts = MutableAntichain::new();
     counts.update_iter(state.iter().cloned());
     counts.frontier().to_owned()
@@ -84,7 +84,7 @@ pub fn frontier_of<T: Timestamp>(state: &[(T, i64)]) -> Antichain<T> {
 
 /// The link an epoch record carries from a resumed capture to the stream it continues.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EpochLink {
+pub(crate) struct EpochLink {
     /// The new epoch's stream header (its own session id, same types).
     pub header: StreamHeader,
     /// Offset of the stream's first (root) stream header: where replay starts.
@@ -98,7 +98,7 @@ pub struct EpochLink {
 
 impl EpochLink {
     /// The epoch record: kind `Epoch`, the new session, sequence number 0.
-    pub fn to_frame(&self) -> Result<Vec<u8>, FrameError> {
+    pub(crate) fn to_frame(&self) -> Result<Vec<u8>, FrameError> {
         let mut payload = Vec::new();
         encode_bincode(self, &mut payload)?;
         let header = FrameHeader {
@@ -113,7 +113,7 @@ impl EpochLink {
     }
 
     /// Decodes an epoch record's payload.
-    pub fn from_payload(payload: &[u8]) -> Result<Self, FrameError> {
+    pub(crate) fn from_payload(payload: &[u8]) -> Result<Self, FrameError> {
         decode_bincode(payload)
     }
 }

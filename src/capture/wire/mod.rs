@@ -9,10 +9,10 @@
 
 mod bincode;
 pub(crate) mod chunks;
-pub mod codec;
+pub(crate) mod codec;
 pub(crate) mod commit;
 pub mod frame;
 mod plain;
-pub mod stream;
+pub(crate) mod stream;
 
 pub(crate) use self::bincode::decode_bincode;

@@ -87,7 +87,7 @@ impl<T: Timestamp> ResumePoint<T> {
 }
 
 /// A resumed capture: the producer to capture with, and where it continues.
-pub type Resumed<T, C, K> = (EventProducer<T, C, Box<dyn PartitionWriter>, K>, ResumePoint<T>);
+pub(crate) type Resumed<T, C, K> = (EventProducer<T, C, Box<dyn PartitionWriter>, K>, ResumePoint<T>);
 
 /// What a scan of the partition found.
 struct Found<T> {
@@ -102,7 +102,7 @@ struct Found<T> {
 /// ([`Error::AlreadyComplete`]: that worker has nothing left to do), a stream
 /// captured without exactly-once, and one captured by a different worker
 /// count or with different types. `timeout` bounds each wait for the log.
-pub fn resume<T, C, K>(
+pub(crate) fn resume<T, C, K>(
     log: &dyn LogBackend,
     topic: &str,
     partition: u32,
@@ -164,7 +164,7 @@ where
 /// frontier at or before each one (empty frontiers, complete streams,
 /// contribute nothing). Restarting every input there regenerates every
 /// record any partition still needs, whichever worker's input produces it.
-pub fn meet<'a, T: Timestamp>(frontiers: impl IntoIterator<Item = &'a Antichain<T>>) -> Antichain<T> {
+pub(crate) fn meet<'a, T: Timestamp>(frontiers: impl IntoIterator<Item = &'a Antichain<T>>) -> Antichain<T> {
     let mut meet = Antichain::new();
     for frontier in frontiers {
         for time in frontier.elements() {

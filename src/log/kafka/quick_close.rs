@@ -17,7 +17,7 @@ use rdkafka::consumer::BaseConsumer;
 use super::client_errors::ClientErrors;
 
 /// The longest a drop waits for librdkafka to close a consumer.
-pub const CLOSE_WITHIN: Duration = Duration::from_secs(1);
+pub(super) const CLOSE_WITHIN: Duration = Duration::from_secs(1);
 
 /// A consumer client that closes quickly when dropped.
 pub(crate) struct QuickClose(BaseConsumer<ClientErrors>);
