@@ -31,7 +31,7 @@ use timely::dataflow::Stream;
 use timely::progress::{Antichain, Timestamp};
 
 use crate::error::Error;
-use crate::log::kafka::retry::retry;
+use crate::log::kafka::metadata::existing_partition_count;
 use crate::log::kafka::{send_record, Deliveries, KafkaLog, SharedProducer};
 use crate::runtime::status::{load, sealed::Counted, Stats, Status};
 
@@ -108,16 +108,7 @@ impl Stats for SinkStats {}
 /// an error names the topic.
 fn open(config: &SinkConfig, topic: &str) -> Result<(Arc<SharedProducer>, u32), Error> {
     let producer = config.kafka.shared_producer()?;
-    let metadata = retry(config.flush_timeout, |_, per_try| producer.client().fetch_metadata(Some(topic), per_try))
-        .map_err(|e| Error::kafka_from(format!("no metadata within {:?}", config.flush_timeout), &e))?;
-    let partitions = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map_or(0, |t| t.partitions().len() as u32);
-    if partitions == 0 {
-        return Err(Error::MissingTopic(topic.to_string()));
-    }
+    let partitions = existing_partition_count(producer.client(), topic, config.flush_timeout)?;
     Ok((producer, partitions))
 }
 

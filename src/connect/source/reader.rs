@@ -13,6 +13,7 @@ use timely::dataflow::ProbeHandle;
 use super::binding::SourceResume;
 use super::config::{SourceConfig, SourceEnd};
 use crate::error::Error;
+use crate::log::kafka::metadata::existing_partition_count;
 use crate::log::kafka::retry::retry;
 use crate::log::kafka::PRODUCER_ONLY;
 
@@ -286,17 +287,7 @@ pub(super) fn topic_partitions<C: ConsumerContext>(
     topic: &str,
     timeout: Duration,
 ) -> Result<u32, Error> {
-    let metadata = retry(timeout, |_, per_try| consumer.fetch_metadata(Some(topic), per_try))
-        .map_err(|e| Error::kafka_from(format!("no metadata within {timeout:?}"), &e))?;
-    let partitions = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map_or(0, |t| t.partitions().len() as u32);
-    if partitions == 0 {
-        return Err(Error::MissingTopic(topic.to_string()));
-    }
-    Ok(partitions)
+    existing_partition_count(consumer.client(), topic, timeout)
 }
 
 /// Applies assignment changes: new partitions start at the current frontier.

@@ -11,24 +11,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 
 use super::client_errors::ClientErrors;
-use super::retry::retry;
 use super::watermarks::watermarks;
 use super::KafkaLog;
 use crate::error::{Error, Result};
 
 impl KafkaLog {
     pub(super) fn partition_count(&self, client: &BaseConsumer<ClientErrors>, topic: &str) -> Result<Option<u32>> {
-        let metadata = retry(self.timeout, |_, per_try| client.fetch_metadata(Some(topic), per_try))
-            .map_err(|e| Error::kafka_from(format!("metadata for topic '{topic}' within {:?}", self.timeout), &e))?;
-        let Some(entry) = metadata.topics().iter().find(|t| t.name() == topic) else { return Ok(None) };
-        match entry.error() {
-            None => Ok(Some(entry.partitions().len() as u32)),
-            Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => Ok(None),
-            Some(error) => {
-                let code = RDKafkaErrorCode::from(error);
-                Err(Error::kafka_code(format!("topic '{topic}': {code}"), code))
-            }
-        }
+        super::metadata::partition_count(client.client(), topic, self.timeout)
     }
 
     pub(super) fn wait_for_partitions(&self, topic: &str, wanted: Option<u32>) -> Result<()> {

@@ -48,6 +48,7 @@
 mod admin;
 pub(crate) mod client_errors;
 mod config;
+pub(crate) mod metadata;
 mod ordering;
 mod producer;
 mod quick_close;
