@@ -50,9 +50,8 @@ const PROGRAM: &str = "raw_kafka";
 // framing and encoding cost.
 use timely_kafka::log::kafka::CONSUMER_DEFAULTS;
 
-// capture_recv's allocator settings, compiled in from the binaries' source.
-#[path = "../src/cli/memory.rs"]
-mod memory;
+// capture_recv's allocator settings.
+use timely_kafka_cli as memory;
 
 /// Bound on metadata, admin and flush waits (as the library's default).
 const TIMEOUT: Duration = Duration::from_secs(30);

@@ -31,11 +31,8 @@ use std::time::Instant;
 use timely::dataflow::operators::capture::{Capture, EventReader, EventWriter, Replay};
 use timely::dataflow::operators::{Inspect, Probe};
 
-// The generator `capture_send` captures, compiled in from its source: the
-// baseline times the same workload, and the library does not export it.
-#[path = "../src/cli/numbers.rs"]
-#[allow(dead_code, unused_imports)]
-mod numbers;
+// The generator `capture_send` captures: the baseline times the same workload.
+use timely_kafka_cli::numbers;
 
 const PROGRAM: &str = "timely_baseline";
 const USAGE: &str = "usage: timely_baseline send DIR COUNT [-w N]\n       timely_baseline recv DIR STREAMS [-w M]";

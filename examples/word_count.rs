@@ -127,7 +127,7 @@ struct Args {
     /// one's index, --hostfile (a pipeline's processes share one output
     /// and one identity: run them with the same arguments but -p).
     #[command(flatten)]
-    timely: timely_kafka::cli::TimelyArgs,
+    timely: timely_kafka_cli::TimelyArgs,
 }
 
 fn fail(error: impl std::fmt::Display) -> ! {

@@ -200,7 +200,7 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 
 FRAMES=$(((COUNT + 1023) / 1024 + FRAME_EXTRA)) # Kafka records per capture_send worker
 EXPECTED_RECORDS=$((COUNT * SEND_WORKERS))
-# capture_send's generator (src/cli/numbers.rs): worker w sends w, w+N, ...: 0..COUNT*N in all.
+# capture_send's generator (cli/src/numbers.rs): worker w sends w, w+N, ...: 0..COUNT*N in all.
 EXPECTED_SUM=$((EXPECTED_RECORDS * (EXPECTED_RECORDS - 1) / 2))
 EXPECTED_SUM_DISTINCT=$EXPECTED_SUM
 RAW_RECORDS=$((SEND_WORKERS * FRAMES))

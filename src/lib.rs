@@ -48,17 +48,13 @@
 //!   and the two backends.
 //! - [`connect`]: plain Kafka records in and out of timely (not captured streams).
 //!
-//! The binaries' shared code (`capture_send`, `capture_recv`, ...) is not
-//! part of the library: it sits behind the default cargo feature `cli`, and
-//! `default-features = false` leaves out it and its dependencies (clap,
-//! indicatif).
+//! The binaries (`capture_send`, `capture_recv`, `capture_inspect`,
+//! `mock_broker`) are a crate of their own, `cli/` in the repository: the
+//! library has no command-line code or dependencies.
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
 
 mod capture;
-#[cfg(feature = "cli")]
-#[doc(hidden)]
-pub mod cli;
 mod codec_id;
 pub mod connect;
 pub mod error;
@@ -92,15 +88,13 @@ pub mod codec {
     pub use crate::codec_id::CodecId;
 }
 
-/// Not API: what the crate's binaries, tests and fuzzer reach below the
-/// surface (the frame format, topic set-up before a computation, the
-/// collective agreement). It may change in any release.
+/// Runs every decoder of untrusted bytes on `bytes` (frame header, stream
+/// header, the bincode codec): the frame fuzzer's entry point, compiled only
+/// with `--cfg fuzzing` (fuzz/, built by `.ci/run`).
+#[cfg(fuzzing)]
 #[doc(hidden)]
-pub mod internal {
-    pub use crate::capture::wire::frame;
-    pub use crate::capture::wire::stream::StreamHeader;
-    pub use crate::capture::worker::{create_capture_topics, wait_for_topic};
-    pub use crate::runtime::collective::agree;
+pub fn fuzz_decoders(bytes: &[u8]) {
+    capture::wire::decode_untrusted(bytes)
 }
 
 /// The Rust blocks of README.md and docs/, compiled (and, unless marked

@@ -101,7 +101,7 @@ fn a_replay_of_a_broken_epoch_times_out_while_ignored_records_keep_arriving() {
     let (_dir, log) = file_log();
     // Rate-limited, so the frontier usually moves (and commits land)
     // before the lost record.
-    let spec = timely_kafka::cli::numbers::Numbers { rate: Some(40_000), ..eo::spec(2_000, 37) };
+    let spec = timely_kafka_cli::numbers::Numbers { rate: Some(40_000), ..eo::spec(2_000, 37) };
     eo::capture_losing(log.clone(), "t", spec, vec![None], vec![Some(40)]);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = eo::keep_writing_ignored_records(log.clone(), "t", 0, stop.clone());

@@ -13,15 +13,15 @@ use std::time::Duration;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use timely::dataflow::operators::capture::{Event, EventPusher};
 use timely::dataflow::operators::Capture;
-use timely_kafka::cli::numbers::{timed_numbers, Numbers};
-use timely_kafka::codec::CodecId;
 use timely_kafka::error::PartitionId;
-use timely_kafka::internal::frame::{decode_frame, encode_frame, FrameHeader, FrameKind};
+use timely_kafka::inspect::{record_frame, RecordKind};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
 use timely_kafka::log::{BackendHooks, PartitionWriter, WriterHooks};
 use timely_kafka::{EventProducer, Result};
+use timely_kafka_cli::numbers::{timed_numbers, Numbers};
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
 
@@ -218,7 +218,34 @@ struct Interleaved {
 }
 
 fn is_final_commit(record: &[u8]) -> bool {
-    decode_frame(record).is_ok_and(|frame| frame.header.kind == FrameKind::Commit && frame.header.is_final)
+    record_frame(record).is_ok_and(|frame| frame.kind == RecordKind::Commit && frame.is_final)
+}
+
+/// An event frame of another capture session: a one-event capture's
+/// records, kept instead of written.
+fn foreign_event_frame() -> Vec<u8> {
+    struct Recorder(PartitionId, Arc<Mutex<Vec<Vec<u8>>>>);
+    impl PartitionWriter for Recorder {
+        fn partition(&self) -> &PartitionId {
+            &self.0
+        }
+        fn append(&mut self, record: &[u8]) -> Result<()> {
+            self.1.lock().unwrap().push(record.to_vec());
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+    impl WriterHooks for Recorder {}
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let recorder = Recorder(PartitionId::new("foreign", 0), records.clone());
+    let mut producer = EventProducer::<u64, Vec<u64>, _>::new(recorder, 0, 1).unwrap();
+    producer.push(Event::Messages(timely::progress::Stamp::from_elem(0), vec![7]));
+    drop(producer);
+    let records = records.lock().unwrap();
+    let event = records.iter().find(|record| record_frame(record).is_ok_and(|frame| frame.kind == RecordKind::Event));
+    event.expect("a capture of one event writes an event frame").clone()
 }
 
 impl PartitionWriter for Interleaved {
@@ -232,15 +259,7 @@ impl PartitionWriter for Interleaved {
         };
         if here {
             self.inserted.fetch_add(1, Ordering::Relaxed);
-            let header = FrameHeader {
-                codec: CodecId::Bincode,
-                kind: FrameKind::Event,
-                session: 7,
-                seq: 1,
-                is_final: false,
-                exactly_once: false,
-            };
-            self.other.append(&encode_frame(header, b"").unwrap())?;
+            self.other.append(&foreign_event_frame())?;
             self.other.flush()?;
         }
         self.appended += 1;

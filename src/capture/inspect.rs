@@ -118,6 +118,52 @@ impl fmt::Display for PartitionSummary {
     }
 }
 
+/// What kind of frame a stored record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecordKind {
+    /// The first record of a captured stream (codec, types, worker count).
+    StreamHeader,
+    /// One encoded timely event.
+    Event,
+    /// A piece of an event too large for one record.
+    EventChunk,
+    /// A commit point of an exactly-once capture.
+    Commit,
+    /// The first record of a resumed exactly-once capture.
+    Epoch,
+}
+
+/// One stored record's frame header, read without decoding its payload:
+/// for a tool that reads a topic record by record (what
+/// [`inspect_partition`] sums up, one record at a time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordFrame {
+    /// What the record holds.
+    pub kind: RecordKind,
+    /// The capture session that wrote it.
+    pub session: u64,
+    /// Its sequence number within the session (the stream header's is 0).
+    pub seq: u64,
+    /// Set on the event (exactly-once: the commit) that completes the stream.
+    pub is_final: bool,
+}
+
+/// The frame header of `record`, checksum checked; an error if it is not a
+/// timely-kafka frame.
+pub fn record_frame(record: &[u8]) -> std::result::Result<RecordFrame, FrameError> {
+    let header = frame::decode_frame(record)?.header;
+    let kind = match header.kind {
+        FrameKind::StreamHeader => RecordKind::StreamHeader,
+        FrameKind::Event => RecordKind::Event,
+        FrameKind::EventChunk => RecordKind::EventChunk,
+        FrameKind::Commit => RecordKind::Commit,
+        FrameKind::Epoch => RecordKind::Epoch,
+    };
+    Ok(RecordFrame { kind, session: header.session, seq: header.seq, is_final: header.is_final })
+}
+
 /// Summaries of every partition of `topic`; `timeout` bounds each read.
 pub fn inspect_topic(log: &dyn LogBackend, topic: &str, timeout: Duration) -> Result<Vec<PartitionSummary>> {
     let info = log.topic_info(topic)?.ok_or_else(|| Error::MissingTopic(topic.to_string()))?;

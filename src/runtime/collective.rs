@@ -59,7 +59,7 @@ where
 /// Agrees on the outcome of a step every worker took: `Ok` on all workers
 /// if it succeeded on all of them, else an error on all of them (this
 /// worker's own, or the message of the first worker that failed).
-pub fn agree<R>(worker: &mut Worker, outcome: Result<R>) -> Result<R> {
+pub(crate) fn agree<R>(worker: &mut Worker, outcome: Result<R>) -> Result<R> {
     let message = outcome.as_ref().err().map(|e| e.to_string());
     let failures = all_gather(worker, message);
     match outcome {

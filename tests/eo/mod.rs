@@ -1,7 +1,7 @@
 //! Shared by the exactly-once tests: captures that crash at a chosen record,
 //! resumes, and replays that check every record once and the frontier.
 //!
-//! Worker w of n generates w, w + n, ... (`cli::numbers`), so the whole
+//! Worker w of n generates w, w + n, ... (`timely_kafka_cli::numbers`), so the whole
 //! capture is `0..count * n` and every partition holds different records.
 //! With `exchange` the capture sees them after an exchange by key (the
 //! record's index on its worker, `x / n`, modulo n): records generated on
@@ -17,12 +17,12 @@ use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::Exchange;
 use timely::dataflow::operators::{Capture, Inspect, Probe};
 use timely_kafka::capture_exactly_once;
-use timely_kafka::cli::numbers::{timed_numbers, Numbers};
 use timely_kafka::error::PartitionId;
 use timely_kafka::log::{LogBackend, PartitionWriter, WriterHooks};
 use timely_kafka::ExactlyOnce;
 use timely_kafka::ResumePoint;
 use timely_kafka::{execute, CaptureOptions, CaptureStats, EventConsumer, EventProducer, Result, StreamStart};
+use timely_kafka_cli::numbers::{timed_numbers, Numbers};
 
 /// Commits as often as the frontier moves, so crashes land between many commits.
 pub fn eager() -> ExactlyOnce {
@@ -286,7 +286,7 @@ impl Delivered {
     fn add(&mut self, time: u64, record: u64) {
         self.count += 1;
         self.sum += record;
-        self.fingerprint = self.fingerprint.wrapping_add(timely_kafka::cli::fingerprint::mix(record));
+        self.fingerprint = self.fingerprint.wrapping_add(timely_kafka_cli::fingerprint::mix(record));
         *self.per_time.entry(time).or_default() += 1;
     }
 }

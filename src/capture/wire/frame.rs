@@ -25,19 +25,19 @@
 //! so a corrupt or foreign record is a [`FrameError`], never a panic or an
 //! out-of-bounds read.
 
-pub use crate::codec_id::CodecId;
+pub(crate) use crate::codec_id::CodecId;
 use crate::error::FrameError;
 
 /// Size of the fixed frame header.
-pub const HEADER_LEN: usize = 32;
+pub(crate) const HEADER_LEN: usize = 32;
 /// The two magic bytes that open every frame.
-pub const MAGIC: [u8; 2] = *b"TK";
+pub(crate) const MAGIC: [u8; 2] = *b"TK";
 /// The frame format this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub(crate) const FORMAT_VERSION: u8 = 1;
 
 /// What a frame carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FrameKind {
+pub(crate) enum FrameKind {
     /// The first record of a captured stream: a [`crate::capture::wire::stream::StreamHeader`].
     StreamHeader = 1,
     /// One encoded timely `Event`.
@@ -67,7 +67,7 @@ impl FrameKind {
 
 /// The decoded fixed header of a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FrameHeader {
+pub(crate) struct FrameHeader {
     /// Codec of the payload.
     pub codec: CodecId,
     /// What the payload is.
@@ -92,7 +92,7 @@ const FLAG_EXACTLY_ONCE: u8 = 2;
 
 /// A verified frame: its header and a view of its payload.
 #[derive(Clone, Copy, Debug)]
-pub struct Frame<'a> {
+pub(crate) struct Frame<'a> {
     /// The header fields.
     pub header: FrameHeader,
     /// The payload bytes, checksum verified.
@@ -103,7 +103,7 @@ pub struct Frame<'a> {
 ///
 /// Encode the payload by appending to `out`, then call [`finish_frame`].
 /// Writing the payload in place avoids a copy per record.
-pub fn begin_frame(out: &mut Vec<u8>) {
+pub(crate) fn begin_frame(out: &mut Vec<u8>) {
     out.clear();
     out.resize(HEADER_LEN, 0);
 }
@@ -111,7 +111,7 @@ pub fn begin_frame(out: &mut Vec<u8>) {
 /// Completes a frame begun with [`begin_frame`]: fills in the header and checksum.
 ///
 /// Fails only when the payload exceeds `u32::MAX` bytes.
-pub fn finish_frame(out: &mut [u8], header: FrameHeader) -> Result<(), FrameError> {
+pub(crate) fn finish_frame(out: &mut [u8], header: FrameHeader) -> Result<(), FrameError> {
     let payload_len = out.len() - HEADER_LEN;
     let len = u32::try_from(payload_len)
         .map_err(|_| FrameError::LengthMismatch { declared: u32::MAX as usize, actual: payload_len })?;
@@ -130,7 +130,7 @@ pub fn finish_frame(out: &mut [u8], header: FrameHeader) -> Result<(), FrameErro
 }
 
 /// Encodes a whole frame with the given payload (convenience for small frames).
-pub fn encode_frame(header: FrameHeader, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
+pub(crate) fn encode_frame(header: FrameHeader, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     begin_frame(&mut out);
     out.extend_from_slice(payload);
@@ -139,7 +139,7 @@ pub fn encode_frame(header: FrameHeader, payload: &[u8]) -> Result<Vec<u8>, Fram
 }
 
 /// Verifies and splits a record into header and payload.
-pub fn decode_frame(bytes: &[u8]) -> Result<Frame<'_>, FrameError> {
+pub(crate) fn decode_frame(bytes: &[u8]) -> Result<Frame<'_>, FrameError> {
     if let [first, second, ..] = *bytes {
         if [first, second] != MAGIC {
             return Err(FrameError::BadMagic([first, second]));

@@ -33,7 +33,6 @@ use crate::capture::wire::stream::{StreamHeader, StreamLayout};
 use crate::error::{Error, Result};
 use crate::log::{LogBackend, PartitionReader, PartitionWriter, TopicInfo};
 use crate::runtime::collective::{agree, all_gather};
-pub use topics::{create_capture_topics, wait_for_topic};
 use topics::{open_capture_topic, Existing};
 
 /// The producer [`capture`] opens: over any backend's writer.

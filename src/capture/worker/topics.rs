@@ -37,21 +37,6 @@ fn capture_topics(layout: StreamLayout, topic: &str, streams: u32) -> (Vec<Strin
     }
 }
 
-/// Creates the topics a capture of `streams` streams writes (per
-/// `options.layout`; replacing existing ones only with `options.overwrite`).
-///
-/// Not collective: for a program that sets up its topics before its
-/// computation starts, once (e.g. on process 0), and then captures with
-/// `create_topic: false`, which waits for them.
-pub fn create_capture_topics<K>(
-    log: &dyn LogBackend,
-    topic: &str,
-    streams: u32,
-    options: &CaptureOptions<K>,
-) -> Result<()> {
-    create(log, topic, streams, options, Existing::PerOptions)
-}
-
 fn create<K>(
     log: &dyn LogBackend,
     topic: &str,
@@ -105,7 +90,7 @@ pub(crate) fn open_capture_topic<R, K>(
 }
 
 /// Waits until `topic` exists with at least `partitions` partitions.
-pub fn wait_for_topic(log: &dyn LogBackend, topic: &str, partitions: u32, timeout: Duration) -> Result<()> {
+pub(super) fn wait_for_topic(log: &dyn LogBackend, topic: &str, partitions: u32, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         match log.partitions(topic)? {
@@ -133,10 +118,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = FileLog::new(dir.path());
         let partitioned = CaptureOptions::default();
-        create_capture_topics(&log, "one", 3, &partitioned).unwrap();
+        create(&log, "one", 3, &partitioned, Existing::PerOptions).unwrap();
         assert_eq!(partitions(&log, "one"), Some(3));
         let per_worker = CaptureOptions { layout: StreamLayout::TopicPerWorker, ..Default::default() };
-        create_capture_topics(&log, "many", 3, &per_worker).unwrap();
+        create(&log, "many", 3, &per_worker, Existing::PerOptions).unwrap();
         let created: Vec<_> = (0..4).map(|i| partitions(&log, &format!("many-{i}"))).collect();
         assert_eq!(created, [Some(1), Some(1), Some(1), None]);
 
@@ -144,7 +129,7 @@ mod tests {
         writer.append(b"kept").unwrap();
         writer.flush().unwrap();
         drop(writer);
-        let error = create_capture_topics(&log, "one", 3, &partitioned).unwrap_err();
+        let error = create(&log, "one", 3, &partitioned, Existing::PerOptions).unwrap_err();
         assert!(matches!(error, Error::TopicNotEmpty(ref topic) if topic == "one"), "{error}");
         // A resume keeps what the topic holds, refuses a topic captured by
         // fewer workers, and creates what is missing only if asked to.

@@ -1,6 +1,7 @@
 //! The binaries end to end on the file log: final lines, exit codes, and
 //! one-line errors for bad input.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::{Command, Output};

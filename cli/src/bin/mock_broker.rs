@@ -9,9 +9,6 @@
 //! each partition: use it for small runs, tansu (`scripts/broker.sh`) for
 //! large ones.
 
-#[path = "shared/fail.rs"]
-mod fail;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
@@ -48,16 +45,17 @@ fn parse_topic(text: &str) -> Result<(String, i32), String> {
 fn main() {
     let args = Args::parse();
     timely_kafka::exit_on_unhandled_failure(PROGRAM);
-    let cluster = MockCluster::new(args.brokers).unwrap_or_else(|e| fail::fail(PROGRAM, format!("mock cluster: {e}")));
+    let cluster = MockCluster::new(args.brokers)
+        .unwrap_or_else(|e| timely_kafka_cli::fail(PROGRAM, format!("mock cluster: {e}")));
     for (name, partitions) in &args.topics {
         let replication = args.brokers.min(3);
         if let Err(e) = cluster.create_topic(name, *partitions, replication) {
-            fail::fail(PROGRAM, format!("create topic '{name}': {e}"));
+            timely_kafka_cli::fail(PROGRAM, format!("create topic '{name}': {e}"));
         }
     }
     let target = cluster.bootstrap_servers().split(',').next().unwrap_or_default().to_string();
     let listener = TcpListener::bind(("127.0.0.1", args.port))
-        .unwrap_or_else(|e| fail::fail(PROGRAM, format!("bind 127.0.0.1:{}: {e}", args.port)));
+        .unwrap_or_else(|e| timely_kafka_cli::fail(PROGRAM, format!("bind 127.0.0.1:{}: {e}", args.port)));
     println!("{PROGRAM}: listening on 127.0.0.1:{} (mock brokers {})", args.port, cluster.bootstrap_servers());
     let _ = std::io::stdout().flush();
     for client in listener.incoming().flatten() {

@@ -3,6 +3,7 @@
 //! exact; a flipped byte in the middle of a segment or in the stream header
 //! is refused with the offset named, and no byte of the partition changes.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;

@@ -2,15 +2,12 @@
 //! (sessions, events, offsets, completeness, frontier, foreign records),
 //! without replaying it.
 
-#[path = "shared/fail.rs"]
-mod fail;
-
 use std::time::Duration;
 
 use clap::Parser;
-use timely_kafka::cli::LogArgs;
 use timely_kafka::inspect::inspect_topic;
 use timely_kafka::Result;
+use timely_kafka_cli::LogArgs;
 
 const PROGRAM: &str = "capture_inspect";
 
@@ -31,7 +28,7 @@ fn main() {
     let args = Args::parse();
     timely_kafka::exit_on_unhandled_failure(PROGRAM);
     if let Err(error) = run(args) {
-        fail::fail(PROGRAM, error);
+        timely_kafka_cli::fail(PROGRAM, error);
     }
 }
 

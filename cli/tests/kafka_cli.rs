@@ -1,6 +1,7 @@
 //! The binaries over Kafka: `capture_send` and `capture_recv` as separate
 //! processes meeting on a `mock_broker` process, and bounded-time errors.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::{Child, Command, Output, Stdio};

@@ -1,6 +1,6 @@
 //! `capture_send TOPIC COUNT -w N`: each of N workers captures COUNT numbers
 //! as `u64` into its own partition of TOPIC; worker w sends w, w + N, w + 2N,
-//! ..., so the whole capture is `0..COUNT * N` (see `cli::numbers`).
+//! ..., so the whole capture is `0..COUNT * N` (see `timely_kafka_cli::numbers`).
 //!
 //! `--exactly-once` writes commit points; `--resume` continues such a
 //! capture after a crash, every worker regenerating the numbers at times at
@@ -16,24 +16,20 @@
 //! stream, while the token is the protocol's place for "what the input
 //! needs to continue", and a library user stores their own there.
 
-#[path = "shared/fail.rs"]
-mod fail;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use timely::dataflow::operators::Capture;
-use timely_kafka::cli::numbers::{numbers, timed_numbers, Numbers};
-use timely_kafka::cli::{self, LogArgs, Progress, TimelyArgs, Totals};
 use timely_kafka::codec::Bincode;
 use timely_kafka::codec::CodecId;
 use timely_kafka::codec::EventCodec;
-use timely_kafka::internal::{agree, create_capture_topics};
 use timely_kafka::log::LogBackend;
 use timely_kafka::{
-    capture, capture_exactly_once, execute, CaptureOptions, ExactlyOnce, Result, ResumePoint, StreamStart,
+    capture, capture_exactly_once, execute, CaptureOptions, ExactlyOnce, Result, ResumePoint, StreamLayout, StreamStart,
 };
+use timely_kafka_cli::numbers::{numbers, timed_numbers, Numbers};
+use timely_kafka_cli::{self as cli, LogArgs, Progress, TimelyArgs, Totals};
 
 const PROGRAM: &str = "capture_send";
 
@@ -78,7 +74,7 @@ fn main() {
     let args = Args::parse();
     timely_kafka::exit_on_unhandled_failure(PROGRAM);
     if let Err(error) = run(args) {
-        fail::fail(PROGRAM, error);
+        timely_kafka_cli::fail(PROGRAM, error);
     }
 }
 
@@ -94,9 +90,7 @@ fn run(args: Args) -> Result<()> {
     // Created before the timed capture (a resume creates a missing topic in
     // the capture itself); the other processes' workers wait for it there.
     if !args.resume && args.timely.process == 0 {
-        let options = CaptureOptions { layout: args.log.layout(), overwrite: args.overwrite, ..Default::default() };
-        let streams = args.timely.peers() as u32;
-        create_capture_topics(log.as_ref(), &args.topic, streams, &options)?;
+        create_topics(log.as_ref(), &args.topic, args.log.layout(), args.timely.peers() as u32, args.overwrite)?;
     }
 
     let totals: Totals = Default::default();
@@ -147,7 +141,9 @@ where
             Some(settings) => {
                 let (producer, point) = capture_exactly_once(worker, log.as_ref(), &topic, options, settings, start)?;
                 if resume {
-                    agree(worker, same_capture(&topic, &point.token, &token))?;
+                    // Each worker checks its own partition's token; an error
+                    // ends every worker's capture (see `execute`).
+                    same_capture(&topic, &point.token, &token)?;
                     eprintln!("{PROGRAM}: worker {}: {}", worker.index(), describe(&point));
                 }
                 let stored = token.clone();
@@ -174,6 +170,20 @@ where
         handle.outcome().map(|stats| (stats.records, stats.bytes))
     })?;
     Ok(outcomes.into_iter().fold((0, 0), |totals, (records, bytes)| (totals.0 + records, totals.1 + bytes)))
+}
+
+/// The topics of a capture of `streams` streams (one topic of `streams`
+/// partitions, or `streams` topics of one), created before the timed part.
+fn create_topics(log: &dyn LogBackend, topic: &str, layout: StreamLayout, streams: u32, overwrite: bool) -> Result<()> {
+    let mut topics: Vec<(String, u32)> = Vec::new();
+    for stream in 0..streams {
+        let (name, partition) = layout.locate(topic, stream);
+        match topics.iter_mut().find(|(existing, _)| *existing == name) {
+            Some((_, partitions)) => *partitions = (*partitions).max(partition + 1),
+            None => topics.push((name, partition + 1)),
+        }
+    }
+    topics.into_iter().try_for_each(|(name, partitions)| log.create_topic(&name, partitions, overwrite))
 }
 
 /// What the generator needs to regenerate the same numbers, stored as the

@@ -2,6 +2,7 @@
 //! by `scripts/broker.sh start`; `.ci/run` does this). Skipped unless
 //! `KAFKA_BROKERS` is set.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::{Command, Output};

@@ -3,10 +3,11 @@
 //! crash and resume, old writers (paused, and not) on Kafka with the
 //! README's recovery, refusals and a corrupt commit.
 //!
-//! Every capturing worker sends different numbers (`cli::numbers`), and each
+//! Every capturing worker sends different numbers (`timely_kafka_cli::numbers`), and each
 //! replay is checked by count, sum and fingerprint (`capture_recv`'s final
 //! line), so one partition twice and another lost cannot pass.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::path::Path;

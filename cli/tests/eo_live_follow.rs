@@ -12,6 +12,7 @@
 //! test asserts where each kill landed: after a commit, before the end, with
 //! the followers live and a torn tail left behind.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::{Child, Command, Output, Stdio};

@@ -9,7 +9,7 @@
 //! asserts the kill landed where it meant it to: the process was still
 //! running and the partitions had grown past zero but not to their end.
 //! Every result is checked as a multiset against what the generator
-//! (`cli::numbers`, run here with the same worker count) produces: count,
+//! (`timely_kafka_cli::numbers`, run here with the same worker count) produces: count,
 //! sum and a per-record fingerprint.
 //!
 //! Skipped unless `KAFKA_CLUSTER_BROKERS` (the bootstrap list),
@@ -17,6 +17,7 @@
 //! with) are set. The tests take turns on the one cluster (a lock), and each
 //! restarts any node it stopped.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::{Command, Output, Stdio};
@@ -28,10 +29,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::{Inspect, Probe};
-use timely_kafka::cli::numbers::{timed_numbers, Numbers};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
 use timely_kafka::{execute, replay, step_until_done, EventConsumer, ReplayOptions, REPLAY_PERIOD};
+use timely_kafka_cli::numbers::{timed_numbers, Numbers};
 
 /// Prints a line prefixed with the seconds since the test binary started
 /// (the order of faults and their effects, in CI logs).
@@ -82,7 +83,7 @@ fn cluster() -> Option<Cluster> {
 
 impl Cluster {
     fn kafka_sh(&self, args: &[&str]) -> Output {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka.sh");
         let output = Command::new(script)
             .args(args)
             .env("KAFKA_DIR", &self.dir)
@@ -107,7 +108,7 @@ impl Cluster {
     /// offset check failed the capture; `--resume` then refuses the
     /// partition), twice in a row right after the rolling restart test.
     fn balance_leaders(&self) {
-        let elected = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh"))
+        let elected = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka.sh"))
             .args(["run", "org.apache.kafka.tools.LeaderElectionCommand", "--bootstrap-server", &self.brokers])
             .args(["--election-type", "PREFERRED", "--all-topic-partitions"])
             .env("KAFKA_DIR", &self.dir)
@@ -123,7 +124,7 @@ impl Cluster {
     /// may have left one down).
     fn all_running(&self) {
         for node in 1..=3u32 {
-            let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh"))
+            let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka.sh"))
                 .args(["status", "--node", &node.to_string()])
                 .env("KAFKA_DIR", &self.dir)
                 .env("KAFKA_PORT", &self.port)

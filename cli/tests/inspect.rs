@@ -2,6 +2,7 @@
 //! cluster: complete streams, a foreign record, an incomplete session, and
 //! a topic captured twice.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::Command;

@@ -4,11 +4,11 @@
 use proptest::prelude::*;
 use timely::dataflow::operators::capture::event::Event;
 use timely::progress::Stamp;
-use timely_kafka::codec::Bincode;
-use timely_kafka::codec::CodecId;
-use timely_kafka::codec::EventCodec;
-use timely_kafka::internal::frame::{self, FrameHeader, FrameKind};
-use timely_kafka::internal::StreamHeader;
+
+use super::codec::{Bincode, EventCodec};
+use super::decode_untrusted as decode_everything;
+use super::frame::{self, FrameHeader, FrameKind};
+use crate::codec_id::CodecId;
 
 fn valid_frame(values: Vec<u64>, time: u64) -> Vec<u8> {
     let event: Event<u64, Vec<u64>> = Event::Messages(Stamp::from_elem(time), values);
@@ -25,18 +25,6 @@ fn valid_frame(values: Vec<u64>, time: u64) -> Vec<u8> {
     };
     frame::finish_frame(&mut buffer, header).unwrap();
     buffer
-}
-
-fn decode_everything(bytes: &[u8]) {
-    if let Ok(frame) = frame::decode_frame(bytes) {
-        let _ = <Bincode as EventCodec<u64, Vec<u64>>>::decode(frame.payload);
-        let _ = StreamHeader::from_payload(frame.payload);
-    }
-    // The payload decoders must also survive bytes that skipped the frame checks.
-    let _ = <Bincode as EventCodec<u64, Vec<u64>>>::decode(bytes);
-    let _ = <Bincode as EventCodec<u64, Vec<String>>>::decode(bytes);
-    let _ = <Bincode as EventCodec<(u64, u32), Vec<(u64, String)>>>::decode(bytes);
-    let _ = StreamHeader::from_payload(bytes);
 }
 
 proptest! {

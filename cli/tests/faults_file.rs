@@ -1,6 +1,7 @@
 //! Faults and bad input on the file log: killed captures, duplicates, gaps,
 //! mixed sessions, foreign records and wrong types.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::{Command, Stdio};

@@ -1,10 +1,7 @@
 //! `capture_recv TOPIC [STREAMS] -w M`: replays the captured streams of TOPIC
 //! with M workers (worker j takes every stream p with p % M == j) and reports
 //! how many records, what sum and what fingerprint (a sum of a per-record
-//! hash, see `cli::fingerprint`) it saw.
-
-#[path = "shared/fail.rs"]
-mod fail;
+//! hash, see `timely_kafka_cli::fingerprint`) it saw.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,11 +9,11 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::{Inspect, Probe};
-use timely_kafka::cli::{self, fingerprint, LogArgs, Progress, TimelyArgs, Totals};
 use timely_kafka::codec::Bincode;
 use timely_kafka::codec::EventCodec;
 use timely_kafka::log::LogBackend;
 use timely_kafka::{execute, replay, step_until_done, ReplayOptions, Result, REPLAY_PERIOD};
+use timely_kafka_cli::{self as cli, fingerprint, LogArgs, Progress, TimelyArgs, Totals};
 
 const PROGRAM: &str = "capture_recv";
 
@@ -46,7 +43,7 @@ fn main() {
     cli::keep_freed_memory();
     timely_kafka::exit_on_unhandled_failure(PROGRAM);
     if let Err(error) = run(args) {
-        fail::fail(PROGRAM, error);
+        timely_kafka_cli::fail(PROGRAM, error);
     }
 }
 

@@ -1,6 +1,5 @@
 //! How a binary ends on an error: one line on stderr, status 1. Only the
-//! binaries compile this (each includes it with `#[path]`): a library never
-//! exits its host process.
+//! binaries call it: the library never exits its host process.
 
 /// Library messages name the option that fixes a problem; a user of the
 /// binaries needs the flag instead.

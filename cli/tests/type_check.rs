@@ -1,6 +1,7 @@
 //! The stream header's type check and its opt-out: the same data under
 //! another Rust type name is refused by default and replays when asked.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::Command;

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::capture::wire::stream::StreamLayout;
-use crate::codec_id::CodecId;
-use crate::error::{Error, Result};
-use crate::log::file::FileLog;
-use crate::log::LogBackend;
+use timely_kafka::codec::CodecId;
+use timely_kafka::log::file::FileLog;
+use timely_kafka::log::LogBackend;
+use timely_kafka::StreamLayout;
+use timely_kafka::{Error, Result};
 
 /// Options selecting and configuring the log.
 #[derive(Clone, Debug, clap::Args)]
@@ -89,7 +89,7 @@ impl LogArgs {
                         _ => properties.push((key.clone(), value.clone())),
                     }
                 }
-                let mut log = crate::log::kafka::KafkaLog::unchecked(brokers, &properties)?
+                let mut log = timely_kafka::log::kafka::KafkaLog::unchecked(brokers, &properties)?
                     .with_replication_factor(replication_factor);
                 if let Some(timeout) = timeout {
                     log = log.with_timeout(timeout);
