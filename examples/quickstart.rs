@@ -7,8 +7,8 @@
 // from the dataflow.
 
 use std::{cell::Cell, rc::Rc};
-use timely::dataflow::operators::{capture::Replay, Capture, Inspect, Probe, ToStream};
-use timely_kafka::{capture, execute, replay, step_until_done, CaptureOptions, FileLog, ReplayOptions, REPLAY_PERIOD};
+use timely::dataflow::operators::{Capture, Inspect, Probe, ToStream};
+use timely_kafka::{capture, execute, replay, step_until_done, CaptureOptions, FileLog, ReplayLog, ReplayOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("timely-kafka-readme-{}", std::process::id()));
@@ -33,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let tally = seen.clone();
         let probe = worker.dataflow::<u64, _, _>(|scope| {
             streams
-                .replay_core(scope, Some(REPLAY_PERIOD))
+                .replay_log(scope)
                 .container::<Vec<u64>>()
                 .inspect(move |x: &u64| tally.set((tally.get().0 + 1, tally.get().1 + x)))
                 .probe()

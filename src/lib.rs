@@ -1,8 +1,8 @@
 //! Capture timely dataflow streams into a partitioned log and replay them.
 //!
-//! A timely computation captures a stream with `capture_into` and an
-//! [`EventProducer`]; another computation, with any number of workers,
-//! replays it with `replay_into` over [`EventConsumer`]s. Data and progress
+//! A timely computation captures a stream with timely's `capture_into` and
+//! an [`EventProducer`]; another computation, with any number of workers,
+//! replays it with [`ReplayLog::replay_log`] over [`EventConsumer`]s. Data and progress
 //! both travel, so the replayed stream behaves exactly like the original.
 //!
 //! The log is either Apache Kafka ([`log::kafka`]) or an embedded, Kafka-like
@@ -14,7 +14,7 @@
 //!
 #![doc = concat!("```\n", include_str!("../examples/quickstart.rs"), "```")]
 //!
-//! The helpers [`capture`], [`replay`] and [`capture_exactly_once`] do
+//! The helpers [`capture`], [`replay`] and [`exactly_once::capture`] do
 //! what every worker repeats (topic setup, partition assignment, session
 //! choice) in one call each; they are collective: every worker calls them,
 //! and all get `Ok` or all get the error. [`execute`] runs the computation
@@ -25,7 +25,7 @@
 //! # Failures
 //!
 //! The crate never ends the host process or changes its exit status: a
-//! failure is returned by [`execute`], recorded in its [`Status`] (one type
+//! failure is returned by [`execute`], recorded in its [`Status`](status::Status) (one type
 //! for a capture, a replay, a source, a sink, a pipeline) and printed once to stderr as one
 //! line naming topic, partition and offset. A failed replay closes its
 //! stream's frontier so every worker can finish: downstream operators see
@@ -39,7 +39,7 @@
 //!
 //! ```text
 //! dataflow -> capture_into -> EventProducer -> frame -> log -> (disk | Kafka)
-//!          -> log -> frame checks -> EventConsumer -> replay_into -> dataflow
+//!          -> log -> frame checks -> EventConsumer -> replay_log -> dataflow
 //! ```
 //!
 //! - the stream protocol (frames, codecs, stream headers, sessions, commits)
@@ -65,19 +65,42 @@ mod runtime;
 pub use capture::differential;
 pub use capture::inspect;
 
-pub use capture::exactly_once::ExactlyOnce;
-pub use capture::producer::{CaptureStats, EventProducer};
+pub use capture::producer::EventProducer;
 pub use capture::replay::consumer::EventConsumer;
-pub use capture::replay::stats::ReplayStats;
+pub use capture::replay::replay_log::ReplayLog;
 pub use capture::wire::stream::StreamLayout;
-pub use capture::worker::resume::ResumePoint;
-pub use capture::worker::{capture, capture_exactly_once, replay, CaptureOptions, ReplayOptions, StreamStart};
+pub use capture::worker::{capture, replay, CaptureOptions, ReplayOptions};
 pub use error::{Error, Result};
 pub use log::file::FileLog;
 pub use log::kafka::KafkaLog;
 pub use runtime::failure::exit_on_unhandled_failure;
-pub use runtime::status::{Stats, Status};
-pub use runtime::{execute, step_until_done, try_execute, REPLAY_PERIOD};
+pub use runtime::{execute, step_until_done, try_execute};
+
+/// Exactly-once *capture*: commit records written into the captured stream
+/// itself, so a replay delivers only committed events and a killed capture
+/// resumes where its commits end. It rests on the stream protocol alone and
+/// holds on the file log and every Kafka broker (`docs/exactly-once.md` in
+/// the repository has the protocol, the resume contract and the limits).
+///
+/// Not to be confused with the *transactional pipelines* of
+/// [`connect::exactly_once`], which write plain Kafka records for other
+/// programs in Kafka transactions.
+pub mod exactly_once {
+    pub use crate::capture::exactly_once::CommitOptions;
+    pub use crate::capture::worker::capture_exactly_once as capture;
+    pub use crate::capture::worker::resume::ResumePoint;
+    pub use crate::capture::worker::StreamStart;
+}
+
+/// What is running and how it is doing: one [`Status`](status::Status)
+/// type for a capture, a replay, a Kafka source or sink, and a pipeline,
+/// shared by the program and the operator (typed `error()`, `is_failed()`,
+/// `is_complete()`, counters in [`Stats`](status::Stats)).
+pub mod status {
+    pub use crate::capture::producer::CaptureStats;
+    pub use crate::capture::replay::stats::ReplayStats;
+    pub use crate::runtime::status::{Stats, Status};
+}
 
 /// How a stream's events become bytes: the codec a capture writes with and
 /// a replay reads with, and the id each frame carries.

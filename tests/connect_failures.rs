@@ -19,7 +19,8 @@ use timely_kafka::connect::source::SourceStats;
 use timely_kafka::connect::source::{kafka_source, time, SourceConfig, SourceEnd};
 use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
-use timely_kafka::{Error, Status};
+use timely_kafka::status::Status;
+use timely_kafka::Error;
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
 

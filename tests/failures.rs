@@ -211,8 +211,9 @@ fn reading_a_replay_error_twice_gives_the_same_error() {
 /// (no final record, no final commit), on any worker.
 #[test]
 fn a_capture_fed_by_a_failed_replay_is_not_stored_as_complete() {
+    use timely_kafka::exactly_once;
+    use timely_kafka::exactly_once::{CommitOptions, StreamStart};
     use timely_kafka::inspect::inspect_topic;
-    use timely_kafka::{capture_exactly_once, ExactlyOnce, StreamStart};
     let _deadline = common::deadline();
     let (dir, log) = corrupt_topic();
     for exactly_once in [false, true] {
@@ -222,9 +223,9 @@ fn a_capture_fed_by_a_failed_replay_is_not_stored_as_complete() {
             let options = ReplayOptions { idle_timeout: Some(Duration::from_secs(20)), ..Default::default() };
             let streams: Vec<EventConsumer<u64, Vec<u64>>> = replay(w, replayed.as_ref(), "c", options)?;
             let producer = if exactly_once {
-                let settings = ExactlyOnce { commit_interval: Duration::ZERO, ..Default::default() };
+                let settings = CommitOptions { commit_interval: Duration::ZERO, ..Default::default() };
                 let options = CaptureOptions::default();
-                capture_exactly_once(w, replayed.as_ref(), out, options, settings, StreamStart::New)?.0
+                exactly_once::capture(w, replayed.as_ref(), out, options, settings, StreamStart::New)?.0
             } else {
                 capture(w, replayed.as_ref(), out, CaptureOptions::default())?
             };

@@ -10,11 +10,12 @@ use std::time::Duration;
 use timely::dataflow::operators::capture::event::{Event, EventPusher};
 use timely::progress::Stamp;
 use timely_kafka::error::PartitionId;
+use timely_kafka::exactly_once::CommitOptions;
 use timely_kafka::log::file::{FileLog, FileWriter};
 use timely_kafka::log::{LogBackend, PartitionWriter, WriterHooks};
-use timely_kafka::ExactlyOnce;
+use timely_kafka::status::{CaptureStats, Status};
+use timely_kafka::EventProducer;
 use timely_kafka::Result;
-use timely_kafka::{CaptureStats, EventProducer, Status};
 
 /// What the wrapper saw at one commit.
 #[derive(Clone, Copy, Debug, Default)]
@@ -97,7 +98,7 @@ fn capture_with_sync(sync: bool) -> (Vec<CommitSeen>, u64, u64) {
         seen: seen.clone(),
         pending: None,
     };
-    let options = ExactlyOnce { commit_interval: Duration::ZERO, ..Default::default() };
+    let options = CommitOptions { commit_interval: Duration::ZERO, ..Default::default() };
     let mut producer = EventProducer::<u64, Vec<u64>, Watched>::exactly_once(writer, 0, 1, options).unwrap();
     let capture = producer.status();
     handle.set(capture.clone()).ok().unwrap();

@@ -27,12 +27,11 @@ use common::Fingerprint;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
-use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::{Capture, Inspect, Probe, ToStream};
 use timely_kafka::connect::source::{kafka_source, SourceConfig, SourceEnd};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::{
-    capture, execute, replay, step_until_done, CaptureOptions, EventConsumer, ReplayOptions, REPLAY_PERIOD,
+    capture, execute, replay, step_until_done, CaptureOptions, EventConsumer, ReplayLog, ReplayOptions,
 };
 
 /// The secured node: its directory and base port.
@@ -122,7 +121,7 @@ fn replay_numbers(log: &KafkaLog, topic: &str) -> Fingerprint {
         let seen = std::rc::Rc::new(std::cell::RefCell::new(Fingerprint::default()));
         let sink = seen.clone();
         let probe = worker.dataflow::<u64, _, _>(|scope| {
-            streams.replay_core(scope, Some(REPLAY_PERIOD)).inspect(move |x| sink.borrow_mut().add(*x)).probe().0
+            streams.replay_log(scope).inspect(move |x| sink.borrow_mut().add(*x)).probe().0
         });
         step_until_done(worker, &probe);
         let fp = *seen.borrow();

@@ -27,11 +27,10 @@ use std::time::{Duration, Instant};
 use common::Fingerprint;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
-use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka::{execute, replay, step_until_done, EventConsumer, ReplayOptions, REPLAY_PERIOD};
+use timely_kafka::{execute, replay, step_until_done, EventConsumer, ReplayLog, ReplayOptions};
 use timely_kafka_cli::numbers::{timed_numbers, Numbers};
 
 /// Prints a line prefixed with the seconds since the test binary started
@@ -528,7 +527,7 @@ fn replay_here(brokers: &str, topic: &str) -> Fingerprint {
         let seen = std::rc::Rc::new(std::cell::RefCell::new(Fingerprint::default()));
         let sink = seen.clone();
         let probe = worker.dataflow::<u64, _, _>(|scope| {
-            consumers.replay_core(scope, Some(REPLAY_PERIOD)).inspect(move |x| sink.borrow_mut().add(*x)).probe().0
+            consumers.replay_log(scope).inspect(move |x| sink.borrow_mut().add(*x)).probe().0
         });
         step_until_done(worker, &probe);
         let fp = *seen.borrow();

@@ -6,7 +6,7 @@
 //! records to a topic (at least once). [`exactly_once`] joins them into a
 //! pipeline whose output survives being killed at any moment: a
 //! transactional sink whose commits carry the source offsets
-//! ([`source::kafka_source_exactly_once`]). Each returns a [`crate::Status`]:
+//! ([`source::kafka_source_exactly_once`]). Each returns a [`crate::status::Status`]:
 //! how it fails is how a capture or replay does (`connect/status.rs`).
 //! They use [`crate::log::kafka`] for client configuration and, from
 //! [`crate::capture`], only the failure recording and the collective steps.

@@ -27,14 +27,14 @@ use failure::Computation;
 /// [`step_until_done`] parks a worker with nothing to do: short enough that
 /// a live stream's new records reach timely promptly, long enough that an
 /// idle worker sleeps instead of spinning on the cores the log clients use.
-pub const REPLAY_PERIOD: Duration = Duration::from_millis(1);
+pub(crate) const REPLAY_PERIOD: Duration = Duration::from_millis(1);
 
 /// Steps `worker` until `probe` is done, parking between steps when nothing
-/// is ready (at most [`REPLAY_PERIOD`]) rather than spinning.
+/// is ready (at most a millisecond) rather than spinning.
 ///
-/// Pair it with `replay_core(scope, Some(REPLAY_PERIOD))`: timely's
-/// `replay_into` reschedules itself on every step, so a worker replaying it
-/// never parks.
+/// Pair it with [`ReplayLog::replay_log`](crate::ReplayLog::replay_log):
+/// timely's `replay_into` reschedules itself on every step, so a worker
+/// replaying it never parks.
 pub fn step_until_done<T: Timestamp>(worker: &mut Worker, probe: &ProbeHandle<T>) {
     while !probe.done() {
         worker.step_or_park(Some(REPLAY_PERIOD));

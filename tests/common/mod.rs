@@ -256,7 +256,7 @@ pub fn many_timestamps(log: Arc<dyn LogBackend>, topic: &'static str) {
 }
 
 /// Every capturing worker's status.
-pub type CaptureStatuses = Arc<std::sync::Mutex<Vec<timely_kafka::Status<timely_kafka::CaptureStats>>>>;
+pub type CaptureStatuses = Arc<std::sync::Mutex<Vec<timely_kafka::status::Status<timely_kafka::status::CaptureStats>>>>;
 
 /// Starts capturing in the background: each worker sends `rounds` batches of
 /// `batch` records (values `round * batch + i`), sleeping `pause` between
@@ -332,7 +332,10 @@ pub fn copy_records(log: &dyn LogBackend, from: &str, to: &str, mut edit: impl F
 
 /// Replays partition 0 of `topic` outside timely; returns the fingerprint
 /// and the replay's error message, if it failed.
-pub fn replay_partition(log: &dyn LogBackend, topic: &str) -> (Fingerprint, timely_kafka::ReplayStats, Option<String>) {
+pub fn replay_partition(
+    log: &dyn LogBackend,
+    topic: &str,
+) -> (Fingerprint, timely_kafka::status::ReplayStats, Option<String>) {
     use timely::dataflow::operators::capture::event::{Event, EventIterator};
     let opened = EventConsumer::<u64, Vec<u64>>::open(log, topic, 0, std::time::Duration::from_secs(10));
     let mut consumer = match opened {

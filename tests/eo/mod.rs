@@ -16,17 +16,19 @@ use std::time::Duration;
 use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::Exchange;
 use timely::dataflow::operators::{Capture, Inspect, Probe};
-use timely_kafka::capture_exactly_once;
 use timely_kafka::error::PartitionId;
+use timely_kafka::exactly_once;
+use timely_kafka::exactly_once::CommitOptions;
+use timely_kafka::exactly_once::ResumePoint;
+use timely_kafka::exactly_once::StreamStart;
 use timely_kafka::log::{LogBackend, PartitionWriter, WriterHooks};
-use timely_kafka::ExactlyOnce;
-use timely_kafka::ResumePoint;
-use timely_kafka::{execute, CaptureOptions, CaptureStats, EventConsumer, EventProducer, Result, StreamStart};
+use timely_kafka::status::CaptureStats;
+use timely_kafka::{execute, CaptureOptions, EventConsumer, EventProducer, Result};
 use timely_kafka_cli::numbers::{timed_numbers, Numbers};
 
 /// Commits as often as the frontier moves, so crashes land between many commits.
-pub fn eager() -> ExactlyOnce {
-    ExactlyOnce { commit_interval: Duration::ZERO, max_uncommitted_bytes: 0 }
+pub fn eager() -> CommitOptions {
+    CommitOptions { commit_interval: Duration::ZERO, max_uncommitted_bytes: 0 }
 }
 
 /// Records a crashed writer did not store: (partition, record).
@@ -219,7 +221,7 @@ pub fn resume_capture_with(
     let results = execute(timely::Config::process(workers), move |worker| {
         let options = CaptureOptions::default();
         let (producer, point) =
-            capture_exactly_once(worker, log.as_ref(), &topic, options.clone(), eager(), StreamStart::Resume)?;
+            exactly_once::capture(worker, log.as_ref(), &topic, options.clone(), eager(), StreamStart::Resume)?;
         let handle = producer.status();
         // An empty restart frontier: every stream is complete (refused
         // above), so some time is always left to regenerate here.

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely_kafka::codec::Bincode;
 use timely_kafka::codec::EventCodec;
 use timely_kafka::log::LogBackend;
-use timely_kafka::{execute, replay, step_until_done, ReplayOptions, Result, REPLAY_PERIOD};
+use timely_kafka::{execute, replay, step_until_done, ReplayLog, ReplayOptions, Result};
 use timely_kafka_cli::{self as cli, fingerprint, LogArgs, Progress, TimelyArgs, Totals};
 
 const PROGRAM: &str = "capture_recv";
@@ -129,11 +128,8 @@ where
         let seen = std::rc::Rc::new(std::cell::Cell::new(Seen::default()));
         let counter = seen.clone();
         let probe = worker.dataflow::<u64, _, _>(|scope| {
-            // Re-activate the replay after REPLAY_PERIOD rather than at once,
-            // so a worker with nothing to read can park (`step_until_done`)
-            // instead of spinning on the cores the Kafka client threads need.
             consumers
-                .replay_core(scope, Some(REPLAY_PERIOD))
+                .replay_log(scope)
                 .inspect_core(move |event| {
                     if let Ok((_, data)) = event {
                         let batch = Seen {

@@ -24,10 +24,10 @@ use timely::dataflow::operators::Capture;
 use timely_kafka::codec::Bincode;
 use timely_kafka::codec::CodecId;
 use timely_kafka::codec::EventCodec;
+use timely_kafka::exactly_once;
+use timely_kafka::exactly_once::{CommitOptions, ResumePoint, StreamStart};
 use timely_kafka::log::LogBackend;
-use timely_kafka::{
-    capture, capture_exactly_once, execute, CaptureOptions, ExactlyOnce, Result, ResumePoint, StreamLayout, StreamStart,
-};
+use timely_kafka::{capture, execute, CaptureOptions, Result, StreamLayout};
 use timely_kafka_cli::numbers::{numbers, timed_numbers, Numbers};
 use timely_kafka_cli::{self as cli, LogArgs, Progress, TimelyArgs, Totals};
 
@@ -126,8 +126,10 @@ where
     K: EventCodec<u64, Vec<u64>> + Clone + Send + Sync,
 {
     let (topic, layout) = (args.topic.clone(), args.log.layout());
-    let exactly_once = (args.exactly_once || args.resume)
-        .then(|| ExactlyOnce { commit_interval: Duration::from_millis(args.commit_interval_ms), ..Default::default() });
+    let exactly_once = (args.exactly_once || args.resume).then(|| CommitOptions {
+        commit_interval: Duration::from_millis(args.commit_interval_ms),
+        ..Default::default()
+    });
     let start = if args.resume { StreamStart::Resume } else { StreamStart::New };
     let resume = args.resume;
     let spec = Numbers { count: args.count, per_time: args.records_per_time, from_time: 0, rate: args.rate };
@@ -139,7 +141,7 @@ where
         let (producer, from_time) = match exactly_once {
             None => (capture(worker, log.as_ref(), &topic, options)?, 0),
             Some(settings) => {
-                let (producer, point) = capture_exactly_once(worker, log.as_ref(), &topic, options, settings, start)?;
+                let (producer, point) = exactly_once::capture(worker, log.as_ref(), &topic, options, settings, start)?;
                 if resume {
                     // Each worker checks its own partition's token; an error
                     // ends every worker's capture (see `execute`).

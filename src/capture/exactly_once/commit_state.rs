@@ -31,7 +31,7 @@ use crate::capture::exactly_once::rules::committed_at;
 
 /// Settings of an exactly-once capture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ExactlyOnce {
+pub struct CommitOptions {
     /// Longest time between a frontier advance and its commit while events
     /// keep arriving (a pending commit is written with the next event).
     pub commit_interval: Duration,
@@ -39,9 +39,9 @@ pub struct ExactlyOnce {
     pub max_uncommitted_bytes: u64,
 }
 
-impl Default for ExactlyOnce {
+impl Default for CommitOptions {
     fn default() -> Self {
-        ExactlyOnce { commit_interval: Duration::from_millis(100), max_uncommitted_bytes: 32 << 20 }
+        CommitOptions { commit_interval: Duration::from_millis(100), max_uncommitted_bytes: 32 << 20 }
     }
 }
 
@@ -59,7 +59,7 @@ struct Resumed<T> {
 
 /// The commit bookkeeping of one exactly-once producer.
 pub(crate) struct CommitState<T> {
-    options: ExactlyOnce,
+    options: CommitOptions,
     /// Progress counts of the stream written so far (what replay holds).
     state: ChangeBatch<T>,
     pending: bool,
@@ -70,11 +70,11 @@ pub(crate) struct CommitState<T> {
 
 impl<T: Timestamp> CommitState<T> {
     /// A new stream: its state is timely's initial capability.
-    pub(crate) fn new(options: ExactlyOnce) -> Self {
+    pub(crate) fn new(options: CommitOptions) -> Self {
         Self::continuing(options, vec![(T::minimum(), 1)])
     }
 
-    fn continuing(options: ExactlyOnce, state: Vec<(T, i64)>) -> Self {
+    fn continuing(options: CommitOptions, state: Vec<(T, i64)>) -> Self {
         let mut batch: ChangeBatch<T> = ChangeBatch::new();
         batch.extend(state.into_iter());
         CommitState {
@@ -88,7 +88,7 @@ impl<T: Timestamp> CommitState<T> {
     }
 
     /// A resumed stream whose last commit had `state` (frontier `from`).
-    pub(crate) fn resumed(options: ExactlyOnce, state: Vec<(T, i64)>, from: Antichain<T>) -> Self
+    pub(crate) fn resumed(options: CommitOptions, state: Vec<(T, i64)>, from: Antichain<T>) -> Self
     where
         T: TotalOrder,
     {
@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn a_resumed_stream_never_moves_its_frontier_back() {
-        let mut commits = CommitState::<u64>::resumed(ExactlyOnce::default(), vec![(7, 1)], Antichain::from_elem(7));
+        let mut commits = CommitState::<u64>::resumed(CommitOptions::default(), vec![(7, 1)], Antichain::from_elem(7));
         // The new dataflow starts at 0 and drops its initial capability for 3.
         assert_eq!(commits.progress(&[(0, -1), (3, 1)]), None);
         assert!(commits.drops(&[5]));
@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn an_input_restarted_before_the_committed_frontier_writes_nothing_until_it_passes() {
-        let mut commits = CommitState::<u64>::resumed(ExactlyOnce::default(), vec![(7, 2)], Antichain::from_elem(7));
+        let mut commits = CommitState::<u64>::resumed(CommitOptions::default(), vec![(7, 2)], Antichain::from_elem(7));
         // Restarted at 2 (the meet of the workers' frontiers): times 2..7
         // were committed here, so neither their messages nor progress count.
         assert_eq!(commits.progress(&[(0, -1), (2, 1)]), Some(vec![(7, -1)]));
@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn a_complete_stream_drops_everything_and_writes_no_progress() {
-        let mut commits = CommitState::<u64>::resumed(ExactlyOnce::default(), Vec::new(), Antichain::new());
+        let mut commits = CommitState::<u64>::resumed(CommitOptions::default(), Vec::new(), Antichain::new());
         assert_eq!(commits.progress(&[(0, -1), (3, 1)]), None);
         assert!(commits.drops(&[0]) && commits.drops(&[u64::MAX]));
         assert_eq!(commits.progress(&[(3, -1)]), None);

@@ -34,4 +34,4 @@ pub(crate) mod commit_state;
 pub(crate) mod committed;
 pub(crate) mod rules;
 
-pub use commit_state::ExactlyOnce;
+pub use commit_state::CommitOptions;

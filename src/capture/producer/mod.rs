@@ -32,7 +32,7 @@ use timely::progress::frontier::{Antichain, MutableAntichain};
 use timely::progress::Timestamp;
 
 use crate::capture::exactly_once::commit_state::CommitState;
-use crate::capture::exactly_once::ExactlyOnce;
+use crate::capture::exactly_once::CommitOptions;
 use crate::capture::wire::chunks::{put_chunk_header, CHUNK_HEADER_LEN};
 use crate::capture::wire::codec::{Bincode, EventCodec};
 use crate::capture::wire::commit::Commit;
@@ -121,9 +121,9 @@ where
 
     /// An exactly-once producer (codec `K`): it writes commit records, and
     /// replay delivers only what they cover. To continue such a stream after
-    /// a crash, open it with [`crate::capture_exactly_once`] and
-    /// [`crate::StreamStart::Resume`] instead.
-    pub fn exactly_once(writer: W, worker: u32, peers: u32, options: ExactlyOnce) -> Result<Self> {
+    /// a crash, open it with [`crate::exactly_once::capture`] and
+    /// [`crate::exactly_once::StreamStart::Resume`] instead.
+    pub fn exactly_once(writer: W, worker: u32, peers: u32, options: CommitOptions) -> Result<Self> {
         let header = StreamHeader::new::<T, C>(K::ID, worker, peers);
         Self::start(writer, &header, Some(CommitState::new(options)))
     }
@@ -185,7 +185,7 @@ where
     where
         T: TotalOrder,
     {
-        let commits = CommitState::resumed(ExactlyOnce::default(), Vec::new(), Antichain::new());
+        let commits = CommitState::resumed(CommitOptions::default(), Vec::new(), Antichain::new());
         let mut producer = Self::from_parts(writer, 0, 0, Some(commits));
         producer.continue_from(&[]);
         producer.final_written = true;

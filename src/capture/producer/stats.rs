@@ -1,5 +1,5 @@
 //! What a capture counts: [`CaptureStats`], read through its
-//! [`Status`](crate::Status) after the producer moved into a dataflow. The
+//! [`Status`](crate::status::Status) after the producer moved into a dataflow. The
 //! producer updates the counters; any thread reads them.
 
 use std::sync::atomic::AtomicU64;

@@ -48,10 +48,9 @@ const EVENTS_PER_ACTIVATION: usize = 256;
 /// Replays one log partition as a timely event stream.
 ///
 /// `next` never waits for a record, so a quiet partition holds up no other
-/// operator of its worker: replay it with `replay_core(scope,
-/// Some(REPLAY_PERIOD))` and step with [`crate::step_until_done`], which
-/// park the worker between looks (timely's `replay_into` would look again
-/// at once, forever).
+/// operator of its worker: replay it with [`crate::ReplayLog::replay_log`]
+/// and step with [`crate::step_until_done`], which park the worker between
+/// looks (timely's `replay_into` would look again at once, forever).
 pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K = Bincode> {
     reader: R,
     protocol: Protocol<T>,

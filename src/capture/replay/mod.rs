@@ -12,9 +12,10 @@
 //! - `consumer` is timely's `EventIterator` over those checks (exactly-once
 //!   streams go through [`crate::capture::exactly_once`] instead);
 //! - `stats` is what a replay counts, read through its
-//!   [`Status`](crate::Status) once the consumer has moved into the dataflow.
+//!   [`Status`](crate::status::Status) once the consumer has moved into the dataflow.
 
 pub(crate) mod consumer;
 mod protocol;
+pub(crate) mod replay_log;
 pub(crate) mod session;
 pub(crate) mod stats;

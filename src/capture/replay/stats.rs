@@ -1,5 +1,5 @@
 //! What a replay counts: [`ReplayStats`], read through its
-//! [`Status`](crate::Status) after the consumer moved into a dataflow.
+//! [`Status`](crate::status::Status) after the consumer moved into a dataflow.
 //!
 //! The status is the only place that tells a replay that completed from
 //! one that failed: both close the replayed stream's frontier, and

@@ -21,7 +21,7 @@ use timely::progress::frontier::Antichain;
 use timely::progress::Timestamp;
 use timely::worker::Worker;
 
-use crate::capture::exactly_once::ExactlyOnce;
+use crate::capture::exactly_once::CommitOptions;
 use crate::capture::producer::EventProducer;
 use crate::capture::wire::codec::EventCodec;
 use crate::capture::worker::resume::{meet, resume, ResumePoint};
@@ -52,7 +52,7 @@ pub fn capture_exactly_once<T, C, K>(
     log: &dyn LogBackend,
     topic: &str,
     options: CaptureOptions<K>,
-    exactly_once: ExactlyOnce,
+    exactly_once: CommitOptions,
     start: StreamStart,
 ) -> Result<(AnyProducer<T, C, K>, ResumePoint<T>)>
 where

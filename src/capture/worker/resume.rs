@@ -39,7 +39,7 @@ use timely::progress::Timestamp;
 
 use crate::capture::exactly_once::chain::{Chain, ChainStep};
 use crate::capture::exactly_once::commit_state::CommitState;
-use crate::capture::exactly_once::ExactlyOnce;
+use crate::capture::exactly_once::CommitOptions;
 use crate::capture::producer::EventProducer;
 use crate::capture::wire::codec::EventCodec;
 use crate::capture::wire::commit::{Commit, EpochLink};
@@ -108,7 +108,7 @@ pub(crate) fn resume<T, C, K>(
     partition: u32,
     worker: u32,
     peers: u32,
-    options: ExactlyOnce,
+    options: CommitOptions,
     timeout: Duration,
 ) -> Result<Resumed<T, C, K>>
 where

@@ -129,7 +129,7 @@ impl SourceConfig {
     }
 }
 
-/// What a source counts, read through its [`crate::Status`].
+/// What a source counts, read through its [`crate::status::Status`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SourceStats {
     /// Records read from the topic (those `logic` dropped included).

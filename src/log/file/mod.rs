@@ -54,7 +54,7 @@
 //! page cache) but not of the machine. With `sync=true`:
 //!
 //! - every commit of an exactly-once capture is on disk before the capture
-//!   counts it ([`crate::CaptureStats::commits`]): everything before it is
+//!   counts it ([`crate::status::CaptureStats::commits`]): everything before it is
 //!   fsynced, then the commit record is written and fsynced, so no commit
 //!   reaches the disk without the records it covers;
 //! - every flush fsyncs: the end of a stream (its final record, or final
