@@ -73,10 +73,8 @@ impl<T: Timestamp> Protocol<T> {
             return Ok(Step::Skip);
         }
         let Some(header) = &self.header else {
-            if fh.kind != FrameKind::StreamHeader {
-                return Ok(Step::StartMissing);
-            }
-            let header = StreamHeader::from_payload(frame.payload).map_err(|e| self.frame_error(offset, e))?;
+            let Some(header) = StreamHeader::of_frame(&frame) else { return Ok(Step::StartMissing) };
+            let header = header.map_err(|e| self.frame_error(offset, e))?;
             let checked =
                 if self.check_types { header.check_compatible::<T, C>(K::ID) } else { header.check_codec(K::ID) };
             checked.map_err(|reason| self.protocol_error(offset, reason))?;

@@ -50,6 +50,14 @@ impl StreamHeader {
         }
     }
 
+    /// The stream header `frame` holds: `None` if the frame is of another
+    /// kind, an error if its payload is not a stream header. The one
+    /// "is the first record a stream header" check (resume, replay, the
+    /// stream count).
+    pub(crate) fn of_frame(frame: &frame::Frame<'_>) -> Option<Result<Self, FrameError>> {
+        (frame.header.kind == FrameKind::StreamHeader).then(|| StreamHeader::from_payload(frame.payload))
+    }
+
     /// The header as a complete frame (sequence number 0).
     pub fn to_frame(&self) -> Result<Vec<u8>, FrameError> {
         self.to_frame_with(false)

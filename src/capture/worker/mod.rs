@@ -28,7 +28,7 @@ use timely::worker::Worker;
 use crate::capture::producer::EventProducer;
 use crate::capture::replay::consumer::EventConsumer;
 use crate::capture::wire::codec::{Bincode, EventCodec};
-use crate::capture::wire::frame::{self, FrameKind};
+use crate::capture::wire::frame;
 use crate::capture::wire::stream::{StreamHeader, StreamLayout};
 use crate::error::{Error, Result};
 use crate::log::{LogBackend, PartitionReader, PartitionWriter, TopicInfo};
@@ -333,8 +333,5 @@ fn read_first_header(
     let mut reader = log.reader(&topic, partition, 0)?;
     let Some(record) = reader.poll(timeout)? else { return Ok(None) };
     let Ok(frame) = frame::decode_frame(record.payload) else { return Ok(None) };
-    if frame.header.kind != FrameKind::StreamHeader {
-        return Ok(None);
-    }
-    Ok(StreamHeader::from_payload(frame.payload).ok())
+    Ok(StreamHeader::of_frame(&frame).and_then(|header| header.ok()))
 }

@@ -193,16 +193,16 @@ where
     let Some(record) = reader.poll_stored(timeout)? else { return Ok(None) };
     let offset = record.offset;
     let frame = frame::decode_frame(record.payload).map_err(Error::frame_at(id, offset))?;
-    if frame.header.kind != FrameKind::StreamHeader {
+    let Some(header) = StreamHeader::of_frame(&frame) else {
         return Err(refuse(id, &format!("the record at offset {offset} is not a stream header")));
-    }
+    };
     if !frame.header.exactly_once {
         return Err(refuse(
             id,
             "the stream was not captured exactly-once; capture it again exactly-once, overwriting the topic",
         ));
     }
-    let header = StreamHeader::from_payload(frame.payload).map_err(Error::frame_at(id, offset))?;
+    let header = header.map_err(Error::frame_at(id, offset))?;
     header.check_compatible::<T, C>(K::ID).map_err(|reason| refuse(id, &reason))?;
     if header.peers != peers || header.worker != worker {
         return Err(refuse(

@@ -71,7 +71,6 @@
 
 mod budget;
 mod commit_sink;
-mod polled;
 mod progress;
 mod progress_topic;
 mod sink;

@@ -33,9 +33,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 
 use super::budget::{check_transaction_timeout, max_open};
-use super::polled::Polled;
 use super::progress::{probe_key, Progress};
 use crate::error::{Error, Result};
+use crate::log::kafka::polled::PolledProducer;
 use crate::log::kafka::{KafkaLog, CONSUMER_ONLY};
 
 /// How often an abortable failure restarts the transaction before the sink gives up.
@@ -64,7 +64,7 @@ fn classify(error: &KafkaError) -> Option<&rdkafka::error::RDKafkaError> {
 
 /// The one transactional writer of a pipeline.
 pub(super) struct TransactionalWriter {
-    producer: Polled,
+    producer: PolledProducer<DefaultProducerContext>,
     id: String,
     output: String,
     progress_topic: String,
@@ -140,7 +140,7 @@ impl TransactionalWriter {
             .config(&defaults, CONSUMER_ONLY)
             .create()
             .map_err(|e| Error::kafka_from(format!("{what}: cannot create producer"), &e))?;
-        let producer = Polled::new(producer)
+        let producer = PolledProducer::new(producer, "timely-kafka transactions")
             .map_err(|e| Error::kafka_from(format!("{what}: cannot start the producer's polling thread"), &e))?;
         producer.init_transactions(timeout).map_err(|e| {
             Error::kafka(format!(
@@ -302,7 +302,7 @@ impl TransactionalWriter {
         let key = self.id.as_bytes();
         self.send(BaseRecord::to(&self.progress_topic).partition(0).key(key).payload(&payload[..]), deadline)?;
         // Delivered first: commit_transaction's own flush waits in steps
-        // of up to 100 ms (see `polled.rs`).
+        // of up to 100 ms (see `log/kafka/polled.rs`).
         self.producer.wait_delivered(deadline);
         self.crash_point("before-commit");
         // A commit that timed out is resumed by calling it again, until the

@@ -50,6 +50,7 @@ pub(crate) mod client_errors;
 mod config;
 pub(crate) mod metadata;
 mod ordering;
+pub(crate) mod polled;
 mod producer;
 mod quick_close;
 mod reader;

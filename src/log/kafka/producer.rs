@@ -15,12 +15,9 @@
 //! record as librdkafka's per-message opaque, so every delivery report lands
 //! in the bookkeeping of the writer that sent the record; a writer waits for
 //! *its* records, not for the whole process to be idle. Delivery reports are
-//! served by the producer's own polling thread. (rdkafka's `ThreadedProducer`
-//! polls in 100 ms steps, and joining its thread made every capture end up to
-//! 100 ms late; this one polls in 10 ms steps: a poll returns as soon as a
-//! report arrives, the step only bounds how long the thread takes to stop.)
+//! served by the producer's own polling thread ([`PolledProducer`]).
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,39 +26,24 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
+use super::polled::PolledProducer;
 use super::KafkaLog;
 use crate::error::{Error, Result};
 
 /// The process's producer: a librdkafka producer and the thread serving its
 /// delivery reports.
 pub(crate) struct SharedProducer {
-    producer: Arc<BaseProducer<DeliveryContext>>,
-    stop: Arc<AtomicBool>,
-    poller: Option<std::thread::JoinHandle<()>>,
+    producer: PolledProducer<DeliveryContext>,
 }
 
 /// A record librdkafka did not queue, and why.
 type Rejected<'a, K> = (KafkaError, BaseRecord<'a, K, [u8], Arc<Deliveries>>);
 
-/// How long the polling thread waits for a delivery report per poll.
-const POLL_STEP: Duration = Duration::from_millis(10);
-
 impl SharedProducer {
     fn new(producer: BaseProducer<DeliveryContext>) -> Result<Self> {
-        let producer = Arc::new(producer);
-        let stop = Arc::new(AtomicBool::new(false));
-        let poller = {
-            let (producer, stop) = (producer.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("timely-kafka producer".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Acquire) {
-                        producer.poll(POLL_STEP);
-                    }
-                })
-                .map_err(|e| Error::kafka_from("cannot start the producer's polling thread", &e))?
-        };
-        Ok(SharedProducer { producer, stop, poller: Some(poller) })
+        let producer = PolledProducer::new(producer, "timely-kafka producer")
+            .map_err(|e| Error::kafka_from("cannot start the producer's polling thread", &e))?;
+        Ok(SharedProducer { producer })
     }
 
     /// The librdkafka client (metadata questions).
@@ -76,17 +58,6 @@ impl SharedProducer {
         record: BaseRecord<'a, K, [u8], Arc<Deliveries>>,
     ) -> std::result::Result<(), Rejected<'a, K>> {
         self.producer.send(record)
-    }
-}
-
-impl Drop for SharedProducer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(poller) = self.poller.take() {
-            let _ = poller.join();
-        }
-        // Every writer flushed before it was dropped; serve what is left.
-        self.producer.poll(Duration::ZERO);
     }
 }
 
