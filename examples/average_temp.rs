@@ -98,9 +98,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{ProbeHandle, StreamVec};
 use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
-use timely_kafka::connect::source::{
-    kafka_source, kafka_source_exactly_once, time, SourceConfig, SourceEnd, SourceRecord,
-};
+use timely_kafka::connect::source::{time, KafkaSource, SourceConfig, SourceEnd, SourceRecord};
 use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
@@ -285,10 +283,10 @@ fn main() {
             let (temperatures, binding) = match &pipeline {
                 Some(pipeline) => {
                     let (data, binding, _) =
-                        kafka_source_exactly_once(scope, config, &args.topic, pipeline.source_resume(), logic);
+                        scope.kafka_source_exactly_once(config, &args.topic, pipeline.source_resume(), logic);
                     (data, Some(binding))
                 }
-                None => (kafka_source(scope, config, &args.topic, Some(probe.clone()), logic).0, None),
+                None => (scope.kafka_source(config, &args.topic, Some(probe.clone()), logic).0, None),
             };
             let local = sums_per_time(temperatures, Pipeline, "LocalSums", |_, _| {});
             let to_first = Exchange::new(|_: &(u64, Sums)| 0);

@@ -40,7 +40,7 @@ use clap::Parser;
 use rand::Rng;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
-use timely_kafka::connect::sink::{kafka_sink, SinkConfig};
+use timely_kafka::connect::sink::{KafkaSink, SinkConfig};
 use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
@@ -117,7 +117,7 @@ fn main() {
         let sink = worker.dataflow::<u64, _, _>(|scope| {
             let readings = input.to_stream(scope);
             readings.clone().probe_with(&probe);
-            kafka_sink(readings, sink_config, &args.topic)
+            readings.kafka_sink(sink_config, &args.topic)
         });
 
         // Reading i belongs to sensor i % sensors, which belongs to one worker.

@@ -66,10 +66,8 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Inspect, Probe, ToStream};
 use timely::dataflow::{ProbeHandle, Stream};
 use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
-use timely_kafka::connect::sink::{kafka_sink, SinkConfig};
-use timely_kafka::connect::source::{
-    kafka_source, kafka_source_exactly_once, time, SourceConfig, SourceEnd, SourceRecord,
-};
+use timely_kafka::connect::sink::{KafkaSink, SinkConfig};
+use timely_kafka::connect::source::{time, KafkaSource, SourceConfig, SourceEnd, SourceRecord};
 use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
@@ -150,7 +148,7 @@ fn produce_sample(kafka: KafkaLog, topic: String) -> timely_kafka::Result<u64> {
     let written = execute(timely::Config::thread(), move |w| {
         let sink = w.dataflow::<u64, _, _>(|scope| {
             let lines = SAMPLE.iter().enumerate().map(|(i, line)| (i.to_string(), line.to_string()));
-            kafka_sink(lines.to_stream(scope).container::<Vec<_>>(), SinkConfig::new(kafka.clone()), &topic)
+            lines.to_stream(scope).container::<Vec<_>>().kafka_sink(SinkConfig::new(kafka.clone()), &topic)
         });
         while w.step() {}
         Ok(sink.stats().acknowledged)
@@ -267,10 +265,10 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
                 Some(pipeline) => {
                     let resume = pipeline.source_resume();
                     let (lines, binding, _) =
-                        kafka_source_exactly_once(scope, source_config, &args.input, resume, read_line);
+                        scope.kafka_source_exactly_once(source_config, &args.input, resume, read_line);
                     (lines, Some(binding))
                 }
-                None => (kafka_source(scope, source_config, &args.input, None, read_line).0, None),
+                None => (scope.kafka_source(source_config, &args.input, None, read_line).0, None),
             };
             let counts = count(lines.flat_map(|line| words(&line)), distinct.clone())
                 .inspect(move |(word, count)| {
@@ -284,7 +282,7 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
                     Box::new(move || handle.stats().written) as Box<dyn Fn() -> u64>
                 }
                 _ => {
-                    let handle = kafka_sink(records, SinkConfig::new(kafka.clone()), &args.output);
+                    let handle = records.kafka_sink(SinkConfig::new(kafka.clone()), &args.output);
                     Box::new(move || handle.stats().acknowledged)
                 }
             }

@@ -14,9 +14,9 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Probe, ToStream};
-use timely_kafka::connect::sink::{kafka_sink, SinkConfig};
+use timely_kafka::connect::sink::{KafkaSink, SinkConfig};
 use timely_kafka::connect::source::SourceStats;
-use timely_kafka::connect::source::{kafka_source, time, SourceConfig, SourceEnd};
+use timely_kafka::connect::source::{time, KafkaSource, SourceConfig, SourceEnd};
 use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::status::Status;
@@ -70,7 +70,7 @@ fn run_source(
         let count = seen.clone();
         let probe = w.dataflow::<u64, _, _>(|scope| {
             let (values, status) =
-                kafka_source(scope, config, topic, None, move |r| parse(r).map(|v| (time::offset(r), v)));
+                scope.kafka_source(config, topic, None, move |r| parse(r).map(|v| (time::offset(r), v)));
             shared.0.lock().unwrap().push(status);
             values
                 .map(move |v| {
@@ -104,7 +104,7 @@ fn run_sink(
         let (index, peers) = (w.index() as u64, w.peers() as u64);
         let (probe, sink) = w.dataflow::<u64, _, _>(|scope| {
             let values = (0..count).map(move |i| i * peers + index).to_stream(scope).container::<Vec<_>>();
-            let sink = kafka_sink(values.clone().map(|v| (v.to_string(), v.to_string())), config, topic);
+            let sink = values.clone().map(|v| (v.to_string(), v.to_string())).kafka_sink(config, topic);
             (values.probe().0, sink)
         });
         if w.index() == 0 {
@@ -213,8 +213,8 @@ fn a_failed_source_ends_a_computation_whose_other_sink_commits_nothing() {
         let config = SourceConfig::new(log(&brokers)).broker_timeout(TIMEOUT);
         let sink_config = SinkConfig::new(log(&brokers)).flush_timeout(TIMEOUT);
         let (probe, sink) = w.dataflow::<u64, _, _>(|scope| {
-            let (values, _) = kafka_source(scope, config, "nowhere", None, |r| parse(r).map(|v| (0, v)));
-            let sink = kafka_sink(values.clone().map(|v| (v.to_string(), v.to_string())), sink_config, "out");
+            let (values, _) = scope.kafka_source(config, "nowhere", None, |r| parse(r).map(|v| (0, v)));
+            let sink = values.clone().map(|v| (v.to_string(), v.to_string())).kafka_sink(sink_config, "out");
             (values.probe().0, sink)
         });
         while !probe.done() {

@@ -28,7 +28,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 use timely::dataflow::operators::{Capture, Inspect, Probe, ToStream};
-use timely_kafka::connect::source::{kafka_source, SourceConfig, SourceEnd};
+use timely_kafka::connect::source::{KafkaSource, SourceConfig, SourceEnd};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::{
     capture, execute, replay, step_until_done, CaptureOptions, EventConsumer, ReplayLog, ReplayOptions,
@@ -345,7 +345,7 @@ fn read_lines(brokers: &str, topic: &str) -> Vec<String> {
         let seen = std::rc::Rc::new(std::cell::RefCell::new(BTreeMap::<String, u64>::new()));
         let sink = seen.clone();
         let probe = worker.dataflow::<u64, _, _>(|scope| {
-            let (lines, _) = kafka_source(scope, config, &topic, None, |r| {
+            let (lines, _) = scope.kafka_source(config, &topic, None, |r| {
                 Some((0, String::from_utf8_lossy(r.payload.unwrap_or_default()).into_owned()))
             });
             lines.inspect(move |line: &String| *sink.borrow_mut().entry(line.clone()).or_default() += 1).probe().0

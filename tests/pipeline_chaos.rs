@@ -523,7 +523,7 @@ fn retention_past_the_binding_is_a_hard_error() {
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
     use timely::dataflow::operators::vec::Map;
     use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
-    use timely_kafka::connect::source::{kafka_source_exactly_once, SourceConfig, SourceEnd};
+    use timely_kafka::connect::source::{KafkaSource, SourceConfig, SourceEnd};
     use timely_kafka::log::{kafka::KafkaLog, LogBackend};
 
     let Ok(brokers) = std::env::var("KAFKA_BROKERS") else {
@@ -546,7 +546,7 @@ fn retention_past_the_binding_is_a_hard_error() {
             let source = SourceConfig::new(log.clone()).end(SourceEnd::CurrentEnd);
             let handle = w.dataflow::<u64, _, _>(|scope| {
                 let resume = pipeline.source_resume();
-                let (values, binding, _) = kafka_source_exactly_once(scope, source, &input, resume, |r| {
+                let (values, binding, _) = scope.kafka_source_exactly_once(source, &input, resume, |r| {
                     common::records::parse(r).map(|v| (r.offset, v))
                 });
                 pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)

@@ -33,7 +33,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use timely::dataflow::operators::vec::Map;
 use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
-use timely_kafka::connect::source::{kafka_source_exactly_once, SourceConfig, SourceEnd};
+use timely_kafka::connect::source::{KafkaSource, SourceConfig, SourceEnd};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
 use timely_kafka::{execute, Result};
@@ -141,7 +141,7 @@ fn copy_counted(brokers: &str, input: &str, output: &str, how: Run) -> Result<(u
         let others_read = others_read.clone();
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
-            let (values, binding, _) = kafka_source_exactly_once(scope, source, &input, resume, move |r| {
+            let (values, binding, _) = scope.kafka_source_exactly_once(source, &input, resume, move |r| {
                 std::thread::sleep(per_record);
                 if hold_partition_0 && r.partition != 0 {
                     others_read.fetch_add(1, Ordering::Relaxed);
@@ -456,9 +456,8 @@ fn partitions_added_while_running_fail_the_pipeline_and_the_next_start_reads_the
                 source.partition_check = Duration::from_millis(500);
                 let handle = w.dataflow::<u64, _, _>(|scope| {
                     let resume = pipeline.source_resume();
-                    let (values, binding, _) = kafka_source_exactly_once(scope, source, &input, resume, |r| {
-                        parse(r).map(|v| (r.offset / 10, v))
-                    });
+                    let (values, binding, _) = scope
+                        .kafka_source_exactly_once(source, &input, resume, |r| parse(r).map(|v| (r.offset / 10, v)));
                     pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
                 });
                 let started = Instant::now();

@@ -18,7 +18,7 @@ use rdkafka::ClientConfig;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Probe;
 use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
-use timely_kafka::connect::source::{kafka_source, kafka_source_exactly_once, time, SourceConfig, SourceEnd};
+use timely_kafka::connect::source::{time, KafkaSource, SourceConfig, SourceEnd};
 use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::{Error, Result};
@@ -55,11 +55,10 @@ fn copy(brokers: &str, accept_mock: bool, fail_elsewhere: bool) -> Result<(u64, 
         let source = SourceConfig::new(log.clone()).end(SourceEnd::CurrentEnd).broker_timeout(Duration::from_secs(5));
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
-            let (values, binding, _) = kafka_source_exactly_once(scope, source.clone(), "in", resume, |r| {
-                parse(r).map(|v| (r.offset / 100, v))
-            });
+            let (values, binding, _) = scope
+                .kafka_source_exactly_once(source.clone(), "in", resume, |r| parse(r).map(|v| (r.offset / 100, v)));
             if fail_elsewhere {
-                kafka_source(scope, source, "missing", None, |r| parse(r).map(|v| (time::offset(r), v))).0.probe();
+                scope.kafka_source(source, "missing", None, |r| parse(r).map(|v| (time::offset(r), v))).0.probe();
             }
             pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
         });
@@ -182,7 +181,7 @@ fn a_source_failure_the_sink_cannot_see_still_commits_nothing() {
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
             let (values, binding, status) =
-                kafka_source_exactly_once(scope, source, "in", resume, |r| parse(r).map(|v| (0, v)));
+                scope.kafka_source_exactly_once(source, "in", resume, |r| parse(r).map(|v| (0, v)));
             statuses.lock().unwrap().push(status);
             let values = values.map(move |v| {
                 counter.set(counter.get() + 1);
@@ -233,7 +232,7 @@ fn a_source_failure_in_another_process_stops_the_commits_of_a_live_input() {
         let counter = read.clone();
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
-            let (values, binding, _) = kafka_source_exactly_once(scope, source, "in", resume, move |r| {
+            let (values, binding, _) = scope.kafka_source_exactly_once(source, "in", resume, move |r| {
                 counter.set(counter.get() + 1);
                 parse(r).map(|v| (r.offset / 100, v))
             });
@@ -304,7 +303,7 @@ fn an_exactly_once_source_refuses_the_properties_it_sets_itself() {
             let handle = w.dataflow::<u64, _, _>(|scope| {
                 let resume = pipeline.source_resume();
                 let (values, binding, _) =
-                    kafka_source_exactly_once(scope, source, "in", resume, |r| parse(r).map(|v| (0, v)));
+                    scope.kafka_source_exactly_once(source, "in", resume, |r| parse(r).map(|v| (0, v)));
                 pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
             });
             while w.step_or_park(Some(Duration::from_millis(5))) {}
@@ -331,7 +330,7 @@ fn an_exactly_once_source_of_another_topic_is_refused() {
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
             let (values, binding, _) =
-                kafka_source_exactly_once(scope, source, "out", resume, |r| parse(r).map(|v| (0, v)));
+                scope.kafka_source_exactly_once(source, "out", resume, |r| parse(r).map(|v| (0, v)));
             pipeline.sink(values.map(|v| (v.to_string(), v.to_string())), binding)
         });
         while w.step_or_park(Some(Duration::from_millis(5))) {}

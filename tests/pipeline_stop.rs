@@ -32,7 +32,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
 use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
-use timely_kafka::connect::source::{kafka_source_exactly_once, SourceConfig, SourceEnd};
+use timely_kafka::connect::source::{KafkaSource, SourceConfig, SourceEnd};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
 use timely_kafka::{execute, Result};
@@ -139,7 +139,7 @@ fn count(brokers: &str, input: &str, output: &str, end: End) -> Result<Ran> {
         let (idle_stop, read) = shared.clone();
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
-            let (times, binding, _) = kafka_source_exactly_once(scope, source, &input, resume, move |r| {
+            let (times, binding, _) = scope.kafka_source_exactly_once(source, &input, resume, move |r| {
                 if r.partition == 0 {
                     early_read.fetch_add(1, Ordering::Relaxed);
                     if stop_at_late {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use common::records::{expected, parse, produce, read_all};
 use timely::dataflow::operators::vec::Map;
 use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
-use timely_kafka::connect::source::{kafka_source_exactly_once, SourceConfig, SourceEnd};
+use timely_kafka::connect::source::{KafkaSource, SourceConfig, SourceEnd};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
 use timely_kafka::{execute, Result};
@@ -77,7 +77,7 @@ fn copy(
         let hook = hook.clone();
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
-            let (values, binding, _) = kafka_source_exactly_once(scope, source, &input, resume, move |r| {
+            let (values, binding, _) = scope.kafka_source_exactly_once(source, &input, resume, move |r| {
                 hook(r.offset);
                 parse(r).map(|v| (0, v))
             });

@@ -13,8 +13,8 @@ use rdkafka::producer::DefaultProducerContext;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Inspect, Probe, ToStream};
 use timely::dataflow::ProbeHandle;
-use timely_kafka::connect::sink::{kafka_sink, SinkConfig};
-use timely_kafka::connect::source::{kafka_source, time, SourceConfig, SourceEnd};
+use timely_kafka::connect::sink::{KafkaSink, SinkConfig};
+use timely_kafka::connect::source::{time, KafkaSource, SourceConfig, SourceEnd};
 use timely_kafka::log::kafka::KafkaLog;
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
@@ -49,7 +49,8 @@ fn event_time_frontier_never_passes_a_delivered_record() {
         let watch = state.clone();
         let bucket = time::event_time_bucket(100);
         let probe = worker.dataflow(|scope| {
-            kafka_source(scope, config, "temps", None, move |r| parse(r).map(|v| (bucket(r), v)))
+            scope
+                .kafka_source(config, "temps", None, move |r| parse(r).map(|v| (bucket(r), v)))
                 .0
                 .inspect_core(move |event| {
                     let (counts, frontier, late) = &mut *watch.lock().unwrap();
@@ -99,7 +100,7 @@ fn sink_then_source_round_trip() {
         let (index, peers) = (worker.index() as u64, worker.peers() as u64);
         let probe = worker.dataflow::<u64, _, _>(|scope| {
             let values = (0..20_000u64).filter(move |v| v % peers == index).to_stream(scope).container::<Vec<_>>();
-            let handle = kafka_sink(values.clone().map(|v| (v.to_string(), v.to_string())), config, "out");
+            let handle = values.clone().map(|v| (v.to_string(), v.to_string())).kafka_sink(config, "out");
             let _ = handle;
             values.probe().0
         });
@@ -137,7 +138,8 @@ fn group_member(
         let sink = seen.clone();
         let probe = ProbeHandle::new();
         worker.dataflow(|scope| {
-            kafka_source(scope, config, topic, Some(probe.clone()), |r| parse(r).map(|v| (time::offset(r), v)))
+            scope
+                .kafka_source(config, topic, Some(probe.clone()), |r| parse(r).map(|v| (time::offset(r), v)))
                 .0
                 .inspect(move |x| sink.lock().unwrap().add(*x))
                 .probe_with(&probe);

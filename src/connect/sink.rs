@@ -1,4 +1,4 @@
-//! `kafka_sink`: a dataflow's `(key, value)` records out to a Kafka topic
+//! `stream.kafka_sink(..)`: a dataflow's `(key, value)` records out to a Kafka topic
 //! (at least once; [`crate::connect::exactly_once`] writes transactionally).
 //!
 //! Records are produced as they arrive, with backpressure on a full local
@@ -38,7 +38,7 @@ use crate::runtime::status::{load, sealed::Counted, Stats, Status};
 /// Chooses a partition from a record's key and the topic's partition count.
 pub type Partitioner = Arc<dyn Fn(&[u8], u32) -> u32 + Send + Sync>;
 
-/// How a [`kafka_sink`] writes.
+/// How a [`KafkaSink::kafka_sink`] writes.
 #[derive(Clone)]
 pub struct SinkConfig {
     /// Brokers and client properties (`-X`).
@@ -78,7 +78,7 @@ impl SinkConfig {
     }
 }
 
-/// What a [`kafka_sink`] counts, read through its [`Status`].
+/// What a [`KafkaSink::kafka_sink`] counts, read through its [`Status`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SinkStats {
     /// Records handed to the producer.
@@ -112,8 +112,49 @@ fn open(config: &SinkConfig, topic: &str) -> Result<(Arc<SharedProducer>, u32), 
     Ok((producer, partitions))
 }
 
-/// Writes every `(key, value)` of `stream` to `topic`.
-pub fn kafka_sink<T, K, V>(stream: Stream<'_, T, Vec<(K, V)>>, config: SinkConfig, topic: &str) -> Status<SinkStats>
+/// A stream of `(key, value)` records out to Kafka, as timely's operators
+/// are: a method on the stream (`stream.kafka_sink(..)`).
+///
+/// ```no_run
+/// use timely::dataflow::operators::ToStream;
+/// use timely_kafka::connect::sink::{KafkaSink, SinkConfig};
+/// use timely_kafka::KafkaLog;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let kafka = KafkaLog::new("127.0.0.1:9092", &[])?;
+/// timely_kafka::execute(timely::Config::thread(), move |worker| {
+///     let config = SinkConfig::new(kafka.clone());
+///     let status = worker.dataflow::<u64, _, _>(|scope| {
+///         let counts = vec![("a".to_string(), "1".to_string()), ("b".to_string(), "2".to_string())];
+///         counts.to_stream(scope).container::<Vec<_>>().kafka_sink(config, "counts")
+///     });
+///     while !status.is_complete() && !status.is_failed() {
+///         worker.step();
+///     }
+///     Ok(())
+/// })?;
+/// # Ok(())
+/// # }
+/// ```
+pub trait KafkaSink {
+    /// Writes every `(key, value)` of the stream to `topic`; returns this
+    /// worker's part's [`Status`].
+    fn kafka_sink(self, config: SinkConfig, topic: &str) -> Status<SinkStats>;
+}
+
+impl<T, K, V> KafkaSink for Stream<'_, T, Vec<(K, V)>>
+where
+    T: Timestamp,
+    K: AsRef<[u8]> + 'static,
+    V: AsRef<[u8]> + 'static,
+{
+    fn kafka_sink(self, config: SinkConfig, topic: &str) -> Status<SinkStats> {
+        kafka_sink(self, config, topic)
+    }
+}
+
+/// Writes every `(key, value)` of `stream` to `topic` ([`KafkaSink`]).
+fn kafka_sink<T, K, V>(stream: Stream<'_, T, Vec<(K, V)>>, config: SinkConfig, topic: &str) -> Status<SinkStats>
 where
     T: Timestamp,
     K: AsRef<[u8]> + 'static,

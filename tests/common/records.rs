@@ -9,7 +9,7 @@ use std::time::Duration;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use timely::dataflow::operators::{Inspect, Probe};
-use timely_kafka::connect::source::{kafka_source, time, SourceConfig, SourceEnd, SourceRecord};
+use timely_kafka::connect::source::{time, KafkaSource, SourceConfig, SourceEnd, SourceRecord};
 use timely_kafka::log::kafka::KafkaLog;
 
 use super::Fingerprint;
@@ -50,8 +50,7 @@ pub fn read_all(brokers: &str, topic: &str, workers: usize) -> Fingerprint {
         let seen = Arc::new(Mutex::new(Fingerprint::default()));
         let sink = seen.clone();
         let (probe, status) = worker.dataflow(|scope| {
-            let (values, status) =
-                kafka_source(scope, config, &topic, None, |r| parse(r).map(|v| (time::offset(r), v)));
+            let (values, status) = scope.kafka_source(config, &topic, None, |r| parse(r).map(|v| (time::offset(r), v)));
             (values.inspect(move |x| sink.lock().unwrap().add(*x)).probe().0, status)
         });
         while !probe.done() {

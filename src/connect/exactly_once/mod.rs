@@ -32,7 +32,7 @@
 //! worker then learns the last commit: the sources seek by it, the sink
 //! drops outputs at times before its frontier.
 //!
-//! *Source* ([`crate::connect::source::kafka_source_exactly_once`]): times are made
+//! *Source* ([`crate::connect::source::KafkaSource::kafka_source_exactly_once`]): times are made
 //! monotone in offset per partition and kept on their side of the committed
 //! frontier (`source/binding.rs`); a partition still below its bound offset
 //! never counts as idle. Any time function is accepted: what must survive a

@@ -24,7 +24,7 @@ pub struct SourceRecord<'a> {
     pub timestamp_ms: Option<i64>,
 }
 
-/// Ready-made timestamp choices for [`kafka_source`](super::kafka_source) logic.
+/// Ready-made timestamp choices for [`kafka_source`](super::KafkaSource::kafka_source) logic.
 pub mod time {
     use super::SourceRecord;
 
@@ -61,7 +61,7 @@ pub enum SourceEnd {
     Offsets(BTreeMap<u32, u64>),
 }
 
-/// How a [`kafka_source`](super::kafka_source) reads.
+/// How a [`kafka_source`](super::KafkaSource::kafka_source) reads.
 #[derive(Clone, Debug)]
 pub struct SourceConfig {
     /// Brokers and client properties (`-X`).

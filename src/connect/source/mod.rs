@@ -1,4 +1,4 @@
-//! `kafka_source`: plain Kafka records (other programs' topics) into timely.
+//! `scope.kafka_source(..)`: plain Kafka records (other programs' topics) into timely.
 //!
 //! The topic's partitions are spread over the workers — explicitly (worker j
 //! reads every partition p with p % peers == j) or by a consumer group, which
@@ -21,7 +21,7 @@
 //! output. Records emitted but not yet finished when a job dies are consumed
 //! again after the restart (at-least-once for unfinished work).
 //!
-//! Exactly once ([`kafka_source_exactly_once`], for
+//! Exactly once ([`KafkaSource::kafka_source_exactly_once`], for
 //! [`crate::connect::exactly_once`]): no group, offsets from the pipeline's
 //! last commit, times kept on their side of its frontier, and a second
 //! stream reporting which offsets each time covers (`binding.rs`).
@@ -60,46 +60,97 @@ pub use config::{time, SourceConfig, SourceEnd, SourceRecord, SourceStats};
 use operator::{SourceOperator, SourceState};
 use reader::{open_reader, topic_partitions, PartitionState, Rebalances};
 
-/// Reads `topic` into a stream of `D` at times chosen by `logic`.
+/// Kafka topics into a scope, as timely's operators are: a method on the
+/// scope (`scope.kafka_source(..)`), each returning the stream and this
+/// worker's part's [`Status`].
 ///
-/// `logic` returns `None` to drop a record (e.g. one it cannot parse; or
-/// make `D` a `Result` to pass errors on). With a group id, pass the probe
-/// of the dataflow's output as `commit_probe` so offsets are committed only
-/// for finished output; without one, offsets are committed when the stream
-/// completes. Returns the stream and this worker's part's [`Status`].
-pub fn kafka_source<'scope, D, L>(
-    scope: Scope<'scope, u64>,
-    config: SourceConfig,
-    topic: &str,
-    commit_probe: Option<ProbeHandle<u64>>,
-    logic: L,
-) -> (Stream<'scope, u64, Vec<D>>, Status<SourceStats>)
-where
-    D: Clone + 'static,
-    L: FnMut(&SourceRecord<'_>) -> Option<(u64, D)> + 'static,
-{
-    let (stream, _, status) = source(scope, config, topic, commit_probe, None, logic);
-    (stream, status)
+/// ```no_run
+/// use timely::dataflow::operators::Inspect;
+/// use timely_kafka::connect::source::{time, KafkaSource, SourceConfig, SourceEnd};
+/// use timely_kafka::KafkaLog;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let kafka = KafkaLog::new("127.0.0.1:9092", &[])?;
+/// timely_kafka::execute(timely::Config::thread(), move |worker| {
+///     let config = SourceConfig::new(kafka.clone()).end(SourceEnd::CurrentEnd);
+///     worker.dataflow::<u64, _, _>(|scope| {
+///         let (lines, _status) = scope.kafka_source(config, "lines", None, |record| {
+///             Some((time::offset(record), String::from_utf8_lossy(record.payload?).into_owned()))
+///         });
+///         lines.inspect(|line| println!("{line}"));
+///     });
+///     Ok(())
+/// })?;
+/// # Ok(())
+/// # }
+/// ```
+pub trait KafkaSource<'scope> {
+    /// Reads `topic` into a stream of `D` at times chosen by `logic`.
+    ///
+    /// `logic` returns `None` to drop a record (e.g. one it cannot parse; or
+    /// make `D` a `Result` to pass errors on). With a group id, pass the probe
+    /// of the dataflow's output as `commit_probe` so offsets are committed only
+    /// for finished output; without one, offsets are committed when the stream
+    /// completes.
+    fn kafka_source<D, L>(
+        self,
+        config: SourceConfig,
+        topic: &str,
+        commit_probe: Option<ProbeHandle<u64>>,
+        logic: L,
+    ) -> (Stream<'scope, u64, Vec<D>>, Status<SourceStats>)
+    where
+        D: Clone + 'static,
+        L: FnMut(&SourceRecord<'_>) -> Option<(u64, D)> + 'static;
+
+    /// [`kafka_source`](KafkaSource::kafka_source) for an exactly-once
+    /// pipeline: reads from where `resume` says (see [`SourceResume`]), keeps
+    /// every record on its side of the committed frontier, and returns beside
+    /// the data the *binding* stream: at each time, `(partition, next offset)`
+    /// for the records read at that time, which the exactly-once sink stores
+    /// with each commit. Every partition is read by worker `p % peers` (no
+    /// consumer group).
+    fn kafka_source_exactly_once<D, L>(
+        self,
+        config: SourceConfig,
+        topic: &str,
+        resume: SourceResume,
+        logic: L,
+    ) -> (Stream<'scope, u64, Vec<D>>, BindingStream<'scope>, Status<SourceStats>)
+    where
+        D: Clone + 'static,
+        L: FnMut(&SourceRecord<'_>) -> Option<(u64, D)> + 'static;
 }
 
-/// [`kafka_source`] for an exactly-once pipeline: reads from where `resume`
-/// says (see [`SourceResume`]), keeps every record on its side of the
-/// committed frontier, and returns beside the data the *binding* stream: at
-/// each time, `(partition, next offset)` for the records read at that time,
-/// which the exactly-once sink stores with each commit. Every partition is
-/// read by worker `p % peers` (no consumer group).
-pub fn kafka_source_exactly_once<'scope, D, L>(
-    scope: Scope<'scope, u64>,
-    config: SourceConfig,
-    topic: &str,
-    resume: SourceResume,
-    logic: L,
-) -> (Stream<'scope, u64, Vec<D>>, BindingStream<'scope>, Status<SourceStats>)
-where
-    D: Clone + 'static,
-    L: FnMut(&SourceRecord<'_>) -> Option<(u64, D)> + 'static,
-{
-    source(scope, config, topic, None, Some(resume), logic)
+impl<'scope> KafkaSource<'scope> for Scope<'scope, u64> {
+    fn kafka_source<D, L>(
+        self,
+        config: SourceConfig,
+        topic: &str,
+        commit_probe: Option<ProbeHandle<u64>>,
+        logic: L,
+    ) -> (Stream<'scope, u64, Vec<D>>, Status<SourceStats>)
+    where
+        D: Clone + 'static,
+        L: FnMut(&SourceRecord<'_>) -> Option<(u64, D)> + 'static,
+    {
+        let (stream, _, status) = source(self, config, topic, commit_probe, None, logic);
+        (stream, status)
+    }
+
+    fn kafka_source_exactly_once<D, L>(
+        self,
+        config: SourceConfig,
+        topic: &str,
+        resume: SourceResume,
+        logic: L,
+    ) -> (Stream<'scope, u64, Vec<D>>, BindingStream<'scope>, Status<SourceStats>)
+    where
+        D: Clone + 'static,
+        L: FnMut(&SourceRecord<'_>) -> Option<(u64, D)> + 'static,
+    {
+        source(self, config, topic, None, Some(resume), logic)
+    }
 }
 
 /// The least watermark of a source's running partitions: not done, and
