@@ -15,7 +15,7 @@ use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use timely::dataflow::operators::capture::{Event, EventPusher};
 use timely::dataflow::operators::Capture;
-use timely_kafka::error::PartitionId;
+use timely_kafka::error::TopicPartition;
 use timely_kafka::inspect::{record_frame, RecordKind};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
@@ -224,9 +224,9 @@ fn is_final_commit(record: &[u8]) -> bool {
 /// An event frame of another capture session: a one-event capture's
 /// records, kept instead of written.
 fn foreign_event_frame() -> Vec<u8> {
-    struct Recorder(PartitionId, Arc<Mutex<Vec<Vec<u8>>>>);
+    struct Recorder(TopicPartition, Arc<Mutex<Vec<Vec<u8>>>>);
     impl PartitionWriter for Recorder {
-        fn partition(&self) -> &PartitionId {
+        fn partition(&self) -> &TopicPartition {
             &self.0
         }
         fn append(&mut self, record: &[u8]) -> Result<()> {
@@ -239,7 +239,7 @@ fn foreign_event_frame() -> Vec<u8> {
     }
     impl WriterHooks for Recorder {}
     let records = Arc::new(Mutex::new(Vec::new()));
-    let recorder = Recorder(PartitionId::new("foreign", 0), records.clone());
+    let recorder = Recorder(TopicPartition::new("foreign", 0), records.clone());
     let mut producer = EventProducer::<u64, Vec<u64>, _>::new(recorder, 0, 1).unwrap();
     producer.push(Event::Messages(timely::progress::Stamp::from_elem(0), vec![7]));
     drop(producer);
@@ -249,7 +249,7 @@ fn foreign_event_frame() -> Vec<u8> {
 }
 
 impl PartitionWriter for Interleaved {
-    fn partition(&self) -> &PartitionId {
+    fn partition(&self) -> &TopicPartition {
         self.inner.partition()
     }
     fn append(&mut self, record: &[u8]) -> Result<()> {

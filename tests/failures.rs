@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::{Capture, Exchange, Inspect, Probe, ToStream};
-use timely_kafka::error::PartitionId;
+use timely_kafka::error::TopicPartition;
 use timely_kafka::inspect::inspect_partition;
 use timely_kafka::log::file::FileLog;
 use timely_kafka::log::{BackendHooks, LogBackend, PartitionReader, PartitionWriter, TopicInfo, WriterHooks};
@@ -94,7 +94,7 @@ struct FailingWrites(FileLog);
 struct FailingWriter(Box<dyn PartitionWriter>, u32);
 
 impl PartitionWriter for FailingWriter {
-    fn partition(&self) -> &PartitionId {
+    fn partition(&self) -> &TopicPartition {
         self.0.partition()
     }
     fn append(&mut self, record: &[u8]) -> Result<()> {

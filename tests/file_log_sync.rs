@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use timely::dataflow::operators::capture::event::{Event, EventPusher};
 use timely::progress::Stamp;
-use timely_kafka::error::PartitionId;
+use timely_kafka::error::TopicPartition;
 use timely_kafka::exactly_once::CommitOptions;
 use timely_kafka::log::file::{FileLog, FileWriter};
 use timely_kafka::log::{LogBackend, PartitionWriter, WriterHooks};
@@ -45,7 +45,7 @@ impl Watched {
 }
 
 impl PartitionWriter for Watched {
-    fn partition(&self) -> &PartitionId {
+    fn partition(&self) -> &TopicPartition {
         self.inner.partition()
     }
     fn append(&mut self, record: &[u8]) -> Result<()> {

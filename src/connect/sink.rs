@@ -36,7 +36,7 @@ use crate::log::kafka::{send_record, Deliveries, KafkaLog, SharedProducer};
 use crate::runtime::status::{load, sealed::Counted, Stats, Status};
 
 /// Chooses a partition from a record's key and the topic's partition count.
-pub type Partitioner = Arc<dyn Fn(&[u8], u32) -> u32 + Send + Sync>;
+pub type PartitionFn = Arc<dyn Fn(&[u8], u32) -> u32 + Send + Sync>;
 
 /// How a [`KafkaSink::kafka_sink`] writes.
 #[derive(Clone)]
@@ -44,7 +44,7 @@ pub struct SinkConfig {
     /// Brokers and client properties (`-X`).
     pub kafka: KafkaLog,
     /// `None`: Kafka's default partitioner (by key hash). `Some`: this one.
-    pub partitioner: Option<Partitioner>,
+    pub partitioner: Option<PartitionFn>,
     /// Bound on each flush, and on the topic's metadata at start.
     pub flush_timeout: Duration,
 }

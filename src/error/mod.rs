@@ -13,23 +13,24 @@ pub(crate) use codes::{ends_a_consumer, transient_code, undecodable};
 /// librdkafka's error codes, as rust-rdkafka names them.
 pub use rdkafka::error::RDKafkaErrorCode as KafkaErrorCode;
 
-/// Where a record lives: the coordinates a user needs to find it again.
+/// Where a record lives, in Kafka's word (a topic and one of its
+/// partitions): the coordinates a user needs to find it again.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct PartitionId {
+pub struct TopicPartition {
     /// Topic name.
     pub topic: String,
     /// Partition index within the topic.
     pub partition: u32,
 }
 
-impl PartitionId {
+impl TopicPartition {
     /// Names partition `partition` of `topic`.
     pub fn new(topic: impl Into<String>, partition: u32) -> Self {
-        PartitionId { topic: topic.into(), partition }
+        TopicPartition { topic: topic.into(), partition }
     }
 }
 
-impl std::fmt::Display for PartitionId {
+impl std::fmt::Display for TopicPartition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "topic '{}' partition {}", self.topic, self.partition)
     }
@@ -119,12 +120,12 @@ pub enum Error {
     },
     /// Another writer holds the partition.
     #[error("{0}: another writer holds this partition (lock {1})")]
-    Locked(PartitionId, PathBuf),
+    Locked(TopicPartition, PathBuf),
     /// A record failed its log-level checks.
     #[error("{at} offset {offset}: corrupt record: {reason}")]
     Corrupt {
         /// Partition holding the record.
-        at: PartitionId,
+        at: TopicPartition,
         /// Offset of the record.
         offset: u64,
         /// What is wrong.
@@ -134,7 +135,7 @@ pub enum Error {
     #[error("{at} offset {offset}: {source}")]
     Frame {
         /// Partition holding the record.
-        at: PartitionId,
+        at: TopicPartition,
         /// Offset of the record.
         offset: u64,
         /// What is wrong with it.
@@ -144,7 +145,7 @@ pub enum Error {
     #[error("{at} offset {offset}: {reason}")]
     Protocol {
         /// Partition holding the record.
-        at: PartitionId,
+        at: TopicPartition,
         /// Offset of the record.
         offset: u64,
         /// What is wrong.
@@ -157,7 +158,7 @@ pub enum Error {
     )]
     Incomplete {
         /// Partition of the stream.
-        at: PartitionId,
+        at: TopicPartition,
         /// The last offset read; `None`: the partition was empty.
         last_offset: Option<u64>,
         /// The frontier reached (Debug rendering).
@@ -169,13 +170,13 @@ pub enum Error {
     #[error("{at}: write failed: {reason}")]
     Write {
         /// Partition written.
-        at: PartitionId,
+        at: TopicPartition,
         /// Cause.
         reason: String,
     },
     /// An exactly-once stream asked to resume is already complete.
     #[error("cannot resume {0}: the stream is complete (its final commit is stored); nothing to resume")]
-    AlreadyComplete(PartitionId),
+    AlreadyComplete(TopicPartition),
     /// An error from librdkafka or a broker. `code` is librdkafka's error
     /// code when there is one: [`Error::kafka_error_code`] and
     /// [`Error::is_retriable`] read it. The message is one line and already
@@ -205,7 +206,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// The conversion every frame check of record `offset` of `at` uses.
-    pub(crate) fn frame_at(at: &PartitionId, offset: u64) -> impl Fn(FrameError) -> Error + '_ {
+    pub(crate) fn frame_at(at: &TopicPartition, offset: u64) -> impl Fn(FrameError) -> Error + '_ {
         move |source| Error::Frame { at: at.clone(), offset, source }
     }
 
@@ -299,7 +300,7 @@ mod tests {
 
     #[test]
     fn an_incomplete_stream_names_its_last_offset_or_an_empty_partition() {
-        let at = PartitionId::new("t", 2);
+        let at = TopicPartition::new("t", 2);
         let incomplete =
             |last_offset| Error::Incomplete { at: at.clone(), last_offset, frontier: "[3]".into(), idle_secs: 5 };
         assert_eq!(

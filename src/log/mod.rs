@@ -33,7 +33,7 @@ use std::time::Duration;
 
 pub use hooks::{BackendHooks, ReaderHooks, WriterHooks};
 
-use crate::error::{PartitionId, Result};
+use crate::error::{Result, TopicPartition};
 
 /// One record read from a partition. The payload borrows the reader's buffer.
 #[derive(Clone, Copy, Debug)]
@@ -48,7 +48,7 @@ pub struct Record<'a> {
 /// capture also calls are in [`WriterHooks`].
 pub trait PartitionWriter: WriterHooks + Send + Sync {
     /// The partition written.
-    fn partition(&self) -> &PartitionId;
+    fn partition(&self) -> &TopicPartition;
     /// Appends a record; it may stay buffered until [`PartitionWriter::flush`].
     fn append(&mut self, record: &[u8]) -> Result<()>;
     /// Makes every appended record durable or acknowledged, or fails.
@@ -69,7 +69,7 @@ pub trait PartitionWriter: WriterHooks + Send + Sync {
 /// reading is in [`ReaderHooks`].
 pub trait PartitionReader: ReaderHooks + Send + Sync {
     /// The partition read.
-    fn partition(&self) -> &PartitionId;
+    fn partition(&self) -> &TopicPartition;
     /// The next record, waiting at most `timeout`; `Ok(None)` if none arrived.
     fn poll(&mut self, timeout: Duration) -> Result<Option<Record<'_>>>;
     /// The next record already stored, waiting at most `timeout` for it to
@@ -133,7 +133,7 @@ pub trait LogBackend: BackendHooks + Send + Sync {
 }
 
 impl PartitionWriter for Box<dyn PartitionWriter> {
-    fn partition(&self) -> &PartitionId {
+    fn partition(&self) -> &TopicPartition {
         (**self).partition()
     }
     fn append(&mut self, record: &[u8]) -> Result<()> {
@@ -151,7 +151,7 @@ impl PartitionWriter for Box<dyn PartitionWriter> {
 }
 
 impl PartitionReader for Box<dyn PartitionReader> {
-    fn partition(&self) -> &PartitionId {
+    fn partition(&self) -> &TopicPartition {
         (**self).partition()
     }
     fn poll(&mut self, timeout: Duration) -> Result<Option<Record<'_>>> {

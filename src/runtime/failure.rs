@@ -325,10 +325,10 @@ extern "C" fn exit_if_unhandled() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::PartitionId;
+    use crate::error::TopicPartition;
 
     fn corrupt() -> Error {
-        Error::Corrupt { at: PartitionId::new("t", 2), offset: 7, reason: "bad\nbytes".into() }
+        Error::Corrupt { at: TopicPartition::new("t", 2), offset: 7, reason: "bad\nbytes".into() }
     }
 
     #[test]

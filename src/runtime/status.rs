@@ -156,7 +156,7 @@ pub(crate) fn load(counter: &AtomicU64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::PartitionId;
+    use crate::error::TopicPartition;
 
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     struct Counted2(u64);
@@ -182,7 +182,7 @@ mod tests {
         assert_eq!(seen.outcome().unwrap(), Counted2(3));
 
         let failed = Status::<Counted2>::default();
-        let at = PartitionId::new("t", 1);
+        let at = TopicPartition::new("t", 1);
         failed.failure().record_consequence("x", Error::Write { at: at.clone(), reason: "first".into() });
         failed.failure().record_consequence("x", Error::Write { at, reason: "second".into() });
         let error = failed.clone().error().expect("failed");

@@ -16,7 +16,7 @@ use std::time::Duration;
 use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::Exchange;
 use timely::dataflow::operators::{Capture, Inspect, Probe};
-use timely_kafka::error::PartitionId;
+use timely_kafka::error::TopicPartition;
 use timely_kafka::exactly_once;
 use timely_kafka::exactly_once::CommitOptions;
 use timely_kafka::exactly_once::ResumePoint;
@@ -48,7 +48,7 @@ pub struct CrashAfter {
 }
 
 impl PartitionWriter for CrashAfter {
-    fn partition(&self) -> &PartitionId {
+    fn partition(&self) -> &TopicPartition {
         self.inner.partition()
     }
     fn append(&mut self, record: &[u8]) -> Result<()> {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use timely_kafka::error::PartitionId;
+use timely_kafka::error::TopicPartition;
 use timely_kafka::log::{BackendHooks, LogBackend, PartitionReader, PartitionWriter, Record, TopicInfo};
 use timely_kafka::log::{ReaderHooks, WriterHooks};
 use timely_kafka::{Error, Result};
@@ -61,21 +61,26 @@ impl LogBackend for MemoryLog {
     }
     fn writer(&self, topic: &str, partition: u32) -> Result<Box<dyn PartitionWriter>> {
         let records = self.partition(topic, partition)?;
-        Ok(Box::new(MemoryWriter { id: PartitionId::new(topic, partition), records }))
+        Ok(Box::new(MemoryWriter { id: TopicPartition::new(topic, partition), records }))
     }
     fn reader(&self, topic: &str, partition: u32, offset: u64) -> Result<Box<dyn PartitionReader>> {
         let records = self.partition(topic, partition)?;
-        Ok(Box::new(MemoryReader { id: PartitionId::new(topic, partition), records, next: offset, read: Vec::new() }))
+        Ok(Box::new(MemoryReader {
+            id: TopicPartition::new(topic, partition),
+            records,
+            next: offset,
+            read: Vec::new(),
+        }))
     }
 }
 
 struct MemoryWriter {
-    id: PartitionId,
+    id: TopicPartition,
     records: Partition,
 }
 
 impl PartitionWriter for MemoryWriter {
-    fn partition(&self) -> &PartitionId {
+    fn partition(&self) -> &TopicPartition {
         &self.id
     }
     fn append(&mut self, record: &[u8]) -> Result<()> {
@@ -88,14 +93,14 @@ impl PartitionWriter for MemoryWriter {
 }
 
 struct MemoryReader {
-    id: PartitionId,
+    id: TopicPartition,
     records: Partition,
     next: u64,
     read: Vec<u8>,
 }
 
 impl PartitionReader for MemoryReader {
-    fn partition(&self) -> &PartitionId {
+    fn partition(&self) -> &TopicPartition {
         &self.id
     }
     fn poll(&mut self, timeout: Duration) -> Result<Option<Record<'_>>> {

@@ -37,7 +37,7 @@ use crate::capture::wire::chunks::{split_chunk, ChunkAssembler};
 use crate::capture::wire::codec::EventCodec;
 use crate::capture::wire::commit::Commit;
 use crate::capture::wire::frame::{self, FrameKind};
-use crate::error::{Error, PartitionId, Result};
+use crate::error::{Error, Result, TopicPartition};
 use crate::log::PartitionReader;
 
 /// Reads never wait: a record not yet here (a re-read after a seek on
@@ -87,7 +87,7 @@ pub(crate) enum Next<T, C> {
 
 /// The exactly-once replay of one partition.
 pub(crate) struct CommittedReplay<T> {
-    id: PartitionId,
+    id: TopicPartition,
     chain: Chain,
     phase: Phase<T>,
     delivered: Delivered<T>,
@@ -173,7 +173,7 @@ impl<T: Timestamp> CommittedReplay<T> {
     /// Replay of the exactly-once stream whose root header (session
     /// `session`) was read at `offset`; the reader is positioned after it.
     /// Up to `window_bytes` of uncommitted records are kept in memory.
-    pub(crate) fn new(id: PartitionId, session: u64, offset: u64, window_bytes: usize) -> Self {
+    pub(crate) fn new(id: TopicPartition, session: u64, offset: u64, window_bytes: usize) -> Self {
         let initial = Commit::<T>::initial();
         CommittedReplay {
             id,

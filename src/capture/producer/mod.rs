@@ -38,7 +38,7 @@ use crate::capture::wire::codec::{Bincode, EventCodec};
 use crate::capture::wire::commit::Commit;
 use crate::capture::wire::frame::{self, FrameHeader, FrameKind, HEADER_LEN};
 use crate::capture::wire::stream::StreamHeader;
-use crate::error::{Error, PartitionId, Result};
+use crate::error::{Error, Result, TopicPartition};
 use crate::log::PartitionWriter;
 use crate::runtime::failure;
 use crate::runtime::status::Status;
@@ -53,7 +53,7 @@ pub use stats::CaptureStats;
 /// [`EventProducer::with_codec`], then pass it to `capture_into`.
 pub struct EventProducer<T, C, W: PartitionWriter = Box<dyn PartitionWriter>, K = Bincode> {
     writer: W,
-    id: PartitionId,
+    id: TopicPartition,
     session: u64,
     next_seq: u64,
     buffer: Vec<u8>,

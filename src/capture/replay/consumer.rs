@@ -36,7 +36,7 @@ use crate::capture::wire::chunks::ChunkAssembler;
 use crate::capture::wire::codec::{Bincode, EventCodec};
 use crate::capture::wire::frame::{self, FrameKind};
 use crate::capture::wire::stream::StreamHeader;
-use crate::error::{Error, PartitionId, Result};
+use crate::error::{Error, Result, TopicPartition};
 use crate::log::{LogBackend, PartitionReader};
 use crate::runtime::failure;
 use crate::runtime::status::Status;
@@ -193,7 +193,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
     }
 
     /// The partition this consumer replays.
-    pub fn partition(&self) -> &PartitionId {
+    pub fn partition(&self) -> &TopicPartition {
         &self.protocol.id
     }
 

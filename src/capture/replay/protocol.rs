@@ -13,11 +13,11 @@ use crate::capture::wire::chunks::ChunkAssembler;
 use crate::capture::wire::codec::EventCodec;
 use crate::capture::wire::frame::{self, FrameKind};
 use crate::capture::wire::stream::StreamHeader;
-use crate::error::{Error, FrameError, PartitionId, Result};
+use crate::error::{Error, FrameError, Result, TopicPartition};
 
 /// Where the consumer is in the stream protocol.
 pub(super) struct Protocol<T> {
-    pub(super) id: PartitionId,
+    pub(super) id: TopicPartition,
     pub(super) header: Option<StreamHeader>,
     pub(super) next_seq: u64,
     pub(super) frontier: MutableAntichain<T>,

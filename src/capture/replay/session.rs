@@ -224,7 +224,7 @@ mod tests {
     struct ShortEnd(Box<dyn PartitionReader>, u64);
 
     impl PartitionReader for ShortEnd {
-        fn partition(&self) -> &crate::error::PartitionId {
+        fn partition(&self) -> &crate::error::TopicPartition {
             self.0.partition()
         }
         fn poll(&mut self, timeout: Duration) -> Result<Option<Record<'_>>> {

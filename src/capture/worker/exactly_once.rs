@@ -27,7 +27,7 @@ use crate::capture::wire::codec::EventCodec;
 use crate::capture::worker::resume::{meet, resume, ResumePoint};
 use crate::capture::worker::topics::{open_capture_topic, Existing};
 use crate::capture::worker::{AnyProducer, CaptureOptions};
-use crate::error::{Error, PartitionId, Result};
+use crate::error::{Error, Result, TopicPartition};
 use crate::log::{LogBackend, PartitionWriter, WriterHooks};
 use crate::runtime::collective::{agree, all_gather};
 
@@ -92,7 +92,7 @@ where
 }
 
 /// A producer for a worker whose stream is complete: it stores nothing.
-fn complete_stream<T, C, K>(at: PartitionId) -> (AnyProducer<T, C, K>, ResumePoint<T>)
+fn complete_stream<T, C, K>(at: TopicPartition) -> (AnyProducer<T, C, K>, ResumePoint<T>)
 where
     T: Timestamp + TotalOrder,
     C: timely::Accountable + 'static,
@@ -112,10 +112,10 @@ where
 
 /// Stores nothing: a complete stream's producer drops every message and
 /// writes no progress, so nothing ever reaches it.
-struct Discard(PartitionId);
+struct Discard(TopicPartition);
 
 impl PartitionWriter for Discard {
-    fn partition(&self) -> &PartitionId {
+    fn partition(&self) -> &TopicPartition {
         &self.0
     }
     fn append(&mut self, _record: &[u8]) -> Result<()> {

@@ -45,7 +45,7 @@ use crate::capture::wire::codec::EventCodec;
 use crate::capture::wire::commit::{Commit, EpochLink};
 use crate::capture::wire::frame::{self, FrameKind};
 use crate::capture::wire::stream::StreamHeader;
-use crate::error::{Error, PartitionId, Result};
+use crate::error::{Error, Result, TopicPartition};
 use crate::log::{LogBackend, PartitionReader, PartitionWriter};
 
 /// Attempts at writing a valid epoch record before giving up.
@@ -116,7 +116,7 @@ where
     C: Accountable + 'static,
     K: EventCodec<T, C>,
 {
-    let id = PartitionId::new(topic, partition);
+    let id = TopicPartition::new(topic, partition);
     let mut writer = log.writer(topic, partition)?;
     let mut reader = log.reader(topic, partition, 0)?;
     let Some(mut found) = scan::<T, C, K>(&id, reader.as_mut(), worker, peers, timeout)? else {
@@ -174,13 +174,13 @@ pub(crate) fn meet<'a, T: Timestamp>(frontiers: impl IntoIterator<Item = &'a Ant
     meet
 }
 
-fn refuse(id: &PartitionId, reason: &str) -> Error {
+fn refuse(id: &TopicPartition, reason: &str) -> Error {
     Error::Config(format!("cannot resume {id}: {reason}"))
 }
 
 /// Reads the partition to its end. `None`: it is empty.
 fn scan<T, C, K>(
-    id: &PartitionId,
+    id: &TopicPartition,
     reader: &mut dyn PartitionReader,
     worker: u32,
     peers: u32,
@@ -222,7 +222,7 @@ where
 }
 
 /// Feeds one record to the chain; keeps the newest commit's contents.
-fn follow<T, C, K>(id: &PartitionId, found: &mut Found<T>, offset: u64, payload: &[u8]) -> Result<ChainStep>
+fn follow<T, C, K>(id: &TopicPartition, found: &mut Found<T>, offset: u64, payload: &[u8]) -> Result<ChainStep>
 where
     T: Timestamp,
     K: EventCodec<T, C>,
@@ -247,7 +247,7 @@ where
 /// record (a gap) or a newer valid epoch (this resume is the old capture
 /// now) reads back as not complete with `session`.
 fn final_check(
-    id: PartitionId,
+    id: TopicPartition,
     mut reader: Box<dyn PartitionReader>,
     mut chain: Chain,
     session: u64,
@@ -278,7 +278,7 @@ fn final_check(
 
 /// Reads on until the epoch record of `session`; whether it is valid.
 fn confirm<T, C, K>(
-    id: &PartitionId,
+    id: &TopicPartition,
     reader: &mut dyn PartitionReader,
     found: &mut Found<T>,
     session: u64,

@@ -41,7 +41,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::reader::PartitionState;
 
 /// The "partition" of a clean-end report (no Kafka partition has it).
-pub const CLEAN_END: u32 = u32::MAX;
+pub(crate) const CLEAN_END: u32 = u32::MAX;
 
 /// The report of worker `index`'s source ending without a failure.
 pub(crate) fn clean_end(index: usize) -> (u32, u64) {

@@ -55,7 +55,7 @@ use timely::dataflow::{ProbeHandle, Scope, Stream};
 use crate::error::Error;
 use crate::runtime::status::Status;
 use binding::Binder;
-pub use binding::{SourceResume, CLEAN_END};
+pub use binding::SourceResume;
 pub use config::{time, SourceConfig, SourceEnd, SourceRecord, SourceStats};
 use operator::{SourceOperator, SourceState};
 use reader::{open_reader, topic_partitions, PartitionState, Rebalances};

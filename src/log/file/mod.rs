@@ -78,7 +78,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{BackendHooks, LogBackend, PartitionReader, PartitionWriter, TopicInfo};
-use crate::error::{Error, PartitionId, Result};
+use crate::error::{Error, Result, TopicPartition};
 use segment::{lock_partition, segment_name, segments};
 
 pub use reader::FileReader;
@@ -210,7 +210,7 @@ impl FileLog {
         if !dir.exists() {
             return Ok(());
         }
-        let _lock = lock_partition(&dir, PartitionId::new(topic, partition))?;
+        let _lock = lock_partition(&dir, TopicPartition::new(topic, partition))?;
         for (_, path) in segments(&dir)? {
             fs::remove_file(&path).map_err(|e| Error::io(path, e))?;
         }
@@ -288,7 +288,7 @@ impl FileLog {
         self.require_partition(topic, partition)?;
         FileWriter::open(
             self.partition_dir(topic, partition)?,
-            PartitionId::new(topic, partition),
+            TopicPartition::new(topic, partition),
             self.segment_bytes,
             self.sync,
         )
@@ -297,7 +297,7 @@ impl FileLog {
     /// Opens a reader of a partition with its concrete type.
     pub fn open_reader(&self, topic: &str, partition: u32, offset: u64) -> Result<FileReader> {
         self.require_partition(topic, partition)?;
-        FileReader::open(self.partition_dir(topic, partition)?, PartitionId::new(topic, partition), offset)
+        FileReader::open(self.partition_dir(topic, partition)?, TopicPartition::new(topic, partition), offset)
     }
 
     fn require_partition(&self, topic: &str, partition: u32) -> Result<()> {

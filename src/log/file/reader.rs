@@ -21,13 +21,13 @@ use std::time::{Duration, Instant, SystemTime};
 use super::segment::{
     classify_tail, hop_records, open_segment, parse_record, segment_name, segments, Parsed, Tail, RECORD_HEADER,
 };
-use crate::error::{Error, PartitionId, Result};
+use crate::error::{Error, Result, TopicPartition};
 use crate::log::{PartitionReader, ReaderHooks, Record};
 
 /// Reads one partition of the file log, following new segments and new
 /// appends as they arrive.
 pub struct FileReader {
-    id: PartitionId,
+    id: TopicPartition,
     dir: PathBuf,
     segment: File,
     segment_path: PathBuf,
@@ -53,7 +53,7 @@ impl std::fmt::Debug for FileReader {
 }
 
 impl FileReader {
-    pub(super) fn open(dir: PathBuf, id: PartitionId, offset: u64) -> Result<Self> {
+    pub(super) fn open(dir: PathBuf, id: TopicPartition, offset: u64) -> Result<Self> {
         let existing = segments(&dir)?;
         let (base, path) = existing
             .iter()
@@ -252,7 +252,7 @@ impl ReaderHooks for FileReader {
 }
 
 impl PartitionReader for FileReader {
-    fn partition(&self) -> &PartitionId {
+    fn partition(&self) -> &TopicPartition {
         &self.id
     }
 

@@ -7,7 +7,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, PartitionId, Result};
+use crate::error::{Error, Result, TopicPartition};
 
 /// Bytes of the per-record header in a segment.
 pub(super) const RECORD_HEADER: usize = 8;
@@ -34,7 +34,7 @@ pub(super) fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
-pub(super) fn lock_partition(dir: &Path, id: PartitionId) -> Result<File> {
+pub(super) fn lock_partition(dir: &Path, id: TopicPartition) -> Result<File> {
     let path = dir.join(LOCK_FILE);
     let lock =
         OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
@@ -138,7 +138,7 @@ pub(super) struct Recovered {
 /// if anything, is a torn tail. Anything else is corruption, reported with
 /// the offset of the first bad record (the segment starts at `base`); the
 /// segment is not modified either way.
-pub(super) fn recover_segment(path: &Path, id: &PartitionId, base: u64) -> Result<Recovered> {
+pub(super) fn recover_segment(path: &Path, id: &TopicPartition, base: u64) -> Result<Recovered> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Recovered { records: 0, valid_len: 0 }),

@@ -5,7 +5,7 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::segment::{lock_partition, recover_segment, segment_name, segments, MAX_RECORD_BYTES, RECORD_HEADER};
-use crate::error::{Error, PartitionId, Result};
+use crate::error::{Error, Result, TopicPartition};
 use crate::log::{PartitionWriter, WriterHooks};
 
 /// Bytes the writer buffers before writing to its segment.
@@ -13,7 +13,7 @@ const WRITE_BUFFER: usize = 1 << 20;
 
 /// Appends to one partition of the file log; holds its lock while open.
 pub struct FileWriter {
-    id: PartitionId,
+    id: TopicPartition,
     dir: PathBuf,
     _lock: File,
     segment: BufWriter<File>,
@@ -45,7 +45,7 @@ pub struct Durability {
 }
 
 impl FileWriter {
-    pub(super) fn open(dir: PathBuf, id: PartitionId, segment_bytes: u64, sync: bool) -> Result<Self> {
+    pub(super) fn open(dir: PathBuf, id: TopicPartition, segment_bytes: u64, sync: bool) -> Result<Self> {
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let lock = lock_partition(&dir, id.clone())?;
         let existing = segments(&dir)?;
@@ -142,7 +142,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 impl PartitionWriter for FileWriter {
-    fn partition(&self) -> &PartitionId {
+    fn partition(&self) -> &TopicPartition {
         &self.id
     }
 

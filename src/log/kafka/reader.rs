@@ -40,12 +40,12 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::retry::TRY_BOUND;
 use super::watermarks::watermarks;
 use super::{KafkaLog, QuickClose};
-use crate::error::{undecodable, Error, PartitionId, Result};
+use crate::error::{undecodable, Error, Result, TopicPartition};
 use crate::log::{PartitionReader, ReaderHooks, Record};
 
 /// Reads one partition from an explicit offset.
 pub struct KafkaReader {
-    id: PartitionId,
+    id: TopicPartition,
     /// The message last returned, whose payload the returned record borrows
     /// (no copy).
     last: Option<HeldMessage>,
@@ -113,7 +113,7 @@ impl KafkaReader {
     pub(super) fn new(log: &KafkaLog, topic: &str, partition: u32, offset: u64) -> Result<Self> {
         let consumer = Arc::new(log.consumer()?);
         Ok(KafkaReader {
-            id: PartitionId::new(topic, partition),
+            id: TopicPartition::new(topic, partition),
             last: None,
             consumer,
             log: log.clone(),
@@ -371,7 +371,7 @@ impl KafkaReader {
 }
 
 impl PartitionReader for KafkaReader {
-    fn partition(&self) -> &PartitionId {
+    fn partition(&self) -> &TopicPartition {
         &self.id
     }
 

@@ -42,7 +42,7 @@ use rdkafka::producer::BaseRecord;
 use super::producer::{send_record, Deliveries, SharedProducer};
 use super::watermarks::watermarks;
 use super::KafkaLog;
-use crate::error::{Error, PartitionId, Result};
+use crate::error::{Error, Result, TopicPartition};
 use crate::log::{PartitionReader, PartitionWriter, WriterHooks};
 
 /// Checksums kept per check window at most (16 MiB); past it a window is
@@ -54,7 +54,7 @@ const PLACE_STEP: Duration = Duration::from_millis(200);
 
 /// Produces to one partition; checks every acknowledgement.
 pub struct KafkaWriter {
-    id: PartitionId,
+    id: TopicPartition,
     producer: Arc<SharedProducer>,
     deliveries: Arc<Deliveries>,
     /// For watermark questions and read-backs.
@@ -74,7 +74,7 @@ pub struct KafkaWriter {
 impl KafkaWriter {
     pub(super) fn new(log: &KafkaLog, topic: &str, partition: u32) -> Result<Self> {
         Ok(KafkaWriter {
-            id: PartitionId::new(topic, partition),
+            id: TopicPartition::new(topic, partition),
             producer: log.shared_producer()?,
             deliveries: Arc::new(Deliveries::default()),
             log: log.clone(),
@@ -246,7 +246,7 @@ fn fit(n: i64, acknowledged: Option<(u64, i64, i64)>, checked_end: Option<i64>, 
 }
 
 impl PartitionWriter for KafkaWriter {
-    fn partition(&self) -> &PartitionId {
+    fn partition(&self) -> &TopicPartition {
         &self.id
     }
 
