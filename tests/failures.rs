@@ -211,8 +211,7 @@ fn reading_a_replay_error_twice_gives_the_same_error() {
 /// (no final record, no final commit), on any worker.
 #[test]
 fn a_capture_fed_by_a_failed_replay_is_not_stored_as_complete() {
-    use timely_kafka::exactly_once;
-    use timely_kafka::exactly_once::{CommitOptions, StreamStart};
+    use timely_kafka::exactly_once::{self, CommitOptions, StreamStart};
     use timely_kafka::inspect::inspect_topic;
     let _deadline = common::deadline();
     let (dir, log) = corrupt_topic();

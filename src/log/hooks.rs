@@ -13,7 +13,7 @@ use crate::error::Result;
 
 /// Commit and durability hooks of a partition writer.
 ///
-/// A capture with commits (`capture_exactly_once`) calls, for each commit:
+/// A capture with commits (`exactly_once::capture`) calls, for each commit:
 /// [`WriterHooks::check_stored`], [`WriterHooks::before_commit`], appends
 /// the commit record, `publish`, then [`WriterHooks::commit_point`].
 pub trait WriterHooks {

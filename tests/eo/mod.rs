@@ -17,10 +17,9 @@ use timely::dataflow::operators::capture::Replay;
 use timely::dataflow::operators::Exchange;
 use timely::dataflow::operators::{Capture, Inspect, Probe};
 use timely_kafka::error::TopicPartition;
-use timely_kafka::exactly_once;
-use timely_kafka::exactly_once::CommitOptions;
 use timely_kafka::exactly_once::ResumePoint;
 use timely_kafka::exactly_once::StreamStart;
+use timely_kafka::exactly_once::{self, CommitOptions};
 use timely_kafka::log::{LogBackend, PartitionWriter, WriterHooks};
 use timely_kafka::status::CaptureStats;
 use timely_kafka::{execute, CaptureOptions, EventConsumer, EventProducer, Result};
@@ -194,7 +193,7 @@ pub fn release_zombies(log: &dyn LogBackend, topic: &str, held: &Mutex<Vec<(u32,
 }
 
 /// Resumes every worker's stream with the collective helper
-/// (`capture_exactly_once`) and runs the capture to completion, every input
+/// (`exactly_once::capture`) and runs the capture to completion, every input
 /// restarted at the frontier it returns; returns each worker's resume point
 /// (`committed` empty: that stream was already complete), or the refusal.
 pub fn resume_capture(
