@@ -42,13 +42,18 @@
 //! needed offset is an error (`auto.offset.reset=error` and a check at
 //! start), never a skip.
 //!
-//! *State* (counts, reductions): by default every partition is read again
-//! from where the pipeline's input began ([`ExactlyOnceConfig::replay_from_start`]);
+//! *State* (counts, reductions): a pipeline that declares its keyed state
+//! ([`ExactlyOnceConfig::state`]) writes its changes to a compacted
+//! changelog topic in the same transaction as the outputs and the progress
+//! record, restores it at start to exactly the committed frontier, and its
+//! sources seek to the binding (`state/mod.rs`): a restart reads the state, not the input's history.
+//! Without declared state, every partition is read again from where the
+//! pipeline's input began ([`ExactlyOnceConfig::replay_from_start`]);
 //! the records below the binding rebuild the state at `F`, their outputs
 //! (all before `F`) are dropped by the sink, and the computation continues
-//! exactly where the commit left it. Simple and correct for any operator;
-//! the cost is re-reading the input on every restart (scripts/bench_pipeline.sh
-//! measures it). Stateless pipelines turn it off and seek to the binding.
+//! exactly where the commit left it. The cost is re-reading the input on
+//! every restart (scripts/bench_pipeline.sh measures both). Stateless
+//! pipelines turn it off and seek to the binding.
 //!
 //! *Failures*: a commit error is handled by librdkafka's class (see
 //! `transactions.rs`). A failure anywhere in the process's computation
@@ -75,17 +80,23 @@ mod polled;
 mod progress;
 mod progress_topic;
 mod sink;
+mod state;
 mod transactions;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use timely::dataflow::{Stream, StreamVec};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use timely::dataflow::operators::vec::{Map, ToStream};
+use timely::dataflow::operators::Concat;
+use timely::dataflow::{Scope, Stream, StreamVec};
 use timely::worker::Worker;
 use timely::ExchangeData;
 
-pub use progress::{Progress, PROGRESS_FORMAT};
+pub use progress::{ChangelogExtent, Progress, PROGRESS_FORMAT};
 pub use sink::PipelineStats;
+pub use state::{changelog_topic, RestoreStats, StateChanges};
 
 use crate::connect::source::SourceResume;
 use crate::error::{Error, Result};
@@ -136,7 +147,13 @@ pub struct ExactlyOnceConfig {
     pub timeout: Duration,
     /// Read each source partition from its start on every run, so stateful
     /// operators rebuild their state (default); `false` seeks to the binding.
+    /// [`ExactlyOnceConfig::state`] turns it off: the state is restored.
     pub replay_from_start: bool,
+    /// The declared keyed states, by name (see [`ExactlyOnceConfig::state`]).
+    pub states: Vec<String>,
+    /// Partitions of a changelog topic created on a state's first use
+    /// (default: the input's partition count). Fixed once it holds state.
+    pub state_partitions: Option<u32>,
     /// Tests only: accept a broker whose read_committed readers see aborted
     /// records (librdkafka's mock cluster). Its output is exact only while
     /// nothing is aborted.
@@ -170,6 +187,8 @@ impl ExactlyOnceConfig {
             transaction_timeout: Duration::from_secs(60),
             timeout: Duration::from_secs(30),
             replay_from_start: true,
+            states: Vec::new(),
+            state_partitions: None,
             accept_broker_without_aborts: false,
             fresh: false,
             crash_at: None,
@@ -179,6 +198,17 @@ impl ExactlyOnceConfig {
     /// Sets the commit interval.
     pub fn commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval;
+        self
+    }
+
+    /// Declares a keyed state `name`: its changes are committed to the
+    /// compacted changelog topic `<output>.state.<name>` with the outputs
+    /// ([`Pipeline::changes`]), a start restores it as of the last commit
+    /// ([`Pipeline::restore`]), and the sources read from the binding
+    /// instead of the input's start.
+    pub fn state(mut self, name: &str) -> Self {
+        self.states.push(name.to_string());
+        self.replay_from_start = false;
         self
     }
 }
@@ -214,6 +244,62 @@ impl Pipeline {
         }
     }
 
+    /// The entries of state `name` as of the last commit that this worker
+    /// restores, at time 0 (before any input time): each worker reads a
+    /// share of the changelog's partitions, so the program must exchange
+    /// them by key, as it does its input, to reach the worker owning each.
+    /// An error (missing, short, corrupt changelog; a timeout) is one line
+    /// naming topic and partition.
+    pub fn restore<'scope, K, V>(&self, scope: Scope<'scope, u64>, name: &str) -> Result<StreamVec<'scope, u64, (K, V)>>
+    where
+        K: DeserializeOwned + Clone + 'static,
+        V: DeserializeOwned + Clone + 'static,
+    {
+        let (entries, _) = self.restore_entries(scope.index(), scope.peers(), name)?;
+        Ok(entries.to_stream(scope))
+    }
+
+    /// [`Pipeline::restore`]'s entries and what reading them took, read
+    /// now (`index` of `peers` workers).
+    pub fn restore_entries<K, V>(&self, index: usize, peers: usize, name: &str) -> Result<(Vec<(K, V)>, RestoreStats)>
+    where
+        K: DeserializeOwned,
+        V: DeserializeOwned,
+    {
+        let extent = self.extent(name)?;
+        let crash_at = self.config.crash_at.as_deref();
+        state::restore(&self.config.kafka, name, extent, (index, peers), self.config.timeout, crash_at)
+    }
+
+    /// The changes of state `name` the program made at each time: the new
+    /// value of each key that changed, `None` for a key removed. The sink
+    /// commits those at times before each commit's frontier to the state's
+    /// changelog ([`Pipeline::sink_with_state`]).
+    pub fn changes<'scope, K, V>(
+        &self,
+        name: &str,
+        changes: StreamVec<'scope, u64, (K, Option<V>)>,
+    ) -> Result<StateChanges<'scope>>
+    where
+        K: Serialize + 'static,
+        V: Serialize + 'static,
+    {
+        self.extent(name)?;
+        let index = self.config.states.iter().position(|s| s == name).unwrap_or_default() as u32;
+        let stream = changes.map(move |(key, value)| (index, state::encode(&key), value.as_ref().map(state::encode)));
+        Ok(StateChanges { stream })
+    }
+
+    /// The changelog extent of declared state `name` at the last commit.
+    fn extent(&self, name: &str) -> Result<&ChangelogExtent> {
+        self.resume.states.get(name).filter(|_| self.config.states.iter().any(|s| s == name)).ok_or_else(|| {
+            Error::Config(format!(
+                "exactly-once pipeline '{}': state '{name}' is not declared (ExactlyOnceConfig::state)",
+                self.config.transactional_id
+            ))
+        })
+    }
+
     /// The sink: commits `outputs` with the source's `binding` stream.
     pub fn sink<'scope, K, V>(
         self,
@@ -224,6 +310,27 @@ impl Pipeline {
         K: ExchangeData + AsRef<[u8]>,
         V: ExchangeData + AsRef<[u8]>,
     {
+        self.sink_with_state(outputs, binding, Vec::new())
+    }
+
+    /// The sink of a pipeline with declared state: commits `outputs` and
+    /// the `states`' changes with the source's `binding` stream, in one
+    /// transaction per commit.
+    pub fn sink_with_state<'scope, K, V>(
+        self,
+        outputs: Stream<'scope, u64, Vec<(K, V)>>,
+        binding: StreamVec<'scope, u64, (u32, u64)>,
+        states: Vec<StateChanges<'scope>>,
+    ) -> Status<PipelineStats>
+    where
+        K: ExchangeData + AsRef<[u8]>,
+        V: ExchangeData + AsRef<[u8]>,
+    {
+        let mut outgoing = outputs.map(|(key, value)| sink::Outgoing::Output(key, value));
+        for changes in states {
+            outgoing =
+                outgoing.concat(changes.stream.map(|(state, key, value)| sink::Outgoing::Change(state, key, value)));
+        }
         let handle = Status::<PipelineStats>::default();
         let policy = CommitPolicy {
             interval: self.config.commit_interval,
@@ -233,7 +340,7 @@ impl Pipeline {
             send_early: !self.config.accept_broker_without_aborts,
             max_open: budget::max_open(self.config.transaction_timeout, self.config.timeout),
         };
-        sink::build(outputs, binding, self.writer, self.resume, policy, handle.clone());
+        sink::build(outgoing, binding, self.writer, self.resume, policy, handle.clone());
         handle
     }
 }
@@ -284,10 +391,12 @@ fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> 
     // while the producer fences: each costs broker round trips.
     let (writer, input) = std::thread::scope(|scope| {
         let topics = scope.spawn(|| check_topics(config));
+        let changelogs: Vec<String> = config.states.iter().map(|name| changelog_topic(&config.output, name)).collect();
         let writer = TransactionalWriter::start(
             log,
             &config.transactional_id,
             &config.output,
+            &changelogs,
             &config.progress_topic,
             config.transaction_timeout,
             config.timeout,
@@ -339,6 +448,9 @@ fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> 
         progress.input_id = input_id;
     }
     check_bindings_stored(log, &config.input, &progress)?;
+    let partitions = config.state_partitions.unwrap_or(input.partitions).max(1);
+    let check = !config.accept_broker_without_aborts;
+    state::check_changelogs(log, &config.output, &config.states, partitions, check, &mut progress)?;
     // Partitions the last commit does not know (a first start, or added
     // since) begin at their first retained offset.
     let missing: Vec<u32> = (0..input.partitions).filter(|p| !progress.starts.contains_key(p)).collect();
