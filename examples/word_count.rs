@@ -286,7 +286,7 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
             let restored = if args.replay {
                 Vec::new()
             } else {
-                let (restored, stats) = pipeline.restore_entries::<String, u64>(w.index(), w.peers(), STATE)?;
+                let (restored, stats) = pipeline.restore::<String, u64>(w, STATE)?;
                 eprintln!(
                     "{PROGRAM}: worker {} restored {} counts from {} changelog records ({} bytes) in {:.3}s",
                     w.index(),

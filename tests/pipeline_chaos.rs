@@ -84,7 +84,13 @@ fn build_example(name: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = Command::new(cargo).current_dir(root()).args(["build", "--quiet", "--example", name]).status();
     assert!(built.unwrap().success(), "cargo build --example {name} failed");
-    root().join("target/debug/examples").join(name)
+    target_dir().join("debug/examples").join(name)
+}
+
+/// Where cargo builds: `CARGO_TARGET_DIR` if set (it was ignored: the test
+/// ran no binary when the target directory was elsewhere).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
 }
 
 /// One running instance of the pipeline, its output in files.
@@ -301,7 +307,8 @@ fn chaos(scenario: Scenario) {
     let mut rng = StdRng::seed_from_u64(seed);
     let binary = build_example(example);
     let python = python();
-    let dir = tempfile::tempdir_in(root().join("target")).unwrap();
+    std::fs::create_dir_all(target_dir()).unwrap();
+    let dir = tempfile::tempdir_in(target_dir()).unwrap();
     let run = format!("chaos-{example}-{}-{seed}", std::process::id());
     let (input, output) = (format!("{run}-in"), format!("{run}-out"));
     let partitions = scenario.input_partitions.to_string();

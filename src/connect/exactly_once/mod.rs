@@ -88,9 +88,9 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use timely::dataflow::operators::vec::{Map, ToStream};
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Concat;
-use timely::dataflow::{Scope, Stream, StreamVec};
+use timely::dataflow::{Stream, StreamVec};
 use timely::worker::Worker;
 use timely::ExchangeData;
 
@@ -245,30 +245,25 @@ impl Pipeline {
     }
 
     /// The entries of state `name` as of the last commit that this worker
-    /// restores, at time 0 (before any input time): each worker reads a
-    /// share of the changelog's partitions, so the program must exchange
-    /// them by key, as it does its input, to reach the worker owning each.
-    /// An error (missing, short, corrupt changelog; a timeout) is one line
-    /// naming topic and partition.
-    pub fn restore<'scope, K, V>(&self, scope: Scope<'scope, u64>, name: &str) -> Result<StreamVec<'scope, u64, (K, V)>>
-    where
-        K: DeserializeOwned + Clone + 'static,
-        V: DeserializeOwned + Clone + 'static,
-    {
-        let (entries, _) = self.restore_entries(scope.index(), scope.peers(), name)?;
-        Ok(entries.to_stream(scope))
-    }
-
-    /// [`Pipeline::restore`]'s entries and what reading them took, read
-    /// now (`index` of `peers` workers).
-    pub fn restore_entries<K, V>(&self, index: usize, peers: usize, name: &str) -> Result<(Vec<(K, V)>, RestoreStats)>
+    /// restores, and what reading them took (collective: call it on every
+    /// worker, before building the dataflow; one worker's failure is every
+    /// worker's). Each worker reads a share of the changelog's partitions,
+    /// so the program must exchange the entries by key, as it does its
+    /// input, to reach the worker owning each; fed to the dataflow at time
+    /// 0 (`to_stream`), they come before every input time. An error
+    /// (missing, short or corrupt changelog; a timeout) is one line naming
+    /// topic and partition.
+    pub fn restore<K, V>(&self, worker: &mut Worker, name: &str) -> Result<(Vec<(K, V)>, RestoreStats)>
     where
         K: DeserializeOwned,
         V: DeserializeOwned,
     {
-        let extent = self.extent(name)?;
-        let crash_at = self.config.crash_at.as_deref();
-        state::restore(&self.config.kafka, name, extent, (index, peers), self.config.timeout, crash_at)
+        let restored = self.extent(name).and_then(|extent| {
+            let crash_at = self.config.crash_at.as_deref();
+            let share = (worker.index(), worker.peers());
+            state::restore(&self.config.kafka, name, extent, share, self.config.timeout, crash_at)
+        });
+        agree(worker, restored)
     }
 
     /// The changes of state `name` the program made at each time: the new
