@@ -70,13 +70,16 @@ struct Ran {
     written: u64,
 }
 
+/// A key and its (count, sum).
+type Total = (u64, (u64, u64));
+
 /// Per key, (count, sum) of the values: `restored` first (time 0), then,
 /// once the frontier passed a time, the new totals of the keys changed at it.
 fn sums<'scope>(
     values: Stream<'scope, u64, Vec<u64>>,
-    restored: Stream<'scope, u64, Vec<(u64, (u64, u64))>>,
-) -> Stream<'scope, u64, Vec<(u64, (u64, u64))>> {
-    values.binary_frontier::<_, CapacityContainerBuilder<Vec<(u64, (u64, u64))>>, _, _, _, _>(
+    restored: Stream<'scope, u64, Vec<Total>>,
+) -> Stream<'scope, u64, Vec<Total>> {
+    values.binary_frontier::<_, CapacityContainerBuilder<Vec<Total>>, _, _, _, _>(
         restored,
         Exchange::new(|v: &u64| v % KEYS),
         Exchange::new(|(key, _): &(u64, (u64, u64))| *key),
