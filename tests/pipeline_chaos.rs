@@ -16,6 +16,11 @@
 //! read_committed: each word's counts strictly increase, no (word, count)
 //! repeats, the last count equals the word's occurrences in the input.
 //!
+//! Both run on the path of declared state (the counts and the running
+//! totals are restored from their changelogs; the crash point
+//! `during-restore` replaces `during-replay`); `word_count --replay` runs
+//! the same schedule on the path that replays the input instead.
+//!
 //! The same schedule runs `average_temp --exactly-once --output`: kafka-python
 //! writes readings with increasing timestamps per partition
 //! (tests/interop/chaos_temps.py), and the output must hold every
@@ -480,6 +485,40 @@ fn word_count_exactly_once_survives_kills_and_zombies() {
     });
 }
 
+/// The same on the path of a pipeline without declared state: each start
+/// replays the input from its beginning (`--replay`).
+#[test]
+fn word_count_replaying_its_input_survives_kills_and_zombies() {
+    const LINES: u64 = 3000;
+    chaos(Scenario {
+        example: "word_count",
+        script: "chaos_words.py",
+        input_partitions: 2,
+        args: &[
+            "--input",
+            "INPUT",
+            "--output",
+            "OUTPUT",
+            "--exactly-once",
+            "--replay",
+            "--live",
+            "--idle-exit",
+            "8",
+            "-w",
+            WORKERS,
+            "--interval-ms",
+            "200",
+            "--commit-interval-ms",
+            "100",
+        ],
+        produce: [LINES, 20, 150],
+        check: &[],
+        input_report: format!("lines={LINES}"),
+        processes: false,
+        crash_points: REPLAY_CRASH_POINTS,
+    });
+}
+
 #[test]
 fn average_temp_exactly_once_survives_kills_and_zombies() {
     const READINGS: u64 = 9000;
@@ -503,7 +542,7 @@ fn average_temp_exactly_once_survives_kills_and_zombies() {
         check: &["1000"],
         input_report: format!("readings={READINGS}"),
         processes: false,
-        crash_points: REPLAY_CRASH_POINTS,
+        crash_points: STATE_CRASH_POINTS,
     });
 }
 
