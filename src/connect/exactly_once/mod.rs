@@ -201,6 +201,13 @@ impl ExactlyOnceConfig {
         self
     }
 
+    /// Whether the sources read from the input's start: only without
+    /// declared state (a restored state plus a replay would count the
+    /// records below the binding twice).
+    fn replays(&self) -> bool {
+        self.replay_from_start && self.states.is_empty()
+    }
+
     /// Declares a keyed state `name`: its changes are committed to the
     /// compacted changelog topic `<output>.state.<name>` with the outputs
     /// ([`Pipeline::changes`]), a start restores it as of the last commit
@@ -239,7 +246,7 @@ impl Pipeline {
             frontier: self.resume.frontier,
             offsets: self.resume.offsets.clone(),
             starts: self.resume.starts.clone(),
-            replay_from_start: self.config.replay_from_start,
+            replay_from_start: self.config.replays(),
             topic: Some(self.config.input.clone()),
         }
     }
@@ -282,7 +289,7 @@ impl Pipeline {
         self.extent(name)?;
         let index = self.config.states.iter().position(|s| s == name).unwrap_or_default() as u32;
         let stream = changes.map(move |(key, value)| (index, state::encode(&key), value.as_ref().map(state::encode)));
-        Ok(StateChanges { stream })
+        Ok(StateChanges { state: index, stream })
     }
 
     /// The changelog extent of declared state `name` at the last commit.
@@ -310,7 +317,9 @@ impl Pipeline {
 
     /// The sink of a pipeline with declared state: commits `outputs` and
     /// the `states`' changes with the source's `binding` stream, in one
-    /// transaction per commit.
+    /// transaction per commit. Each declared state needs its changes here:
+    /// one missing fails the sink (its state would be lost at the next
+    /// restart).
     pub fn sink_with_state<'scope, K, V>(
         self,
         outputs: Stream<'scope, u64, Vec<(K, V)>>,
@@ -321,6 +330,7 @@ impl Pipeline {
         K: ExchangeData + AsRef<[u8]>,
         V: ExchangeData + AsRef<[u8]>,
     {
+        let missing = (0..self.config.states.len() as u32).find(|index| states.iter().all(|s| s.state != *index));
         let mut outgoing = outputs.map(|(key, value)| sink::Outgoing::Output(key, value));
         for changes in states {
             outgoing =
@@ -335,6 +345,14 @@ impl Pipeline {
             send_early: !self.config.accept_broker_without_aborts,
             max_open: budget::max_open(self.config.transaction_timeout, self.config.timeout),
         };
+        if let Some(index) = missing {
+            let message = format!(
+                "exactly-once pipeline '{}': state '{}' is declared but its changes were not given to the sink \
+                 (Pipeline::changes); nothing is committed",
+                self.config.transactional_id, self.config.states[index as usize]
+            );
+            handle.fail("", Error::Config(message));
+        }
         sink::build(outgoing, binding, self.writer, self.resume, policy, handle.clone());
         handle
     }
@@ -471,7 +489,7 @@ fn check_topics(config: &ExactlyOnceConfig) -> Result<TopicInfo> {
     let check_settings = !config.accept_broker_without_aborts;
     progress_topic::ensure_progress_topic(log, &config.progress_topic, check_settings)?;
     let input = log.topic_info(&config.input)?.ok_or_else(|| Error::MissingTopic(config.input.clone()))?;
-    if check_settings && config.replay_from_start {
+    if check_settings && config.replays() {
         refuse_compacted_input(log, &config.input)?;
     }
     Ok(input)

@@ -70,6 +70,8 @@ pub(super) type Change = (u32, Vec<u8>, Option<Vec<u8>>);
 /// The state changes of one declared state, encoded, for
 /// [`Pipeline::sink_with_state`](super::Pipeline::sink_with_state).
 pub struct StateChanges<'scope> {
+    /// The state's index among the declared ones.
+    pub(super) state: u32,
     pub(super) stream: StreamVec<'scope, u64, Change>,
 }
 
