@@ -25,8 +25,8 @@
 # Restart costs, word_count exactly once:
 #   start-up           a start on an empty input: the fixed cost of a run
 #   restart-committed  a start on an output where everything is committed:
-#                      fencing, the progress read, and re-reading the input
-#                      (the state is rebuilt from it; nothing is written)
+#                      fencing, the progress read, and the restore of the
+#                      counts (nothing read from the input, nothing written)
 #   restart-after-kill a run SIGKILLed at half the median run time, then the
 #                      wall time of the restart that finishes the job
 # Declared state (word_count's counts, restored from their changelog; the
@@ -151,8 +151,8 @@ for _ in $(seq "$RUNS"); do
   measure "${WC[@]/OUT/$EO_OUT}" --exactly-once
   restarts+=("$SECONDS_TAKEN")
 done
-printf '%-22s %8.2f s (fence, progress read, re-read %s lines, nothing written)\n' restart-committed \
-  "$(printf '%s\n' "${restarts[@]}" | median)" "$LINES"
+printf '%-22s %8.2f s (fence, progress read, restore the counts of %s lines, nothing read or written)\n' \
+  restart-committed "$(printf '%s\n' "${restarts[@]}" | median)" "$LINES"
 restarts=()
 half=$(echo "${SECS[word_count-eo]} / 2" | bc -l)
 for run in $(seq "$RUNS"); do
