@@ -117,6 +117,18 @@ fn sums<'scope>(
 
 /// Runs the pipeline over the input to its current end with `workers`.
 fn run(brokers: &str, input: &str, output: &str, workers: usize, state_partitions: Option<u32>) -> Result<Ran> {
+    run_with(brokers, input, output, workers, state_partitions, true)
+}
+
+/// [`run`]; `give_changes`: false leaves the state's changes out of the sink.
+fn run_with(
+    brokers: &str,
+    input: &str,
+    output: &str,
+    workers: usize,
+    state_partitions: Option<u32>,
+    give_changes: bool,
+) -> Result<Ran> {
     let (brokers, input, output) = (brokers.to_string(), input.to_string(), output.to_string());
     let ran = timely_kafka::execute(timely::Config::process(workers), move |w| {
         let log = KafkaLog::new(&brokers, &[]).unwrap();
@@ -137,7 +149,8 @@ fn run(brokers: &str, input: &str, output: &str, workers: usize, state_partition
             let totals = sums(values, restored.to_stream(scope));
             let changes = pipeline.changes(STATE, totals.clone().map(|(key, total)| (key, Some(total))))?;
             let records = totals.map(|(key, (count, sum))| (key.to_string(), format!("{count},{sum}")));
-            Ok::<_, timely_kafka::Error>(pipeline.sink_with_state(records, binding, vec![changes]))
+            let changes = if give_changes { vec![changes] } else { Vec::new() };
+            Ok::<_, timely_kafka::Error>(pipeline.sink_with_state(records, binding, changes))
         })?;
         while w.step_or_park(Some(Duration::from_millis(5))) {}
         if let Some(error) = handle.error() {
@@ -248,7 +261,7 @@ fn input_deleted_below_the_binding_restarts_exactly_with_another_worker_count() 
 }
 
 #[test]
-fn a_missing_changelog_is_refused_naming_the_topic() {
+fn a_missing_or_recreated_changelog_is_refused_naming_the_topic() {
     let Some(brokers) = brokers() else { return };
     let _deadline = common::deadline();
     let (input, output) = topics(&brokers, "missing");
@@ -269,6 +282,16 @@ fn a_missing_changelog_is_refused_naming_the_topic() {
     assert!(!message.contains('\n'), "{message}");
     assert_exact(&brokers, &output, 500);
     assert!(log.topic_info(&changelog).unwrap().is_none(), "the refused start created the changelog again");
+    // Created again (empty, same partition count): refused by its topic id.
+    log.create_topic(&changelog, PARTITIONS as u32, false).unwrap();
+    let message = run(&brokers, &input, &output, 2, None).unwrap_err().to_string();
+    println!("pipeline_state: {message}");
+    assert!(
+        message.contains(&format!("changelog topic '{changelog}'")) && message.contains("created again"),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "{message}");
+    assert_exact(&brokers, &output, 500);
 }
 
 #[test]
@@ -295,4 +318,20 @@ fn a_corrupt_changelog_is_refused_naming_partition_and_offset() {
     assert!(message.contains(&at) && message.contains("corrupt"), "{message}");
     assert!(!message.contains('\n'), "{message}");
     assert_exact(&brokers, &output, 1000);
+}
+
+#[test]
+fn a_declared_state_whose_changes_miss_the_sink_commits_nothing() {
+    let Some(brokers) = brokers() else { return };
+    let _deadline = common::deadline();
+    let (input, output) = topics(&brokers, "unsunk");
+    produce_range(&brokers, &input, PARTITIONS, 0..300, now_ms());
+    let message = run_with(&brokers, &input, &output, 2, None, false).unwrap_err().to_string();
+    println!("pipeline_state: {message}");
+    assert!(message.contains("state 'sums' is declared but its changes were not given to the sink"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+    assert!(read_output(&brokers, &output).is_empty(), "something was committed");
+    // Given its changes, the same pipeline then writes everything once.
+    run(&brokers, &input, &output, 2, None).unwrap();
+    assert_exact(&brokers, &output, 300);
 }
