@@ -98,8 +98,14 @@ fn read(
         ("enable.partition.eof", "false"),
         ("auto.offset.reset", "error"),
         ("isolation.level", "read_committed"),
-        ("fetch.wait.max.ms", "10"),
+        ("fetch.wait.max.ms", "5"),
         ("enable.sparse.connections", "false"),
+        // librdkafka postpones a partition's next fetch by 1 s (its
+        // default) whenever 100,000 records wait in its queue: a restore
+        // of 500,000 records per worker took 4.3 s instead of 0.5 s.
+        ("fetch.queue.backoff.ms", "2"),
+        ("max.partition.fetch.bytes", "4194304"),
+        ("fetch.max.bytes", "16777216"),
     ];
     let consumer: BaseConsumer = log
         .config(&defaults, PRODUCER_ONLY)
