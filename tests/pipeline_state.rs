@@ -335,3 +335,18 @@ fn a_declared_state_whose_changes_miss_the_sink_commits_nothing() {
     run(&brokers, &input, &output, 2, None).unwrap();
     assert_exact(&brokers, &output, 300);
 }
+
+#[test]
+fn a_random_partitioner_is_refused_with_declared_state() {
+    let Some(brokers) = brokers() else { return };
+    let _deadline = common::deadline();
+    let (input, output) = topics(&brokers, "random");
+    let error = timely_kafka::execute(timely::Config::thread(), move |w| {
+        let log = KafkaLog::new(&brokers, &[("partitioner".into(), "random".into())]).unwrap();
+        exactly_once::open(w, &ExactlyOnceConfig::new(log, &input, &output).state(STATE)).map(|_| ())
+    })
+    .unwrap_err()
+    .to_string();
+    println!("pipeline_state: {error}");
+    assert!(error.contains("'partitioner=random'") && !error.contains('\n'), "{error}");
+}

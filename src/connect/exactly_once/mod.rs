@@ -399,6 +399,9 @@ pub(crate) fn refuse_overrides(log: &KafkaLog, id: &str) -> Result<()> {
 fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> {
     let log = &config.kafka;
     refuse_overrides(log, &config.transactional_id)?;
+    if !config.states.is_empty() {
+        state::refuse_random_partitioner(log, &config.transactional_id)?;
+    }
     budget::check_budget(&config.transactional_id, config.transaction_timeout, config.timeout)?;
     // The topics are checked (the progress topic created on a first start)
     // while the producer fences: each costs broker round trips.

@@ -36,6 +36,21 @@ fn ensure_changelog(log: &KafkaLog, topic: &str, partitions: u32, check: bool) -
     Ok(partitions)
 }
 
+/// Refuses `partitioner=random` with declared state: the producer's
+/// partitioner places the changelog records by key, and compaction and the
+/// restore need each key's changes in one partition (librdkafka's other
+/// partitioners are deterministic for a non-empty key, which every
+/// encoded key is).
+pub(in super::super) fn refuse_random_partitioner(log: &KafkaLog, id: &str) -> Result<()> {
+    match log.property("partitioner") {
+        Some(partitioner) if partitioner.trim() == "random" => Err(Error::Config(format!(
+            "exactly-once pipeline '{id}': client property 'partitioner=random' would spread a key's changes over \
+             the partitions of its state's changelog (compaction and the restore need them in one); remove it"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Checks (or, on a state's first use, creates) the changelog of each of
 /// `states` of the pipeline writing `output`, and records its extent in
 /// `progress`: the last commit's, or the changelog's current end on a

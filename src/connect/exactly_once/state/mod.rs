@@ -49,7 +49,7 @@
 mod changelog;
 mod restore;
 
-pub(super) use changelog::check_changelogs;
+pub(super) use changelog::{check_changelogs, refuse_random_partitioner};
 pub(super) use restore::restore;
 pub use restore::RestoreStats;
 
