@@ -33,9 +33,13 @@
 //! milliseconds) with value `records=<n> average=<x>`, in Kafka transactions
 //! with the pipeline's progress (`connect::exactly_once`): killed at any
 //! moment and started again with the same arguments, the output topic holds
-//! every bucket exactly once for read_committed readers. Each start reads
-//! the input again from its beginning (the running average is state) and
-//! writes only buckets after the last commit. It needs a broker with
+//! every bucket exactly once for read_committed readers. A bucket is a
+//! time, and the commit's binding puts every record of a bucket at or after
+//! its frontier past the bound offsets, so the open buckets need no state:
+//! each start reads the input from the bound offsets only. The running
+//! totals it prints are its declared state (`running`, one key, in the
+//! changelog topic `<output>.state.running`), committed with the buckets and
+//! restored at start. It needs a broker with
 //! transactions (Apache Kafka), cannot be combined with `--group`, and
 //! refuses other brokers in one line.
 //!
@@ -104,6 +108,8 @@ use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
 
 const PROGRAM: &str = "average_temp";
+/// The declared state: the running totals (one key, `running`).
+const RUNNING: &str = "running";
 
 /// Average temperatures per event-time bucket from a Kafka topic.
 #[derive(Parser, Debug)]
@@ -252,7 +258,9 @@ fn main() {
         };
         let pipeline = match (&args.output, args.exactly_once) {
             (Some(output), true) => {
-                let mut config = ExactlyOnceConfig::new(kafka.clone(), &args.topic, output);
+                // One key: one changelog partition, which worker 0 restores.
+                let mut config = ExactlyOnceConfig::new(kafka.clone(), &args.topic, output).state(RUNNING);
+                config.state_partitions = Some(1);
                 // Tests only: abort at a named point (tests/pipeline_chaos.rs).
                 config.crash_at = std::env::var("TIMELY_KAFKA_CRASH_AT").ok();
                 let pipeline = exactly_once::open(worker, &config)?;
@@ -260,12 +268,14 @@ fn main() {
                     let resume = pipeline.resume();
                     eprintln!("{PROGRAM}: resuming after commit {} at frontier {}", resume.commit, resume.frontier);
                 }
-                Some(pipeline)
+                let (restored, _) = pipeline.restore::<String, Sums>(worker, RUNNING)?;
+                Some((pipeline, restored.into_iter().next().map_or((0.0, 0), |(_, running)| running)))
             }
             _ => None,
         };
-        let resume = pipeline.as_ref().map_or(0, |p| p.resume().frontier);
-        let mut running: Sums = (0.0, 0);
+        let resume = pipeline.as_ref().map_or(0, |(p, _)| p.resume().frontier);
+        let restored = pipeline.as_ref().map_or((0.0, 0), |(_, running)| *running);
+        let mut running: Sums = restored;
         let report = move |bucket: u64, (sum, count): Sums| {
             running = (running.0 + sum, running.1 + count);
             // Buckets an earlier run committed are rebuilt, not reported again.
@@ -281,7 +291,7 @@ fn main() {
         let probe = ProbeHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
             let (temperatures, binding) = match &pipeline {
-                Some(pipeline) => {
+                Some((pipeline, _)) => {
                     let (data, binding, _) =
                         scope.kafka_source_exactly_once(config, &args.topic, pipeline.source_resume(), logic);
                     (data, Some(binding))
@@ -291,14 +301,23 @@ fn main() {
             let local = sums_per_time(temperatures, Pipeline, "LocalSums", |_, _| {});
             let to_first = Exchange::new(|_: &(u64, Sums)| 0);
             let averages = sums_per_time(local, to_first, "Averages", report).probe_with(&probe);
-            if let (Some(pipeline), Some(binding)) = (pipeline, binding) {
-                let records = averages.map(|(bucket, (sum, count))| {
+            if let (Some((pipeline, _)), Some(binding)) = (pipeline, binding) {
+                let records = averages.clone().map(|(bucket, (sum, count))| {
                     (bucket.to_string(), format!("records={count} average={:.3}", sum / count as f64))
                 });
+                // Worker 0 completes the buckets in time order: the running
+                // totals after each, as changes of the one key.
+                let mut running = restored;
+                let changes = averages.map(move |(_, (sum, count))| {
+                    running = (running.0 + sum, running.1 + count);
+                    (RUNNING.to_string(), Some(running))
+                });
+                let changes = pipeline.changes(RUNNING, changes)?;
                 // A failure of the sink is `execute`'s error: nothing to watch here.
-                let _status = pipeline.sink(records, binding);
+                let _status = pipeline.sink_with_state(records, binding, vec![changes]);
             }
-        });
+            Ok::<_, timely_kafka::Error>(())
+        })?;
 
         let (mut last_seen, mut last_change) = (0, Instant::now());
         let mut partitions = Vec::new();

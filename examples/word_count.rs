@@ -39,9 +39,13 @@
 //! arguments, any number of times, and the output topic holds, for
 //! read_committed readers, each word's counts exactly as one uninterrupted
 //! run would have written them. It needs a broker with transactions (Apache
-//! Kafka) and refuses others in one line. Each start reads the input again
-//! from its beginning to rebuild the counts, and writes only what comes
-//! after the last commit.
+//! Kafka) and refuses others in one line. The counts are the pipeline's
+//! declared state (`counts`): every commit also writes the counts that
+//! changed to the compacted changelog topic `<output>.state.counts`, in the
+//! same transaction; a start restores them as of the last commit and reads
+//! the input only from the offsets that commit bound, so a restart takes
+//! time proportional to the number of distinct words, not to the input's
+//! history (`--replay` rebuilds the counts from the input's start instead).
 //!
 //! Prints the most frequent words, then one line
 //! `word_count: words=<distinct words> lines=<n> written=<records written>`.
@@ -73,6 +77,8 @@ use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
 
 const PROGRAM: &str = "word_count";
+/// The name of the declared state (the counts): its changelog is `<output>.state.counts`.
+const STATE: &str = "counts";
 
 const SAMPLE: &[&str] = &[
     "The quick brown fox jumps over the lazy dog.",
@@ -118,6 +124,10 @@ struct Args {
     /// records and no commit of this pipeline is found (writes them again).
     #[arg(long, requires = "exactly_once")]
     fresh: bool,
+    /// With --exactly-once: keep no state; rebuild the counts at each start
+    /// by reading the input again from its beginning.
+    #[arg(long, requires = "exactly_once")]
+    replay: bool,
     /// With --exactly-once: the shortest time between commits, in milliseconds.
     #[arg(long, default_value_t = 500)]
     commit_interval_ms: u64,
@@ -171,21 +181,34 @@ fn hash(word: &str) -> u64 {
     hasher.finish()
 }
 
-/// Running counts per word: once the frontier has passed a time, the new
-/// total of every word that changed at it, at that time.
+/// Running counts per word, starting from the `restored` counts (the
+/// state as of the last commit, exchanged by word like the words): once
+/// the frontier has passed a time, the new total of every word that
+/// changed at it, at that time.
 fn count<'scope>(
     words: Stream<'scope, u64, Vec<(String, u64)>>,
+    restored: Stream<'scope, u64, Vec<(String, u64)>>,
     distinct: Rc<Cell<usize>>,
 ) -> Stream<'scope, u64, Vec<(String, u64)>> {
     let by_word = Exchange::new(|(word, _): &(String, u64)| hash(word));
-    words.unary_frontier::<CapacityContainerBuilder<Vec<(String, u64)>>, _, _, _>(
+    let restored_by_word = Exchange::new(|(word, _): &(String, u64)| hash(word));
+    words.binary_frontier::<_, CapacityContainerBuilder<Vec<(String, u64)>>, _, _, _, _>(
+        restored,
         by_word,
+        restored_by_word,
         "WordCount",
         move |_capability, _info| {
             let mut totals = HashMap::<String, u64>::new();
             // Per time: a capability for it and the counts that arrived at it.
             let mut pending = BTreeMap::new();
-            move |(input, frontier), output| {
+            move |(input, frontier), (restored, restored_frontier), output| {
+                // The state at the last commit: no output (committed already).
+                restored.for_each(|_, data| {
+                    for (word, total) in data.drain(..) {
+                        totals.insert(word, total);
+                    }
+                    distinct.set(totals.len());
+                });
                 let port = output.output_index();
                 input.for_each_stamp(|capability, data| {
                     let Some(capability) = capability.retain_least(port) else { return };
@@ -196,8 +219,11 @@ fn count<'scope>(
                     }
                 });
                 // Times the frontier has passed are complete: apply and emit their changes.
+                // (After the whole restored state: it comes at time 0.)
                 while let Some(entry) = pending.first_entry() {
-                    if frontier.frontier().less_equal(entry.key()) {
+                    if frontier.frontier().less_equal(entry.key())
+                        || restored_frontier.frontier().less_equal(entry.key())
+                    {
                         break;
                     }
                     let (capability, changes) = entry.remove();
@@ -241,9 +267,12 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
             counted.set(counted.get() + 1);
             Some((if live { bucket(record) } else { 0 }, line))
         };
-        let pipeline = if args.exactly_once {
+        let mut pipeline = if args.exactly_once {
             let mut config = ExactlyOnceConfig::new(kafka.clone(), &args.input, &args.output)
                 .commit_interval(Duration::from_millis(args.commit_interval_ms));
+            if !args.replay {
+                config = config.state(STATE);
+            }
             config.fresh = args.fresh;
             // Tests only: abort at a named point (tests/pipeline_chaos.rs).
             config.crash_at = std::env::var("TIMELY_KAFKA_CRASH_AT").ok();
@@ -252,7 +281,21 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
                 let resume = pipeline.resume();
                 eprintln!("{PROGRAM}: resuming after commit {} at frontier {}", resume.commit, resume.frontier);
             }
-            Some(pipeline)
+            let restored = if args.replay {
+                Vec::new()
+            } else {
+                let (restored, stats) = pipeline.restore::<String, u64>(w, STATE)?;
+                eprintln!(
+                    "{PROGRAM}: worker {} restored {} counts from {} changelog records ({} bytes) in {:.3}s",
+                    w.index(),
+                    stats.keys,
+                    stats.records,
+                    stats.bytes,
+                    stats.elapsed.as_secs_f64()
+                );
+                restored
+            };
+            Some((pipeline, restored))
         } else {
             None
         };
@@ -261,32 +304,39 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
         let final_counts = top.clone();
         let probe = ProbeHandle::new();
         let written = w.dataflow::<u64, _, _>(|scope| {
-            let (lines, binding) = match &pipeline {
-                Some(pipeline) => {
+            let (lines, binding, restored) = match &mut pipeline {
+                Some((pipeline, restored)) => {
                     let resume = pipeline.source_resume();
                     let (lines, binding, _) =
                         scope.kafka_source_exactly_once(source_config, &args.input, resume, read_line);
-                    (lines, Some(binding))
+                    (lines, Some(binding), std::mem::take(restored))
                 }
-                None => (scope.kafka_source(source_config, &args.input, None, read_line).0, None),
+                None => (scope.kafka_source(source_config, &args.input, None, read_line).0, None, Vec::new()),
             };
-            let counts = count(lines.flat_map(|line| words(&line)), distinct.clone())
+            let restored = restored.to_stream(scope);
+            let counts = count(lines.flat_map(|line| words(&line)), restored, distinct.clone())
                 .inspect(move |(word, count)| {
                     final_counts.borrow_mut().insert(word.clone(), *count);
                 })
                 .probe_with(&probe);
-            let records = counts.map(|(word, count)| (word, count.to_string()));
+            let records = counts.clone().map(|(word, count)| (word, count.to_string()));
             match (pipeline, binding) {
-                (Some(pipeline), Some(binding)) => {
-                    let handle = pipeline.sink(records, binding);
-                    Box::new(move || handle.stats().written) as Box<dyn Fn() -> u64>
+                (Some((pipeline, _)), Some(binding)) => {
+                    let handle = if args.replay {
+                        pipeline.sink(records, binding)
+                    } else {
+                        // The counts written are the state's changes too.
+                        let changes = pipeline.changes(STATE, counts.map(|(word, count)| (word, Some(count))))?;
+                        pipeline.sink_with_state(records, binding, vec![changes])
+                    };
+                    Ok(Box::new(move || handle.stats().written) as Box<dyn Fn() -> u64>)
                 }
                 _ => {
                     let handle = records.kafka_sink(SinkConfig::new(kafka.clone()), &args.output);
-                    Box::new(move || handle.stats().acknowledged)
+                    Ok(Box::new(move || handle.stats().acknowledged) as Box<dyn Fn() -> u64>)
                 }
             }
-        });
+        })?;
         let (mut last_seen, mut last_change) = (0, Instant::now());
         while !probe.done() {
             w.step_or_park(Some(Duration::from_millis(5)));

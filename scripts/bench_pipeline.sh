@@ -13,21 +13,38 @@
 #   WORKERS   timely workers (2)
 #   RUNS      runs per mode; the table shows medians (3)
 #   BUILD=0   use the examples already in target/release
+#   HISTORY_SMALL, HISTORY_LARGE   input lines before the restarts of the
+#             state section (100000 and 10000000; one 40-word vocabulary)
+#   STATE_KEYS  distinct words of the restore measurement (1000000)
 #
 # word_count at least once = kafka_source -> count -> kafka_sink (acks=all,
 # idempotent); exactly once = the same dataflow with the transactional sink
-# (one transaction per commit, 500 ms commit interval). average_temp at
+# (one transaction per commit, 500 ms commit interval) and the counts as
+# declared state (each output is also a change of the changelog);
+# exactly once --replay = the same without declared state. average_temp at
 # least once only prints its buckets; exactly once also writes them through
 # the transactional sink. Both read the input to its current end and stop.
 # Restart costs, word_count exactly once:
 #   start-up           a start on an empty input: the fixed cost of a run
 #   restart-committed  a start on an output where everything is committed:
-#                      fencing, the progress read, and re-reading the input
-#                      (the state is rebuilt from it; nothing is written)
+#                      fencing, the progress read, and the restore of the
+#                      counts (nothing read from the input, nothing written)
 #   restart-after-kill a run SIGKILLed at half the median run time, then the
 #                      wall time of the restart that finishes the job
+# Declared state (word_count's counts, restored from their changelog; the
+# sources seek to the binding):
+#   restart-after-N    a start with nothing new to do after N input lines
+#                      (HISTORY_SMALL, HISTORY_LARGE) of one vocabulary, so
+#                      the same state: wall time and peak RSS; the ratio of
+#                      the two should stay near 1
+#   restart-replay-... the same after HISTORY_SMALL lines with --replay (no
+#                      declared state: the input is read again)
+#   restore            a start after STATE_KEYS distinct words: the
+#                      changelog records, bytes, the restore's time
+#                      (slowest worker) and records/s, peak RSS
 set -euo pipefail
 cd "$(dirname "$0")/.."
+TARGET="${CARGO_TARGET_DIR:-target}"
 
 for arg in "$@"; do
   [[ $arg == *=* ]] || { echo "usage: $0 [KEY=VALUE ...]" >&2; exit 2; }
@@ -39,7 +56,7 @@ WORKERS="${WORKERS:-2}"
 RUNS="${RUNS:-3}"
 BROKERS="${BROKERS:-${KAFKA_BROKERS:-}}"
 PY=target/interop-venv/bin/python
-E=target/release/examples
+E="$TARGET/release/examples"
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/bench_pipeline.XXXXXX")"
 
 cleanup() {
@@ -60,7 +77,7 @@ if ! "$PY" -c 'import kafka' 2>/dev/null; then
   python3 -m venv target/interop-venv && target/interop-venv/bin/pip install --quiet kafka-python
 fi
 if [[ "${BUILD:-1}" != 0 ]]; then
-  cargo build --quiet --release --example word_count --example average_temp --example temp_gen
+  cargo build --quiet --release --example word_count --example average_temp --example temp_gen --example lines_gen
 fi
 
 RUN="bench-$$-$(date +%s)"
@@ -114,12 +131,14 @@ AT=("$E/average_temp" --brokers "$BROKERS" --topic "$RUN-temps" -w "$WORKERS")
 bench word_count-alo "$LINES" "$LINE_BYTES" "${WC[@]}"
 bench word_count-eo "$LINES" "$LINE_BYTES" "${WC[@]}" --exactly-once
 EO_OUT=$LAST_OUT
+bench word_count-eo-replay "$LINES" "$LINE_BYTES" "${WC[@]}" --exactly-once --replay
 bench average_temp-alo "$READINGS" "$TEMP_BYTES" "${AT[@]}"
 bench average_temp-eo "$READINGS" "$TEMP_BYTES" "${AT[@]}" --exactly-once --output OUT
 
 ratio() { echo "${SECS[$1]} / ${SECS[$2]}" | bc -l; }
-printf 'throughput ratio exactly-once / at-least-once: word_count %.2f, average_temp %.2f\n' \
-  "$(ratio word_count-alo word_count-eo)" "$(ratio average_temp-alo average_temp-eo)"
+printf 'throughput ratio exactly-once / at-least-once: word_count %.2f (--replay, no state: %.2f), average_temp %.2f\n' \
+  "$(ratio word_count-alo word_count-eo)" "$(ratio word_count-alo word_count-eo-replay)" \
+  "$(ratio average_temp-alo average_temp-eo)"
 
 # Restart costs.
 startups=()
@@ -136,8 +155,8 @@ for _ in $(seq "$RUNS"); do
   measure "${WC[@]/OUT/$EO_OUT}" --exactly-once
   restarts+=("$SECONDS_TAKEN")
 done
-printf '%-22s %8.2f s (fence, progress read, re-read %s lines, nothing written)\n' restart-committed \
-  "$(printf '%s\n' "${restarts[@]}" | median)" "$LINES"
+printf '%-22s %8.2f s (fence, progress read, restore the counts of %s lines, nothing read or written)\n' \
+  restart-committed "$(printf '%s\n' "${restarts[@]}" | median)" "$LINES"
 restarts=()
 half=$(echo "${SECS[word_count-eo]} / 2" | bc -l)
 for run in $(seq "$RUNS"); do
@@ -154,3 +173,46 @@ done
 printf '%-22s %8.2f s (killed at %.1f s, then the restart that finishes the job)\n' restart-after-kill \
   "$(printf '%s\n' "${restarts[@]}" | median)" "$half"
 echo "bench_pipeline: word_count_ratio=$(ratio word_count-alo word_count-eo) average_temp_ratio=$(ratio average_temp-alo average_temp-eo)"
+
+# Declared state: restart cost against history, restore of a large state.
+HISTORY_SMALL="${HISTORY_SMALL:-100000}"
+HISTORY_LARGE="${HISTORY_LARGE:-10000000}"
+STATE_KEYS="${STATE_KEYS:-1000000}"
+# history NAME LINES [lines_gen args]: writes LINES lines, runs word_count
+# --exactly-once over them once, then RUNS restarts with nothing new to do.
+history() {
+  local name=$1 lines=$2 topic="$RUN-history-$1"
+  shift 2
+  "$E/lines_gen" --brokers "$BROKERS" --topic "$topic" --lines "$lines" "$@" >/dev/null
+  create_topic "$topic-out" 2
+  local wc=("$E/word_count" --brokers "$BROKERS" --input "$topic" --output "$topic-out" -w "$WORKERS" --exactly-once
+    ${REPLAY:+--replay})
+  measure "${wc[@]}"
+  FIRST_SECS=$SECONDS_TAKEN
+  local secs=() rss=() run
+  for run in $(seq "$RUNS"); do
+    measure "${wc[@]}"
+    secs+=("$SECONDS_TAKEN")
+    rss+=("$RSS_MIB")
+  done
+  SECS[$name]=$(printf '%s\n' "${secs[@]}" | median)
+  RSS[$name]=$(printf '%s\n' "${rss[@]}" | median)
+}
+history restart-after-small "$HISTORY_SMALL"
+history restart-after-large "$HISTORY_LARGE"
+REPLAY=1 history restart-replay-small "$HISTORY_SMALL"
+for name in restart-after-small restart-after-large restart-replay-small; do
+  case $name in
+    *large) lines=$HISTORY_LARGE ;;
+    *) lines=$HISTORY_SMALL ;;
+  esac
+  printf '%-22s %8.2f s %6s MiB peak RSS (nothing new after %s lines)\n' "$name" "${SECS[$name]}" "${RSS[$name]}" "$lines"
+done
+history restore "$STATE_KEYS" --unique
+# The restore's own lines in the last restart: per worker keys, records, bytes, seconds.
+read -r keys records bytes slowest < <(awk '/restored .* counts from/ {
+    k += $5; r += $8; b += substr($11, 2); s = substr($14, 1, length($14) - 1) + 0; if (s > m) m = s }
+  END {printf "%d %d %d %.3f\n", k, r, b, (m > 0.001 ? m : 0.001)}' "$TMP/err")
+printf '%-22s %8.2f s restart, restore %.3f s (slowest worker): %d keys from %d changelog records, %d bytes, %.0f records/s, %s MiB peak RSS\n' \
+  restore "${SECS[restore]}" "$slowest" "$keys" "$records" "$bytes" "$(echo "$records / $slowest" | bc -l)" "${RSS[restore]}"
+echo "bench_pipeline: restart_large_over_small=$(ratio restart-after-large restart-after-small) restore_seconds=$slowest restore_records_per_s=$(echo "$records / $slowest" | bc -l)"

@@ -16,6 +16,11 @@
 //! read_committed: each word's counts strictly increase, no (word, count)
 //! repeats, the last count equals the word's occurrences in the input.
 //!
+//! Both run on the path of declared state (the counts and the running
+//! totals are restored from their changelogs; the crash point
+//! `during-restore` replaces `during-replay`); `word_count --replay` runs
+//! the same schedule on the path that replays the input instead.
+//!
 //! The same schedule runs `average_temp --exactly-once --output`: kafka-python
 //! writes readings with increasing timestamps per partition
 //! (tests/interop/chaos_temps.py), and the output must hold every
@@ -47,10 +52,14 @@ use rand::{Rng, SeedableRng};
 /// Replaced by each instance's worker count.
 const WORKERS: &str = "WORKERS";
 const ZOMBIES: usize = 2;
-/// Every crash point, in an order in which each is reached: the commits of
-/// `before-commit` and `after-commit` give `during-replay` committed
-/// input to replay.
-const CRASH_POINTS: [&str; 5] = ["after-fence", "after-probe", "before-commit", "after-commit", "during-replay"];
+/// Every crash point of a pipeline that replays its input, in an order in
+/// which each is reached: the commits of `before-commit` and `after-commit`
+/// give `during-replay` committed input to replay.
+const REPLAY_CRASH_POINTS: &[&str] = &["after-fence", "after-probe", "before-commit", "after-commit", "during-replay"];
+/// The same for a pipeline with declared state: it replays nothing, and
+/// `during-restore` (the first changelog record read) has committed state
+/// to restore.
+const STATE_CRASH_POINTS: &[&str] = &["after-fence", "after-probe", "before-commit", "after-commit", "during-restore"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -80,7 +89,13 @@ fn build_example(name: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = Command::new(cargo).current_dir(root()).args(["build", "--quiet", "--example", name]).status();
     assert!(built.unwrap().success(), "cargo build --example {name} failed");
-    root().join("target/debug/examples").join(name)
+    target_dir().join("debug/examples").join(name)
+}
+
+/// Where cargo builds: `CARGO_TARGET_DIR` if set (it was ignored: the test
+/// ran no binary when the target directory was elsewhere).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
 }
 
 /// One running instance of the pipeline, its output in files.
@@ -280,6 +295,8 @@ struct Scenario {
     input_report: String,
     /// Whether the example runs as a timely cluster (`-n 2 -p I --hostfile`).
     processes: bool,
+    /// The named crash points, in an order in which each is reached.
+    crash_points: &'static [&'static str],
 }
 
 fn chaos(scenario: Scenario) {
@@ -295,7 +312,8 @@ fn chaos(scenario: Scenario) {
     let mut rng = StdRng::seed_from_u64(seed);
     let binary = build_example(example);
     let python = python();
-    let dir = tempfile::tempdir_in(root().join("target")).unwrap();
+    std::fs::create_dir_all(target_dir()).unwrap();
+    let dir = tempfile::tempdir_in(target_dir()).unwrap();
     let run = format!("chaos-{example}-{}-{seed}", std::process::id());
     let (input, output) = (format!("{run}-in"), format!("{run}-out"));
     let partitions = scenario.input_partitions.to_string();
@@ -353,7 +371,7 @@ fn chaos(scenario: Scenario) {
     commits_seen.extend(resumed_commit(&current.stderr()));
     landed_after_start_up += usize::from(current.kill());
     next += 1;
-    for point in CRASH_POINTS {
+    for &point in scenario.crash_points {
         let mut crashing = Instance::start(&binary, &args, dir.path(), next, Some(point));
         next += 1;
         let status = crashing.wait(Duration::from_secs(120));
@@ -463,6 +481,41 @@ fn word_count_exactly_once_survives_kills_and_zombies() {
         check: &[],
         input_report: format!("lines={LINES}"),
         processes: true,
+        crash_points: STATE_CRASH_POINTS,
+    });
+}
+
+/// The same on the path of a pipeline without declared state: each start
+/// replays the input from its beginning (`--replay`).
+#[test]
+fn word_count_replaying_its_input_survives_kills_and_zombies() {
+    const LINES: u64 = 3000;
+    chaos(Scenario {
+        example: "word_count",
+        script: "chaos_words.py",
+        input_partitions: 2,
+        args: &[
+            "--input",
+            "INPUT",
+            "--output",
+            "OUTPUT",
+            "--exactly-once",
+            "--replay",
+            "--live",
+            "--idle-exit",
+            "8",
+            "-w",
+            WORKERS,
+            "--interval-ms",
+            "200",
+            "--commit-interval-ms",
+            "100",
+        ],
+        produce: [LINES, 20, 150],
+        check: &[],
+        input_report: format!("lines={LINES}"),
+        processes: false,
+        crash_points: REPLAY_CRASH_POINTS,
     });
 }
 
@@ -489,6 +542,7 @@ fn average_temp_exactly_once_survives_kills_and_zombies() {
         check: &["1000"],
         input_report: format!("readings={READINGS}"),
         processes: false,
+        crash_points: STATE_CRASH_POINTS,
     });
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use timely::scheduling::Activator;
 
 use super::progress::Progress;
-use super::sink::PipelineStats;
+use super::sink::{Outgoing, PipelineStats};
 use super::transactions::TransactionalWriter;
 use crate::connect::source::binding::{is_partition, CLEAN_END, FAILED, STOPPED_AT};
 use crate::error::{Error, Result};
@@ -90,15 +90,15 @@ impl Early {
     }
 }
 
-/// Per time: the outputs at that time.
-type Outputs<K, V> = BTreeMap<u64, Vec<(K, V)>>;
+/// Per time: the outputs and state changes at that time.
+type Outputs<K, V> = BTreeMap<u64, Vec<Outgoing<K, V>>>;
 
 /// The commit frontier: `target`, or earlier where the outputs of the
 /// times before it already exceed `max_bytes` (transactions stay bounded).
 fn commit_frontier<K: AsRef<[u8]>, V: AsRef<[u8]>>(outputs: &Outputs<K, V>, target: u64, max_bytes: usize) -> u64 {
     let mut bytes = 0;
     for (time, records) in outputs.range(..target) {
-        bytes += records.iter().map(|(k, v)| k.as_ref().len() + v.as_ref().len()).sum::<usize>();
+        bytes += records.iter().map(Outgoing::bytes).sum::<usize>();
         if bytes >= max_bytes {
             return time + 1;
         }
@@ -171,7 +171,7 @@ impl<K: AsRef<[u8]>, V: AsRef<[u8]>> CommitSink<K, V> {
 
     /// Outputs at `time`: buffered, or dropped if an earlier instance
     /// committed their time.
-    pub(super) fn on_outputs(&mut self, time: u64, records: &mut Vec<(K, V)>) {
+    pub(super) fn on_outputs(&mut self, time: u64, records: &mut Vec<Outgoing<K, V>>) {
         self.latest = self.latest.max(Some(time));
         if time < self.committed.frontier {
             if let Some(writer) = self.writer.as_ref() {
@@ -280,8 +280,8 @@ impl<K: AsRef<[u8]>, V: AsRef<[u8]>> CommitSink<K, V> {
             return Ok(());
         }
         let records = unsent.iter().flat_map(|(time, from, to)| self.buffered[time][*from..*to].iter());
-        let bytes: usize = records.clone().map(|(k, v)| k.as_ref().len() + v.as_ref().len()).sum();
-        if writer.send_early(records.map(|(k, v)| (k.as_ref(), v.as_ref())))? {
+        let bytes: usize = records.clone().map(Outgoing::bytes).sum();
+        if writer.send_early(records.map(Outgoing::out))? {
             for (time, _, to) in unsent {
                 self.early.sent.insert(time, to);
             }
@@ -383,17 +383,22 @@ impl<K: AsRef<[u8]>, V: AsRef<[u8]>> CommitSink<K, V> {
     fn commit(&mut self, writer: &TransactionalWriter, target: u64) -> Result<()> {
         let upto = commit_frontier(&self.buffered, target, self.policy.max_bytes);
         let progress = self.progress_upto(upto);
-        let records = || {
-            self.buffered.range(..upto).flat_map(|(_, records)| records.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
-        };
+        let records = || self.buffered.range(..upto).flat_map(|(_, records)| records.iter().map(Outgoing::out));
         let rest = self.buffered.range(..upto).flat_map(|(time, records)| {
-            records[self.early.sent.get(time).copied().unwrap_or(0)..].iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+            records[self.early.sent.get(time).copied().unwrap_or(0)..].iter().map(Outgoing::out)
         });
         let committed_now = writer.commit(rest, records, &progress);
         self.early.clear();
-        committed_now?;
-        let written: usize = self.buffered.range(..upto).map(|(_, records)| records.len()).sum();
-        self.status.counters().written.fetch_add(written as u64, Ordering::Relaxed);
+        let progress = committed_now?;
+        let (mut written, mut changes) = (0, 0);
+        for record in self.buffered.range(..upto).flat_map(|(_, records)| records) {
+            match record {
+                Outgoing::Output(..) => written += 1,
+                Outgoing::Change(..) => changes += 1,
+            }
+        }
+        self.status.counters().written.fetch_add(written, Ordering::Relaxed);
+        self.status.counters().changes.fetch_add(changes, Ordering::Relaxed);
         self.status.counters().commits.fetch_add(1, Ordering::Relaxed);
         writer.crash_point("after-commit");
         self.status.counters().frontier.store(upto, Ordering::Relaxed);
@@ -435,7 +440,7 @@ mod tests {
     #[test]
     fn a_commit_stops_at_the_time_boundary_past_the_size_bound() {
         let outputs: Outputs<Vec<u8>, Vec<u8>> =
-            (0..10u64).map(|t| (t * 2, vec![(vec![0u8; 10], vec![0u8; 90]); 3])).collect();
+            (0..10u64).map(|t| (t * 2, vec![Outgoing::Output(vec![0u8; 10], vec![0u8; 90]); 3])).collect();
         // 300 bytes per time.
         assert_eq!(commit_frontier(&outputs, 20, 1 << 20), 20);
         assert_eq!(commit_frontier(&outputs, 20, 300), 1);

@@ -42,13 +42,18 @@
 //! needed offset is an error (`auto.offset.reset=error` and a check at
 //! start), never a skip.
 //!
-//! *State* (counts, reductions): by default every partition is read again
-//! from where the pipeline's input began ([`ExactlyOnceConfig::replay_from_start`]);
+//! *State* (counts, reductions): a pipeline that declares its keyed state
+//! ([`ExactlyOnceConfig::state`]) writes its changes to a compacted
+//! changelog topic in the same transaction as the outputs and the progress
+//! record, restores it at start to exactly the committed frontier, and its
+//! sources seek to the binding (`state/mod.rs`): a restart reads the state, not the input's history.
+//! Without declared state, every partition is read again from where the
+//! pipeline's input began ([`ExactlyOnceConfig::replay_from_start`]);
 //! the records below the binding rebuild the state at `F`, their outputs
 //! (all before `F`) are dropped by the sink, and the computation continues
-//! exactly where the commit left it. Simple and correct for any operator;
-//! the cost is re-reading the input on every restart (scripts/bench_pipeline.sh
-//! measures it). Stateless pipelines turn it off and seek to the binding.
+//! exactly where the commit left it. The cost is re-reading the input on
+//! every restart (scripts/bench_pipeline.sh measures both). Stateless
+//! pipelines turn it off and seek to the binding.
 //!
 //! *Failures*: a commit error is handled by librdkafka's class (see
 //! `transactions.rs`). A failure anywhere in the process's computation
@@ -71,20 +76,27 @@
 
 mod budget;
 mod commit_sink;
+mod delivered;
 mod progress;
 mod progress_topic;
 mod sink;
+mod state;
 mod transactions;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::Concat;
 use timely::dataflow::{Stream, StreamVec};
 use timely::worker::Worker;
 use timely::ExchangeData;
 
-pub use progress::{Progress, PROGRESS_FORMAT};
+pub use progress::{ChangelogExtent, Progress, PROGRESS_FORMAT};
 pub use sink::PipelineStats;
+pub use state::{changelog_topic, RestoreStats, StateChanges};
 
 use crate::connect::source::SourceResume;
 use crate::error::{Error, Result};
@@ -135,7 +147,13 @@ pub struct ExactlyOnceConfig {
     pub timeout: Duration,
     /// Read each source partition from its start on every run, so stateful
     /// operators rebuild their state (default); `false` seeks to the binding.
+    /// [`ExactlyOnceConfig::state`] turns it off: the state is restored.
     pub replay_from_start: bool,
+    /// The declared keyed states, by name (see [`ExactlyOnceConfig::state`]).
+    pub states: Vec<String>,
+    /// Partitions of a changelog topic created on a state's first use
+    /// (default: the input's partition count). Fixed once it holds state.
+    pub state_partitions: Option<u32>,
     /// Tests only: accept a broker whose read_committed readers see aborted
     /// records (librdkafka's mock cluster). Its output is exact only while
     /// nothing is aborted.
@@ -169,6 +187,8 @@ impl ExactlyOnceConfig {
             transaction_timeout: Duration::from_secs(60),
             timeout: Duration::from_secs(30),
             replay_from_start: true,
+            states: Vec::new(),
+            state_partitions: None,
             accept_broker_without_aborts: false,
             fresh: false,
             crash_at: None,
@@ -178,6 +198,24 @@ impl ExactlyOnceConfig {
     /// Sets the commit interval.
     pub fn commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval;
+        self
+    }
+
+    /// Whether the sources read from the input's start: only without
+    /// declared state (a restored state plus a replay would count the
+    /// records below the binding twice).
+    fn replays(&self) -> bool {
+        self.replay_from_start && self.states.is_empty()
+    }
+
+    /// Declares a keyed state `name`: its changes are committed to the
+    /// compacted changelog topic `<output>.state.<name>` with the outputs
+    /// ([`Pipeline::changes`]), a start restores it as of the last commit
+    /// ([`Pipeline::restore`]), and the sources read from the binding
+    /// instead of the input's start.
+    pub fn state(mut self, name: &str) -> Self {
+        self.states.push(name.to_string());
+        self.replay_from_start = false;
         self
     }
 }
@@ -208,9 +246,60 @@ impl Pipeline {
             frontier: self.resume.frontier,
             offsets: self.resume.offsets.clone(),
             starts: self.resume.starts.clone(),
-            replay_from_start: self.config.replay_from_start,
+            replay_from_start: self.config.replays(),
             topic: Some(self.config.input.clone()),
         }
+    }
+
+    /// The entries of state `name` as of the last commit that this worker
+    /// restores, and what reading them took (collective: call it on every
+    /// worker, before building the dataflow; one worker's failure is every
+    /// worker's). Each worker reads a share of the changelog's partitions,
+    /// so the program must exchange the entries by key, as it does its
+    /// input, to reach the worker owning each; fed to the dataflow at time
+    /// 0 (`to_stream`), they come before every input time. An error
+    /// (missing, short or corrupt changelog; a timeout) is one line naming
+    /// topic and partition.
+    pub fn restore<K, V>(&self, worker: &mut Worker, name: &str) -> Result<(Vec<(K, V)>, RestoreStats)>
+    where
+        K: DeserializeOwned,
+        V: DeserializeOwned,
+    {
+        let restored = self.extent(name).and_then(|extent| {
+            let crash_at = self.config.crash_at.as_deref();
+            let share = (worker.index(), worker.peers());
+            state::restore(&self.config.kafka, name, extent, share, self.config.timeout, crash_at)
+        });
+        agree(worker, restored)
+    }
+
+    /// The changes of state `name` the program made at each time: the new
+    /// value of each key that changed, `None` for a key removed. The sink
+    /// commits those at times before each commit's frontier to the state's
+    /// changelog ([`Pipeline::sink_with_state`]).
+    pub fn changes<'scope, K, V>(
+        &self,
+        name: &str,
+        changes: StreamVec<'scope, u64, (K, Option<V>)>,
+    ) -> Result<StateChanges<'scope>>
+    where
+        K: Serialize + 'static,
+        V: Serialize + 'static,
+    {
+        self.extent(name)?;
+        let index = self.config.states.iter().position(|s| s == name).unwrap_or_default() as u32;
+        let stream = changes.map(move |(key, value)| (index, state::encode(&key), value.as_ref().map(state::encode)));
+        Ok(StateChanges { state: index, stream })
+    }
+
+    /// The changelog extent of declared state `name` at the last commit.
+    fn extent(&self, name: &str) -> Result<&ChangelogExtent> {
+        self.resume.states.get(name).filter(|_| self.config.states.iter().any(|s| s == name)).ok_or_else(|| {
+            Error::Config(format!(
+                "exactly-once pipeline '{}': state '{name}' is not declared (ExactlyOnceConfig::state)",
+                self.config.transactional_id
+            ))
+        })
     }
 
     /// The sink: commits `outputs` with the source's `binding` stream.
@@ -223,6 +312,30 @@ impl Pipeline {
         K: ExchangeData + AsRef<[u8]>,
         V: ExchangeData + AsRef<[u8]>,
     {
+        self.sink_with_state(outputs, binding, Vec::new())
+    }
+
+    /// The sink of a pipeline with declared state: commits `outputs` and
+    /// the `states`' changes with the source's `binding` stream, in one
+    /// transaction per commit. Each declared state needs its changes here:
+    /// one missing fails the sink (its state would be lost at the next
+    /// restart).
+    pub fn sink_with_state<'scope, K, V>(
+        self,
+        outputs: Stream<'scope, u64, Vec<(K, V)>>,
+        binding: StreamVec<'scope, u64, (u32, u64)>,
+        states: Vec<StateChanges<'scope>>,
+    ) -> Status<PipelineStats>
+    where
+        K: ExchangeData + AsRef<[u8]>,
+        V: ExchangeData + AsRef<[u8]>,
+    {
+        let missing = (0..self.config.states.len() as u32).find(|index| states.iter().all(|s| s.state != *index));
+        let mut outgoing = outputs.map(|(key, value)| sink::Outgoing::Output(key, value));
+        for changes in states {
+            outgoing =
+                outgoing.concat(changes.stream.map(|(state, key, value)| sink::Outgoing::Change(state, key, value)));
+        }
         let handle = Status::<PipelineStats>::default();
         let policy = CommitPolicy {
             interval: self.config.commit_interval,
@@ -232,7 +345,15 @@ impl Pipeline {
             send_early: !self.config.accept_broker_without_aborts,
             max_open: budget::max_open(self.config.transaction_timeout, self.config.timeout),
         };
-        sink::build(outputs, binding, self.writer, self.resume, policy, handle.clone());
+        if let Some(index) = missing {
+            let message = format!(
+                "exactly-once pipeline '{}': state '{}' is declared but its changes were not given to the sink \
+                 (Pipeline::changes); nothing is committed",
+                self.config.transactional_id, self.config.states[index as usize]
+            );
+            handle.fail("", Error::Config(message));
+        }
+        sink::build(outgoing, binding, self.writer, self.resume, policy, handle.clone());
         handle
     }
 }
@@ -278,15 +399,20 @@ pub(crate) fn refuse_overrides(log: &KafkaLog, id: &str) -> Result<()> {
 fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> {
     let log = &config.kafka;
     refuse_overrides(log, &config.transactional_id)?;
+    if !config.states.is_empty() {
+        state::refuse_random_partitioner(log, &config.transactional_id)?;
+    }
     budget::check_budget(&config.transactional_id, config.transaction_timeout, config.timeout)?;
     // The topics are checked (the progress topic created on a first start)
     // while the producer fences: each costs broker round trips.
     let (writer, input) = std::thread::scope(|scope| {
         let topics = scope.spawn(|| check_topics(config));
+        let changelogs: Vec<String> = config.states.iter().map(|name| changelog_topic(&config.output, name)).collect();
         let writer = TransactionalWriter::start(
             log,
             &config.transactional_id,
             &config.output,
+            &changelogs,
             &config.progress_topic,
             config.transaction_timeout,
             config.timeout,
@@ -338,6 +464,9 @@ fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> 
         progress.input_id = input_id;
     }
     check_bindings_stored(log, &config.input, &progress)?;
+    let partitions = config.state_partitions.unwrap_or(input.partitions).max(1);
+    let check = !config.accept_broker_without_aborts;
+    state::check_changelogs(log, &config.output, &config.states, partitions, check, &mut progress)?;
     // Partitions the last commit does not know (a first start, or added
     // since) begin at their first retained offset.
     let missing: Vec<u32> = (0..input.partitions).filter(|p| !progress.starts.contains_key(p)).collect();
@@ -363,7 +492,7 @@ fn check_topics(config: &ExactlyOnceConfig) -> Result<TopicInfo> {
     let check_settings = !config.accept_broker_without_aborts;
     progress_topic::ensure_progress_topic(log, &config.progress_topic, check_settings)?;
     let input = log.topic_info(&config.input)?.ok_or_else(|| Error::MissingTopic(config.input.clone()))?;
-    if check_settings && config.replay_from_start {
+    if check_settings && config.replays() {
         refuse_compacted_input(log, &config.input)?;
     }
     Ok(input)

@@ -47,6 +47,28 @@ pub struct Progress {
     pub offsets: BTreeMap<u32, u64>,
     /// Per source partition, where the pipeline's input begins.
     pub starts: BTreeMap<u32, u64>,
+    /// Per declared state (by name), its changelog's extent at this commit
+    /// (see `state/`). Empty for a pipeline that declares no state.
+    #[serde(default)]
+    pub states: BTreeMap<String, ChangelogExtent>,
+}
+
+/// Where a state's changelog holds the state at a commit: per changelog
+/// partition, the records from `starts` (the changelog's end when the
+/// pipeline first used it) to `ends` (one past the last record this
+/// pipeline delivered to it up to the commit) are the committed changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangelogExtent {
+    /// The changelog topic.
+    pub topic: String,
+    /// Its topic id (KIP-516) when the broker gives one: a changelog
+    /// deleted and created again has another.
+    #[serde(default)]
+    pub topic_id: Option<String>,
+    /// Per changelog partition, the first offset of this pipeline's changes.
+    pub starts: BTreeMap<u32, u64>,
+    /// Per changelog partition, one past the last change delivered.
+    pub ends: BTreeMap<u32, u64>,
 }
 
 /// The key of the aborted probe record every start writes (see
@@ -152,6 +174,16 @@ mod tests {
             input_id: Some("kLBQtEBfRGOTo7Eq7nRd0A".into()),
             offsets: [(0, 120), (1, 0), (12, 9)].into(),
             starts: [(0, 0), (1, 0), (12, 3)].into(),
+            states: [(
+                "counts".to_string(),
+                ChangelogExtent {
+                    topic: "counts.state.counts".into(),
+                    topic_id: None,
+                    starts: [(0, 0)].into(),
+                    ends: [(0, 9)].into(),
+                },
+            )]
+            .into(),
         };
         let bytes = serde_json::to_vec(&progress).unwrap();
         assert_eq!(serde_json::from_slice::<Progress>(&bytes).unwrap(), progress);
@@ -164,5 +196,6 @@ mod tests {
             br#"{"format":1,"writer":"w","commit":2,"frontier":9,"input":"lines","offsets":{"0":4},"starts":{"0":0}}"#;
         let progress: Progress = serde_json::from_slice(written).unwrap();
         assert_eq!((progress.commit, progress.input_id), (2, None));
+        assert!(progress.states.is_empty());
     }
 }

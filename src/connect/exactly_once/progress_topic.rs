@@ -36,14 +36,15 @@ pub(super) fn ensure_progress_topic(log: &KafkaLog, topic: &str, check: bool) ->
         return Ok(());
     }
     match log.topic_configs(topic) {
-        Ok(Some(configs)) => check_settings(topic, &configs),
+        Ok(Some(configs)) => check_settings("progress topic", topic, &configs),
         // A broker that does not describe topics (librdkafka's mock cluster).
         Ok(None) | Err(_) => Ok(()),
     }
 }
 
-/// Refuses settings under which the broker deletes records by age or size.
-fn check_settings(topic: &str, configs: &[(String, String)]) -> Result<()> {
+/// Refuses settings under which the broker deletes records by age or size
+/// (`what`: "progress topic", "changelog topic").
+pub(super) fn check_settings(what: &str, topic: &str, configs: &[(String, String)]) -> Result<()> {
     let get = |key: &str| configs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     let policy = get("cleanup.policy").unwrap_or("delete");
     if !policy.contains("delete") {
@@ -54,8 +55,8 @@ fn check_settings(topic: &str, configs: &[(String, String)]) -> Result<()> {
         return Ok(());
     }
     Err(Error::Config(format!(
-        "progress topic '{topic}': cleanup.policy={policy} with retention.ms={} and retention.bytes={} would \
-         delete the pipeline's commits; set cleanup.policy=compact (kafka-configs.sh --alter --entity-type topics \
+        "{what} '{topic}': cleanup.policy={policy} with retention.ms={} and retention.bytes={} would \
+         delete what the pipeline committed; set cleanup.policy=compact (kafka-configs.sh --alter --entity-type topics \
          --entity-name {topic} --add-config cleanup.policy=compact)",
         get("retention.ms").unwrap_or("(default)"),
         get("retention.bytes").unwrap_or("(default)")
@@ -135,16 +136,16 @@ mod tests {
 
     #[test]
     fn settings_that_delete_commits_are_refused_in_one_line() {
-        assert!(check_settings("p", &configs(PROGRESS_TOPIC_CONFIGS)).is_ok());
-        assert!(check_settings("p", &configs(&[("cleanup.policy", "compact")])).is_ok());
+        assert!(check_settings("progress topic", "p", &configs(PROGRESS_TOPIC_CONFIGS)).is_ok());
+        assert!(check_settings("progress topic", "p", &configs(&[("cleanup.policy", "compact")])).is_ok());
         let unbounded = [("cleanup.policy", "delete"), ("retention.ms", "-1"), ("retention.bytes", "-1")];
-        assert!(check_settings("p", &configs(&unbounded)).is_ok());
+        assert!(check_settings("progress topic", "p", &configs(&unbounded)).is_ok());
         for refused in [
             configs(&[("cleanup.policy", "delete"), ("retention.ms", "604800000"), ("retention.bytes", "-1")]),
             configs(&[("cleanup.policy", "compact,delete"), ("retention.ms", "1000")]),
             configs(&[]),
         ] {
-            let error = check_settings("p", &refused).unwrap_err().to_string();
+            let error = check_settings("progress topic", "p", &refused).unwrap_err().to_string();
             assert!(error.contains("progress topic 'p'") && error.contains("cleanup.policy=compact"), "{error}");
             assert!(!error.contains('\n'), "{error}");
         }

@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::{Stream, StreamVec};
@@ -13,7 +14,7 @@ use timely::ExchangeData;
 
 use super::commit_sink::{CommitPolicy, CommitSink};
 use super::progress::Progress;
-use super::transactions::TransactionalWriter;
+use super::transactions::{Out, TransactionalWriter};
 use crate::runtime::status::{load, sealed::Counted, Stats, Status};
 
 /// What an exactly-once pipeline's sink counts, read through its
@@ -29,6 +30,8 @@ pub struct PipelineStats {
     pub dropped: u64,
     /// The frontier of the last commit (the resume frontier before any).
     pub committed_frontier: u64,
+    /// State changes this instance committed to the changelogs.
+    pub changes: u64,
     /// Output records sent ahead of their commit and then aborted: a commit
     /// fell due before the frontier passed them, or their transaction had
     /// been open too long for its timeout. They are committed again later; a
@@ -45,6 +48,7 @@ pub struct PipelineCounters {
     pub(super) dropped: AtomicU64,
     pub(super) frontier: AtomicU64,
     pub(super) aborted_early: AtomicU64,
+    pub(super) changes: AtomicU64,
 }
 
 impl Counted for PipelineStats {
@@ -56,14 +60,40 @@ impl Counted for PipelineStats {
             dropped: load(&c.dropped),
             committed_frontier: load(&c.frontier),
             aborted_early: load(&c.aborted_early),
+            changes: load(&c.changes),
         }
     }
 }
 
 impl Stats for PipelineStats {}
 
+/// What the sink commits: an output record, or a change of a declared
+/// state (the state's index among the declared ones, its encoded key and
+/// value; `None`: the key was removed).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) enum Outgoing<K, V> {
+    Output(K, V),
+    Change(u32, Vec<u8>, Option<Vec<u8>>),
+}
+
+impl<K: AsRef<[u8]>, V: AsRef<[u8]>> Outgoing<K, V> {
+    /// The record as the writer sends it.
+    pub(super) fn out(&self) -> Out<'_> {
+        match self {
+            Outgoing::Output(key, value) => (0, key.as_ref(), Some(value.as_ref())),
+            Outgoing::Change(state, key, value) => (*state as usize + 1, key, value.as_deref()),
+        }
+    }
+
+    /// Its size, for the transaction's size bound.
+    pub(super) fn bytes(&self) -> usize {
+        let (_, key, value) = self.out();
+        key.len() + value.map_or(0, <[u8]>::len)
+    }
+}
+
 pub(super) fn build<'scope, K, V>(
-    outputs: Stream<'scope, u64, Vec<(K, V)>>,
+    outputs: Stream<'scope, u64, Vec<Outgoing<K, V>>>,
     binding: StreamVec<'scope, u64, (u32, u64)>,
     writer: Option<TransactionalWriter>,
     committed: Progress,
@@ -74,7 +104,7 @@ pub(super) fn build<'scope, K, V>(
     V: ExchangeData + AsRef<[u8]>,
 {
     status.counters().frontier.store(committed.frontier, Ordering::Relaxed);
-    let to_writer = Exchange::new(|_: &(K, V)| 0);
+    let to_writer = Exchange::new(|_: &Outgoing<K, V>| 0);
     let reports_to_writer = Exchange::new(|_: &(u32, u64)| 0);
     let scope = outputs.scope();
     let peers = scope.peers();

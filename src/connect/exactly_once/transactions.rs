@@ -30,9 +30,10 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use super::budget::{check_transaction_timeout, max_open};
+use super::delivered::{wait_reported, Delivered};
 use super::progress::{probe_key, Progress};
 use crate::error::{Error, Result};
 use crate::log::kafka::polled::PolledProducer;
@@ -62,11 +63,21 @@ fn classify(error: &KafkaError) -> Option<&rdkafka::error::RDKafkaError> {
     }
 }
 
+/// A record a transaction holds: the topic (0: the output, `i > 0`: the
+/// changelog of the `i`-th declared state), key, value (`None`: a
+/// tombstone, which deletes the key from a compacted changelog).
+pub(super) type Out<'a> = (usize, &'a [u8], Option<&'a [u8]>);
+
 /// The one transactional writer of a pipeline.
 pub(super) struct TransactionalWriter {
-    producer: PolledProducer<DefaultProducerContext>,
+    producer: PolledProducer<Delivered>,
     id: String,
     output: String,
+    /// The output, then the changelog of each declared state.
+    topics: Vec<String>,
+    /// Changelog records sent (their delivery reports are awaited before
+    /// a commit's progress record, which stores where they end).
+    changelog_sent: Cell<u64>,
     progress_topic: String,
     timeout: Duration,
     transaction_timeout: Duration,
@@ -94,6 +105,7 @@ impl TransactionalWriter {
         log: &KafkaLog,
         id: &str,
         output: &str,
+        changelogs: &[String],
         progress_topic: &str,
         transaction_timeout: Duration,
         timeout: Duration,
@@ -103,17 +115,19 @@ impl TransactionalWriter {
         // while the producer fences; a timeout it refuses fails both.
         std::thread::scope(|scope| {
             let checked = scope.spawn(|| check_transaction_timeout(log, transaction_timeout, timeout, &what));
-            let started = Self::fence(log, id, output, progress_topic, transaction_timeout, timeout, &what);
+            let started = Self::fence(log, id, output, changelogs, progress_topic, transaction_timeout, timeout, &what);
             checked.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
             started
         })
     }
 
     /// Creates the producer and fences earlier instances (`init_transactions`).
+    #[allow(clippy::too_many_arguments)]
     fn fence(
         log: &KafkaLog,
         id: &str,
         output: &str,
+        changelogs: &[String],
         progress_topic: &str,
         transaction_timeout: Duration,
         timeout: Duration,
@@ -136,9 +150,9 @@ impl TransactionalWriter {
             ("queue.buffering.max.kbytes", "65536"),
             ("allow.auto.create.topics", "false"),
         ];
-        let producer: BaseProducer<DefaultProducerContext> = log
+        let producer: BaseProducer<Delivered> = log
             .config(&defaults, CONSUMER_ONLY)
-            .create()
+            .create_with_context(Delivered::new(changelogs.to_vec()))
             .map_err(|e| Error::kafka_from(format!("{what}: cannot create producer"), &e))?;
         let producer = PolledProducer::new(producer, "timely-kafka transactions")
             .map_err(|e| Error::kafka_from(format!("{what}: cannot start the producer's polling thread"), &e))?;
@@ -152,6 +166,8 @@ impl TransactionalWriter {
             producer,
             id: id.to_string(),
             output: output.to_string(),
+            topics: std::iter::once(output.to_string()).chain(changelogs.iter().cloned()).collect(),
+            changelog_sent: Cell::new(0),
             progress_topic: progress_topic.to_string(),
             timeout,
             transaction_timeout,
@@ -206,7 +222,7 @@ impl TransactionalWriter {
     /// failure; the transaction was aborted, nothing sent early is left.
     /// A full local queue is waited for at most until the transaction has
     /// been open for [`max_open`].
-    pub(super) fn send_early<'a>(&self, mut outputs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Result<bool> {
+    pub(super) fn send_early<'a>(&self, mut outputs: impl Iterator<Item = Out<'a>>) -> Result<bool> {
         let sent = (|| {
             if !self.open.get() {
                 self.begin()?;
@@ -214,8 +230,7 @@ impl TransactionalWriter {
             }
             let begun = self.begun.get().unwrap_or_else(Instant::now);
             let deadline = begun + max_open(self.transaction_timeout, self.timeout);
-            outputs
-                .try_for_each(|(key, value)| self.send(BaseRecord::to(&self.output).key(key).payload(value), deadline))
+            outputs.try_for_each(|record| self.send_out(record, deadline))
         })();
         match sent {
             Ok(()) => Ok(true),
@@ -250,16 +265,18 @@ impl TransactionalWriter {
     /// [`TransactionalWriter::send_early`] opened the transaction, `rest`
     /// (the outputs it did not send) is sent to finish it first; `outputs`
     /// must then include what was sent early (a restart sends it again).
-    pub(super) fn commit<'a, I, R>(&self, rest: R, outputs: impl Fn() -> I, progress: &Progress) -> Result<()>
+    /// Returns the progress record committed: `progress` with its
+    /// changelogs' ends.
+    pub(super) fn commit<'a, I, R>(&self, rest: R, outputs: impl Fn() -> I, progress: &Progress) -> Result<Progress>
     where
-        I: Iterator<Item = (&'a [u8], &'a [u8])>,
-        R: Iterator<Item = (&'a [u8], &'a [u8])>,
+        I: Iterator<Item = Out<'a>>,
+        R: Iterator<Item = Out<'a>>,
     {
         let what = self.what();
         let mut last = String::new();
         if self.open.replace(false) {
             match self.try_commit(false, rest, progress) {
-                Ok(()) => return Ok(()),
+                Ok(committed) => return Ok(committed),
                 Err(Failure::Fatal(reason)) => return Err(Error::kafka(format!("{what}: {reason}"))),
                 Err(Failure::Abortable(reason)) => {
                     last = reason;
@@ -271,7 +288,7 @@ impl TransactionalWriter {
         }
         for _ in 0..ATTEMPTS {
             match self.try_commit(true, outputs(), progress) {
-                Ok(()) => return Ok(()),
+                Ok(committed) => return Ok(committed),
                 Err(Failure::Fatal(reason)) => return Err(Error::kafka(format!("{what}: {reason}"))),
                 Err(Failure::Abortable(reason)) => {
                     last = reason;
@@ -288,17 +305,18 @@ impl TransactionalWriter {
     fn try_commit<'a>(
         &self,
         begin: bool,
-        outputs: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+        outputs: impl Iterator<Item = Out<'a>>,
         progress: &Progress,
-    ) -> std::result::Result<(), Failure> {
+    ) -> std::result::Result<Progress, Failure> {
         if begin {
             self.begin()?;
         }
         let deadline = Instant::now() + self.timeout;
-        for (key, value) in outputs {
-            self.send(BaseRecord::to(&self.output).key(key).payload(value), deadline)?;
+        for record in outputs {
+            self.send_out(record, deadline)?;
         }
-        let payload = serde_json::to_vec(progress).map_err(|e| Failure::Fatal(e.to_string()))?;
+        let progress = self.with_changelog_ends(progress, deadline)?;
+        let payload = serde_json::to_vec(&progress).map_err(|e| Failure::Fatal(e.to_string()))?;
         let key = self.id.as_bytes();
         self.send(BaseRecord::to(&self.progress_topic).partition(0).key(key).payload(&payload[..]), deadline)?;
         // Delivered first: commit_transaction's own flush waits in steps
@@ -320,13 +338,50 @@ impl TransactionalWriter {
             match self.producer.commit_transaction(remaining) {
                 Ok(()) => {
                     self.begun.set(None);
-                    return Ok(());
+                    return Ok(progress);
                 }
                 // The same call again: it resumes the commit.
                 Err(error) if timed_out(&error) && Instant::now() < last_chance => {}
                 Err(error) => return Err(self.failure(&error)),
             }
         }
+    }
+
+    /// `progress` with, per declared state, where its changelog's
+    /// deliveries end: waits for the changelog records' delivery reports
+    /// first (one round trip more per commit, only with declared state).
+    fn with_changelog_ends(&self, progress: &Progress, deadline: Instant) -> std::result::Result<Progress, Failure> {
+        let mut progress = progress.clone();
+        if self.topics.len() == 1 {
+            return Ok(progress);
+        }
+        if !self.producer.wait_delivered(deadline)
+            || !wait_reported(&self.producer, self.changelog_sent.get(), deadline)
+        {
+            return Err(Failure::Abortable("the changelog records were not delivered within the timeout".into()));
+        }
+        for ((index, partition), end) in self.producer.context().ends() {
+            let topic = &self.topics[index + 1];
+            if let Some(extent) = progress.states.values_mut().find(|extent| &extent.topic == topic) {
+                let entry = extent.ends.entry(partition).or_default();
+                *entry = (*entry).max(end);
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Queues one output or changelog record.
+    fn send_out(&self, (topic, key, value): Out<'_>, deadline: Instant) -> std::result::Result<(), Failure> {
+        let record = BaseRecord::to(&self.topics[topic]).key(key);
+        let record = match value {
+            Some(value) => record.payload(value),
+            None => record,
+        };
+        self.send(record, deadline)?;
+        if topic > 0 {
+            self.changelog_sent.set(self.changelog_sent.get() + 1);
+        }
+        Ok(())
     }
 
     /// Queues one record, waiting while the local queue is full.
