@@ -31,7 +31,7 @@
 //! `--exactly-once --output TOPIC` also writes each bucket, once the
 //! frontier has passed it, as a record keyed by the bucket (decimal
 //! milliseconds) with value `records=<n> average=<x>`, in Kafka transactions
-//! with the pipeline's progress (`connect::exactly_once`): killed at any
+//! with the pipeline's progress (`connect::transactional`): killed at any
 //! moment and started again with the same arguments, the output topic holds
 //! every bucket exactly once for read_committed readers. A bucket is a
 //! time, and the commit's binding puts every record of a bucket at or after
@@ -101,8 +101,8 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{ProbeHandle, StreamVec};
-use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
 use timely_kafka::connect::source::{time, KafkaSource, SourceConfig, SourceEnd, SourceRecord};
+use timely_kafka::connect::transactional::{self, PipelineConfig};
 use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
@@ -259,11 +259,11 @@ fn main() {
         let pipeline = match (&args.output, args.exactly_once) {
             (Some(output), true) => {
                 // One key: one changelog partition, which worker 0 restores.
-                let mut config = ExactlyOnceConfig::new(kafka.clone(), &args.topic, output).state(RUNNING);
+                let mut config = PipelineConfig::new(kafka.clone(), &args.topic, output).state(RUNNING);
                 config.state_partitions = Some(1);
                 // Tests only: abort at a named point (tests/pipeline_chaos.rs).
                 config.crash_at = std::env::var("TIMELY_KAFKA_CRASH_AT").ok();
-                let pipeline = exactly_once::open(worker, &config)?;
+                let pipeline = transactional::open(worker, &config)?;
                 if worker.index() == 0 {
                     let resume = pipeline.resume();
                     eprintln!("{PROGRAM}: resuming after commit {} at frontier {}", resume.commit, resume.frontier);

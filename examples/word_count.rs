@@ -1,6 +1,6 @@
 //! `word_count`: counts the words of the text lines in a Kafka topic and writes
 //! `(word, count)` records to another, with `kafka_source` and `kafka_sink`,
-//! or exactly once with `connect::exactly_once`.
+//! or exactly once with `connect::transactional`.
 //!
 //! ```text
 //! cargo run --example word_count -- [--brokers B] [--input lines] [--output word-counts] [--produce-sample]
@@ -69,9 +69,9 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Inspect, Probe, ToStream};
 use timely::dataflow::{ProbeHandle, Stream};
-use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
 use timely_kafka::connect::sink::{KafkaSink, SinkConfig};
 use timely_kafka::connect::source::{time, KafkaSource, SourceConfig, SourceEnd, SourceRecord};
+use timely_kafka::connect::transactional::{self, PipelineConfig};
 use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
@@ -268,7 +268,7 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
             Some((if live { bucket(record) } else { 0 }, line))
         };
         let mut pipeline = if args.exactly_once {
-            let mut config = ExactlyOnceConfig::new(kafka.clone(), &args.input, &args.output)
+            let mut config = PipelineConfig::new(kafka.clone(), &args.input, &args.output)
                 .commit_interval(Duration::from_millis(args.commit_interval_ms));
             if !args.replay {
                 config = config.state(STATE);
@@ -276,7 +276,7 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
             config.fresh = args.fresh;
             // Tests only: abort at a named point (tests/pipeline_chaos.rs).
             config.crash_at = std::env::var("TIMELY_KAFKA_CRASH_AT").ok();
-            let pipeline = exactly_once::open(w, &config)?;
+            let pipeline = transactional::open(w, &config)?;
             if w.index() == 0 {
                 let resume = pipeline.resume();
                 eprintln!("{PROGRAM}: resuming after commit {} at frontier {}", resume.commit, resume.frontier);

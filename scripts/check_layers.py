@@ -36,7 +36,7 @@ LAYERS = [
     ["capture::differential"],
     ["connect::status"],
     ["connect::source", "connect::sink"],
-    ["connect::exactly_once"],
+    ["connect::transactional"],
     ["capture", "connect"],
     ["lib"],
 ]

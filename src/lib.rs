@@ -83,7 +83,7 @@ pub use runtime::{execute, step_until_done, try_execute};
 /// the repository has the protocol, the resume contract and the limits).
 ///
 /// Not to be confused with the *transactional pipelines* of
-/// [`connect::exactly_once`], which write plain Kafka records for other
+/// [`connect::transactional`], which write plain Kafka records for other
 /// programs in Kafka transactions.
 pub mod exactly_once {
     pub use crate::capture::exactly_once::CommitOptions;

@@ -27,7 +27,7 @@
 //! one-second bucket exactly once with the input's count and average.
 //!
 //! Before the random kills, one instance per named crash point
-//! (`TIMELY_KAFKA_CRASH_AT`, `ExactlyOnceConfig::crash_at`) aborts there:
+//! (`TIMELY_KAFKA_CRASH_AT`, `PipelineConfig::crash_at`) aborts there:
 //! after fencing, after the probe, during the replay of committed input,
 //! with a commit's records delivered but `commit_transaction` not called,
 //! and right after a commit. Each must be reached (its line on stderr, the
@@ -552,7 +552,7 @@ fn a_transaction_timeout_above_the_broker_maximum_is_refused_at_start() {
         println!("pipeline_chaos: skipped (set KAFKA_BROKERS to an Apache Kafka with transactions)");
         return;
     };
-    use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
+    use timely_kafka::connect::transactional::{self, PipelineConfig};
     use timely_kafka::log::{kafka::KafkaLog, LogBackend};
     let _deadline = common::deadline();
     let log = KafkaLog::new(&brokers, &[]).unwrap();
@@ -560,10 +560,11 @@ fn a_transaction_timeout_above_the_broker_maximum_is_refused_at_start() {
     for name in [&topic, &format!("{topic}-out")] {
         log.create_topic(name, 1, false).unwrap();
     }
-    let mut config = ExactlyOnceConfig::new(log, &topic, &format!("{topic}-out"));
+    let mut config = PipelineConfig::new(log, &topic, &format!("{topic}-out"));
     // Kafka's default transaction.max.timeout.ms is 15 minutes.
     config.transaction_timeout = Duration::from_secs(16 * 60);
-    let result = timely_kafka::execute(timely::Config::process(2), move |w| exactly_once::open(w, &config).map(|_| ()));
+    let result =
+        timely_kafka::execute(timely::Config::process(2), move |w| transactional::open(w, &config).map(|_| ()));
     let message = result.unwrap_err().to_string();
     println!("pipeline_chaos: {message}");
     assert!(message.contains("transaction.max.timeout.ms"), "{message}");
@@ -576,8 +577,8 @@ fn retention_past_the_binding_is_a_hard_error() {
     use rdkafka::client::DefaultClientContext;
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
     use timely::dataflow::operators::vec::Map;
-    use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
     use timely_kafka::connect::source::{KafkaSource, SourceConfig, SourceEnd};
+    use timely_kafka::connect::transactional::{self, PipelineConfig};
     use timely_kafka::log::{kafka::KafkaLog, LogBackend};
 
     let Ok(brokers) = std::env::var("KAFKA_BROKERS") else {
@@ -596,7 +597,7 @@ fn retention_past_the_binding_is_a_hard_error() {
     common::records::produce(&brokers, &input, 1, 100, now_ms);
     let copy = |log: KafkaLog, input: String, output: String| {
         timely_kafka::execute(timely::Config::process(2), move |w| {
-            let pipeline = exactly_once::open(w, &ExactlyOnceConfig::new(log.clone(), &input, &output))?;
+            let pipeline = transactional::open(w, &PipelineConfig::new(log.clone(), &input, &output))?;
             let source = SourceConfig::new(log.clone()).end(SourceEnd::CurrentEnd);
             let handle = w.dataflow::<u64, _, _>(|scope| {
                 let resume = pipeline.source_resume();

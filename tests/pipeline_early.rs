@@ -32,8 +32,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use timely::dataflow::operators::vec::Map;
-use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
 use timely_kafka::connect::source::{KafkaSource, SourceConfig, SourceEnd};
+use timely_kafka::connect::transactional::{self, PipelineConfig};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
 use timely_kafka::{execute, Result};
@@ -66,7 +66,7 @@ struct Run {
     max_bytes: usize,
     time: fn(u64) -> u64,
     transaction_timeout: Duration,
-    /// `ExactlyOnceConfig::timeout`: below `transaction_timeout`.
+    /// `PipelineConfig::timeout`: below `transaction_timeout`.
     timeout: Duration,
     /// Work per record, to make a run last.
     per_record: Duration,
@@ -74,9 +74,9 @@ struct Run {
     batch: Option<usize>,
     /// The pipeline's identity, if not the default one.
     identity: Option<&'static str>,
-    /// `ExactlyOnceConfig::fresh`.
+    /// `PipelineConfig::fresh`.
     fresh: bool,
-    /// `ExactlyOnceConfig::replay_from_start`.
+    /// `PipelineConfig::replay_from_start`.
     replay_from_start: bool,
     /// Partition 0's first record waits until every other partition has
     /// been read: outputs at later times then reach the sink before its
@@ -126,7 +126,7 @@ fn copy_counted(brokers: &str, input: &str, output: &str, how: Run) -> Result<(u
     let others_read = Arc::new(AtomicU64::new(0));
     let per_worker = execute(timely::Config::process(WORKERS), move |w| {
         let log = KafkaLog::new(&brokers, &[])?;
-        let mut config = ExactlyOnceConfig::new(log.clone(), &input, &output).commit_interval(Duration::from_millis(1));
+        let mut config = PipelineConfig::new(log.clone(), &input, &output).commit_interval(Duration::from_millis(1));
         config.max_transaction_bytes = max_bytes;
         config.fresh = fresh;
         config.replay_from_start = replay_from_start;
@@ -135,7 +135,7 @@ fn copy_counted(brokers: &str, input: &str, output: &str, how: Run) -> Result<(u
         }
         config.transaction_timeout = transaction_timeout;
         config.timeout = timeout;
-        let pipeline = exactly_once::open(w, &config)?;
+        let pipeline = transactional::open(w, &config)?;
         let mut source = SourceConfig::new(log).end(SourceEnd::CurrentEnd);
         source.batch = batch.unwrap_or(source.batch);
         let others_read = others_read.clone();
@@ -450,8 +450,8 @@ fn partitions_added_while_running_fail_the_pipeline_and_the_next_start_reads_the
             execute(timely::Config::process(2), move |w| {
                 let log = KafkaLog::new(&brokers, &[])?;
                 let config =
-                    ExactlyOnceConfig::new(log.clone(), &input, &output).commit_interval(Duration::from_millis(50));
-                let pipeline = exactly_once::open(w, &config)?;
+                    PipelineConfig::new(log.clone(), &input, &output).commit_interval(Duration::from_millis(50));
+                let pipeline = transactional::open(w, &config)?;
                 let mut source = SourceConfig::new(log);
                 source.partition_check = Duration::from_millis(500);
                 let handle = w.dataflow::<u64, _, _>(|scope| {

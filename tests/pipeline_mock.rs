@@ -17,8 +17,8 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::ClientConfig;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Probe;
-use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
 use timely_kafka::connect::source::{time, KafkaSource, SourceConfig, SourceEnd};
+use timely_kafka::connect::transactional::{self, PipelineConfig};
 use timely_kafka::execute;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::{Error, Result};
@@ -45,13 +45,13 @@ fn copy(brokers: &str, accept_mock: bool, fail_elsewhere: bool) -> Result<(u64, 
     let brokers = brokers.to_string();
     let per_worker = execute(timely::Config::process(WORKERS), move |w| {
         let log = KafkaLog::new(&brokers, &[])?;
-        let mut config = ExactlyOnceConfig::new(log.clone(), "in", "out").commit_interval(Duration::from_millis(10));
+        let mut config = PipelineConfig::new(log.clone(), "in", "out").commit_interval(Duration::from_millis(10));
         config.accept_broker_without_aborts = accept_mock;
         config.timeout = Duration::from_secs(10);
         // ~23 KB of output in 10 times of at most ~2.4 KB: a transaction
         // holds at most ~4.4 KB, so at least 6, however fast the input is read.
         config.max_transaction_bytes = 2_000;
-        let pipeline = exactly_once::open(w, &config)?;
+        let pipeline = transactional::open(w, &config)?;
         let source = SourceConfig::new(log.clone()).end(SourceEnd::CurrentEnd).broker_timeout(Duration::from_secs(5));
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();
@@ -170,9 +170,9 @@ fn a_source_failure_the_sink_cannot_see_still_commits_nothing() {
     let pipeline_brokers = brokers.clone();
     let results = timely::execute(timely::Config::process(WORKERS), move |w| {
         let log = KafkaLog::new(&pipeline_brokers, &[]).unwrap();
-        let mut config = ExactlyOnceConfig::new(log, "in", "out");
+        let mut config = PipelineConfig::new(log, "in", "out");
         config.accept_broker_without_aborts = true;
-        let pipeline = exactly_once::open(w, &config).unwrap();
+        let pipeline = transactional::open(w, &config).unwrap();
         // The other workers' sources cannot reach any broker.
         let source_log = if w.index() == 0 { KafkaLog::new(&pipeline_brokers, &[]).unwrap() } else { unreachable() };
         let source = SourceConfig::new(source_log).end(SourceEnd::CurrentEnd).broker_timeout(Duration::from_secs(2));
@@ -220,9 +220,9 @@ fn a_source_failure_in_another_process_stops_the_commits_of_a_live_input() {
     let pipeline_brokers = brokers.clone();
     let results = timely::execute(timely::Config::process(WORKERS), move |w| {
         let log = KafkaLog::new(&pipeline_brokers, &[]).unwrap();
-        let mut config = ExactlyOnceConfig::new(log, "in", "out").commit_interval(Duration::from_millis(1));
+        let mut config = PipelineConfig::new(log, "in", "out").commit_interval(Duration::from_millis(1));
         config.accept_broker_without_aborts = true;
-        let pipeline = exactly_once::open(w, &config).unwrap();
+        let pipeline = transactional::open(w, &config).unwrap();
         let source_log = if w.index() == 0 { KafkaLog::new(&pipeline_brokers, &[]).unwrap() } else { unreachable() };
         let source = SourceConfig::new(source_log).end(SourceEnd::Live).broker_timeout(Duration::from_secs(2));
         // Each worker's source fails alone (its status is its own), as if
@@ -267,9 +267,9 @@ fn a_closed_frontier_without_clean_ends_fails_in_one_line() {
     let (_cluster, brokers) = cluster();
     let results = execute(timely::Config::process(2), move |w| {
         let log = KafkaLog::new(&brokers, &[])?;
-        let mut config = ExactlyOnceConfig::new(log, "in", "out");
+        let mut config = PipelineConfig::new(log, "in", "out");
         config.accept_broker_without_aborts = true;
-        let pipeline = exactly_once::open(w, &config)?;
+        let pipeline = transactional::open(w, &config)?;
         let index = w.index() as u64;
         let handle = w.dataflow::<u64, _, _>(|scope| {
             use timely::dataflow::operators::ToStream;
@@ -295,9 +295,9 @@ fn an_exactly_once_source_refuses_the_properties_it_sets_itself() {
         let brokers = brokers.clone();
         let result = execute(timely::Config::process(2), move |w| {
             let log = KafkaLog::new(&brokers, &[])?;
-            let mut config = ExactlyOnceConfig::new(log, "in", "out");
+            let mut config = PipelineConfig::new(log, "in", "out");
             config.accept_broker_without_aborts = true;
-            let pipeline = exactly_once::open(w, &config)?;
+            let pipeline = transactional::open(w, &config)?;
             let given = [(key.to_string(), value.to_string())];
             let source = SourceConfig::new(KafkaLog::new(&brokers, &given)?).end(SourceEnd::CurrentEnd);
             let handle = w.dataflow::<u64, _, _>(|scope| {
@@ -323,9 +323,9 @@ fn an_exactly_once_source_of_another_topic_is_refused() {
     let (_cluster, brokers) = cluster();
     let result = execute(timely::Config::process(2), move |w| {
         let log = KafkaLog::new(&brokers, &[])?;
-        let mut config = ExactlyOnceConfig::new(log.clone(), "in", "out");
+        let mut config = PipelineConfig::new(log.clone(), "in", "out");
         config.accept_broker_without_aborts = true;
-        let pipeline = exactly_once::open(w, &config)?;
+        let pipeline = transactional::open(w, &config)?;
         let source = SourceConfig::new(log).end(SourceEnd::CurrentEnd);
         let handle = w.dataflow::<u64, _, _>(|scope| {
             let resume = pipeline.source_resume();

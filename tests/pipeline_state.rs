@@ -28,8 +28,8 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Map, ToStream};
 use timely::dataflow::Stream;
-use timely_kafka::connect::exactly_once::{self, changelog_topic, ExactlyOnceConfig};
 use timely_kafka::connect::source::{KafkaSource, SourceConfig, SourceEnd};
+use timely_kafka::connect::transactional::{self, changelog_topic, PipelineConfig};
 use timely_kafka::log::{kafka::KafkaLog, LogBackend};
 use timely_kafka::Result;
 
@@ -132,9 +132,9 @@ fn run_with(
     let (brokers, input, output) = (brokers.to_string(), input.to_string(), output.to_string());
     let ran = timely_kafka::execute(timely::Config::process(workers), move |w| {
         let log = KafkaLog::new(&brokers, &[]).unwrap();
-        let mut config = ExactlyOnceConfig::new(log.clone(), &input, &output).state(STATE);
+        let mut config = PipelineConfig::new(log.clone(), &input, &output).state(STATE);
         config.state_partitions = state_partitions;
-        let pipeline = exactly_once::open(w, &config)?;
+        let pipeline = transactional::open(w, &config)?;
         let (restored, stats) = pipeline.restore::<u64, (u64, u64)>(w, STATE)?;
         let read = Rc::new(Cell::new(0u64));
         let counted = read.clone();
@@ -343,7 +343,7 @@ fn a_random_partitioner_is_refused_with_declared_state() {
     let (input, output) = topics(&brokers, "random");
     let error = timely_kafka::execute(timely::Config::thread(), move |w| {
         let log = KafkaLog::new(&brokers, &[("partitioner".into(), "random".into())]).unwrap();
-        exactly_once::open(w, &ExactlyOnceConfig::new(log, &input, &output).state(STATE)).map(|_| ())
+        transactional::open(w, &PipelineConfig::new(log, &input, &output).state(STATE)).map(|_| ())
     })
     .unwrap_err()
     .to_string();

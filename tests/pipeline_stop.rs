@@ -31,8 +31,8 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
-use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
 use timely_kafka::connect::source::{KafkaSource, SourceConfig, SourceEnd};
+use timely_kafka::connect::transactional::{self, PipelineConfig};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
 use timely_kafka::{execute, Result};
@@ -127,8 +127,8 @@ fn count(brokers: &str, input: &str, output: &str, end: End) -> Result<Ran> {
     let shared = (stop.clone(), early_read.clone());
     let commits = execute(timely::Config::process(2), move |w| {
         let log = KafkaLog::new(&brokers, &[])?;
-        let config = ExactlyOnceConfig::new(log.clone(), &input, &output).commit_interval(Duration::from_millis(1));
-        let pipeline = exactly_once::open(w, &config)?;
+        let config = PipelineConfig::new(log.clone(), &input, &output).commit_interval(Duration::from_millis(1));
+        let pipeline = transactional::open(w, &config)?;
         let until = if end == End::StopWhenIdle { SourceEnd::Live } else { SourceEnd::CurrentEnd };
         let mut source = SourceConfig::new(log).end(until);
         source.stop = shared.0.clone();

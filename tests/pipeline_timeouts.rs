@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use common::records::{expected, parse, produce, read_all};
 use timely::dataflow::operators::vec::Map;
-use timely_kafka::connect::exactly_once::{self, ExactlyOnceConfig};
 use timely_kafka::connect::source::{KafkaSource, SourceConfig, SourceEnd};
+use timely_kafka::connect::transactional::{self, PipelineConfig};
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
 use timely_kafka::{execute, Result};
@@ -49,8 +49,8 @@ fn topics(brokers: &str, name: &str) -> (String, String) {
 }
 
 /// The pipeline's configuration: `transaction.timeout.ms` of `seconds`.
-fn config(log: KafkaLog, input: &str, output: &str, seconds: u64) -> ExactlyOnceConfig {
-    let mut config = ExactlyOnceConfig::new(log, input, output).commit_interval(Duration::from_millis(1));
+fn config(log: KafkaLog, input: &str, output: &str, seconds: u64) -> PipelineConfig {
+    let mut config = PipelineConfig::new(log, input, output).commit_interval(Duration::from_millis(1));
     config.transaction_timeout = Duration::from_secs(seconds);
     config.timeout = Duration::from_secs(2);
     config
@@ -71,7 +71,7 @@ fn copy(
     let hook = Arc::new(hook);
     let written = execute(timely::Config::process(1), move |w| {
         let log = KafkaLog::new(&brokers, &[])?;
-        let pipeline = exactly_once::open(w, &config(log.clone(), &input, &output, seconds))?;
+        let pipeline = transactional::open(w, &config(log.clone(), &input, &output, seconds))?;
         let mut source = SourceConfig::new(log).end(SourceEnd::CurrentEnd);
         source.batch = 50;
         let hook = hook.clone();
@@ -121,7 +121,7 @@ fn a_zombie_fails_naming_the_newer_instance() {
     }
     let newer = execute(timely::Config::process(1), {
         let (brokers, input, output) = (brokers.clone(), input.clone(), output.clone());
-        move |w| exactly_once::open(w, &config(KafkaLog::new(&brokers, &[])?, &input, &output, 30)).map(|_| ())
+        move |w| transactional::open(w, &config(KafkaLog::new(&brokers, &[])?, &input, &output, 30)).map(|_| ())
     });
     newer.expect("the newer instance starts");
     stage.store(2, Ordering::SeqCst);
@@ -153,13 +153,13 @@ fn a_transaction_the_broker_aborted_for_its_age_says_so() {
 /// Opens a pipeline on a broker nobody listens on: the refusals come first.
 fn open_unreachable(
     properties: &[(String, String)],
-    edit: impl Fn(&mut ExactlyOnceConfig) + Send + Sync + 'static,
+    edit: impl Fn(&mut PipelineConfig) + Send + Sync + 'static,
 ) -> String {
     let log = KafkaLog::unchecked("127.0.0.1:1", properties).unwrap();
     let result = execute(timely::Config::process(1), move |w| {
         let mut config = config(log.clone(), "in", "out", 6);
         edit(&mut config);
-        exactly_once::open(w, &config).map(|_| ())
+        transactional::open(w, &config).map(|_| ())
     });
     result.expect_err("refused").to_string()
 }

@@ -3,7 +3,7 @@
 //!
 //! [`source::KafkaSource::kafka_source`] reads any topic into a timely stream at times the
 //! user's logic picks; [`sink::KafkaSink::kafka_sink`] writes a stream of `(key, value)`
-//! records to a topic (at least once). [`exactly_once`] joins them into a
+//! records to a topic (at least once). [`transactional`] joins them into a
 //! pipeline whose output survives being killed at any moment: a
 //! transactional sink whose commits carry the source offsets
 //! ([`source::KafkaSource::kafka_source_exactly_once`]). Each returns a [`crate::status::Status`]:
@@ -11,7 +11,7 @@
 //! They use [`crate::log::kafka`] for client configuration and, from
 //! [`crate::capture`], only the failure recording and the collective steps.
 
-pub mod exactly_once;
 pub mod sink;
 pub mod source;
 mod status;
+pub mod transactional;

@@ -1,5 +1,5 @@
 //! `stream.kafka_sink(..)`: a dataflow's `(key, value)` records out to a Kafka topic
-//! (at least once; [`crate::connect::exactly_once`] writes transactionally).
+//! (at least once; [`crate::connect::transactional`] writes transactionally).
 //!
 //! Records are produced as they arrive, with backpressure on a full local
 //! queue. Whenever the input frontier advances, the sink waits for the

@@ -22,7 +22,7 @@
 //! again after the restart (at-least-once for unfinished work).
 //!
 //! Exactly once ([`KafkaSource::kafka_source_exactly_once`], for
-//! [`crate::connect::exactly_once`]): no group, offsets from the pipeline's
+//! [`crate::connect::transactional`]): no group, offsets from the pipeline's
 //! last commit, times kept on their side of its frontier, and a second
 //! stream reporting which offsets each time covers (`binding.rs`).
 //!

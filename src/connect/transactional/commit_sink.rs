@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use timely::scheduling::Activator;
 
-use super::progress::Progress;
+use super::progress::ProgressRecord;
 use super::sink::{Outgoing, PipelineStats};
 use super::transactions::TransactionalWriter;
 use crate::connect::source::binding::{is_partition, CLEAN_END, FAILED, STOPPED_AT};
@@ -115,7 +115,7 @@ pub(super) struct CommitSink<K, V> {
     writer: Option<TransactionalWriter>,
     /// The last commit (the resume point before any): outputs and binding
     /// reports at times before its frontier are not committed again.
-    committed: Progress,
+    committed: ProgressRecord,
     policy: CommitPolicy,
     /// The pipeline's counters, completion and failure.
     status: Status<PipelineStats>,
@@ -145,7 +145,7 @@ pub(super) struct CommitSink<K, V> {
 impl<K: AsRef<[u8]>, V: AsRef<[u8]>> CommitSink<K, V> {
     pub(super) fn new(
         writer: Option<TransactionalWriter>,
-        committed: Progress,
+        committed: ProgressRecord,
         policy: CommitPolicy,
         status: Status<PipelineStats>,
         peers: usize,
@@ -411,7 +411,7 @@ impl<K: AsRef<[u8]>, V: AsRef<[u8]>> CommitSink<K, V> {
 
     /// The progress record of a commit up to `upto`: the last commit's,
     /// with the binding reports at the times before `upto`.
-    fn progress_upto(&self, upto: u64) -> Progress {
+    fn progress_upto(&self, upto: u64) -> ProgressRecord {
         let mut progress = self.committed.clone();
         progress.commit += 1;
         progress.frontier = upto;

@@ -12,7 +12,7 @@
 //! source partition, the offset `o` such that every record below `o` got a
 //! time before `F` and every later one gets `F` or later), where each
 //! partition's input starts, the commit number and the format version
-//! ([`Progress`]). Nothing else is durable: no consumer-group offsets, no
+//! ([`ProgressRecord`]). Nothing else is durable: no consumer-group offsets, no
 //! local state. Commits happen when the frontier advanced and the commit
 //! interval passed, or earlier at a time boundary once the completed outputs
 //! exceed the size bound.
@@ -43,12 +43,12 @@
 //! start), never a skip.
 //!
 //! *State* (counts, reductions): a pipeline that declares its keyed state
-//! ([`ExactlyOnceConfig::state`]) writes its changes to a compacted
+//! ([`PipelineConfig::state`]) writes its changes to a compacted
 //! changelog topic in the same transaction as the outputs and the progress
 //! record, restores it at start to exactly the committed frontier, and its
 //! sources seek to the binding (`state/mod.rs`): a restart reads the state, not the input's history.
 //! Without declared state, every partition is read again from where the
-//! pipeline's input began ([`ExactlyOnceConfig::replay_from_start`]);
+//! pipeline's input began ([`PipelineConfig::replay_from_start`]);
 //! the records below the binding rebuild the state at `F`, their outputs
 //! (all before `F`) are dropped by the sink, and the computation continues
 //! exactly where the commit left it. The cost is re-reading the input on
@@ -94,7 +94,7 @@ use timely::dataflow::{Stream, StreamVec};
 use timely::worker::Worker;
 use timely::ExchangeData;
 
-pub use progress::{ChangelogExtent, Progress, PROGRESS_FORMAT};
+pub use progress::{ChangelogExtent, ProgressRecord, PROGRESS_FORMAT};
 pub use sink::PipelineStats;
 pub use state::{changelog_topic, RestoreStats, StateChanges};
 
@@ -119,7 +119,7 @@ pub fn default_identity(input: &str, output: &str) -> String {
 
 /// An exactly-once pipeline: its topics, its identity and its commit policy.
 #[derive(Clone, Debug)]
-pub struct ExactlyOnceConfig {
+pub struct PipelineConfig {
     /// Brokers and client properties.
     pub kafka: KafkaLog,
     /// The source topic.
@@ -147,9 +147,9 @@ pub struct ExactlyOnceConfig {
     pub timeout: Duration,
     /// Read each source partition from its start on every run, so stateful
     /// operators rebuild their state (default); `false` seeks to the binding.
-    /// [`ExactlyOnceConfig::state`] turns it off: the state is restored.
+    /// [`PipelineConfig::state`] turns it off: the state is restored.
     pub replay_from_start: bool,
-    /// The declared keyed states, by name (see [`ExactlyOnceConfig::state`]).
+    /// The declared keyed states, by name (see [`PipelineConfig::state`]).
     pub states: Vec<String>,
     /// Partitions of a changelog topic created on a state's first use
     /// (default: the input's partition count). Fixed once it holds state.
@@ -173,10 +173,10 @@ pub struct ExactlyOnceConfig {
     pub crash_at: Option<String>,
 }
 
-impl ExactlyOnceConfig {
+impl PipelineConfig {
     /// A pipeline from `input` to `output` with the default names and policy.
     pub fn new(kafka: KafkaLog, input: &str, output: &str) -> Self {
-        ExactlyOnceConfig {
+        PipelineConfig {
             kafka,
             input: input.to_string(),
             output: output.to_string(),
@@ -210,8 +210,8 @@ impl ExactlyOnceConfig {
 
     /// Declares a keyed state `name`: its changes are committed to the
     /// compacted changelog topic `<output>.state.<name>` with the outputs
-    /// ([`Pipeline::changes`]), a start restores it as of the last commit
-    /// ([`Pipeline::restore`]), and the sources read from the binding
+    /// ([`TransactionalPipeline::changes`]), a start restores it as of the last commit
+    /// ([`TransactionalPipeline::restore`]), and the sources read from the binding
     /// instead of the input's start.
     pub fn state(mut self, name: &str) -> Self {
         self.states.push(name.to_string());
@@ -222,21 +222,24 @@ impl ExactlyOnceConfig {
 
 /// A started pipeline on one worker: where to resume, and (worker 0) the
 /// fenced transactional writer.
-pub struct Pipeline {
-    config: ExactlyOnceConfig,
-    resume: Progress,
+pub struct TransactionalPipeline {
+    config: PipelineConfig,
+    resume: ProgressRecord,
     writer: Option<TransactionalWriter>,
 }
 
-impl std::fmt::Debug for Pipeline {
+impl std::fmt::Debug for TransactionalPipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("resume", &self.resume).field("writer", &self.writer.is_some()).finish()
+        f.debug_struct("TransactionalPipeline")
+            .field("resume", &self.resume)
+            .field("writer", &self.writer.is_some())
+            .finish()
     }
 }
 
-impl Pipeline {
+impl TransactionalPipeline {
     /// The last commit (frontier 0 and the input's start offsets if none).
-    pub fn resume(&self) -> &Progress {
+    pub fn resume(&self) -> &ProgressRecord {
         &self.resume
     }
 
@@ -276,7 +279,7 @@ impl Pipeline {
     /// The changes of state `name` the program made at each time: the new
     /// value of each key that changed, `None` for a key removed. The sink
     /// commits those at times before each commit's frontier to the state's
-    /// changelog ([`Pipeline::sink_with_state`]).
+    /// changelog ([`TransactionalPipeline::sink_with_state`]).
     pub fn changes<'scope, K, V>(
         &self,
         name: &str,
@@ -296,7 +299,7 @@ impl Pipeline {
     fn extent(&self, name: &str) -> Result<&ChangelogExtent> {
         self.resume.states.get(name).filter(|_| self.config.states.iter().any(|s| s == name)).ok_or_else(|| {
             Error::Config(format!(
-                "exactly-once pipeline '{}': state '{name}' is not declared (ExactlyOnceConfig::state)",
+                "exactly-once pipeline '{}': state '{name}' is not declared (PipelineConfig::state)",
                 self.config.transactional_id
             ))
         })
@@ -348,7 +351,7 @@ impl Pipeline {
         if let Some(index) = missing {
             let message = format!(
                 "exactly-once pipeline '{}': state '{}' is declared but its changes were not given to the sink \
-                 (Pipeline::changes); nothing is committed",
+                 (TransactionalPipeline::changes); nothing is committed",
                 self.config.transactional_id, self.config.states[index as usize]
             );
             handle.fail("", Error::Config(message));
@@ -361,7 +364,7 @@ impl Pipeline {
 /// Starts the pipeline on every worker (collective: call it on each, before
 /// building the dataflow): worker 0 fences earlier instances and reads the
 /// last commit, and every worker learns it.
-pub fn open(worker: &mut Worker, config: &ExactlyOnceConfig) -> Result<Pipeline> {
+pub fn open(worker: &mut Worker, config: &PipelineConfig) -> Result<TransactionalPipeline> {
     let started =
         if worker.index() == 0 { start(config).map(|(w, p)| (Some(w), p)) } else { Ok((None, Default::default())) };
     let shared = started.as_ref().map(|(_, progress)| progress.clone()).map_err(|e| e.to_string());
@@ -372,7 +375,7 @@ pub fn open(worker: &mut Worker, config: &ExactlyOnceConfig) -> Result<Pipeline>
         Some(Err(message)) => return Err(Error::Dataflow(message)),
         None => return Err(Error::Dataflow("worker 0 did not report the last commit".into())),
     };
-    Ok(Pipeline { config: config.clone(), resume, writer })
+    Ok(TransactionalPipeline { config: config.clone(), resume, writer })
 }
 
 /// Client properties an exactly-once pipeline sets itself, and why: given
@@ -380,8 +383,8 @@ pub fn open(worker: &mut Worker, config: &ExactlyOnceConfig) -> Result<Pipeline>
 pub(crate) const PIPELINE_PROPERTIES: &[(&str, &str)] = &[
     ("isolation.level", "it reads its progress and input with read_committed"),
     ("auto.offset.reset", "its source fails, never skips, when the offsets it resumes from are gone"),
-    ("transactional.id", "it is the pipeline's identity: set ExactlyOnceConfig::transactional_id"),
-    ("transaction.timeout.ms", "set ExactlyOnceConfig::transaction_timeout: the commit budget is checked against it"),
+    ("transactional.id", "it is the pipeline's identity: set PipelineConfig::transactional_id"),
+    ("transaction.timeout.ms", "set PipelineConfig::transaction_timeout: the commit budget is checked against it"),
     ("enable.idempotence", "transactions need it"),
 ];
 
@@ -396,7 +399,7 @@ pub(crate) fn refuse_overrides(log: &KafkaLog, id: &str) -> Result<()> {
 }
 
 /// Worker 0's part of [`open`].
-fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> {
+fn start(config: &PipelineConfig) -> Result<(TransactionalWriter, ProgressRecord)> {
     let log = &config.kafka;
     refuse_overrides(log, &config.transactional_id)?;
     if !config.states.is_empty() {
@@ -449,7 +452,7 @@ fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> 
             )))
         }
         Some(progress) => progress,
-        None => Progress {
+        None => ProgressRecord {
             format: PROGRESS_FORMAT,
             writer: config.transactional_id.clone(),
             input: config.input.clone(),
@@ -482,7 +485,7 @@ fn start(config: &ExactlyOnceConfig) -> Result<(TransactionalWriter, Progress)> 
 
 /// The input topic, after checking that the output topic exists and
 /// creating the progress topic if it does not.
-fn check_topics(config: &ExactlyOnceConfig) -> Result<TopicInfo> {
+fn check_topics(config: &PipelineConfig) -> Result<TopicInfo> {
     let log = &config.kafka;
     if log.topic_info(&config.output)?.is_none() {
         return Err(Error::MissingTopic(config.output.clone()));
@@ -503,7 +506,7 @@ fn check_topics(config: &ExactlyOnceConfig) -> Result<TopicInfo> {
 /// records, and resuming from the binding would skip or repeat them
 /// silently — also when the new topic has grown past the binding, which
 /// [`check_bindings_stored`] cannot see.
-fn check_same_input(input: &str, progress: &Progress, now: Option<&str>) -> Result<()> {
+fn check_same_input(input: &str, progress: &ProgressRecord, now: Option<&str>) -> Result<()> {
     match (progress.input_id.as_deref(), now) {
         (Some(then), Some(now)) if then != now => Err(Error::Config(format!(
             "topic '{input}' was deleted and created again: its topic id is {now}, the last commit ({}) read \
@@ -524,7 +527,7 @@ fn refuse_compacted_input(log: &KafkaLog, input: &str) -> Result<()> {
         Some((_, policy)) if policy.contains("compact") => Err(Error::Config(format!(
             "input topic '{input}' is compacted (cleanup.policy={policy}): replaying it from its start would \
              rebuild the state without the records compaction removed; use an input that is not compacted, or \
-             set ExactlyOnceConfig::replay_from_start = false if the computation keeps no state"
+             set PipelineConfig::replay_from_start = false if the computation keeps no state"
         ))),
         _ => Ok(()),
     }
@@ -534,7 +537,7 @@ fn refuse_compacted_input(log: &KafkaLog, input: &str) -> Result<()> {
 /// input topic was deleted and created again (or truncated), so reading
 /// "from the binding" would wait for offsets that may never come, or read
 /// other records under old numbers. Silent before: no output, exit 0.
-fn check_bindings_stored(log: &KafkaLog, input: &str, progress: &Progress) -> Result<()> {
+fn check_bindings_stored(log: &KafkaLog, input: &str, progress: &ProgressRecord) -> Result<()> {
     for (&partition, &bound) in &progress.offsets {
         let (_, end) = log.watermarks(input, partition)?;
         if bound > end {

@@ -10,7 +10,7 @@
 //! identity), and its settings are checked at every start. A start that
 //! finds no commit of its own while the progress topic lost records or the
 //! output already holds committed records refuses, unless told to start
-//! over ([`ExactlyOnceConfig::fresh`](super::ExactlyOnceConfig::fresh)).
+//! over ([`PipelineConfig::fresh`](super::PipelineConfig::fresh)).
 
 use std::time::{Duration, Instant};
 
@@ -72,14 +72,14 @@ pub(super) fn refuse_start_over(log: &KafkaLog, progress: &str, output: &str, ti
         return Err(Error::Config(format!(
             "progress topic '{progress}': no commit of this pipeline, and records up to offset {first} were \
              deleted (retention or DeleteRecords): its last commit may be among them; starting over would write \
-             every output again (start over explicitly: ExactlyOnceConfig::fresh, word_count --fresh)"
+             every output again (start over explicitly: PipelineConfig::fresh, word_count --fresh)"
         )));
     }
     if let Some(partition) = first_committed_partition(log, output, timeout)? {
         return Err(Error::Config(format!(
             "output topic '{output}' partition {partition} holds committed records but progress topic \
              '{progress}' has no commit of this pipeline (deleted, or the pipeline's identity changed): starting \
-             over would write every output again (start over explicitly: ExactlyOnceConfig::fresh, word_count \
+             over would write every output again (start over explicitly: PipelineConfig::fresh, word_count \
              --fresh)"
         )));
     }

@@ -5,10 +5,10 @@
 //!
 //! Without declared state, a start rebuilds the operators' state by
 //! reading every input partition again from where the pipeline began
-//! ([`ExactlyOnceConfig::replay_from_start`](super::ExactlyOnceConfig::replay_from_start)):
+//! ([`PipelineConfig::replay_from_start`](super::PipelineConfig::replay_from_start)):
 //! restart cost grows with the pipeline's age, and the input must be kept
 //! forever. A pipeline that declares its state
-//! ([`ExactlyOnceConfig::state`](super::ExactlyOnceConfig::state)) keeps a
+//! ([`PipelineConfig::state`](super::PipelineConfig::state)) keeps a
 //! *changelog* of it, as Kafka Streams does: a compacted topic
 //! `<output>.state.<name>` whose record per key is the key's latest value
 //! (a record without value — a tombstone — removes the key).
@@ -17,7 +17,7 @@
 //!
 //! - **Written in the commit's transaction.** The operator that owns the
 //!   state emits, at each time, the changes it made at that time
-//!   ([`Pipeline::changes`](super::Pipeline::changes)). They travel to
+//!   ([`TransactionalPipeline::changes`](super::TransactionalPipeline::changes)). They travel to
 //!   worker 0's transactional sink like outputs and are written to the
 //!   changelog in the same transaction as the outputs and the progress
 //!   record: the changes at times before `F` are committed exactly when
@@ -68,7 +68,7 @@ pub fn changelog_topic(output: &str, name: &str) -> String {
 pub(super) type Change = (u32, Vec<u8>, Option<Vec<u8>>);
 
 /// The state changes of one declared state, encoded, for
-/// [`Pipeline::sink_with_state`](super::Pipeline::sink_with_state).
+/// [`TransactionalPipeline::sink_with_state`](super::TransactionalPipeline::sink_with_state).
 pub struct StateChanges<'scope> {
     /// The state's index among the declared ones.
     pub(super) state: u32,

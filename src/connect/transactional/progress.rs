@@ -26,7 +26,7 @@ pub const PROGRESS_FORMAT: u32 = 1;
 
 /// What one commit made durable, written last in its transaction.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Progress {
+pub struct ProgressRecord {
     /// [`PROGRESS_FORMAT`].
     pub format: u32,
     /// The transactional id of the writer (the pipeline's identity).
@@ -84,7 +84,7 @@ pub(super) fn read_progress(
     topic: &str,
     writer: &str,
     timeout: Duration,
-) -> Result<(Option<Progress>, bool)> {
+) -> Result<(Option<ProgressRecord>, bool)> {
     let consumer = |isolation: &str| -> Result<BaseConsumer> {
         let defaults = [
             ("group.id", "timely-kafka-progress"),
@@ -139,8 +139,8 @@ pub(super) fn read_progress(
                 if key == probe.as_bytes() {
                     probe_seen = true;
                 } else if key == writer.as_bytes() {
-                    let progress: Progress =
-                        serde_json::from_slice(message.payload().unwrap_or_default()).map_err(|e| {
+                    let progress: ProgressRecord = serde_json::from_slice(message.payload().unwrap_or_default())
+                        .map_err(|e| {
                             Error::kafka_from(
                                 format!(
                                     "progress topic '{topic}' partition 0 offset {}: not a progress record",
@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn a_progress_record_reads_back_as_written() {
-        let progress = Progress {
+        let progress = ProgressRecord {
             format: PROGRESS_FORMAT,
             writer: "timely-kafka.lines.counts".into(),
             commit: 7,
@@ -186,7 +186,7 @@ mod tests {
             .into(),
         };
         let bytes = serde_json::to_vec(&progress).unwrap();
-        assert_eq!(serde_json::from_slice::<Progress>(&bytes).unwrap(), progress);
+        assert_eq!(serde_json::from_slice::<ProgressRecord>(&bytes).unwrap(), progress);
         assert_ne!(probe_key(&progress.writer).as_bytes(), progress.writer.as_bytes());
     }
 
@@ -194,7 +194,7 @@ mod tests {
     fn a_progress_record_written_before_topic_ids_reads_back() {
         let written =
             br#"{"format":1,"writer":"w","commit":2,"frontier":9,"input":"lines","offsets":{"0":4},"starts":{"0":0}}"#;
-        let progress: Progress = serde_json::from_slice(written).unwrap();
+        let progress: ProgressRecord = serde_json::from_slice(written).unwrap();
         assert_eq!((progress.commit, progress.input_id), (2, None));
         assert!(progress.states.is_empty());
     }

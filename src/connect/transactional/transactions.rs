@@ -34,7 +34,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use super::budget::{check_transaction_timeout, max_open};
 use super::delivered::{wait_reported, Delivered};
-use super::progress::{probe_key, Progress};
+use super::progress::{probe_key, ProgressRecord};
 use crate::error::{Error, Result};
 use crate::log::kafka::polled::PolledProducer;
 use crate::log::kafka::{KafkaLog, CONSUMER_ONLY};
@@ -85,15 +85,15 @@ pub(super) struct TransactionalWriter {
     open: Cell<bool>,
     /// When the current transaction began, if one is open.
     begun: Cell<Option<Instant>>,
-    /// [`ExactlyOnceConfig::crash_at`](super::ExactlyOnceConfig::crash_at).
+    /// [`PipelineConfig::crash_at`](super::PipelineConfig::crash_at).
     crash_at: Option<String>,
 }
 
 /// Aborts the process at `point` if the program asked for it
-/// ([`ExactlyOnceConfig::crash_at`](super::ExactlyOnceConfig::crash_at)).
+/// ([`PipelineConfig::crash_at`](super::PipelineConfig::crash_at)).
 pub(super) fn crash_point(crash_at: Option<&str>, point: &str) {
     if crash_at == Some(point) {
-        eprintln!("timely-kafka: crash point '{point}' reached: aborting (ExactlyOnceConfig::crash_at)");
+        eprintln!("timely-kafka: crash point '{point}' reached: aborting (PipelineConfig::crash_at)");
         std::process::abort();
     }
 }
@@ -267,7 +267,12 @@ impl TransactionalWriter {
     /// must then include what was sent early (a restart sends it again).
     /// Returns the progress record committed: `progress` with its
     /// changelogs' ends.
-    pub(super) fn commit<'a, I, R>(&self, rest: R, outputs: impl Fn() -> I, progress: &Progress) -> Result<Progress>
+    pub(super) fn commit<'a, I, R>(
+        &self,
+        rest: R,
+        outputs: impl Fn() -> I,
+        progress: &ProgressRecord,
+    ) -> Result<ProgressRecord>
     where
         I: Iterator<Item = Out<'a>>,
         R: Iterator<Item = Out<'a>>,
@@ -306,8 +311,8 @@ impl TransactionalWriter {
         &self,
         begin: bool,
         outputs: impl Iterator<Item = Out<'a>>,
-        progress: &Progress,
-    ) -> std::result::Result<Progress, Failure> {
+        progress: &ProgressRecord,
+    ) -> std::result::Result<ProgressRecord, Failure> {
         if begin {
             self.begin()?;
         }
@@ -350,7 +355,11 @@ impl TransactionalWriter {
     /// `progress` with, per declared state, where its changelog's
     /// deliveries end: waits for the changelog records' delivery reports
     /// first (one round trip more per commit, only with declared state).
-    fn with_changelog_ends(&self, progress: &Progress, deadline: Instant) -> std::result::Result<Progress, Failure> {
+    fn with_changelog_ends(
+        &self,
+        progress: &ProgressRecord,
+        deadline: Instant,
+    ) -> std::result::Result<ProgressRecord, Failure> {
         let mut progress = progress.clone();
         if self.topics.len() == 1 {
             return Ok(progress);

@@ -10,7 +10,7 @@
 //! partition, where compaction cannot see its older values), ends before
 //! what the commit wrote, or lost records the state needs.
 
-use super::super::progress::{ChangelogExtent, Progress};
+use super::super::progress::{ChangelogExtent, ProgressRecord};
 use super::super::progress_topic::{check_settings, PROGRESS_TOPIC_CONFIGS};
 use super::changelog_topic;
 use crate::error::{Error, Result};
@@ -61,7 +61,7 @@ pub(in super::super) fn check_changelogs(
     states: &[String],
     partitions: u32,
     check: bool,
-    progress: &mut Progress,
+    progress: &mut ProgressRecord,
 ) -> Result<()> {
     for name in states {
         let topic = changelog_topic(output, name);

@@ -13,7 +13,7 @@ use timely::dataflow::{Stream, StreamVec};
 use timely::ExchangeData;
 
 use super::commit_sink::{CommitPolicy, CommitSink};
-use super::progress::Progress;
+use super::progress::ProgressRecord;
 use super::transactions::{Out, TransactionalWriter};
 use crate::runtime::status::{load, sealed::Counted, Stats, Status};
 
@@ -96,7 +96,7 @@ pub(super) fn build<'scope, K, V>(
     outputs: Stream<'scope, u64, Vec<Outgoing<K, V>>>,
     binding: StreamVec<'scope, u64, (u32, u64)>,
     writer: Option<TransactionalWriter>,
-    committed: Progress,
+    committed: ProgressRecord,
     policy: CommitPolicy,
     status: Status<PipelineStats>,
 ) where
