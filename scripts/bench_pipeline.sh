@@ -188,7 +188,6 @@ history() {
   local wc=("$E/word_count" --brokers "$BROKERS" --input "$topic" --output "$topic-out" -w "$WORKERS" --exactly-once
     ${REPLAY:+--replay})
   measure "${wc[@]}"
-  FIRST_SECS=$SECONDS_TAKEN
   local secs=() rss=() run
   for run in $(seq "$RUNS"); do
     measure "${wc[@]}"
