@@ -178,6 +178,9 @@ impl<K: AsRef<[u8]>, V: AsRef<[u8]>> CommitSink<K, V> {
                 writer.crash_point("during-replay");
             }
             self.status.counters().dropped.fetch_add(records.len() as u64, Ordering::Relaxed);
+            if let Some(metrics) = self.status.counters().metrics.get() {
+                metrics.restore_dropped.increment(records.len() as u64);
+            }
             records.clear();
         } else {
             self.buffered.entry(time).or_default().append(records);
@@ -389,12 +392,18 @@ impl<K: AsRef<[u8]>, V: AsRef<[u8]>> CommitSink<K, V> {
         let rest = self.buffered.range(..upto).flat_map(|(time, records)| {
             records[self.early.sent.get(time).copied().unwrap_or(0)..].iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
         });
+        let started = Instant::now();
         let committed_now = writer.commit(rest, records, &progress);
         self.early.clear();
         committed_now?;
         let written: usize = self.buffered.range(..upto).map(|(_, records)| records.len()).sum();
         self.status.counters().written.fetch_add(written as u64, Ordering::Relaxed);
         self.status.counters().commits.fetch_add(1, Ordering::Relaxed);
+        if let Some(metrics) = self.status.counters().metrics.get() {
+            let bytes =
+                self.buffered.range(..upto).flat_map(|(_, r)| r).map(|(k, v)| k.as_ref().len() + v.as_ref().len());
+            metrics.committed(written, bytes.sum(), upto, &progress.offsets, started.elapsed());
+        }
         writer.crash_point("after-commit");
         self.status.counters().frontier.store(upto, Ordering::Relaxed);
         self.buffered = self.buffered.split_off(&upto);

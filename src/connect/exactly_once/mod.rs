@@ -71,6 +71,7 @@
 
 mod budget;
 mod commit_sink;
+mod metrics;
 mod progress;
 mod progress_topic;
 mod sink;
@@ -224,6 +225,7 @@ impl Pipeline {
         V: ExchangeData + AsRef<[u8]>,
     {
         let handle = Status::<PipelineStats>::default();
+        let _ = handle.counters().metrics.set(metrics::PipelineMetrics::new(&self.config.input, &self.config.output));
         let policy = CommitPolicy {
             interval: self.config.commit_interval,
             max_bytes: self.config.max_transaction_bytes,
