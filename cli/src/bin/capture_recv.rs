@@ -35,6 +35,8 @@ struct Args {
     log: LogArgs,
     #[command(flatten)]
     timely: TimelyArgs,
+    #[command(flatten)]
+    metrics: cli::MetricsArgs,
 }
 
 fn main() {
@@ -47,6 +49,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    args.metrics.install()?;
     args.log.check_codec()?;
     let config = args.timely.config()?;
     let log = args.log.open()?;
@@ -69,6 +72,7 @@ fn run(args: Args) -> Result<()> {
          mb_per_s={:.1}",
         cli::mb_per_s(bytes, seconds)
     );
+    args.metrics.linger();
     Ok(())
 }
 

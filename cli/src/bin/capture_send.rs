@@ -68,6 +68,8 @@ struct Args {
     log: LogArgs,
     #[command(flatten)]
     timely: TimelyArgs,
+    #[command(flatten)]
+    metrics: cli::MetricsArgs,
 }
 
 fn main() {
@@ -79,6 +81,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    args.metrics.install()?;
     args.log.check_codec()?;
     let config = args.timely.config()?;
     let log = args.log.open()?;
@@ -111,6 +114,7 @@ fn run(args: Args) -> Result<()> {
         "{PROGRAM}: records={records} bytes={bytes} seconds={seconds:.3} mb_per_s={:.1}",
         cli::mb_per_s(bytes, seconds)
     );
+    args.metrics.linger();
     Ok(())
 }
 
