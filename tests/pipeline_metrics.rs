@@ -141,4 +141,32 @@ fn a_pipeline_serves_its_lag_commits_and_latency() {
     let latency = value(&second, "timely_kafka_pipeline_end_to_end_seconds_sum");
     let count = value(&second, "timely_kafka_pipeline_end_to_end_seconds_count");
     assert!(latency / count < 180.0, "mean end-to-end latency {}", latency / count);
+
+    // capture_inspect reads the same lag from the pipeline's progress topic:
+    // the 100 later lines (and at most the 6 sample lines) are not committed.
+    let inspect = build_cli("capture_inspect");
+    let out = Command::new(inspect)
+        .args([&input, "--brokers", &brokers, "--progress-topic", &format!("{output}.progress"), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let objects: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(objects.len(), 2);
+    let mut lag = 0;
+    for object in &objects {
+        let field = |key: &str| object[key].as_u64().unwrap_or_else(|| panic!("{key} in {object}"));
+        assert_eq!(field("end_offset"), field("committed_offset") + field("lag"), "{object}");
+        lag += field("lag");
+    }
+    assert!((100..=106).contains(&lag), "{objects:?}");
+}
+
+fn build_cli(name: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo).current_dir(&root).args(["build", "--quiet", "--bin", name]).status();
+    assert!(built.unwrap().success(), "cargo build --bin {name} failed");
+    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
+    target.join("debug").join(name)
 }
