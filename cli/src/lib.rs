@@ -15,6 +15,7 @@ mod memory;
 pub mod numbers;
 mod progress;
 pub mod scrape;
+pub mod times;
 
 pub use args::{CodecArg, LogArgs, MetricsArgs, TimelyArgs};
 pub use fail::fail;
