@@ -57,7 +57,8 @@ def plot(source, target):
     for line in open(source):
         if line.startswith("# event"):
             _, _, at, label = line.rstrip("\n").split(" ", 3)
-            events.append((float(at), label))
+            if (float(at), label) not in events:
+                events.append((float(at), label))
         elif line.strip() and not line.startswith("seconds") and not line.startswith("#"):
             rows.append(line.rstrip("\n").split("\t"))
     xs = [float(r[0]) for r in rows]
@@ -76,7 +77,8 @@ def plot(source, target):
     plot_w = WIDTH - LEFT - RIGHT
     for index, (title, points, color) in enumerate(panels):
         top = TOP + index * (PANEL + GAP)
-        y_max = max([p[1] for p in points] + [1e-9]) * 1.1
+        # Lag is a count: at least 0..10 on its axis, so a flat 0 reads as 0.
+        y_max = max([p[1] for p in points] + [10.0 if index == 0 else 1e-9]) * 1.1
         sx = lambda x: LEFT + plot_w * x / x_max
         sy = lambda y: top + PANEL - PANEL * y / y_max
         out.append(f'<rect x="{LEFT}" y="{top}" width="{plot_w}" height="{PANEL}" fill="none" stroke="#888"/>')
@@ -84,8 +86,8 @@ def plot(source, target):
         for k in range(5):
             y = y_max * k / 4
             label = f"{y:.0f}" if y_max > 10 else f"{y:.2f}"
-            out.append(f'<text x="{LEFT - 6}" y="{sy(y) + 4}" text-anchor="end">{label}</text>')
-            out.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{sy(y)}" y2="{sy(y)}" stroke="#eee"/>')
+            out.append(f'<text x="{LEFT - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{label}</text>')
+            out.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" stroke="#eee"/>')
         for at, label in events:
             out.append(f'<line x1="{sx(at)}" x2="{sx(at)}" y1="{top}" y2="{top + PANEL}" stroke="#999" '
                        f'stroke-dasharray="4,3"/>')
