@@ -143,6 +143,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
                 last_offset: None,
                 only_session: None,
                 check_types: true,
+                skipped: 0,
             },
             status: Status::default(),
             idle_timeout: None,
@@ -343,9 +344,10 @@ where
             match step {
                 Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(Step::Skip) => {
-                    // The stream header is read, not skipped.
-                    if self.protocol.next_seq > 1 || self.protocol.header.is_none() {
-                        self.metrics.skipped.increment(1);
+                    // Not every skip: a stream header or a chunk is read.
+                    let skipped = std::mem::take(&mut self.protocol.skipped);
+                    if skipped > 0 {
+                        self.metrics.skipped.increment(skipped);
                     }
                     continue;
                 }
