@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use timely_kafka_cli::scrape::{max, samples, scrape, sum};
 
 const WORKERS: u64 = 2;
-const COUNT: u64 = 3_000;
+const COUNT: u64 = 5_000;
 
 /// A child process, killed when the test ends (however it ends).
 struct Running(Child);
@@ -91,7 +91,8 @@ fn the_binaries_serve_metrics_that_move_and_a_lag_that_falls_to_zero() {
     let dir = tempfile::tempdir().unwrap();
     let (send_addr, recv_addr) = (free_addr(), free_addr());
     let total = (WORKERS * COUNT) as f64;
-    // About 1.5 s of capture at 1000 numbers per second per worker.
+    // About 5 s of capture at 1000 numbers per second per worker: the first
+    // scrape comes well before its end.
     let mut send = start(
         "capture_send",
         &["gauges", &COUNT.to_string(), "-w2", "--rate", "1000", "--records-per-time", "50", "--exactly-once"],
