@@ -171,6 +171,7 @@ pub(crate) fn as_number<T: Any>(time: &T) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn names_follow_the_conventions_and_are_unique() {
@@ -185,6 +186,108 @@ mod tests {
         }
         assert_eq!(as_number(&7u64), Some(7.0));
         assert_eq!(as_number(&(1u64, 2u64)), None);
+    }
+
+    /// A recorder that keeps every counter's and gauge's value by name and
+    /// labels ("name{topic,partition}").
+    #[derive(Default)]
+    struct Values(std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Value>>>);
+
+    #[derive(Default)]
+    struct Value(std::sync::atomic::AtomicU64);
+
+    impl metrics::CounterFn for Value {
+        fn increment(&self, value: u64) {
+            self.0.fetch_add(value, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn absolute(&self, value: u64) {
+            self.0.store(value, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    impl metrics::GaugeFn for Value {
+        fn increment(&self, value: f64) {
+            self.set(f64::from_bits(self.0.load(std::sync::atomic::Ordering::Relaxed)) + value);
+        }
+        fn decrement(&self, value: f64) {
+            self.increment(-value);
+        }
+        fn set(&self, value: f64) {
+            self.0.store(value.to_bits(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    impl Values {
+        fn slot(&self, key: &metrics::Key) -> std::sync::Arc<Value> {
+            let labels: Vec<&str> = key.labels().map(|l| l.value()).collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            self.0.lock().unwrap().entry(name).or_default().clone()
+        }
+        fn counter(&self, name: &str) -> u64 {
+            self.0.lock().unwrap().get(name).map_or(0, |v| v.0.load(std::sync::atomic::Ordering::Relaxed))
+        }
+        fn gauge(&self, name: &str) -> Option<f64> {
+            let values = self.0.lock().unwrap();
+            values.get(name).map(|v| f64::from_bits(v.0.load(std::sync::atomic::Ordering::Relaxed)))
+        }
+    }
+
+    impl metrics::Recorder for Values {
+        fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+            metrics::Counter::from_arc(self.slot(key))
+        }
+        fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::from_arc(self.slot(key))
+        }
+        fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    /// A capture's and a replay's metrics equal their `Status` counters,
+    /// and a replay read to the end has no lag.
+    #[test]
+    fn capture_and_replay_report_what_their_status_counts() {
+        use crate::log::LogBackend;
+        use timely::dataflow::operators::capture::event::{Event, EventIterator, EventPusher};
+        use timely::progress::Stamp;
+
+        let recorder = Values::default();
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::FileLog::new(dir.path());
+        log.create_topic("m", 1, false).unwrap();
+        let (captured, replayed) = metrics::with_local_recorder(&recorder, || {
+            let mut producer = crate::EventProducer::<u64, Vec<u64>>::new(log.writer("m", 0).unwrap(), 0, 1).unwrap();
+            let status = producer.status();
+            producer.push(Event::Messages(Stamp::from_elem(0), (0..100).collect()));
+            producer.push(Event::Progress(vec![(0, -1), (7, 1)]));
+            producer.push(Event::Messages(Stamp::from_elem(7), (0..50).collect()));
+            producer.push(Event::Progress(vec![(7, -1)]));
+            producer.finish().unwrap();
+            let mut consumer = crate::EventConsumer::<u64, Vec<u64>>::open(&log, "m", 0, Duration::from_secs(5))
+                .unwrap()
+                .idle_timeout(Duration::from_secs(10));
+            let replay = consumer.status();
+            while !replay.is_complete() && !replay.is_failed() {
+                if consumer.next().is_none() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            (status.stats(), replay.outcome().unwrap())
+        });
+        assert_eq!(captured.records, 150);
+        assert_eq!(recorder.counter("timely_kafka_capture_records_total{m,0}"), captured.records);
+        assert_eq!(recorder.counter("timely_kafka_capture_frames_total{m,0}"), captured.frames);
+        assert_eq!(recorder.counter("timely_kafka_capture_bytes_total{m,0}"), captured.bytes);
+        assert_eq!(recorder.gauge("timely_kafka_capture_frontier{m,0}"), Some(7.0), "the last numeric frontier");
+        assert_eq!(recorder.counter("timely_kafka_replay_records_total{m,0}"), replayed.records);
+        assert_eq!(recorder.counter("timely_kafka_replay_bytes_total{m,0}"), replayed.bytes);
+        assert_eq!(replayed.bytes, captured.bytes);
+        assert_eq!(recorder.gauge("timely_kafka_replay_lag_records{m,0}"), Some(0.0));
+        assert_eq!(recorder.counter("timely_kafka_replay_skipped_records_total{m,0}"), 0);
     }
 
     /// docs/operations.md has one table row per metric, in this order,
