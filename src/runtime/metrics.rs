@@ -92,7 +92,7 @@ metrics_table! {
     REPLAY_IDLE_SECONDS = "timely_kafka_replay_idle_seconds", Gauge, TP,
         "Seconds since the replay last delivered an event (updated while it looks for more).";
     REPLAY_SKIPPED = "timely_kafka_replay_skipped_records_total", Counter, TP,
-        "Records a replay read and skipped: other capture sessions, retried duplicates.";
+        "Records a replay of a plain stream read and skipped: another capture session's, retried duplicates.";
     SOURCE_RECORDS = "timely_kafka_source_records_total", Counter, TP,
         "Records a Kafka source (a pipeline's input) read.";
     SOURCE_LAG = "timely_kafka_source_lag_records", Gauge, TP,
