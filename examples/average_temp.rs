@@ -145,6 +145,9 @@ struct Args {
     /// Timely worker threads.
     #[arg(short = 'w', long, default_value_t = 1)]
     workers: usize,
+    /// --metrics-addr: serve metrics in the Prometheus text format.
+    #[command(flatten)]
+    metrics: timely_kafka_cli::MetricsArgs,
 }
 
 fn fail(error: impl std::fmt::Display) -> ! {
@@ -217,6 +220,8 @@ where
 
 fn main() {
     let args = Args::parse();
+    args.metrics.install().unwrap_or_else(|e| fail(e));
+    let metrics = args.metrics.clone();
     if args.workers == 0 {
         fail("-w must be at least 1");
     }
@@ -352,4 +357,5 @@ fn main() {
     }
     let average = total.sum / total.records as f64;
     println!("{PROGRAM}: records={} average={average:.3} bad={}", total.records, total.bad);
+    metrics.linger();
 }

@@ -136,6 +136,9 @@ struct Args {
     /// and one identity: run them with the same arguments but -p).
     #[command(flatten)]
     timely: timely_kafka_cli::TimelyArgs,
+    /// --metrics-addr: serve metrics in the Prometheus text format.
+    #[command(flatten)]
+    metrics: timely_kafka_cli::MetricsArgs,
 }
 
 fn fail(error: impl std::fmt::Display) -> ! {
@@ -360,6 +363,8 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
 
 fn main() {
     let args = Args::parse();
+    args.metrics.install().unwrap_or_else(|e| fail(e));
+    let metrics = args.metrics.clone();
     let kafka = KafkaLog::new(&args.brokers, &args.properties).unwrap_or_else(|e| fail(e));
     ensure_topic(&kafka, &args.input, 2);
     ensure_topic(&kafka, &args.output, 2);
@@ -379,4 +384,5 @@ fn main() {
     let top: Vec<String> = top.iter().take(5).map(|(word, count)| format!("{word}={count}")).collect();
     println!("{PROGRAM}: top {}", top.join(" "));
     println!("{PROGRAM}: words={words} lines={lines} written={written}");
+    metrics.linger();
 }

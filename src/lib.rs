@@ -102,6 +102,15 @@ pub mod status {
     pub use crate::runtime::status::{Stats, Status};
 }
 
+/// What the crate reports to a metrics recorder (the `metrics` facade):
+/// every metric's name, type, labels and meaning. The library installs no
+/// recorder; a program that installs one (e.g. `metrics-exporter-prometheus`)
+/// gets them, and one that does not pays nothing (`docs/operations.md` in
+/// the repository has the table and the alerts worth setting).
+pub mod metrics {
+    pub use crate::runtime::metrics::*;
+}
+
 /// How a stream's events become bytes: the codec a capture writes with and
 /// a replay reads with, and the id each frame carries.
 pub mod codec {

@@ -183,3 +183,54 @@ impl TimelyArgs {
         self.workers * self.processes
     }
 }
+
+/// `--metrics-addr`: serve the library's metrics (and nothing else) in the
+/// Prometheus text format over HTTP (docs/operations.md).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct MetricsArgs {
+    /// Serve metrics in the Prometheus text format at http://ADDR/metrics
+    /// (e.g. 127.0.0.1:9464; the endpoint has no authentication, so give a
+    /// loopback address unless the network guards it).
+    #[arg(long, value_name = "ADDR", env = "TIMELY_KAFKA_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// With --metrics-addr: keep serving for SECS seconds after the work
+    /// is done, so a scraper sees the final values of a short run.
+    #[arg(long, value_name = "SECS", default_value_t = 0, requires = "metrics_addr")]
+    pub metrics_linger: u64,
+}
+
+/// Histogram buckets of durations: 1 ms to 60 s.
+const SECONDS_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+/// Histogram buckets of sizes: 1 KiB to 64 MiB.
+const BYTES_BUCKETS: &[f64] =
+    &[1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0, 67108864.0];
+
+impl MetricsArgs {
+    /// Installs the Prometheus exporter as the process's recorder, if
+    /// asked: before any capture, replay or pipeline opens (their handles
+    /// are made then).
+    pub fn install(&self) -> Result<()> {
+        use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+        let Some(addr) = self.metrics_addr else { return Ok(()) };
+        let failed = |e: &dyn std::fmt::Display| Error::Config(format!("--metrics-addr {addr}: {e}"));
+        // Fail here on an address in use, not silently in the exporter's thread.
+        drop(std::net::TcpListener::bind(addr).map_err(|e| failed(&e))?);
+        PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_bytes".into()), BYTES_BUCKETS))
+            .map_err(|e| failed(&e))?
+            .install()
+            .map_err(|e| failed(&e))?;
+        timely_kafka::metrics::describe();
+        Ok(())
+    }
+
+    /// After the work: keeps serving for `--metrics-linger` seconds.
+    pub fn linger(&self) {
+        if self.metrics_addr.is_some() && self.metrics_linger > 0 {
+            std::thread::sleep(Duration::from_secs(self.metrics_linger));
+        }
+    }
+}

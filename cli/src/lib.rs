@@ -14,8 +14,10 @@ pub mod fingerprint;
 mod memory;
 pub mod numbers;
 mod progress;
+pub mod scrape;
+pub mod times;
 
-pub use args::{CodecArg, LogArgs, TimelyArgs};
+pub use args::{CodecArg, LogArgs, MetricsArgs, TimelyArgs};
 pub use fail::fail;
 pub use memory::keep_freed_memory;
 pub use progress::{mb_per_s, sum, Progress, Totals};

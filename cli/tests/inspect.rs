@@ -128,8 +128,29 @@ fn the_binary_prints_one_line_per_partition() {
     assert_eq!(lines.len(), 3, "{stdout}");
     for (p, line) in lines.iter().enumerate() {
         assert!(line.starts_with(&format!("partition={p} sessions=1 events=")), "{line}");
-        assert!(line.ends_with("complete=true frontier=[] foreign=0 corrupt=0 exactly_once=false"), "{line}");
+        assert!(line.contains("complete=true frontier=[] foreign=0 corrupt=0 exactly_once=false"), "{line}");
+        let field = |key: &str| line.split(' ').find_map(|kv| kv.strip_prefix(key)).unwrap().parse::<u64>().unwrap();
+        assert_eq!(field("end_offset="), field("last_offset=") + 1, "{line}");
     }
+    // A consumer's position: its lag; --json: one object per partition.
+    let output = Command::new(env!("CARGO_BIN_EXE_capture_inspect"))
+        .args(["n", "--json", "--position", "1=1", "--position", "2=4", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("KAFKA_BROKERS")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let objects: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(objects.len(), 3);
+    assert_eq!(objects[0]["partition"], 0);
+    assert_eq!(objects[0]["complete"], true);
+    assert_eq!(objects[0]["end_offset"].as_u64(), objects[0]["last_offset"].as_u64().map(|o| o + 1));
+    assert!(objects[0].get("lag").is_none(), "no position given for partition 0");
+    let end = |p: usize| objects[p]["end_offset"].as_u64().unwrap();
+    assert_eq!(objects[1]["position"], 1);
+    assert_eq!(objects[1]["lag"].as_u64(), Some(end(1) - 1));
+    assert_eq!(objects[2]["lag"].as_u64(), Some(end(2).saturating_sub(4)));
     let missing = inspect("absent");
     assert_eq!(missing.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&missing.stderr);

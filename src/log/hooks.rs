@@ -57,6 +57,12 @@ pub trait ReaderHooks {
     fn rereads_are_cheap(&self) -> bool {
         false
     }
+    /// The partition's end offset if the reader knows it without a round
+    /// trip (Kafka: the high watermark of the last fetch response), for the
+    /// lag metric. By default `None`.
+    fn cached_end_offset(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 /// What a capture may ask a backend before it writes.
@@ -93,5 +99,8 @@ impl ReaderHooks for Box<dyn super::PartitionReader> {
     }
     fn rereads_are_cheap(&self) -> bool {
         (**self).rereads_are_cheap()
+    }
+    fn cached_end_offset(&mut self) -> Option<u64> {
+        (**self).cached_end_offset()
     }
 }

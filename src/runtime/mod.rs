@@ -10,6 +10,7 @@
 
 pub(crate) mod collective;
 pub(crate) mod failure;
+pub(crate) mod metrics;
 pub(crate) mod status;
 
 use std::sync::{Arc, Mutex};

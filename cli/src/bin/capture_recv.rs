@@ -35,6 +35,8 @@ struct Args {
     log: LogArgs,
     #[command(flatten)]
     timely: TimelyArgs,
+    #[command(flatten)]
+    metrics: cli::MetricsArgs,
 }
 
 fn main() {
@@ -47,6 +49,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    args.metrics.install()?;
     args.log.check_codec()?;
     let config = args.timely.config()?;
     let log = args.log.open()?;
@@ -69,6 +72,8 @@ fn run(args: Args) -> Result<()> {
          mb_per_s={:.1}",
         cli::mb_per_s(bytes, seconds)
     );
+    cli::times::write().map_err(|e| timely_kafka::Error::Config(format!("TIMELY_KAFKA_TIMES_LOG: {e}")))?;
+    args.metrics.linger();
     Ok(())
 }
 
@@ -131,7 +136,8 @@ where
             consumers
                 .replay_log(scope)
                 .inspect_core(move |event| {
-                    if let Ok((_, data)) = event {
+                    if let Ok((time, data)) = event {
+                        time.elements().iter().for_each(|t| cli::times::seen(*t));
                         let batch = Seen {
                             records: data.len() as u64,
                             sum: data.iter().fold(0u64, |a, b| a.wrapping_add(*b)),

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use timely::dataflow::operators::Capture;
+use timely::dataflow::operators::{Capture, Inspect};
 use timely_kafka::codec::Bincode;
 use timely_kafka::codec::CodecId;
 use timely_kafka::codec::EventCodec;
@@ -67,6 +67,8 @@ struct Args {
     log: LogArgs,
     #[command(flatten)]
     timely: TimelyArgs,
+    #[command(flatten)]
+    metrics: cli::MetricsArgs,
 }
 
 fn main() {
@@ -78,6 +80,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    args.metrics.install()?;
     args.log.check_codec()?;
     let config = args.timely.config()?;
     let log = args.log.open()?;
@@ -110,6 +113,8 @@ fn run(args: Args) -> Result<()> {
         "{PROGRAM}: records={records} bytes={bytes} seconds={seconds:.3} mb_per_s={:.1}",
         cli::mb_per_s(bytes, seconds)
     );
+    cli::times::write().map_err(|e| timely_kafka::Error::Config(format!("TIMELY_KAFKA_TIMES_LOG: {e}")))?;
+    args.metrics.linger();
     Ok(())
 }
 
@@ -163,7 +168,13 @@ where
         worker.dataflow::<u64, _, _>(|scope| {
             let stream =
                 if plain { numbers(scope, spec.count) } else { timed_numbers(scope, Numbers { from_time, ..spec }) };
-            stream.capture_into(producer)
+            stream
+                .inspect_core(|event| {
+                    if let Ok((time, _)) = event {
+                        time.elements().iter().for_each(|t| cli::times::seen(*t));
+                    }
+                })
+                .capture_into(producer)
         });
         // Park when nothing is active (the producer waits on the broker),
         // leaving the cores to the client threads sending the data.

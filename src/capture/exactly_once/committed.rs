@@ -218,7 +218,7 @@ impl<T: Timestamp> CommittedReplay<T> {
     pub(crate) fn step<C, K: EventCodec<T, C>>(
         &mut self,
         reader: &mut dyn PartitionReader,
-        read: &mut dyn FnMut(usize),
+        read: &mut dyn FnMut(u64, usize),
     ) -> Result<Next<T, C>> {
         match self.phase {
             Phase::Done => Ok(Next::Idle),
@@ -230,10 +230,10 @@ impl<T: Timestamp> CommittedReplay<T> {
     fn scan<C, K: EventCodec<T, C>>(
         &mut self,
         reader: &mut dyn PartitionReader,
-        read: &mut dyn FnMut(usize),
+        read: &mut dyn FnMut(u64, usize),
     ) -> Result<Next<T, C>> {
         let Some(record) = reader.poll(NO_WAIT)? else { return Ok(Next::Idle) };
-        read(record.payload.len());
+        read(record.offset, record.payload.len());
         let offset = record.offset;
         let frame = frame::decode_frame(record.payload).map_err(Error::frame_at(&self.id, offset))?;
         let step = self.chain.accept(offset, &frame).map_err(|reason| self.error(offset, reason))?;

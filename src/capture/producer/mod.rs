@@ -45,6 +45,7 @@ use crate::runtime::status::Status;
 
 mod stats;
 
+use stats::CaptureMetrics;
 pub use stats::CaptureStats;
 
 /// Captures one timely stream into one log partition.
@@ -60,6 +61,7 @@ pub struct EventProducer<T, C, W: PartitionWriter = Box<dyn PartitionWriter>, K 
     max_record: usize,
     frontier: MutableAntichain<T>,
     status: Status<CaptureStats>,
+    metrics: CaptureMetrics,
     failed: bool,
     finished: bool,
     final_written: bool,
@@ -157,6 +159,9 @@ where
         status.counters().frames.store(1, Ordering::Relaxed);
         status.counters().bytes.store(first_len as u64, Ordering::Relaxed);
         let max_record = writer.max_record_bytes().max(HEADER_LEN + 64);
+        let metrics = CaptureMetrics::new(&id);
+        metrics.frames.increment(1);
+        metrics.bytes.increment(first_len as u64);
         EventProducer {
             writer,
             id,
@@ -166,6 +171,7 @@ where
             max_record,
             frontier: MutableAntichain::from_elem(T::minimum()),
             status,
+            metrics,
             failed: false,
             finished: false,
             final_written: false,
@@ -255,6 +261,11 @@ where
         let mut frontier_changed = false;
         if let Event::Progress(updates) = event {
             frontier_changed = self.frontier.update_iter(updates.iter().cloned()).next().is_some();
+            if frontier_changed {
+                if let Some(least) = self.frontier.frontier().first().and_then(crate::runtime::metrics::as_number) {
+                    self.metrics.frontier.set(least);
+                }
+            }
         }
         let became_empty = self.frontier.is_empty() && !self.final_written;
         // An exactly-once stream's final record is its final commit.
@@ -270,9 +281,12 @@ where
         if let Event::Messages(_, container) = event {
             let records = container.record_count().max(0) as u64;
             self.status.counters().records.fetch_add(records, Ordering::Relaxed);
+            self.metrics.records.increment(records);
         }
         if let Some(commits) = &mut self.commits {
-            commits.wrote((self.status.counters().bytes.load(Ordering::Relaxed) - bytes_before) as usize);
+            let wrote = self.status.counters().bytes.load(Ordering::Relaxed) - bytes_before;
+            commits.wrote(wrote as usize);
+            self.metrics.uncommitted_bytes.increment(wrote as f64);
             if commits.due(became_empty) {
                 // A commit vouches for every earlier record of this writer:
                 // a lost or foreign-interleaved one fails the capture here,
@@ -294,6 +308,7 @@ where
     /// Writes a commit record of the stream's current state.
     fn commit(&mut self, is_final: bool) -> Result<()> {
         let Some(commits) = &mut self.commits else { return Ok(()) };
+        let started = std::time::Instant::now();
         let state = commits.take_commit();
         let token = match &mut self.token {
             Some(token) => token(self.frontier.frontier().as_ref()),
@@ -313,6 +328,9 @@ where
         self.writer.publish()?;
         self.writer.commit_point()?;
         self.status.counters().commits.fetch_add(1, Ordering::Relaxed);
+        self.metrics.commits.increment(1);
+        self.metrics.commit_seconds.record(started.elapsed().as_secs_f64());
+        self.metrics.uncommitted_bytes.set(0.0);
         Ok(())
     }
 
@@ -331,6 +349,8 @@ where
         self.next_seq += 1;
         self.status.counters().frames.fetch_add(1, Ordering::Relaxed);
         self.status.counters().bytes.fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
+        self.metrics.frames.increment(1);
+        self.metrics.bytes.increment(self.buffer.len() as u64);
         Ok(())
     }
 

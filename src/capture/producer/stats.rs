@@ -4,6 +4,7 @@
 
 use std::sync::atomic::AtomicU64;
 
+use crate::error::TopicPartition;
 use crate::runtime::status::{load, sealed::Counted, Stats};
 
 /// Totals of one capture.
@@ -46,3 +47,31 @@ impl Counted for CaptureStats {
 }
 
 impl Stats for CaptureStats {}
+
+/// The capture's metrics (see [`crate::metrics`]): handles made once per
+/// partition, no-ops unless the program installed a recorder.
+pub(crate) struct CaptureMetrics {
+    pub(crate) records: metrics::Counter,
+    pub(crate) bytes: metrics::Counter,
+    pub(crate) frames: metrics::Counter,
+    pub(crate) commits: metrics::Counter,
+    pub(crate) commit_seconds: metrics::Histogram,
+    pub(crate) uncommitted_bytes: metrics::Gauge,
+    pub(crate) frontier: metrics::Gauge,
+}
+
+impl CaptureMetrics {
+    pub(crate) fn new(id: &TopicPartition) -> Self {
+        use crate::runtime::metrics as m;
+        let labels = m::partition_labels(&id.topic, id.partition);
+        CaptureMetrics {
+            records: metrics::counter!(m::CAPTURE_RECORDS, &labels),
+            bytes: metrics::counter!(m::CAPTURE_BYTES, &labels),
+            frames: metrics::counter!(m::CAPTURE_FRAMES, &labels),
+            commits: metrics::counter!(m::CAPTURE_COMMITS, &labels),
+            commit_seconds: metrics::histogram!(m::CAPTURE_COMMIT_SECONDS, &labels),
+            uncommitted_bytes: metrics::gauge!(m::CAPTURE_UNCOMMITTED_BYTES, &labels),
+            frontier: metrics::gauge!(m::CAPTURE_FRONTIER, &labels),
+        }
+    }
+}

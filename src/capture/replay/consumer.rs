@@ -31,7 +31,7 @@ use timely::progress::Timestamp;
 use crate::capture::exactly_once::committed::{CommittedReplay, Next, WINDOW_BYTES};
 use crate::capture::replay::protocol::{Protocol, Step};
 use crate::capture::replay::session::choose_session;
-use crate::capture::replay::stats::ReplayStats;
+use crate::capture::replay::stats::{ReplayMetrics, ReplayStats};
 use crate::capture::wire::chunks::ChunkAssembler;
 use crate::capture::wire::codec::{Bincode, EventCodec};
 use crate::capture::wire::frame::{self, FrameKind};
@@ -55,6 +55,7 @@ pub struct EventConsumer<T, C, R: PartitionReader = Box<dyn PartitionReader>, K 
     reader: R,
     protocol: Protocol<T>,
     status: Status<ReplayStats>,
+    metrics: ReplayMetrics,
     idle_timeout: Option<Duration>,
     last_activity: Instant,
     /// An event was delivered since `last_activity` was last set.
@@ -129,8 +130,10 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
     /// A consumer using codec `K`.
     pub fn with_codec(reader: R) -> Self {
         let id = reader.partition().clone();
+        let metrics = ReplayMetrics::new(&id);
         EventConsumer {
             reader,
+            metrics,
             protocol: Protocol {
                 id,
                 header: None,
@@ -140,6 +143,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
                 last_offset: None,
                 only_session: None,
                 check_types: true,
+                skipped: 0,
             },
             status: Status::default(),
             idle_timeout: None,
@@ -248,6 +252,7 @@ impl<T: Timestamp, C, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, 
         }
         shared.frames.fetch_add(1, Ordering::Relaxed);
         shared.bytes.fetch_add(record.payload.len() as u64, Ordering::Relaxed);
+        self.metrics.read(record.offset, record.payload.len());
         true
     }
 
@@ -312,6 +317,8 @@ where
         }
         if self.served >= EVENTS_PER_ACTIVATION {
             self.served = 0;
+            let end = self.reader.cached_end_offset();
+            self.metrics.update_lag(end, false);
             return None;
         }
         if let Some((session, offset)) = self.committed_start.take() {
@@ -330,12 +337,20 @@ where
                     let shared = self.status.counters();
                     shared.frames.fetch_add(1, Ordering::Relaxed);
                     shared.bytes.fetch_add(record.payload.len() as u64, Ordering::Relaxed);
+                    self.metrics.read(record.offset, record.payload.len());
                     self.protocol.accept::<C, K>(record.offset, record.payload, &shared.duplicates)
                 }
             };
             match step {
                 Err(error) => return self.fail(error).map(Cow::Owned),
-                Ok(Step::Skip) => continue,
+                Ok(Step::Skip) => {
+                    // Not every skip: a stream header or a chunk is read.
+                    let skipped = std::mem::take(&mut self.protocol.skipped);
+                    if skipped > 0 {
+                        self.metrics.skipped.increment(skipped);
+                    }
+                    continue;
+                }
                 Ok(Step::StartMissing) => {
                     // Asked only now: a broker round trip every replay would pay.
                     let first_available = self.reader.first_available_offset().ok().flatten();
@@ -372,8 +387,10 @@ where
         if let Event::Messages(_, container) = &event {
             let records = container.record_count().max(0) as u64;
             self.status.counters().records.fetch_add(records, Ordering::Relaxed);
+            self.metrics.records.increment(records);
         }
         if complete {
+            self.metrics.update_lag(None, true);
             self.done = true;
             self.status.set_complete();
         }
@@ -385,6 +402,13 @@ where
     /// Nothing to read now: notes when the stream went quiet and fails it
     /// once it has been quiet for the idle timeout.
     fn went_quiet(&mut self) -> Option<Event<T, C>> {
+        if self.served > 0 || self.delivered_since {
+            // Once per activation that delivered: the end as librdkafka's
+            // last fetch reported it (no round trip).
+            let end = self.reader.cached_end_offset();
+            self.metrics.update_lag(end, true);
+        }
+        self.metrics.idle_seconds.set(self.last_activity.elapsed().as_secs_f64());
         self.served = 0;
         self.idle_since_delivery()
     }
@@ -402,14 +426,25 @@ where
     /// `next` for an exactly-once stream: only committed events come out.
     fn next_committed(&mut self) -> Option<Cow<'_, Event<T, C>>> {
         let status = self.status.clone();
-        let mut read = |bytes: usize| {
+        // (one past the largest offset read, bytes read) for the metrics.
+        let seen = std::cell::Cell::new((0u64, 0u64));
+        let mut read = |offset: u64, bytes: usize| {
             let shared = status.counters();
             shared.frames.fetch_add(1, Ordering::Relaxed);
             shared.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            let (end, total) = seen.get();
+            seen.set((end.max(offset + 1), total + bytes as u64));
         };
         for _ in 0..RECORDS_PER_CALL {
             let committed = self.committed.as_mut().expect("exactly-once replay");
-            match committed.step::<C, K>(&mut self.reader, &mut read) {
+            let step = committed.step::<C, K>(&mut self.reader, &mut read);
+            let (end, bytes) = seen.take();
+            if bytes > 0 {
+                self.metrics.read(end - 1, 0);
+                self.metrics.bytes.increment(bytes);
+            }
+            let committed = self.committed.as_mut().expect("exactly-once replay");
+            match step {
                 Err(error) => return self.fail(error).map(Cow::Owned),
                 Ok(Next::Idle) => return self.went_quiet().map(Cow::Owned),
                 Ok(Next::Busy) => {}

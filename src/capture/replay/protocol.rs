@@ -27,6 +27,9 @@ pub(super) struct Protocol<T> {
     pub(super) only_session: Option<u64>,
     /// Whether the stream header's type names must match `T` and `C`.
     pub(super) check_types: bool,
+    /// Records skipped (another session's, a retried duplicate) since the
+    /// consumer last took the count for its metric.
+    pub(super) skipped: u64,
 }
 
 /// What one record amounts to.
@@ -70,6 +73,7 @@ impl<T: Timestamp> Protocol<T> {
         let frame = frame::decode_frame(payload).map_err(|e| self.frame_error(offset, e))?;
         let fh = frame.header;
         if self.only_session.is_some_and(|session| session != fh.session) {
+            self.skipped += 1;
             return Ok(Step::Skip);
         }
         let Some(header) = &self.header else {
@@ -96,6 +100,7 @@ impl<T: Timestamp> Protocol<T> {
         }
         if fh.seq < self.next_seq {
             duplicates.fetch_add(1, Ordering::Relaxed);
+            self.skipped += 1;
             return Ok(Step::Skip);
         }
         if fh.seq > self.next_seq {

@@ -38,6 +38,7 @@
 pub(crate) mod binding;
 mod config;
 mod fetch_end;
+pub(crate) mod metrics;
 mod operator;
 mod reader;
 
@@ -257,6 +258,7 @@ where
                     unhealthy_since: None,
                     resets: 0,
                     partitions_checked: Instant::now(),
+                    metrics: self::metrics::SourceMetrics::new(&topic),
                     logic,
                 },
             }),

@@ -70,6 +70,8 @@ pub(super) struct SourceState<L> {
     pub(super) resets: u32,
     /// When the topic's partition count was last checked (exactly once).
     pub(super) partitions_checked: Instant,
+    /// Records read and lag per partition, for a metrics recorder.
+    pub(super) metrics: super::metrics::SourceMetrics,
     /// The user's `logic`: a record to `(time, datum)`, or dropped.
     pub(super) logic: L,
 }
@@ -101,6 +103,7 @@ impl<L> SourceOperator<L> {
             Ok(read) => read,
             Err(error) => return self.fail(error, capability, binding_output),
         };
+        self.state.metrics.flush(&self.reader.consumer);
         if let Some(binder) = self.state.binder.as_mut() {
             for (time, report) in binder.drain() {
                 binding_output.session(&cap.binding.delayed(&time)).give(report);
@@ -147,12 +150,14 @@ impl<L> SourceOperator<L> {
                         offset: message.offset().max(0) as u64,
                         timestamp_ms: message.timestamp().to_millis(),
                     };
+                    self.state.metrics.read(record.partition, record.offset, record.timestamp_ms);
                     let reader = (&self.reader.consumer, self.reader.topic.as_str(), &mut self.reader.pending);
                     self.state.take(&record, cap, output, reader);
                 }
                 Err(KafkaError::PartitionEOF(partition)) => {
                     // The position reached the high watermark of the latest
                     // fetch, which is at or past CurrentEnd's end (fetch_end.rs).
+                    self.state.metrics.at_end(partition as u32);
                     if let Some(state) = self.state.partitions.get_mut(&(partition as u32)) {
                         state.at_end = true;
                         if self.state.config.end == SourceEnd::CurrentEnd {

@@ -178,6 +178,9 @@ impl<K: AsRef<[u8]>, V: AsRef<[u8]>> CommitSink<K, V> {
                 writer.crash_point("during-replay");
             }
             self.status.counters().dropped.fetch_add(records.len() as u64, Ordering::Relaxed);
+            if let Some(metrics) = self.status.counters().metrics.get() {
+                metrics.restore_dropped.increment(records.len() as u64);
+            }
             records.clear();
         } else {
             self.buffered.entry(time).or_default().append(records);
@@ -387,6 +390,7 @@ impl<K: AsRef<[u8]>, V: AsRef<[u8]>> CommitSink<K, V> {
         let rest = self.buffered.range(..upto).flat_map(|(time, records)| {
             records[self.early.sent.get(time).copied().unwrap_or(0)..].iter().map(Outgoing::out)
         });
+        let started = Instant::now();
         let committed_now = writer.commit(rest, records, &progress);
         self.early.clear();
         let progress = committed_now?;
@@ -400,6 +404,13 @@ impl<K: AsRef<[u8]>, V: AsRef<[u8]>> CommitSink<K, V> {
         self.status.counters().written.fetch_add(written, Ordering::Relaxed);
         self.status.counters().changes.fetch_add(changes, Ordering::Relaxed);
         self.status.counters().commits.fetch_add(1, Ordering::Relaxed);
+        if let Some(metrics) = self.status.counters().metrics.get() {
+            let bytes = self.buffered.range(..upto).flat_map(|(_, r)| r).map(|record| {
+                let (_, key, value) = record.out();
+                key.len() + value.map_or(0, <[u8]>::len)
+            });
+            metrics.committed(written as usize, bytes.sum(), upto, &progress.offsets, started.elapsed());
+        }
         writer.crash_point("after-commit");
         self.status.counters().frontier.store(upto, Ordering::Relaxed);
         self.buffered = self.buffered.split_off(&upto);

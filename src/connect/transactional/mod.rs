@@ -77,6 +77,7 @@
 mod budget;
 mod commit_sink;
 mod delivered;
+mod metrics;
 mod progress;
 mod progress_topic;
 mod sink;
@@ -340,6 +341,7 @@ impl TransactionalPipeline {
                 outgoing.concat(changes.stream.map(|(state, key, value)| sink::Outgoing::Change(state, key, value)));
         }
         let handle = Status::<PipelineStats>::default();
+        let _ = handle.counters().metrics.set(metrics::PipelineMetrics::new(&self.config.input, &self.config.output));
         let policy = CommitPolicy {
             interval: self.config.commit_interval,
             max_bytes: self.config.max_transaction_bytes,

@@ -49,6 +49,8 @@ pub struct PipelineCounters {
     pub(super) frontier: AtomicU64,
     pub(super) aborted_early: AtomicU64,
     pub(super) changes: AtomicU64,
+    /// The pipeline's metrics (a recorder's handles), set when it is built.
+    pub(super) metrics: std::sync::OnceLock<super::metrics::PipelineMetrics>,
 }
 
 impl Counted for PipelineStats {
@@ -104,6 +106,9 @@ pub(super) fn build<'scope, K, V>(
     V: ExchangeData + AsRef<[u8]>,
 {
     status.counters().frontier.store(committed.frontier, Ordering::Relaxed);
+    if let Some(metrics) = status.counters().metrics.get() {
+        metrics.frontier.set(committed.frontier as f64);
+    }
     let to_writer = Exchange::new(|_: &Outgoing<K, V>| 0);
     let reports_to_writer = Exchange::new(|_: &(u32, u64)| 0);
     let scope = outputs.scope();

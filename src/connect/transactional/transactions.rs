@@ -256,6 +256,7 @@ impl TransactionalWriter {
             if let Err(Failure::Fatal(reason) | Failure::Abortable(reason)) = self.abort() {
                 return Err(Error::kafka(format!("{}: abort of the records sent early failed: {reason}", self.what())));
             }
+            super::metrics::aborted(&self.output);
         }
         Ok(())
     }
@@ -288,6 +289,7 @@ impl TransactionalWriter {
                     if let Err(Failure::Fatal(reason) | Failure::Abortable(reason)) = self.abort() {
                         return Err(Error::kafka(format!("{what}: abort after '{last}' failed: {reason}")));
                     }
+                    super::metrics::aborted(&self.output);
                 }
             }
         }
@@ -300,6 +302,7 @@ impl TransactionalWriter {
                     if let Err(Failure::Fatal(reason) | Failure::Abortable(reason)) = self.abort() {
                         return Err(Error::kafka(format!("{what}: abort after '{last}' failed: {reason}")));
                     }
+                    super::metrics::aborted(&self.output);
                 }
             }
         }
@@ -449,7 +452,10 @@ impl TransactionalWriter {
                 age.as_secs_f64(),
                 self.transaction_timeout
             )),
-            _ => Failure::Fatal(format!("fenced by a newer instance of this pipeline (this one is a zombie): {error}")),
+            _ => {
+                super::metrics::fenced(&self.output);
+                Failure::Fatal(format!("fenced by a newer instance of this pipeline (this one is a zombie): {error}"))
+            }
         }
     }
 }

@@ -418,6 +418,9 @@ impl ReaderHooks for KafkaReader {
     fn reported_end_offset(&mut self) -> Result<Option<u64>> {
         self.listed_end_offset().map(Some)
     }
+    fn cached_end_offset(&mut self) -> Option<u64> {
+        self.fetched_end()
+    }
 }
 
 impl KafkaReader {
