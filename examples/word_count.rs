@@ -40,12 +40,16 @@
 //! read_committed readers, each word's counts exactly as one uninterrupted
 //! run would have written them. It needs a broker with transactions (Apache
 //! Kafka) and refuses others in one line. The counts are the pipeline's
-//! declared state (`counts`): every commit also writes the counts that
-//! changed to the compacted changelog topic `<output>.state.counts`, in the
-//! same transaction; a start restores them as of the last commit and reads
-//! the input only from the offsets that commit bound, so a restart takes
-//! time proportional to the number of distinct words, not to the input's
-//! history (`--replay` rebuilds the counts from the input's start instead).
+//! declared state (`counts`), kept in the output topic itself: each output
+//! record is a word's new count, so the output is the state's changelog
+//! (created compacted with no retention; an existing output must be so). A
+//! start restores the counts as of the last commit by reading the output's
+//! committed records, and reads the input only from the offsets that commit
+//! bound, so a restart takes time proportional to the number of distinct
+//! words, not to the input's history. `--state-changelog` writes the
+//! counts to a separate compacted changelog topic `<output>.state.counts`
+//! instead (every count written twice); `--replay` keeps no state and
+//! rebuilds the counts from the input's start at each start.
 //!
 //! Prints the most frequent words, then one line
 //! `word_count: words=<distinct words> lines=<n> written=<records written>`.
@@ -128,6 +132,10 @@ struct Args {
     /// by reading the input again from its beginning.
     #[arg(long, requires = "exactly_once")]
     replay: bool,
+    /// With --exactly-once: keep the counts in a separate changelog topic
+    /// `<output>.state.counts`, not in the output itself.
+    #[arg(long, requires = "exactly_once", conflicts_with = "replay")]
+    state_changelog: bool,
     /// With --exactly-once: the shortest time between commits, in milliseconds.
     #[arg(long, default_value_t = 500)]
     commit_interval_ms: u64,
@@ -176,6 +184,15 @@ fn words(line: &str) -> Vec<(String, u64)> {
         .filter(|word| !word.is_empty())
         .map(|word| (word, 1))
         .collect()
+}
+
+/// An output record (word, decimal count) as an entry of the counts: the
+/// inverse of how the counts are written.
+fn decode_count(key: &[u8], value: &[u8]) -> Result<(String, u64), String> {
+    let word = std::str::from_utf8(key).map_err(|e| format!("key not UTF-8: {e}"))?;
+    let count = std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok());
+    let count = count.ok_or_else(|| format!("value {:?} is not a decimal count", String::from_utf8_lossy(value)))?;
+    Ok((word.to_string(), count))
 }
 
 fn hash(word: &str) -> u64 {
@@ -273,8 +290,10 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
         let mut pipeline = if args.exactly_once {
             let mut config = PipelineConfig::new(kafka.clone(), &args.input, &args.output)
                 .commit_interval(Duration::from_millis(args.commit_interval_ms));
-            if !args.replay {
+            if args.state_changelog {
                 config = config.state(STATE);
+            } else if !args.replay {
+                config = config.state_in_output(STATE);
             }
             config.fresh = args.fresh;
             // Tests only: abort at a named point (tests/pipeline_chaos.rs).
@@ -287,7 +306,11 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
             let restored = if args.replay {
                 Vec::new()
             } else {
-                let (restored, stats) = pipeline.restore::<String, u64>(w, STATE)?;
+                let (restored, stats) = if args.state_changelog {
+                    pipeline.restore::<String, u64>(w, STATE)?
+                } else {
+                    pipeline.restore_with(w, STATE, decode_count)?
+                };
                 eprintln!(
                     "{PROGRAM}: worker {} restored {} counts from {} changelog records ({} bytes) in {:.3}s",
                     w.index(),
@@ -325,7 +348,8 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
             let records = counts.clone().map(|(word, count)| (word, count.to_string()));
             match (pipeline, binding) {
                 (Some((pipeline, _)), Some(binding)) => {
-                    let handle = if args.replay {
+                    let handle = if !args.state_changelog {
+                        // With the state in the output, the outputs are its changes.
                         pipeline.sink(records, binding)
                     } else {
                         // The counts written are the state's changes too.
@@ -367,7 +391,12 @@ fn main() {
     let metrics = args.metrics.clone();
     let kafka = KafkaLog::new(&args.brokers, &args.properties).unwrap_or_else(|e| fail(e));
     ensure_topic(&kafka, &args.input, 2);
-    ensure_topic(&kafka, &args.output, 2);
+    if args.exactly_once && !args.replay && !args.state_changelog {
+        // The output keeps the counts: compacted, no retention.
+        transactional::create_state_output(&kafka, &args.output, 2).unwrap_or_else(|e| fail(e));
+    } else {
+        ensure_topic(&kafka, &args.output, 2);
+    }
     if args.produce_sample {
         let written = produce_sample(kafka.clone(), args.input.clone()).unwrap_or_else(|e| fail(e));
         eprintln!("{PROGRAM}: wrote {written} sample lines to '{}'", args.input);

@@ -16,11 +16,15 @@
 #   HISTORY_SMALL, HISTORY_LARGE   input lines before the restarts of the
 #             state section (100000 and 10000000; one 40-word vocabulary)
 #   STATE_KEYS  distinct words of the restore measurement (1000000)
+#   QUICK=1   throughput only: stop after the throughput ratios (no restart
+#             costs, no history or restore sections)
 #
 # word_count at least once = kafka_source -> count -> kafka_sink (acks=all,
 # idempotent); exactly once = the same dataflow with the transactional sink
 # (one transaction per commit, 500 ms commit interval) and the counts as
-# declared state (each output is also a change of the changelog);
+# declared state kept in the output topic itself (compacted: each output is
+# the state's change, written once); exactly once --state-changelog = the
+# counts in a separate changelog topic (each count written twice);
 # exactly once --replay = the same without declared state. average_temp at
 # least once only prints its buckets; exactly once also writes them through
 # the transactional sink. Both read the input to its current end and stop.
@@ -31,8 +35,8 @@
 #                      counts (nothing read from the input, nothing written)
 #   restart-after-kill a run SIGKILLed at half the median run time, then the
 #                      wall time of the restart that finishes the job
-# Declared state (word_count's counts, restored from their changelog; the
-# sources seek to the binding):
+# Declared state (word_count's counts, restored from the output topic that
+# keeps them; the sources seek to the binding):
 #   restart-after-N    a start with nothing new to do after N input lines
 #                      (HISTORY_SMALL, HISTORY_LARGE) of one vocabulary, so
 #                      the same state: wall time and peak RSS; the ratio of
@@ -40,7 +44,7 @@
 #   restart-replay-... the same after HISTORY_SMALL lines with --replay (no
 #                      declared state: the input is read again)
 #   restore            a start after STATE_KEYS distinct words: the
-#                      changelog records, bytes, the restore's time
+#                      output records, bytes, the restore's time
 #                      (slowest worker) and records/s, peak RSS
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,8 +85,14 @@ if [[ "${BUILD:-1}" != 0 ]]; then
 fi
 
 RUN="bench-$$-$(date +%s)"
+# create_topic NAME PARTITIONS [compact]: compact = compacted, no retention
+# (the output of word_count --exactly-once keeps its counts).
 create_topic() {
-  "$PY" -c "import sys; sys.path.insert(0, 'tests/interop'); from kafka_client import create_topic; create_topic('$BROKERS', '$1', $2)"
+  local configs="{}"
+  if [[ ${3:-} == compact ]]; then
+    configs="{'cleanup.policy': 'compact', 'retention.ms': '-1', 'retention.bytes': '-1'}"
+  fi
+  "$PY" -c "import sys; sys.path.insert(0, 'tests/interop'); from kafka_client import create_topic; create_topic('$BROKERS', '$1', $2, $configs)"
 }
 
 # Runs a command under /usr/bin/time; sets SECONDS_TAKEN and RSS_MIB.
@@ -104,7 +114,8 @@ LINE_BYTES=$(echo "$produced" | awk '{print $4}')
 "$E/temp_gen" --brokers "$BROKERS" --topic "$RUN-temps" --count "$READINGS" --rate 0 -w 2 >/dev/null
 TEMP_BYTES=$((READINGS * 16))
 
-# bench MODE_NAME INPUT_RECORDS INPUT_BYTES COMMAND... (OUT in the command is replaced by a fresh topic)
+# bench MODE_NAME INPUT_RECORDS INPUT_BYTES COMMAND... (OUT in the command is replaced by a fresh topic,
+# compacted with COMPACT=1)
 declare -A SECS RSS
 bench() {
   local name=$1 records=$2 bytes=$3
@@ -112,7 +123,7 @@ bench() {
   local secs=() rss=() run
   for run in $(seq "$RUNS"); do
     local out="$RUN-$name-$run" args=()
-    create_topic "$out" 2
+    create_topic "$out" 2 ${COMPACT:+compact}
     for a in "$@"; do args+=("${a//OUT/$out}"); done
     measure "${args[@]}"
     secs+=("$SECONDS_TAKEN")
@@ -129,16 +140,21 @@ echo "word_count: $LINES lines ($LINE_BYTES bytes) in 2 partitions; average_temp
 WC=("$E/word_count" --brokers "$BROKERS" --input "$RUN-lines" --output OUT -w "$WORKERS")
 AT=("$E/average_temp" --brokers "$BROKERS" --topic "$RUN-temps" -w "$WORKERS")
 bench word_count-alo "$LINES" "$LINE_BYTES" "${WC[@]}"
-bench word_count-eo "$LINES" "$LINE_BYTES" "${WC[@]}" --exactly-once
+COMPACT=1 bench word_count-eo "$LINES" "$LINE_BYTES" "${WC[@]}" --exactly-once
 EO_OUT=$LAST_OUT
+bench word_count-eo-changelog "$LINES" "$LINE_BYTES" "${WC[@]}" --exactly-once --state-changelog
 bench word_count-eo-replay "$LINES" "$LINE_BYTES" "${WC[@]}" --exactly-once --replay
 bench average_temp-alo "$READINGS" "$TEMP_BYTES" "${AT[@]}"
 bench average_temp-eo "$READINGS" "$TEMP_BYTES" "${AT[@]}" --exactly-once --output OUT
 
 ratio() { echo "${SECS[$1]} / ${SECS[$2]}" | bc -l; }
-printf 'throughput ratio exactly-once / at-least-once: word_count %.2f (--replay, no state: %.2f), average_temp %.2f\n' \
-  "$(ratio word_count-alo word_count-eo)" "$(ratio word_count-alo word_count-eo-replay)" \
-  "$(ratio average_temp-alo average_temp-eo)"
+printf 'throughput ratio exactly-once / at-least-once: word_count %.2f (state in a separate changelog: %.2f; --replay, no state: %.2f), average_temp %.2f\n' \
+  "$(ratio word_count-alo word_count-eo)" "$(ratio word_count-alo word_count-eo-changelog)" \
+  "$(ratio word_count-alo word_count-eo-replay)" "$(ratio average_temp-alo average_temp-eo)"
+if [[ "${QUICK:-0}" != 0 ]]; then
+  echo "bench_pipeline: word_count_ratio=$(ratio word_count-alo word_count-eo) average_temp_ratio=$(ratio average_temp-alo average_temp-eo) (QUICK: throughput only)"
+  exit 0
+fi
 
 # Restart costs.
 startups=()
@@ -161,7 +177,7 @@ restarts=()
 half=$(echo "${SECS[word_count-eo]} / 2" | bc -l)
 for run in $(seq "$RUNS"); do
   out="$RUN-killed-$run"
-  create_topic "$out" 2
+  create_topic "$out" 2 compact
   "${WC[@]/OUT/$out}" --exactly-once >/dev/null 2>&1 &
   pid=$!
   sleep "$half"
@@ -184,7 +200,7 @@ history() {
   local name=$1 lines=$2 topic="$RUN-history-$1"
   shift 2
   "$E/lines_gen" --brokers "$BROKERS" --topic "$topic" --lines "$lines" "$@" >/dev/null
-  create_topic "$topic-out" 2
+  create_topic "$topic-out" 2 ${REPLAY:-compact}
   local wc=("$E/word_count" --brokers "$BROKERS" --input "$topic" --output "$topic-out" -w "$WORKERS" --exactly-once
     ${REPLAY:+--replay})
   measure "${wc[@]}"

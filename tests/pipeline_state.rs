@@ -7,7 +7,10 @@
 //! input deleted below the binding (DeleteRecords) after a commit does not
 //! matter, with another worker count, and the output stays exact; a
 //! missing or corrupt changelog is refused in one line naming topic and
-//! partition, and nothing is written.
+//! partition, and nothing is written. The same pipeline with its state
+//! kept in its output topic (`PipelineConfig::state_in_output`) restores
+//! from the output, writes no changelog, and refuses an output whose
+//! settings would delete records.
 
 mod common;
 
@@ -16,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -129,13 +132,42 @@ fn run_with(
     state_partitions: Option<u32>,
     give_changes: bool,
 ) -> Result<Ran> {
+    run_mode(brokers, input, output, workers, state_partitions, give_changes, false)
+}
+
+/// An output record `key` → `count,sum` as an entry of the state.
+fn decode_total(key: &[u8], value: &[u8]) -> std::result::Result<(u64, (u64, u64)), String> {
+    let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string());
+    let key = text(key)?.parse::<u64>().map_err(|e| format!("key: {e}"))?;
+    let value = text(value)?;
+    let (count, sum) = value.split_once(',').ok_or_else(|| format!("value {value:?}: no comma"))?;
+    let number = |s: &str| s.parse::<u64>().map_err(|e| format!("value {value:?}: {e}"));
+    Ok((key, (number(count)?, number(sum)?)))
+}
+
+/// [`run_with`]; `in_output`: the state is kept in the output topic
+/// (`state_in_output`), restored with [`decode_total`].
+fn run_mode(
+    brokers: &str,
+    input: &str,
+    output: &str,
+    workers: usize,
+    state_partitions: Option<u32>,
+    give_changes: bool,
+    in_output: bool,
+) -> Result<Ran> {
     let (brokers, input, output) = (brokers.to_string(), input.to_string(), output.to_string());
     let ran = timely_kafka::execute(timely::Config::process(workers), move |w| {
         let log = KafkaLog::new(&brokers, &[]).unwrap();
-        let mut config = PipelineConfig::new(log.clone(), &input, &output).state(STATE);
+        let config = PipelineConfig::new(log.clone(), &input, &output);
+        let mut config = if in_output { config.state_in_output(STATE) } else { config.state(STATE) };
         config.state_partitions = state_partitions;
         let pipeline = transactional::open(w, &config)?;
-        let (restored, stats) = pipeline.restore::<u64, (u64, u64)>(w, STATE)?;
+        let (restored, stats) = if in_output {
+            pipeline.restore_with(w, STATE, decode_total)?
+        } else {
+            pipeline.restore::<u64, (u64, u64)>(w, STATE)?
+        };
         let read = Rc::new(Cell::new(0u64));
         let counted = read.clone();
         let source = SourceConfig::new(log).end(SourceEnd::CurrentEnd);
@@ -147,8 +179,12 @@ fn run_with(
                 parse(r).map(|v| (r.offset / 50, v))
             });
             let totals = sums(values, restored.to_stream(scope));
-            let changes = pipeline.changes(STATE, totals.clone().map(|(key, total)| (key, Some(total))))?;
-            let records = totals.map(|(key, (count, sum))| (key.to_string(), format!("{count},{sum}")));
+            let records = totals.clone().map(|(key, (count, sum))| (key.to_string(), format!("{count},{sum}")));
+            if in_output {
+                // The outputs are the state's changes.
+                return Ok::<_, timely_kafka::Error>(pipeline.sink(records, binding));
+            }
+            let changes = pipeline.changes(STATE, totals.map(|(key, total)| (key, Some(total))))?;
             let changes = if give_changes { vec![changes] } else { Vec::new() };
             Ok::<_, timely_kafka::Error>(pipeline.sink_with_state(records, binding, changes))
         })?;
@@ -349,4 +385,53 @@ fn a_random_partitioner_is_refused_with_declared_state() {
     .to_string();
     println!("pipeline_state: {error}");
     assert!(error.contains("'partitioner=random'") && !error.contains('\n'), "{error}");
+}
+
+#[test]
+fn a_state_in_the_output_restores_from_it_exactly_and_writes_no_changelog() {
+    let Some(brokers) = brokers() else { return };
+    let _deadline = common::deadline();
+    let log = KafkaLog::new(&brokers, &[]).unwrap();
+    let input = format!("state-in-output-{}", std::process::id());
+    let output = format!("{input}-out");
+    log.create_topic(&input, PARTITIONS as u32, false).unwrap();
+    transactional::create_state_output(&log, &output, 2).unwrap();
+    const BATCH: u64 = 1000;
+    produce_range(&brokers, &input, PARTITIONS, 0..BATCH, now_ms());
+    let first = run_mode(&brokers, &input, &output, 2, None, true, true).unwrap();
+    assert_eq!((first.read, first.restored), (BATCH, 0), "{first:?}");
+    assert_exact(&brokers, &output, BATCH);
+    produce_range(&brokers, &input, PARTITIONS, BATCH..2 * BATCH, now_ms());
+    // Another worker count: the state read back from the output reaches
+    // each key's owner; only the new input is read.
+    let second = run_mode(&brokers, &input, &output, 3, None, true, true).unwrap();
+    println!("pipeline_state: second run {second:?}");
+    assert_eq!((second.read, second.restored), (BATCH, KEYS), "{second:?}");
+    assert_exact(&brokers, &output, 2 * BATCH);
+    let third = run_mode(&brokers, &input, &output, 1, None, true, true).unwrap();
+    assert_eq!((third.read, third.restored, third.written), (0, KEYS, 0), "{third:?}");
+    assert_exact(&brokers, &output, 2 * BATCH);
+    let changelog = changelog_topic(&output, STATE);
+    assert!(log.topic_info(&changelog).unwrap().is_none(), "a changelog '{changelog}' was written");
+}
+
+#[test]
+fn a_state_in_an_output_that_deletes_records_is_refused_naming_it() {
+    let Some(brokers) = brokers() else { return };
+    let _deadline = common::deadline();
+    let log = KafkaLog::new(&brokers, &[]).unwrap();
+    let input = format!("state-in-output-delete-{}", std::process::id());
+    let output = format!("{input}-out");
+    log.create_topic(&input, PARTITIONS as u32, false).unwrap();
+    // cleanup.policy=delete with a week's time retention.
+    let topic = NewTopic::new(&output, 2, TopicReplication::Fixed(1)).set("retention.ms", "604800000");
+    let created = futures_executor::block_on(admin(&brokers).create_topics([&topic], &AdminOptions::new())).unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    produce_range(&brokers, &input, PARTITIONS, 0..100, now_ms());
+    let message = run_mode(&brokers, &input, &output, 1, None, true, true).unwrap_err().to_string();
+    println!("pipeline_state: {message}");
+    assert!(message.contains(&format!("output topic (it keeps state '{STATE}') '{output}'")), "{message}");
+    assert!(message.contains("retention.ms=604800000") && message.contains("cleanup.policy=compact"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+    assert!(read_output(&brokers, &output).is_empty(), "a refused start wrote outputs");
 }

@@ -105,7 +105,9 @@ def main():
     if command == "topics":
         brokers, input_topic, output_topic, partitions = sys.argv[2:6]
         create_topic(brokers, input_topic, int(partitions))
-        create_topic(brokers, output_topic, int(partitions))
+        # word_count --exactly-once keeps its counts in its output: compacted, no retention.
+        create_topic(brokers, output_topic, int(partitions),
+                     {"cleanup.policy": "compact", "retention.ms": "-1", "retention.bytes": "-1"})
     elif command == "produce":
         brokers, topic, lines, batch, pause_ms, seed = sys.argv[2:8]
         produce(brokers, topic, int(lines), int(batch), int(pause_ms), int(seed))

@@ -53,10 +53,11 @@ def fail(reason):
     sys.exit(1)
 
 
-def create_topic(brokers, topic, partitions):
+def create_topic(brokers, topic, partitions, configs=None):
     admin = KafkaAdminClient(bootstrap_servers=brokers, **security())
     try:
-        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
+                                      topic_configs=configs or {})])
     finally:
         admin.close()
     # Wait until the topic's partitions are visible to clients.

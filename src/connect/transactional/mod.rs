@@ -47,6 +47,9 @@
 //! changelog topic in the same transaction as the outputs and the progress
 //! record, restores it at start to exactly the committed frontier, and its
 //! sources seek to the binding (`state/mod.rs`): a restart reads the state, not the input's history.
+//! A state whose changes are the outputs can be kept in the (compacted)
+//! output topic itself ([`PipelineConfig::state_in_output`]): nothing is
+//! written twice, and the progress record bounds the output like a changelog.
 //! Without declared state, every partition is read again from where the
 //! pipeline's input began ([`PipelineConfig::replay_from_start`]);
 //! the records below the binding rebuild the state at `F`, their outputs
@@ -152,6 +155,9 @@ pub struct PipelineConfig {
     pub replay_from_start: bool,
     /// The declared keyed states, by name (see [`PipelineConfig::state`]).
     pub states: Vec<String>,
+    /// The declared state kept in the output topic itself, if any (see
+    /// [`PipelineConfig::state_in_output`]); also in `states`.
+    pub state_in_output: Option<String>,
     /// Partitions of a changelog topic created on a state's first use
     /// (default: the input's partition count). Fixed once it holds state.
     pub state_partitions: Option<u32>,
@@ -189,6 +195,7 @@ impl PipelineConfig {
             timeout: Duration::from_secs(30),
             replay_from_start: true,
             states: Vec::new(),
+            state_in_output: None,
             state_partitions: None,
             accept_broker_without_aborts: false,
             fresh: false,
@@ -218,6 +225,37 @@ impl PipelineConfig {
         self.states.push(name.to_string());
         self.replay_from_start = false;
         self
+    }
+
+    /// Declares a keyed state `name` whose changes *are* the outputs: its
+    /// changelog is the output topic itself (Kafka Streams' source-topic
+    /// changelog optimization), so nothing is written twice. Every output
+    /// record must be the state's new value for its key (no tombstones, no
+    /// other records), the output topic must be compacted with no time or
+    /// size retention (checked at start), and a start restores the state
+    /// by reading the output's committed records with the program's decoder
+    /// ([`TransactionalPipeline::restore_with`]). The outputs given to the
+    /// sink are the state's changes: [`TransactionalPipeline::changes`] is
+    /// not called for it. At most one state per pipeline (a later call
+    /// replaces the name).
+    pub fn state_in_output(mut self, name: &str) -> Self {
+        if let Some(previous) = self.state_in_output.take() {
+            self.states.retain(|s| *s != previous);
+        }
+        self.states.push(name.to_string());
+        self.state_in_output = Some(name.to_string());
+        self.replay_from_start = false;
+        self
+    }
+
+    /// The topic holding state `name`'s changes: the output for the state
+    /// kept in it, `<output>.state.<name>` for the others.
+    pub fn state_topic(&self, name: &str) -> String {
+        if self.state_in_output.as_deref() == Some(name) {
+            self.output.clone()
+        } else {
+            changelog_topic(&self.output, name)
+        }
     }
 }
 
@@ -269,10 +307,42 @@ impl TransactionalPipeline {
         K: DeserializeOwned,
         V: DeserializeOwned,
     {
+        if self.config.state_in_output.as_deref() == Some(name) {
+            let message = format!(
+                "exactly-once pipeline '{}': state '{name}' is kept in output topic '{}', whose records the \
+                 program encodes: restore it with TransactionalPipeline::restore_with and a decoder",
+                self.config.transactional_id, self.config.output
+            );
+            return agree(worker, Err(Error::Config(message)));
+        }
+        self.restore_with(worker, name, |key, value| {
+            let key = state::decode::<K>(key).map_err(|e| format!("not a key: {e}"))?;
+            let value = state::decode::<V>(value).map_err(|e| format!("not a value: {e}"))?;
+            Ok((key, value))
+        })
+    }
+
+    /// [`TransactionalPipeline::restore`] with the program's `decode` of
+    /// one record (key, value) of the state's topic into an entry: for the
+    /// state kept in the output ([`PipelineConfig::state_in_output`]), the
+    /// inverse of how the program encodes its outputs. An `Err` (why the
+    /// record is not an entry) refuses the restore, naming topic,
+    /// partition and offset.
+    pub fn restore_with<K, V, D>(
+        &self,
+        worker: &mut Worker,
+        name: &str,
+        decode: D,
+    ) -> Result<(Vec<(K, V)>, RestoreStats)>
+    where
+        D: Fn(&[u8], &[u8]) -> std::result::Result<(K, V), String>,
+    {
         let restored = self.extent(name).and_then(|extent| {
             let crash_at = self.config.crash_at.as_deref();
             let share = (worker.index(), worker.peers());
-            state::restore(&self.config.kafka, name, extent, share, self.config.timeout, crash_at)
+            let role = state::topic_role(&self.config, name);
+            let timeout = self.config.timeout;
+            state::restore(&self.config.kafka, name, &role, extent, share, timeout, crash_at, &decode)
         });
         agree(worker, restored)
     }
@@ -291,6 +361,13 @@ impl TransactionalPipeline {
         V: Serialize + 'static,
     {
         self.extent(name)?;
+        if self.config.state_in_output.as_deref() == Some(name) {
+            return Err(Error::Config(format!(
+                "exactly-once pipeline '{}': state '{name}' is kept in output topic '{}': its changes are the \
+                 outputs given to the sink, not TransactionalPipeline::changes",
+                self.config.transactional_id, self.config.output
+            )));
+        }
         let index = self.config.states.iter().position(|s| s == name).unwrap_or_default() as u32;
         let stream = changes.map(move |(key, value)| (index, state::encode(&key), value.as_ref().map(state::encode)));
         Ok(StateChanges { state: index, stream })
@@ -321,7 +398,8 @@ impl TransactionalPipeline {
 
     /// The sink of a pipeline with declared state: commits `outputs` and
     /// the `states`' changes with the source's `binding` stream, in one
-    /// transaction per commit. Each declared state needs its changes here:
+    /// transaction per commit. Each declared state needs its changes here
+    /// (but the one kept in the output, whose changes are the outputs):
     /// one missing fails the sink (its state would be lost at the next
     /// restart).
     pub fn sink_with_state<'scope, K, V>(
@@ -334,7 +412,10 @@ impl TransactionalPipeline {
         K: ExchangeData + AsRef<[u8]>,
         V: ExchangeData + AsRef<[u8]>,
     {
-        let missing = (0..self.config.states.len() as u32).find(|index| states.iter().all(|s| s.state != *index));
+        let in_output = self.config.state_in_output.as_deref();
+        let missing = (0..self.config.states.len() as u32).find(|index| {
+            in_output != Some(self.config.states[*index as usize].as_str()) && states.iter().all(|s| s.state != *index)
+        });
         let mut outgoing = outputs.map(|(key, value)| sink::Outgoing::Output(key, value));
         for changes in states {
             outgoing =
@@ -380,6 +461,22 @@ pub fn open(worker: &mut Worker, config: &PipelineConfig) -> Result<Transactiona
     Ok(TransactionalPipeline { config: config.clone(), resume, writer })
 }
 
+/// Creates `topic` with `partitions` partitions, compacted with no time or
+/// size retention, unless it exists: the output topic of a pipeline that
+/// keeps a state in it ([`PipelineConfig::state_in_output`]). An existing
+/// topic is left as it is; [`open`] refuses it if its settings would
+/// delete records.
+pub fn create_state_output(log: &KafkaLog, topic: &str, partitions: u32) -> Result<()> {
+    if log.topic_info(topic)?.is_some() {
+        return Ok(());
+    }
+    match log.create_with_configs(topic, partitions, progress_topic::PROGRESS_TOPIC_CONFIGS) {
+        // Created meanwhile by another process: checked at open.
+        Err(_) if log.topic_info(topic)?.is_some() => Ok(()),
+        created => created,
+    }
+}
+
 /// Client properties an exactly-once pipeline sets itself, and why: given
 /// in the client properties, they would quietly change what it guarantees.
 pub(crate) const PIPELINE_PROPERTIES: &[(&str, &str)] = &[
@@ -412,7 +509,7 @@ fn start(config: &PipelineConfig) -> Result<(TransactionalWriter, ProgressRecord
     // while the producer fences: each costs broker round trips.
     let (writer, input) = std::thread::scope(|scope| {
         let topics = scope.spawn(|| check_topics(config));
-        let changelogs: Vec<String> = config.states.iter().map(|name| changelog_topic(&config.output, name)).collect();
+        let changelogs: Vec<String> = config.states.iter().map(|name| config.state_topic(name)).collect();
         let writer = TransactionalWriter::start(
             log,
             &config.transactional_id,
@@ -471,7 +568,7 @@ fn start(config: &PipelineConfig) -> Result<(TransactionalWriter, ProgressRecord
     check_bindings_stored(log, &config.input, &progress)?;
     let partitions = config.state_partitions.unwrap_or(input.partitions).max(1);
     let check = !config.accept_broker_without_aborts;
-    state::check_changelogs(log, &config.output, &config.states, partitions, check, &mut progress)?;
+    state::check_changelogs(log, config, partitions, check, &mut progress)?;
     // Partitions the last commit does not know (a first start, or added
     // since) begin at their first retained offset.
     let missing: Vec<u32> = (0..input.partitions).filter(|p| !progress.starts.contains_key(p)).collect();

@@ -78,6 +78,10 @@ pub(super) struct TransactionalWriter {
     /// Changelog records sent (their delivery reports are awaited before
     /// a commit's progress record, which stores where they end).
     changelog_sent: Cell<u64>,
+    /// Whether the output is a state's changelog too
+    /// ([`PipelineConfig::state_in_output`](super::PipelineConfig::state_in_output)):
+    /// its records then count as changelog records.
+    output_watched: bool,
     progress_topic: String,
     timeout: Duration,
     transaction_timeout: Duration,
@@ -168,6 +172,7 @@ impl TransactionalWriter {
             output: output.to_string(),
             topics: std::iter::once(output.to_string()).chain(changelogs.iter().cloned()).collect(),
             changelog_sent: Cell::new(0),
+            output_watched: changelogs.iter().any(|topic| topic == output),
             progress_topic: progress_topic.to_string(),
             timeout,
             transaction_timeout,
@@ -390,7 +395,7 @@ impl TransactionalWriter {
             None => record,
         };
         self.send(record, deadline)?;
-        if topic > 0 {
+        if topic > 0 || self.output_watched {
             self.changelog_sent.set(self.changelog_sent.get() + 1);
         }
         Ok(())

@@ -12,15 +12,16 @@
 
 use super::super::progress::{ChangelogExtent, ProgressRecord};
 use super::super::progress_topic::{check_settings, PROGRESS_TOPIC_CONFIGS};
-use super::changelog_topic;
+use super::super::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::log::kafka::KafkaLog;
 use crate::log::LogBackend;
 
 /// Creates the changelog `topic` with `partitions` partitions if it is
-/// missing; refuses one whose settings would delete records (`check`:
-/// false on a broker that does not describe topics).
-fn ensure_changelog(log: &KafkaLog, topic: &str, partitions: u32, check: bool) -> Result<u32> {
+/// missing (never the output, which the program creates); refuses one
+/// whose settings would delete records (`check`: false on a broker that
+/// does not describe topics).
+fn ensure_changelog(log: &KafkaLog, topic: &str, what: &str, partitions: u32, check: bool) -> Result<u32> {
     let partitions = match log.topic_info(topic)? {
         Some(info) => info.partitions,
         None => {
@@ -30,10 +31,20 @@ fn ensure_changelog(log: &KafkaLog, topic: &str, partitions: u32, check: bool) -
     };
     if check {
         if let Ok(Some(configs)) = log.topic_configs(topic) {
-            check_settings("changelog topic", topic, &configs)?;
+            check_settings(what, topic, &configs)?;
         }
     }
     Ok(partitions)
+}
+
+/// How an error names the topic of state `name`: its changelog, or the
+/// output topic that keeps it.
+pub(in super::super) fn topic_role(config: &PipelineConfig, name: &str) -> String {
+    if config.state_in_output.as_deref() == Some(name) {
+        format!("output topic (it keeps state '{name}')")
+    } else {
+        "changelog topic".to_string()
+    }
 }
 
 /// Refuses `partitioner=random` with declared state: the producer's
@@ -51,32 +62,41 @@ pub(in super::super) fn refuse_random_partitioner(log: &KafkaLog, id: &str) -> R
     }
 }
 
-/// Checks (or, on a state's first use, creates) the changelog of each of
-/// `states` of the pipeline writing `output`, and records its extent in
-/// `progress`: the last commit's, or the changelog's current end on a
-/// first use (records an earlier pipeline left there are not this one's).
+/// Checks (or, on a state's first use, creates) the changelog of each
+/// state `config` declares (the output itself for the state kept there),
+/// and records its extent in `progress`: the last commit's, or the
+/// topic's current end on a first use (records an earlier pipeline left
+/// there are not this one's).
 pub(in super::super) fn check_changelogs(
     log: &KafkaLog,
-    output: &str,
-    states: &[String],
+    config: &PipelineConfig,
     partitions: u32,
     check: bool,
     progress: &mut ProgressRecord,
 ) -> Result<()> {
-    for name in states {
-        let topic = changelog_topic(output, name);
+    for name in &config.states {
+        let topic = config.state_topic(name);
+        let role = topic_role(config, name);
         match progress.states.get(name) {
-            Some(extent) => check_extent(log, name, extent, progress.commit, check)?,
+            Some(extent) if extent.topic != topic => {
+                return Err(Error::Config(format!(
+                    "{role} '{topic}': the last commit ({}) kept state '{name}' in topic '{}', not in this one, \
+                     so the state at its frontier cannot be restored from it; declare the state as before, or \
+                     start a new pipeline (new output and progress topics)",
+                    progress.commit, extent.topic
+                )))
+            }
+            Some(extent) => check_extent(log, name, &role, extent, progress.commit, check)?,
             None if progress.commit > 0 => {
                 return Err(Error::Config(format!(
-                    "changelog topic '{topic}': the last commit ({}) holds no state '{name}' (it was made before the \
+                    "{role} '{topic}': the last commit ({}) holds no state '{name}' (it was made before the \
                      program declared it), so the state at its frontier cannot be restored; start a new pipeline \
                      (new output and progress topics)",
                     progress.commit
                 )))
             }
             None => {
-                let partitions = ensure_changelog(log, &topic, partitions, check)?;
+                let partitions = ensure_changelog(log, &topic, &role, partitions, check)?;
                 let starts = (0..partitions)
                     .map(|partition| Ok((partition, log.watermarks(&topic, partition)?.1)))
                     .collect::<Result<std::collections::BTreeMap<u32, u64>>>()?;
@@ -90,11 +110,18 @@ pub(in super::super) fn check_changelogs(
 }
 
 /// Refuses a changelog that no longer holds what the last commit wrote.
-fn check_extent(log: &KafkaLog, name: &str, extent: &ChangelogExtent, commit: u64, check: bool) -> Result<()> {
+fn check_extent(
+    log: &KafkaLog,
+    name: &str,
+    role: &str,
+    extent: &ChangelogExtent,
+    commit: u64,
+    check: bool,
+) -> Result<()> {
     let topic = &extent.topic;
     let refuse = |what: String| {
         Err(Error::Config(format!(
-            "changelog topic '{topic}' of state '{name}': {what}; refusing to restore the state of commit {commit} \
+            "{role} '{topic}' of state '{name}': {what}; refusing to restore the state of commit {commit} \
              (start a new pipeline: new output and progress topics)"
         )))
     };
@@ -110,7 +137,7 @@ fn check_extent(log: &KafkaLog, name: &str, extent: &ChangelogExtent, commit: u6
             }
         }
         if let Ok(Some(configs)) = log.topic_configs(topic) {
-            check_settings("changelog topic", topic, &configs)?;
+            check_settings(role, topic, &configs)?;
         }
     }
     if info.partitions as usize != extent.starts.len() {

@@ -41,6 +41,13 @@
 //!   from the offsets bound to `F`, not from the start: input below the
 //!   binding is no longer read and no longer needs to be retained.
 //!
+//! - **Or the output is the changelog.** A state whose changes are exactly
+//!   the outputs ([`PipelineConfig::state_in_output`](super::PipelineConfig::state_in_output))
+//!   is kept in the output topic (compacted, no retention: checked like a
+//!   changelog); the progress record stores the output's extent the same
+//!   way, and the restore decodes its records with the program's decoder
+//!   ([`TransactionalPipeline::restore_with`](super::TransactionalPipeline::restore_with)).
+//!
 //! A partition of the changelog is chosen by the producer's partitioner
 //! from the encoded key, so a key always lands in one partition (compaction
 //! keeps its newest value); the partition count is therefore fixed once
@@ -49,7 +56,7 @@
 mod changelog;
 mod restore;
 
-pub(super) use changelog::{check_changelogs, refuse_random_partitioner};
+pub(super) use changelog::{check_changelogs, refuse_random_partitioner, topic_role};
 pub(super) use restore::restore;
 pub use restore::RestoreStats;
 

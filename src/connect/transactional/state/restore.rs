@@ -17,11 +17,9 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use serde::de::DeserializeOwned;
 
 use super::super::progress::ChangelogExtent;
 use super::super::transactions::crash_point;
-use super::decode;
 use crate::error::{Error, Result};
 use crate::log::kafka::{KafkaLog, PRODUCER_ONLY};
 
@@ -38,17 +36,26 @@ pub struct RestoreStats {
     pub elapsed: Duration,
 }
 
+/// Reads one record (key, value) of a state's topic as an entry, or says
+/// why it is not one.
+pub(in super::super) type Decode<'a, K, V> = &'a dyn Fn(&[u8], &[u8]) -> std::result::Result<(K, V), String>;
+
 /// Per key: the partition and offset of its latest change, and its value.
 type Latest = HashMap<Vec<u8>, (u32, i64, Option<Vec<u8>>)>;
 
-/// The entries of state `name` this worker (`index` of `peers`) restores.
-pub(in super::super) fn restore<K: DeserializeOwned, V: DeserializeOwned>(
+/// The entries of state `name` this worker (`index` of `peers`) restores,
+/// each record (key, value) read as an entry by `decode`; `role` names
+/// the topic in errors (its changelog, or the output that keeps it).
+#[allow(clippy::too_many_arguments)]
+pub(in super::super) fn restore<K, V>(
     log: &KafkaLog,
     name: &str,
+    role: &str,
     extent: &ChangelogExtent,
     (index, peers): (usize, usize),
     timeout: Duration,
     crash_at: Option<&str>,
+    decode: Decode<'_, K, V>,
 ) -> Result<(Vec<(K, V)>, RestoreStats)> {
     let began = Instant::now();
     let topic = &extent.topic;
@@ -67,15 +74,13 @@ pub(in super::super) fn restore<K: DeserializeOwned, V: DeserializeOwned>(
     let mut entries = Vec::with_capacity(latest.len());
     for (key, (partition, offset, value)) in latest {
         let Some(value) = value else { continue };
-        let corrupt = |what: &str, e: String| {
+        let entry = decode(&key, &value).map_err(|e| {
             Error::Config(format!(
-                "changelog topic '{topic}' partition {partition} offset {offset}: not a {what} of state '{name}' \
-                 ({e}); refusing to restore a corrupt state"
+                "{role} '{topic}' partition {partition} offset {offset}: not an entry of state '{name}' ({e}); \
+                 refusing to restore a corrupt state"
             ))
-        };
-        let key = decode::<K>(&key).map_err(|e| corrupt("key", e))?;
-        let value = decode::<V>(&value).map_err(|e| corrupt("value", e))?;
-        entries.push((key, value));
+        })?;
+        entries.push(entry);
     }
     stats.keys = entries.len() as u64;
     stats.elapsed = began.elapsed();
