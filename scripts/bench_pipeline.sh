@@ -200,7 +200,7 @@ history() {
   local name=$1 lines=$2 topic="$RUN-history-$1"
   shift 2
   "$E/lines_gen" --brokers "$BROKERS" --topic "$topic" --lines "$lines" "$@" >/dev/null
-  create_topic "$topic-out" 2 ${REPLAY:-compact}
+  create_topic "$topic-out" 2 "${REPLAY:-compact}"
   local wc=("$E/word_count" --brokers "$BROKERS" --input "$topic" --output "$topic-out" -w "$WORKERS" --exactly-once
     ${REPLAY:+--replay})
   measure "${wc[@]}"
