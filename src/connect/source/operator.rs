@@ -151,7 +151,7 @@ impl<L> SourceOperator<L> {
                         timestamp_ms: message.timestamp().to_millis(),
                     };
                     self.state.metrics.read(record.partition, record.offset, record.timestamp_ms);
-                    let reader = (&self.reader.consumer, self.reader.topic.as_str(), &mut self.reader.pending);
+                    let reader = (&*self.reader.consumer, self.reader.topic.as_str(), &mut self.reader.pending);
                     self.state.take(&record, cap, output, reader);
                 }
                 Err(KafkaError::PartitionEOF(partition)) => {

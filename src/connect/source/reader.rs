@@ -15,7 +15,7 @@ use super::config::{SourceConfig, SourceEnd};
 use crate::error::Error;
 use crate::log::kafka::metadata::existing_partition_count;
 use crate::log::kafka::retry::retry;
-use crate::log::kafka::PRODUCER_ONLY;
+use crate::log::kafka::{QuickClose, PRODUCER_ONLY};
 
 /// Assignment changes reported by librdkafka's rebalance callbacks.
 #[derive(Default)]
@@ -76,7 +76,7 @@ pub(super) struct PartitionState {
 pub(super) type Pending = BTreeMap<u64, HashMap<u32, u64>>;
 
 pub(super) struct Reader {
-    pub(super) consumer: BaseConsumer<GroupContext>,
+    pub(super) consumer: QuickClose<GroupContext>,
     pub(super) topic: String,
     pub(super) group: bool,
     /// Per time, the next offset of each partition once that time is finished.
@@ -216,10 +216,11 @@ pub(super) fn open_reader(
         ("allow.auto.create.topics", "false"),
     ];
     let context = GroupContext { topic: topic.to_string(), changes: changes.clone() };
-    let consumer: BaseConsumer<GroupContext> = config
+    let consumer = config
         .kafka
         .config(defaults, PRODUCER_ONLY)
         .create_with_context(context)
+        .map(QuickClose::new)
         .map_err(|e| Error::kafka_from("cannot create consumer", &e))?;
     let mut count = None;
     if group.is_some() {

@@ -6,13 +6,8 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::util::Timeout;
-
 use crate::error::{Error, Result};
-use crate::log::kafka::retry::retry;
-use crate::log::kafka::{KafkaLog, CONSUMER_ONLY, METADATA_CLIENT_DEFAULTS, PRODUCER_ONLY};
+use crate::log::kafka::KafkaLog;
 
 /// The longest a transaction holding early outputs may stay open: its
 /// commit (or abort) may then take `timeout`, and all of it must end well
@@ -43,21 +38,12 @@ pub(super) fn check_transaction_timeout(
     timeout: Duration,
     what: &str,
 ) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = log
-        .config(METADATA_CLIENT_DEFAULTS, &[PRODUCER_ONLY, CONSUMER_ONLY].concat())
-        .create()
-        .map_err(|e| Error::kafka_from(format!("{what}: cannot create admin client"), &e))?;
-    let metadata = retry(timeout, |_, per_try| admin.inner().fetch_metadata(None, per_try))
-        .map_err(|e| Error::kafka_from(format!("{what}: brokers did not answer within {timeout:?}"), &e))?;
-    let Some(broker) = metadata.brokers().first().map(|b| b.id()) else { return Ok(()) };
-    let options = AdminOptions::new().request_timeout(Some(Timeout::After(timeout)));
-    let described = futures_executor::block_on(admin.describe_configs(&[ResourceSpecifier::Broker(broker)], &options));
-    let maximum = described
-        .ok()
-        .and_then(|results| results.into_iter().next())
-        .and_then(|result| result.ok())
-        .and_then(|resource| resource.get("transaction.max.timeout.ms").and_then(|e| e.value.clone()))
-        .and_then(|value| value.parse::<u128>().ok());
+    let configs = log.broker_configs(timeout).map_err(|e| Error::kafka(format!("{what}: {e}")))?;
+    let maximum = configs
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(key, _)| key == "transaction.max.timeout.ms")
+        .and_then(|(_, value)| value.parse::<u128>().ok());
     match maximum {
         Some(maximum) if transaction.as_millis() > maximum => Err(Error::Config(format!(
             "{what}: transaction.timeout.ms {} is above the broker's transaction.max.timeout.ms {maximum}",

@@ -12,14 +12,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{Consumer, DefaultConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::log::kafka::{KafkaLog, PRODUCER_ONLY};
+use crate::log::kafka::{KafkaLog, QuickClose, PRODUCER_ONLY};
 
 /// The progress record's format version.
 pub const PROGRESS_FORMAT: u32 = 1;
@@ -85,7 +85,7 @@ pub(super) fn read_progress(
     writer: &str,
     timeout: Duration,
 ) -> Result<(Option<ProgressRecord>, bool)> {
-    let consumer = |isolation: &str| -> Result<BaseConsumer> {
+    let consumer = |isolation: &str| -> Result<QuickClose<DefaultConsumerContext>> {
         let defaults = [
             ("group.id", "timely-kafka-progress"),
             ("enable.auto.commit", "false"),
@@ -98,6 +98,7 @@ pub(super) fn read_progress(
         ];
         log.config(&defaults, PRODUCER_ONLY)
             .create()
+            .map(QuickClose::new)
             .map_err(|e| Error::kafka_from(format!("progress topic '{topic}': cannot create consumer"), &e))
     };
     let (low, high) = log.watermarks(topic, 0)?;

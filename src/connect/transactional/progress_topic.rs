@@ -14,12 +14,12 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{Consumer, DefaultConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{Error, Result};
-use crate::log::kafka::{KafkaLog, PRODUCER_ONLY};
+use crate::log::kafka::{KafkaLog, QuickClose, PRODUCER_ONLY};
 use crate::log::LogBackend;
 
 /// How a progress topic is created.
@@ -100,9 +100,10 @@ fn first_committed_partition(log: &KafkaLog, topic: &str, timeout: Duration) -> 
         ("isolation.level", "read_committed"),
         ("fetch.wait.max.ms", "10"),
     ];
-    let consumer: BaseConsumer = log
+    let consumer: QuickClose<DefaultConsumerContext> = log
         .config(&defaults, PRODUCER_ONLY)
         .create()
+        .map(QuickClose::new)
         .map_err(|e| Error::kafka_from(format!("output topic '{topic}': cannot create consumer"), &e))?;
     let mut list = TopicPartitionList::new();
     for partition in 0..info.partitions as i32 {

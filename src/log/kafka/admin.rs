@@ -43,19 +43,6 @@ impl KafkaLog {
         }
     }
 
-    /// The topic-level configuration of `topic` (`None`: the broker did not
-    /// describe it).
-    pub(crate) fn topic_configs(&self, topic: &str) -> Result<Option<Vec<(String, String)>>> {
-        let admin = self.admin()?;
-        let options = AdminOptions::new().request_timeout(Some(rdkafka::util::Timeout::After(self.timeout)));
-        let described = futures_executor::block_on(
-            admin.describe_configs(&[rdkafka::admin::ResourceSpecifier::Topic(topic)], &options),
-        )
-        .map_err(|e| Error::kafka_from(format!("describe topic '{topic}'"), &e))?;
-        let Some(Ok(resource)) = described.into_iter().next() else { return Ok(None) };
-        Ok(Some(resource.entries.into_iter().filter_map(|e| Some((e.name, e.value?))).collect()))
-    }
-
     pub(super) fn delete_topic(&self, topic: &str) -> Result<()> {
         let admin = self.admin()?;
         let options = AdminOptions::new().operation_timeout(Some(self.timeout));

@@ -48,7 +48,9 @@
 mod admin;
 pub(crate) mod client_errors;
 mod config;
+mod describe_configs;
 pub(crate) mod metadata;
+mod native_admin;
 mod ordering;
 pub(crate) mod polled;
 mod producer;

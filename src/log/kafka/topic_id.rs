@@ -14,6 +14,7 @@ use std::time::Duration;
 use rdkafka::bindings as rd;
 use rdkafka::consumer::Consumer;
 
+use super::native_admin::request;
 use super::retry::retry;
 use super::KafkaLog;
 use crate::error::{Error, Result};
@@ -45,30 +46,21 @@ fn describe(
     topic: &CStr,
     timeout: Duration,
 ) -> rdkafka::error::KafkaResult<Option<String>> {
-    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-    let timeout_ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
-    // SAFETY: `client` is valid while the caller's client lives; every
-    // object created here is destroyed before returning, and the pointers
-    // read from the result event are used only while it lives.
+    let op = rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBETOPICS;
+    // SAFETY: `client` is valid while the caller's client lives; the topic
+    // collection lives until after the request returned, and the result
+    // event is read only inside `read_answer`.
     unsafe {
-        let queue = rd::rd_kafka_queue_new(client);
-        let options = rd::rd_kafka_AdminOptions_new(client, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBETOPICS);
-        rd::rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, std::ptr::null_mut(), 0);
         let mut names = [topic.as_ptr()];
         let topics = rd::rd_kafka_TopicCollection_of_topic_names(names.as_mut_ptr(), 1);
-        rd::rd_kafka_DescribeTopics(client, topics, options, queue);
-        // The request's own timeout ends it; the margin covers the reply.
-        let event = rd::rd_kafka_queue_poll(queue, timeout_ms.saturating_add(1000));
-        let answer = if event.is_null() {
-            Err(KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut))
-        } else {
-            let answer = read_answer(event);
-            rd::rd_kafka_event_destroy(event);
-            answer
-        };
+        let answer = request(
+            client,
+            op,
+            timeout,
+            |options, queue| rd::rd_kafka_DescribeTopics(client, topics, options, queue),
+            |event| read_answer(event),
+        );
         rd::rd_kafka_TopicCollection_destroy(topics);
-        rd::rd_kafka_AdminOptions_destroy(options);
-        rd::rd_kafka_queue_destroy(queue);
         answer
     }
 }
@@ -79,10 +71,6 @@ fn describe(
 /// `event` must be a live event from a DescribeTopics request.
 unsafe fn read_answer(event: *mut rd::rd_kafka_event_t) -> rdkafka::error::KafkaResult<Option<String>> {
     use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-    let error = rd::rd_kafka_event_error(event);
-    if error != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-        return Err(KafkaError::AdminOp(error.into()));
-    }
     let result = rd::rd_kafka_event_DescribeTopics_result(event);
     if result.is_null() {
         return Ok(None);

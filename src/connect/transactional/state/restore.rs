@@ -14,14 +14,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::super::progress::ChangelogExtent;
 use super::super::transactions::crash_point;
 use crate::error::{Error, Result};
-use crate::log::kafka::{KafkaLog, PRODUCER_ONLY};
+use crate::log::kafka::{KafkaLog, QuickClose, PRODUCER_ONLY};
 
 /// What one worker's restore read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,9 +112,10 @@ fn read(
         ("max.partition.fetch.bytes", "4194304"),
         ("fetch.max.bytes", "16777216"),
     ];
-    let consumer: BaseConsumer = log
+    let consumer: QuickClose<DefaultConsumerContext> = log
         .config(&defaults, PRODUCER_ONLY)
         .create()
+        .map(QuickClose::new)
         .map_err(|e| Error::kafka_from(format!("changelog topic '{topic}': cannot create consumer"), &e))?;
     let mut list = TopicPartitionList::new();
     for (&partition, &(start, _)) in remaining.iter() {
@@ -170,7 +171,7 @@ fn read(
 }
 
 /// The consumer's position in `partition` of `topic`, if it has one.
-fn position(consumer: &BaseConsumer, topic: &str, partition: u32) -> Option<i64> {
+fn position(consumer: &BaseConsumer<DefaultConsumerContext>, topic: &str, partition: u32) -> Option<i64> {
     let list = consumer.position().ok()?;
     list.find_partition(topic, partition as i32).and_then(|entry| entry.offset().to_raw()).filter(|&o| o >= 0)
 }
