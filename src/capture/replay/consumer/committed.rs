@@ -21,13 +21,7 @@ use crate::log::PartitionReader;
 /// timely, so a long uncommitted tail does not hold the worker.
 const RECORDS_PER_CALL: usize = 4096;
 
-impl<T, C, R, K> EventConsumer<T, C, R, K>
-where
-    T: Timestamp,
-    C: Accountable + Clone,
-    R: PartitionReader,
-    K: EventCodec<T, C>,
-{
+impl<T: Timestamp, C: Accountable + Clone, R: PartitionReader, K: EventCodec<T, C>> EventConsumer<T, C, R, K> {
     /// From the stream header of an exactly-once stream (`session`, at
     /// `offset`) on, only committed events come out ([`CommittedReplay`]).
     pub(super) fn start_committed(&mut self, session: u64, offset: u64) {

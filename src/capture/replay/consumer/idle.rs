@@ -13,17 +13,10 @@ use timely::dataflow::operators::capture::event::Event;
 use timely::progress::Timestamp;
 
 use super::EventConsumer;
-use crate::capture::wire::codec::EventCodec;
 use crate::error::Error;
 use crate::log::PartitionReader;
 
-impl<T, C, R, K> EventConsumer<T, C, R, K>
-where
-    T: Timestamp,
-    C: Accountable + Clone,
-    R: PartitionReader,
-    K: EventCodec<T, C>,
-{
+impl<T: Timestamp, C: Accountable, R: PartitionReader, K> EventConsumer<T, C, R, K> {
     /// Nothing to read now: notes when the stream went quiet and fails it
     /// once it has been quiet for the idle timeout.
     pub(super) fn went_quiet(&mut self) -> Option<Event<T, C>> {

@@ -97,13 +97,7 @@ where
     }
 }
 
-impl<T, C, R, K> EventConsumer<T, C, R, K>
-where
-    T: Timestamp,
-    C: Accountable + Clone,
-    R: PartitionReader,
-    K: EventCodec<T, C>,
-{
+impl<T: Timestamp, C: Accountable, R: PartitionReader, K> EventConsumer<T, C, R, K> {
     /// Counts an event handed to timely; `complete`: it was the stream's last.
     pub(super) fn hand_out(&mut self, event: Event<T, C>, complete: bool) -> Event<T, C> {
         if let Event::Messages(_, container) = &event {
