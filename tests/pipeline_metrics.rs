@@ -11,14 +11,15 @@ mod common;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use common::metrics::{value, Running};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use timely_kafka::log::kafka::KafkaLog;
 use timely_kafka::log::LogBackend;
-use timely_kafka_cli::scrape::{samples, scrape, sum};
+use timely_kafka_cli::scrape::samples;
 
 fn brokers() -> Option<String> {
     let brokers = std::env::var("KAFKA_BROKERS").ok().filter(|b| !b.is_empty());
@@ -28,26 +29,18 @@ fn brokers() -> Option<String> {
     brokers
 }
 
-fn build_example(name: &str) -> PathBuf {
+/// Builds `--bin NAME` or `--example NAME` (`kind`) of this package and
+/// returns the program's path.
+fn build(kind: &str, name: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(cargo).current_dir(&root).args(["build", "--quiet", "--example", name]).status();
-    assert!(built.unwrap().success(), "cargo build --example {name} failed");
+    let built = Command::new(cargo).current_dir(&root).args(["build", "--quiet", kind, name]).status();
+    assert!(built.unwrap().success(), "cargo build {kind} {name} failed");
     let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
-    target.join("debug/examples").join(name)
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+    match kind {
+        "--example" => target.join("debug/examples").join(name),
+        _ => target.join("debug").join(name),
     }
-}
-
-fn value(text: &str, name: &str) -> f64 {
-    sum(text, name, &[]).unwrap_or(0.0)
 }
 
 /// The input lag of every partition of `input` is 0 (and both are served).
@@ -62,27 +55,18 @@ fn caught_up(text: &str, input: &str) -> bool {
     lags.len() == 2 && lags.iter().all(|lag| *lag == 0.0)
 }
 
+/// How long a scrape may wait for what it is looking for.
+const SCRAPE_BOUND: Duration = Duration::from_secs(180);
+
 fn scrape_until(program: &mut Running, addr: SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let started = Instant::now();
-    loop {
-        if let Ok(text) = scrape(addr) {
-            if done(&text) {
-                return text;
-            }
-        }
-        if let Some(status) = program.0.try_wait().unwrap() {
-            panic!("word_count exited ({status}) before {what}");
-        }
-        assert!(started.elapsed() < Duration::from_secs(180), "no scrape showed {what} within 180 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::metrics::scrape_until(program, addr, what, SCRAPE_BOUND, done)
 }
 
 #[test]
 fn a_pipeline_serves_its_lag_commits_and_latency() {
     let Some(brokers) = brokers() else { return };
     let _deadline = common::deadline();
-    let binary = build_example("word_count");
+    let binary = build("--example", "word_count");
     let run = format!("metrics-{}-{}", std::process::id(), rand::random::<u32>());
     let (input, output) = (format!("{run}-in"), format!("{run}-out"));
     let log = KafkaLog::new(&brokers, &[]).unwrap();
@@ -144,7 +128,7 @@ fn a_pipeline_serves_its_lag_commits_and_latency() {
 
     // capture_inspect reads the same lag from the pipeline's progress topic:
     // the 100 later lines (and at most the 6 sample lines) are not committed.
-    let inspect = build_cli("capture_inspect");
+    let inspect = build("--bin", "capture_inspect");
     let out = Command::new(inspect)
         .args([&input, "--brokers", &brokers, "--progress-topic", &format!("{output}.progress"), "--json"])
         .output()
@@ -160,13 +144,4 @@ fn a_pipeline_serves_its_lag_commits_and_latency() {
         lag += field("lag");
     }
     assert!((100..=106).contains(&lag), "{objects:?}");
-}
-
-fn build_cli(name: &str) -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(cargo).current_dir(&root).args(["build", "--quiet", "--bin", name]).status();
-    assert!(built.unwrap().success(), "cargo build --bin {name} failed");
-    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
-    target.join("debug").join(name)
 }

@@ -18,6 +18,6 @@ pub mod scrape;
 pub mod times;
 
 pub use args::{CodecArg, LogArgs, MetricsArgs, TimelyArgs};
-pub use fail::fail;
+pub use fail::{fail, run_or_fail};
 pub use memory::keep_freed_memory;
 pub use progress::{mb_per_s, sum, Progress, Totals};

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use timely_kafka::{Error, Result};
+
 static TIMES: Mutex<BTreeMap<u64, u128>> = Mutex::new(BTreeMap::new());
 
 fn enabled() -> bool {
@@ -25,10 +27,11 @@ pub fn seen(time: u64) {
     TIMES.lock().unwrap_or_else(|p| p.into_inner()).entry(time).or_insert(now);
 }
 
-/// Writes the times noted to `$TIMELY_KAFKA_TIMES_LOG`, if set.
-pub fn write() -> std::io::Result<()> {
+/// Writes the times noted to `$TIMELY_KAFKA_TIMES_LOG`, if set; an error
+/// names the variable.
+pub fn write() -> Result<()> {
     let Some(path) = std::env::var_os("TIMELY_KAFKA_TIMES_LOG") else { return Ok(()) };
     let times = TIMES.lock().unwrap_or_else(|p| p.into_inner());
     let text: String = times.iter().map(|(time, ns)| format!("{time} {ns}\n")).collect();
-    std::fs::write(path, text)
+    std::fs::write(path, text).map_err(|e| Error::Config(format!("TIMELY_KAFKA_TIMES_LOG: {e}")))
 }

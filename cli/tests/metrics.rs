@@ -10,22 +10,20 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use timely_kafka_cli::scrape::{max, samples, scrape, sum};
+use common::metrics::{value, Running};
+use timely_kafka_cli::scrape::{max, samples, sum};
 
 const WORKERS: u64 = 2;
 const COUNT: u64 = 5_000;
 
-/// A child process, killed when the test ends (however it ends).
-struct Running(Child);
+/// How long a scrape may wait for what it is looking for.
+const SCRAPE_BOUND: Duration = Duration::from_secs(120);
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn scrape_until(program: &mut Running, addr: SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
+    common::metrics::scrape_until(program, addr, what, SCRAPE_BOUND, done)
 }
 
 fn free_addr() -> SocketAddr {
@@ -49,28 +47,6 @@ fn start(program: &str, args: &[&str], dir: &std::path::Path, addr: SocketAddr) 
         .spawn()
         .expect("binary starts");
     Running(child)
-}
-
-/// Scrapes `addr` until `done` holds for the text (or panics after 120 s,
-/// or if the program exited before); returns that text.
-fn scrape_until(program: &mut Running, addr: SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let started = Instant::now();
-    loop {
-        if let Ok(text) = scrape(addr) {
-            if done(&text) {
-                return text;
-            }
-        }
-        if let Some(status) = program.0.try_wait().unwrap() {
-            panic!("the program exited ({status}) before {what}");
-        }
-        assert!(started.elapsed() < Duration::from_secs(120), "no scrape of {addr} showed {what} within 120 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn value(text: &str, name: &str) -> f64 {
-    sum(text, name, &[]).unwrap_or(0.0)
 }
 
 /// Every `timely_kafka_` series served is a documented metric.

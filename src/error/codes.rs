@@ -8,7 +8,7 @@
 //! refused, offset deleted by retention) end a source. rust-rdkafka's own
 //! classes (`RDKafkaError::is_retriable`, `is_fatal`, `txn_requires_abort`)
 //! decide for the transactional calls that return them
-//! (`connect/transactional/transactions.rs`).
+//! (`connect/transactional/transactions/failure.rs`).
 
 use super::KafkaErrorCode;
 

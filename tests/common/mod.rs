@@ -12,6 +12,7 @@ use timely_kafka::log::LogBackend;
 use timely_kafka::log::{PartitionReader, PartitionWriter};
 use timely_kafka::{EventConsumer, EventProducer};
 
+pub mod metrics;
 pub mod records;
 pub mod short_end_proxy;
 

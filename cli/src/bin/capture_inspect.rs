@@ -57,10 +57,7 @@ fn parse_position(text: &str) -> std::result::Result<(u32, u64), String> {
 
 fn main() {
     let args = Args::parse();
-    timely_kafka::exit_on_unhandled_failure(PROGRAM);
-    if let Err(error) = run(args) {
-        timely_kafka_cli::fail(PROGRAM, error);
-    }
+    timely_kafka_cli::run_or_fail(PROGRAM, || run(args));
 }
 
 /// One output line: (key, value) pairs.

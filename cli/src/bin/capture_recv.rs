@@ -42,10 +42,7 @@ struct Args {
 fn main() {
     let args = Args::parse();
     cli::keep_freed_memory();
-    timely_kafka::exit_on_unhandled_failure(PROGRAM);
-    if let Err(error) = run(args) {
-        timely_kafka_cli::fail(PROGRAM, error);
-    }
+    timely_kafka_cli::run_or_fail(PROGRAM, || run(args));
 }
 
 fn run(args: Args) -> Result<()> {
@@ -72,7 +69,7 @@ fn run(args: Args) -> Result<()> {
          mb_per_s={:.1}",
         cli::mb_per_s(bytes, seconds)
     );
-    cli::times::write().map_err(|e| timely_kafka::Error::Config(format!("TIMELY_KAFKA_TIMES_LOG: {e}")))?;
+    cli::times::write()?;
     args.metrics.linger();
     Ok(())
 }

@@ -72,7 +72,7 @@ pub struct ChangelogExtent {
 }
 
 /// The key of the aborted probe record every start writes (see
-/// `transactions.rs`): a read_committed reader must never see it.
+/// `transactions/start.rs`): a read_committed reader must never see it.
 pub(super) fn probe_key(writer: &str) -> String {
     format!("{writer}.abort-probe")
 }
