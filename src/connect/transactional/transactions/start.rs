@@ -39,7 +39,7 @@ impl TransactionalWriter {
         timeout: Duration,
     ) -> Result<Self> {
         let what = format!("exactly-once sink (transactional.id '{id}')");
-        // The check costs an admin client and two round trips: it runs
+        // The check costs two round trips: it runs
         // while the producer fences; a timeout it refuses fails both.
         std::thread::scope(|scope| {
             let checked = scope.spawn(|| check_transaction_timeout(log, transaction_timeout, timeout, &what));
