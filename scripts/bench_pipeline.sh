@@ -16,8 +16,11 @@
 #   HISTORY_SMALL, HISTORY_LARGE   input lines before the restarts of the
 #             state section (100000 and 10000000; one 40-word vocabulary)
 #   STATE_KEYS  distinct words of the restore measurement (1000000)
-#   QUICK=1   throughput only: stop after the throughput ratios (no restart
-#             costs, no history or restore sections)
+#   STEADY_LINES, STEADY_READINGS   inputs of the steady-state section
+#             (2000000 and 3000000: ten times the first); STEADY=0 skips it
+#   STEADY_RUNS  runs per mode there (3)
+#   QUICK=1   throughput only: stop after the throughput sections (no
+#             restart costs, no history or restore sections)
 #
 # word_count at least once = kafka_source -> count -> kafka_sink (acks=all,
 # idempotent); exactly once = the same dataflow with the transactional sink
@@ -28,6 +31,11 @@
 # exactly once --replay = the same without declared state. average_temp at
 # least once only prints its buckets; exactly once also writes them through
 # the transactional sink. Both read the input to its current end and stop.
+# The first section is a new pipeline's first run on a small input: the
+# exactly-once runs also pay their first start (creating the progress
+# topic and any changelog, fencing). The steady-state section runs the
+# same modes on ten times the input, where that fixed cost is small
+# against the run: its ratios are the steady-state throughput.
 # Restart costs, word_count exactly once:
 #   start-up           a start on an empty input: the fixed cost of a run
 #   restart-committed  a start on an output where everything is committed:
@@ -108,11 +116,6 @@ measure() {
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 echo "bench_pipeline: brokers $BROKERS, $WORKERS workers, $RUNS runs per mode" >&2
-create_topic "$RUN-lines" 2
-produced=$("$PY" tests/interop/chaos_words.py produce "$BROKERS" "$RUN-lines" "$LINES" 5000 0 1)
-LINE_BYTES=$(echo "$produced" | awk '{print $4}')
-"$E/temp_gen" --brokers "$BROKERS" --topic "$RUN-temps" --count "$READINGS" --rate 0 -w 2 >/dev/null
-TEMP_BYTES=$((READINGS * 16))
 
 # bench MODE_NAME INPUT_RECORDS INPUT_BYTES COMMAND... (OUT in the command is replaced by a fresh topic,
 # compacted with COMPACT=1)
@@ -132,27 +135,48 @@ bench() {
   done
   SECS[$name]=$(printf '%s\n' "${secs[@]}" | median)
   RSS[$name]=$(printf '%s\n' "${rss[@]}" | median)
-  printf '%-22s %8.2f s %10.0f rec/s %7.2f MB/s %6s MiB peak RSS\n' "$name" "${SECS[$name]}" \
+  printf '%-30s %8.2f s %10.0f rec/s %7.2f MB/s %6s MiB peak RSS\n' "$name" "${SECS[$name]}" \
     "$(echo "$records / ${SECS[$name]}" | bc -l)" "$(echo "$bytes / ${SECS[$name]} / 1000000" | bc -l)" "${RSS[$name]}"
 }
-
-echo "word_count: $LINES lines ($LINE_BYTES bytes) in 2 partitions; average_temp: $READINGS readings in 3 partitions"
-WC=("$E/word_count" --brokers "$BROKERS" --input "$RUN-lines" --output OUT -w "$WORKERS")
-AT=("$E/average_temp" --brokers "$BROKERS" --topic "$RUN-temps" -w "$WORKERS")
-bench word_count-alo "$LINES" "$LINE_BYTES" "${WC[@]}"
-COMPACT=1 bench word_count-eo "$LINES" "$LINE_BYTES" "${WC[@]}" --exactly-once
-EO_OUT=$LAST_OUT
-bench word_count-eo-changelog "$LINES" "$LINE_BYTES" "${WC[@]}" --exactly-once --state-changelog
-bench word_count-eo-replay "$LINES" "$LINE_BYTES" "${WC[@]}" --exactly-once --replay
-bench average_temp-alo "$READINGS" "$TEMP_BYTES" "${AT[@]}"
-bench average_temp-eo "$READINGS" "$TEMP_BYTES" "${AT[@]}" --exactly-once --output OUT
-
 ratio() { echo "${SECS[$1]} / ${SECS[$2]}" | bc -l; }
-printf 'throughput ratio exactly-once / at-least-once: word_count %.2f (state in a separate changelog: %.2f; --replay, no state: %.2f), average_temp %.2f\n' \
-  "$(ratio word_count-alo word_count-eo)" "$(ratio word_count-alo word_count-eo-changelog)" \
-  "$(ratio word_count-alo word_count-eo-replay)" "$(ratio average_temp-alo average_temp-eo)"
+
+# throughput PREFIX LINES READINGS: writes both inputs, runs every mode on
+# them (mode names begin with PREFIX) and prints the ratios; sets WC.
+throughput() {
+  local p=$1 lines=$2 readings=$3 line_bytes
+  create_topic "$RUN-${p}lines" 2
+  line_bytes=$("$PY" tests/interop/chaos_words.py produce "$BROKERS" "$RUN-${p}lines" "$lines" 5000 0 1 | awk '{print $4}')
+  "$E/temp_gen" --brokers "$BROKERS" --topic "$RUN-${p}temps" --count "$readings" --rate 0 -w 2 >/dev/null
+  local temp_bytes=$((readings * 16))
+  echo "${p:-first run: }word_count: $lines lines ($line_bytes bytes) in 2 partitions; average_temp: $readings readings in 3 partitions"
+  WC=("$E/word_count" --brokers "$BROKERS" --input "$RUN-${p}lines" --output OUT -w "$WORKERS")
+  local at=("$E/average_temp" --brokers "$BROKERS" --topic "$RUN-${p}temps" -w "$WORKERS")
+  bench "${p}word_count-alo" "$lines" "$line_bytes" "${WC[@]}"
+  COMPACT=1 bench "${p}word_count-eo" "$lines" "$line_bytes" "${WC[@]}" --exactly-once
+  EO_OUT=$LAST_OUT
+  bench "${p}word_count-eo-changelog" "$lines" "$line_bytes" "${WC[@]}" --exactly-once --state-changelog
+  bench "${p}word_count-eo-replay" "$lines" "$line_bytes" "${WC[@]}" --exactly-once --replay
+  bench "${p}average_temp-alo" "$readings" "$temp_bytes" "${at[@]}"
+  bench "${p}average_temp-eo" "$readings" "$temp_bytes" "${at[@]}" --exactly-once --output OUT
+  printf '%sthroughput ratio exactly-once / at-least-once: word_count %.2f (state in a separate changelog: %.2f; --replay, no state: %.2f), average_temp %.2f\n' \
+    "$p" "$(ratio "${p}word_count-alo" "${p}word_count-eo")" "$(ratio "${p}word_count-alo" "${p}word_count-eo-changelog")" \
+    "$(ratio "${p}word_count-alo" "${p}word_count-eo-replay")" "$(ratio "${p}average_temp-alo" "${p}average_temp-eo")"
+}
+
+throughput "" "$LINES" "$READINGS"
+SUMMARY="word_count_ratio=$(ratio word_count-alo word_count-eo) average_temp_ratio=$(ratio average_temp-alo average_temp-eo)"
+if [[ "${STEADY:-1}" != 0 ]]; then
+  first_runs=$RUNS
+  RUNS="${STEADY_RUNS:-3}"
+  WC_FIRST=("${WC[@]}") EO_FIRST=$EO_OUT
+  throughput steady- "${STEADY_LINES:-2000000}" "${STEADY_READINGS:-3000000}"
+  WC=("${WC_FIRST[@]}") EO_OUT=$EO_FIRST
+  RUNS=$first_runs
+  SUMMARY+=" steady_word_count_ratio=$(ratio steady-word_count-alo steady-word_count-eo)"
+  SUMMARY+=" steady_average_temp_ratio=$(ratio steady-average_temp-alo steady-average_temp-eo)"
+fi
 if [[ "${QUICK:-0}" != 0 ]]; then
-  echo "bench_pipeline: word_count_ratio=$(ratio word_count-alo word_count-eo) average_temp_ratio=$(ratio average_temp-alo average_temp-eo) (QUICK: throughput only)"
+  echo "bench_pipeline: $SUMMARY (QUICK: throughput only)"
   exit 0
 fi
 
@@ -188,7 +212,7 @@ for run in $(seq "$RUNS"); do
 done
 printf '%-22s %8.2f s (killed at %.1f s, then the restart that finishes the job)\n' restart-after-kill \
   "$(printf '%s\n' "${restarts[@]}" | median)" "$half"
-echo "bench_pipeline: word_count_ratio=$(ratio word_count-alo word_count-eo) average_temp_ratio=$(ratio average_temp-alo average_temp-eo)"
+echo "bench_pipeline: $SUMMARY"
 
 # Declared state: restart cost against history, restore of a large state.
 HISTORY_SMALL="${HISTORY_SMALL:-100000}"
