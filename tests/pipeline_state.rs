@@ -10,7 +10,8 @@
 //! partition, and nothing is written. The same pipeline with its state
 //! kept in its output topic (`PipelineConfig::state_in_output`) restores
 //! from the output, writes no changelog, and refuses an output whose
-//! settings would delete records.
+//! settings would delete records. A start finds its last commit behind
+//! another writer's records in its progress topic.
 
 mod common;
 
@@ -434,4 +435,34 @@ fn a_state_in_an_output_that_deletes_records_is_refused_naming_it() {
     assert!(message.contains("retention.ms=604800000") && message.contains("cleanup.policy=compact"), "{message}");
     assert!(!message.contains('\n'), "{message}");
     assert!(read_output(&brokers, &output).is_empty(), "a refused start wrote outputs");
+}
+
+#[test]
+fn a_restart_finds_its_last_commit_behind_another_writers_records() {
+    let Some(brokers) = brokers() else { return };
+    let _deadline = common::deadline();
+    let (input, output) = topics(&brokers, "behind");
+    const BATCH: u64 = 500;
+    produce_range(&brokers, &input, PARTITIONS, 0..BATCH, now_ms());
+    let first = run(&brokers, &input, &output, 2, None).unwrap();
+    assert_eq!(first.read, BATCH, "{first:?}");
+    // Another writer's records after this pipeline's last commit, more than
+    // the windows a start reads first from the end (64, then 256 offsets):
+    // the start must look further back, not start over.
+    let progress = format!("{output}.progress");
+    let (_, before) = watermarks(&brokers, &progress, 0);
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    for i in 0..1000 {
+        let payload = format!("not this pipeline's {i}");
+        producer.send(BaseRecord::to(&progress).key("another-writer").payload(&payload)).unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let (_, after) = watermarks(&brokers, &progress, 0);
+    assert_eq!(after - before, 1000, "the other writer's records did not all land");
+    produce_range(&brokers, &input, PARTITIONS, BATCH..2 * BATCH, now_ms());
+    let second = run(&brokers, &input, &output, 3, None).unwrap();
+    // It resumed from its own last commit: only the new records, the whole state.
+    assert_eq!((second.read, second.restored), (BATCH, KEYS), "{second:?}");
+    assert_exact(&brokers, &output, 2 * BATCH);
 }

@@ -3,11 +3,13 @@
 //! Each transaction ends with one progress record in a one-partition
 //! progress topic, keyed by the writer's transactional id. A restart reads
 //! it back only after fencing (so no transaction of an earlier instance can
-//! still commit), and reads *all* of it: the true high watermark first
-//! (read_uncommitted), then every committed record up to it
-//! (read_committed). A read that cannot get there in time is an error,
-//! never "the latest record I saw": a stale progress record would restart
-//! from an older commit and write its outputs twice.
+//! still commit), and reads it *to its end*: the true high watermark first,
+//! then every committed record up to it (read_committed), in windows from
+//! the end backwards until one holds the writer's record, so a restart
+//! reads the last few commits, not every commit the pipeline ever made. A
+//! read that cannot get to the end in time is an error, never "the latest
+//! record I saw": a stale progress record would restart from an older
+//! commit and write its outputs twice.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -107,38 +109,81 @@ pub(super) fn read_progress(
         return Ok((None, false));
     }
     let committed = consumer("read_committed")?;
+    let deadline = Instant::now() + timeout;
+    let mut probe_seen = false;
+    // Windows from the end backwards: the newest window that holds a
+    // committed record of `writer` holds its last one.
+    let (mut end, mut window) = (high, FIRST_WINDOW);
+    loop {
+        let start = end.saturating_sub(window).max(low);
+        let read = read_window(&committed, topic, writer, (start, end), deadline, timeout)?;
+        probe_seen |= read.probe_seen;
+        if read.last.is_some() || start == low {
+            return Ok((read.last, probe_seen));
+        }
+        (end, window) = (start, window.saturating_mul(4));
+    }
+}
+
+/// The offsets the newest window of a progress read covers: 32 commits
+/// of one writer (a record and its transaction marker each). A pipeline
+/// commits every 500 ms by default, and its progress topic is compacted
+/// only once a segment closes (7 days by default): reading it from its
+/// start made a restart's cost grow with the pipeline's age.
+const FIRST_WINDOW: i64 = 64;
+
+/// What one window of the progress topic held.
+struct Window {
+    /// The last committed progress record of the writer in it.
+    last: Option<ProgressRecord>,
+    /// Whether the writer's aborted probe record was visible.
+    probe_seen: bool,
+}
+
+/// Reads offsets `start..end` of partition 0 of `topic` with the
+/// read_committed `consumer`, until its position reaches `end` (transaction
+/// markers included) or the `deadline` passes (an error).
+fn read_window(
+    consumer: &QuickClose<DefaultConsumerContext>,
+    topic: &str,
+    writer: &str,
+    (start, end): (i64, i64),
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Window> {
     let mut list = TopicPartitionList::new();
-    list.add_partition_offset(topic, 0, Offset::Offset(low))
-        .and_then(|()| committed.assign(&list))
+    list.add_partition_offset(topic, 0, Offset::Offset(start))
+        .and_then(|()| consumer.assign(&list))
         .map_err(|e| Error::kafka_from(format!("progress topic '{topic}': cannot assign partition 0"), &e))?;
     let probe = probe_key(writer);
-    let (mut last, mut probe_seen, mut last_error) = (None, false, String::new());
-    let deadline = Instant::now() + timeout;
+    let mut read = Window { last: None, probe_seen: false };
+    let mut last_error = String::new();
     loop {
         // The position passes control records too (transaction markers).
-        let position = committed
+        let position = consumer
             .position()
             .ok()
             .and_then(|list| list.find_partition(topic, 0).and_then(|e| e.offset().to_raw()))
             .unwrap_or(-1);
-        if position >= high {
-            return Ok((last, probe_seen));
+        if position >= end {
+            return Ok(read);
         }
         if Instant::now() >= deadline {
             return Err(Error::kafka(format!(
-                "progress topic '{topic}' partition 0: read_committed reached offset {position} of {high} within \
+                "progress topic '{topic}' partition 0: read_committed reached offset {position} of {end} within \
                  {timeout:?}{last_error} (a transaction of another writer still open?); refusing to resume from a \
                  stale commit"
             )));
         }
         // Short: the partition's last records are transaction markers, which
         // move the position without waking the poll.
-        match committed.poll(Duration::from_millis(10)) {
+        match consumer.poll(Duration::from_millis(10)) {
             None => {}
+            Some(Ok(message)) if message.offset() >= end => {}
             Some(Ok(message)) => {
                 let key = message.key().unwrap_or_default();
                 if key == probe.as_bytes() {
-                    probe_seen = true;
+                    read.probe_seen = true;
                 } else if key == writer.as_bytes() {
                     let progress: ProgressRecord = serde_json::from_slice(message.payload().unwrap_or_default())
                         .map_err(|e| {
@@ -150,7 +195,7 @@ pub(super) fn read_progress(
                                 &e,
                             )
                         })?;
-                    last = Some(progress);
+                    read.last = Some(progress);
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {}
