@@ -11,7 +11,8 @@
 //! kept in its output topic (`PipelineConfig::state_in_output`) restores
 //! from the output, writes no changelog, and refuses an output whose
 //! settings would delete records. A start finds its last commit behind
-//! another writer's records in its progress topic.
+//! another writer's records in its progress topic, and the topics it
+//! creates close their segments within an hour (compaction needs it).
 
 mod common;
 
@@ -20,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -446,6 +447,18 @@ fn a_restart_finds_its_last_commit_behind_another_writers_records() {
     produce_range(&brokers, &input, PARTITIONS, 0..BATCH, now_ms());
     let first = run(&brokers, &input, &output, 2, None).unwrap();
     assert_eq!(first.read, BATCH, "{first:?}");
+    // The topics the pipeline created close their segments within an hour,
+    // so the broker can compact all but the last hour of changes.
+    for topic in [format!("{output}.progress"), changelog_topic(&output, STATE)] {
+        let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+        let described =
+            futures_executor::block_on(admin(&brokers).describe_configs(&[ResourceSpecifier::Topic(&topic)], &options));
+        let resource = described.unwrap().pop().unwrap().unwrap();
+        let get = |key: &str| resource.get(key).and_then(|entry| entry.value.clone());
+        assert_eq!(get("cleanup.policy").as_deref(), Some("compact"), "{topic}");
+        assert_eq!(get("segment.ms").as_deref(), Some("3600000"), "{topic}");
+        assert_eq!(get("segment.bytes").as_deref(), Some("67108864"), "{topic}");
+    }
     // Another writer's records after this pipeline's last commit, more than
     // the windows a start reads first from the end (64, then 256 offsets):
     // the start must look further back, not start over.

@@ -22,9 +22,18 @@ use crate::error::{Error, Result};
 use crate::log::kafka::{KafkaLog, QuickClose, PRODUCER_ONLY};
 use crate::log::LogBackend;
 
-/// How a progress topic is created.
-pub(super) const PROGRESS_TOPIC_CONFIGS: &[(&str, &str)] =
-    &[("cleanup.policy", "compact"), ("retention.ms", "-1"), ("retention.bytes", "-1")];
+/// How a progress topic (and a changelog, and an output that keeps a
+/// state) is created: compacted, nothing deleted by age or size. Its
+/// segments close after an hour or 64 MiB: the broker compacts closed
+/// segments only, and with its defaults (7 days, 1 GiB) a restore would
+/// read up to a week of changes, not the state.
+pub(super) const PROGRESS_TOPIC_CONFIGS: &[(&str, &str)] = &[
+    ("cleanup.policy", "compact"),
+    ("retention.ms", "-1"),
+    ("retention.bytes", "-1"),
+    ("segment.ms", "3600000"),
+    ("segment.bytes", "67108864"),
+];
 
 /// Creates the progress topic if it is missing; refuses one whose settings
 /// would delete commits.
