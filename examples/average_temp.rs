@@ -297,8 +297,7 @@ fn main() {
         worker.dataflow::<u64, _, _>(|scope| {
             let (temperatures, binding) = match &pipeline {
                 Some((pipeline, _)) => {
-                    let (data, binding, _) =
-                        scope.kafka_source_exactly_once(config, &args.topic, pipeline.source_resume(), logic);
+                    let (data, binding, _) = pipeline.source(scope, config, logic);
                     (data, Some(binding))
                 }
                 None => (scope.kafka_source(config, &args.topic, Some(probe.clone()), logic).0, None),

@@ -332,9 +332,7 @@ fn run(args: Args, kafka: KafkaLog) -> timely_kafka::Result<Vec<Report>> {
         let written = w.dataflow::<u64, _, _>(|scope| {
             let (lines, binding, restored) = match &mut pipeline {
                 Some((pipeline, restored)) => {
-                    let resume = pipeline.source_resume();
-                    let (lines, binding, _) =
-                        scope.kafka_source_exactly_once(source_config, &args.input, resume, read_line);
+                    let (lines, binding, _) = pipeline.source(scope, source_config, read_line);
                     (lines, Some(binding), std::mem::take(restored))
                 }
                 None => (scope.kafka_source(source_config, &args.input, None, read_line).0, None, Vec::new()),

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Concat;
-use timely::dataflow::{Stream, StreamVec};
+use timely::dataflow::{Scope, Stream, StreamVec};
 use timely::worker::Worker;
 use timely::ExchangeData;
 
@@ -19,7 +19,7 @@ use super::progress::ProgressRecord;
 use super::state::{self, RestoreStats, StateChanges};
 use super::transactions::TransactionalWriter;
 use super::{budget, metrics, sink, ChangelogExtent, PipelineConfig, PipelineStats};
-use crate::connect::source::SourceResume;
+use crate::connect::source::{BindingStream, KafkaSource, SourceConfig, SourceRecord, SourceResume, SourceStats};
 use crate::error::{Error, Result};
 use crate::runtime::collective::agree;
 use crate::runtime::status::Status;
@@ -45,6 +45,23 @@ impl TransactionalPipeline {
     /// The last commit (frontier 0 and the input's start offsets if none).
     pub fn resume(&self) -> &ProgressRecord {
         &self.resume
+    }
+
+    /// The pipeline's input as an exactly-once Kafka source: the topic
+    /// its configuration names, resumed where the last commit left it.
+    /// The same as `scope.kafka_source_exactly_once(config, input,
+    /// self.source_resume(), logic)` without naming the input twice.
+    pub fn source<'scope, D, L>(
+        &self,
+        scope: Scope<'scope, u64>,
+        config: SourceConfig,
+        logic: L,
+    ) -> (Stream<'scope, u64, Vec<D>>, BindingStream<'scope>, Status<SourceStats>)
+    where
+        D: Clone + 'static,
+        L: FnMut(&SourceRecord<'_>) -> Option<(u64, D)> + 'static,
+    {
+        scope.kafka_source_exactly_once(config, &self.config.input, self.source_resume(), logic)
     }
 
     /// Where the source resumes.
