@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use super::client_errors::ClientErrors;
+use super::retry::retry;
 use super::watermarks::watermarks;
 use super::KafkaLog;
 use crate::error::{Error, Result};
@@ -61,30 +62,38 @@ impl KafkaLog {
     }
 
     /// Creates `topic` with topic-level `configs` (e.g. `cleanup.policy`).
+    /// Transient answers (a controller moving in a rolling restart, a
+    /// timeout) are asked again within the backend's timeout; a try that
+    /// created the topic but lost its answer finds it existing, which is
+    /// success.
     pub(crate) fn create_with_configs(&self, topic: &str, partitions: u32, configs: &[(&str, &str)]) -> Result<()> {
         let admin = self.admin()?;
-        let options = AdminOptions::new().operation_timeout(Some(self.timeout));
-        let mut new_topic = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.replication_factor));
-        for (key, value) in configs {
-            new_topic = new_topic.set(key, value);
-        }
-        let results = futures_executor::block_on(admin.create_topics(&[new_topic], &options)).map_err(|e| {
-            Error::kafka(format!(
-                "create topic '{topic}' with {partitions} partitions: {e} (if the broker does not support \
-                 CreateTopics, create the topic yourself)"
-            ))
-        })?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => {
-                    return Err(Error::kafka(format!(
-                        "create topic '{name}' with {partitions} partitions: {code} (if the broker does not \
-                         support CreateTopics, create the topic yourself)"
-                    )))
+        let created = retry(self.timeout, |_, per_try| {
+            let options = AdminOptions::new()
+                .operation_timeout(Some(per_try))
+                .request_timeout(Some(rdkafka::util::Timeout::After(per_try)));
+            let replication = TopicReplication::Fixed(self.replication_factor);
+            let mut new_topic = NewTopic::new(topic, partitions as i32, replication);
+            for (key, value) in configs {
+                new_topic = new_topic.set(key, value);
+            }
+            for result in futures_executor::block_on(admin.create_topics(&[new_topic], &options))? {
+                match result {
+                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((_, code)) => return Err(KafkaError::AdminOp(code)),
                 }
             }
-        }
+            Ok(())
+        });
+        created.map_err(|e| {
+            Error::kafka_from(
+                format!(
+                    "create topic '{topic}' with {partitions} partitions (if the broker does not support \
+                     CreateTopics, create the topic yourself)"
+                ),
+                &e,
+            )
+        })?;
         self.wait_for_partitions(topic, Some(partitions))
     }
 
